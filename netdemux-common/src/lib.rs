@@ -1,0 +1,180 @@
+//! Types shared by the netdemux XDP program (`netdemux-ebpf`) and its userspace (`netdemux`).
+//!
+//! Everything here is `#[repr(C)]`, fixed-size and free of padding, because the kernel compares
+//! hash keys byte by byte and both sides must agree on every byte. The size asserts at the bottom
+//! fail the build if a field change would break that agreement; bump [`LAYOUT_VERSION`] whenever
+//! a type or a map here changes shape, so a daemon never reuses pinned state it cannot read.
+#![no_std]
+
+/// IANA protocol number of TCP, as found in the IPv4 `protocol` / IPv6 `next header` field.
+pub const PROTO_TCP: u8 = 6;
+/// IANA protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// Address family tag of a [`BindKey`] holding an IPv4 address.
+pub const FAMILY_V4: u8 = 4;
+/// Address family tag of a [`BindKey`] holding an IPv6 address.
+pub const FAMILY_V6: u8 = 6;
+
+/// Version of the pinned-state layout (maps, key and value types). Stored in [`StateInfo`].
+pub const LAYOUT_VERSION: u32 = 1;
+/// Magic number at the start of [`StateInfo`] ("NDMX").
+pub const STATE_MAGIC: u32 = 0x4e44_4d58;
+
+/// Default number of socket addresses the binding table holds (`attach --max-bindings`).
+pub const DEFAULT_MAX_BINDINGS: u32 = 65_536;
+/// Slots in the XSKMAP: the highest RX queue index netdemux can redirect from, plus one.
+pub const MAX_QUEUES: u32 = 256;
+
+/// Names of the maps in the eBPF object. The kernel keeps at most 15 characters of a map name.
+pub mod map_names {
+    /// `PerCpuHashMap<BindKey, BindStats>`: the bound socket addresses and their counters.
+    pub const BINDS: &str = "NDX_BINDS";
+    /// `PerCpuArray<u64>` indexed by [`crate::Counter`].
+    pub const COUNTERS: &str = "NDX_COUNTERS";
+    /// `XskMap` indexed by RX queue.
+    pub const XSKS: &str = "NDX_XSKS";
+    /// `Array<StateInfo>` with one entry, written by userspace when it attaches.
+    pub const INFO: &str = "NDX_INFO";
+}
+
+/// Names of the programs in the eBPF object.
+pub mod program_names {
+    /// The demultiplexer.
+    pub const DEMUX: &str = "netdemux";
+    /// `return XDP_PASS`: the floor the benchmarks compare the demultiplexer with.
+    pub const PASS: &str = "netdemux_pass";
+}
+
+/// The destination socket address of a packet: the key of the binding table.
+///
+/// IPv4 addresses occupy the first four bytes of `addr`, the other twelve are zero. The wildcard
+/// address of a family is all zeros with that family's tag: `0.0.0.0` matches IPv4 packets only,
+/// `[::]` IPv6 packets only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BindKey {
+    /// Address bytes in network order.
+    pub addr: [u8; 16],
+    /// Port in network byte order.
+    pub port: [u8; 2],
+    /// [`PROTO_TCP`] or [`PROTO_UDP`].
+    pub proto: u8,
+    /// [`FAMILY_V4`] or [`FAMILY_V6`].
+    pub family: u8,
+}
+
+impl BindKey {
+    /// The same key with the address replaced by its family's wildcard.
+    #[inline(always)]
+    pub const fn wildcard(&self) -> BindKey {
+        BindKey {
+            addr: [0; 16],
+            port: self.port,
+            proto: self.proto,
+            family: self.family,
+        }
+    }
+
+    /// The port in host byte order.
+    #[inline(always)]
+    pub const fn port(&self) -> u16 {
+        u16::from_be_bytes(self.port)
+    }
+}
+
+/// Per-CPU counters of one binding: frames that matched it and their length on the wire.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BindStats {
+    /// Frames whose destination matched this binding.
+    pub packets: u64,
+    /// Sum of those frames' lengths, Ethernet header included.
+    pub bytes: u64,
+}
+
+/// Slots of the per-CPU verdict counter array.
+///
+/// Every frame the program sees increments [`Counter::Seen`] and exactly one other slot, so
+/// `seen = passed + redirected + redirect_failed` where `passed` is the sum of the `Pass*` slots.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Every frame the program ran on.
+    Seen = 0,
+    /// Matched a binding and went to the AF_XDP socket of its RX queue.
+    Redirected = 1,
+    /// Matched a binding, but no AF_XDP socket serves its RX queue: passed to the kernel.
+    RedirectFailed = 2,
+    /// Passed: not IPv4 or IPv6 (ARP, LLDP, unknown ethertypes).
+    PassNotIp = 3,
+    /// Passed: IP, but not TCP or UDP (ICMP, ESP, ...).
+    PassNotTcpUdp = 4,
+    /// Passed: TCP or UDP to a socket address that is not bound.
+    PassNoBinding = 5,
+    /// Passed: an IPv4 or IPv6 fragment, first or later.
+    PassFragment = 6,
+    /// Passed: truncated or malformed headers.
+    PassMalformed = 7,
+}
+
+impl Counter {
+    /// Number of slots in the counter array.
+    pub const COUNT: u32 = 8;
+    /// The pass reasons, in slot order, with the names the CLI prints.
+    pub const PASS_REASONS: [(Counter, &'static str); 5] = [
+        (Counter::PassNotIp, "not_ip"),
+        (Counter::PassNotTcpUdp, "not_tcp_udp"),
+        (Counter::PassNoBinding, "no_binding"),
+        (Counter::PassFragment, "fragment"),
+        (Counter::PassMalformed, "malformed"),
+    ];
+}
+
+/// XDP attach mode as recorded in [`StateInfo::mode`].
+pub mod attach_mode {
+    /// Native (driver) mode.
+    pub const NATIVE: u32 = 1;
+    /// Generic (skb) mode.
+    pub const SKB: u32 = 2;
+}
+
+/// What userspace records about an attachment, in the one-entry `NDX_INFO` array map.
+///
+/// It lets a later command check that pinned state was made by a compatible build for the same
+/// interface, and lets `status` describe it without guessing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateInfo {
+    /// [`STATE_MAGIC`] once written.
+    pub magic: u32,
+    /// [`LAYOUT_VERSION`] of the build that attached.
+    pub layout_version: u32,
+    /// Interface index the program is attached to.
+    pub ifindex: u32,
+    /// One of [`attach_mode`].
+    pub mode: u32,
+    /// Inode of the network namespace of the interface.
+    pub netns_inode: u64,
+    /// Hash of the eBPF object that was loaded.
+    pub object_hash: u64,
+    /// Capacity of the binding table.
+    pub max_bindings: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<BindKey>() == 20);
+const _: () = assert!(core::mem::align_of::<BindKey>() == 1);
+const _: () = assert!(core::mem::size_of::<BindStats>() == 16);
+const _: () = assert!(core::mem::size_of::<StateInfo>() == 40);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: BindKey is repr(C), has only u8 fields and no padding (size assert above).
+    unsafe impl aya::Pod for super::BindKey {}
+    // SAFETY: BindStats is repr(C) with two u64 fields and no padding.
+    unsafe impl aya::Pod for super::BindStats {}
+    // SAFETY: StateInfo is repr(C), its fields are integers laid out without padding (size 40).
+    unsafe impl aya::Pod for super::StateInfo {}
+}

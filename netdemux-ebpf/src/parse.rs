@@ -1,0 +1,210 @@
+//! Bounds-checked parsing of a frame down to the destination socket address.
+//!
+//! Every read goes through [`Frame::bytes`], which checks the read against the end of the packet,
+//! the way the verifier demands. Offsets that depend on packet contents (IPv4 IHL, IPv6
+//! extension header lengths) are clamped to [`MAX_L4_OFFSET`] so the verifier can bound them.
+//! The result is either the key to look up or the reason the frame goes to the kernel.
+
+use netdemux_common::{BindKey, Counter, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IPV4: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+/// 802.1Q and 802.1ad tags the parser walks through (QinQ).
+const MAX_VLAN_TAGS: usize = 2;
+
+const IPV4_MIN_HLEN: usize = 20;
+const IPV4_FRAG_MASK: u16 = 0x3fff; // MF flag and fragment offset
+const IPV6_HLEN: usize = 40;
+
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_DSTOPTS: u8 = 60;
+/// IPv6 extension headers the parser walks through before giving up (counted as malformed).
+const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+const UDP_HLEN: usize = 8;
+const TCP_MIN_HLEN: usize = 20;
+
+/// Bound on the offset of the L4 header. Real traffic stays far below it (an IPv6 header chain
+/// this long would not be forwarded by routers); it keeps offsets provably small for the verifier.
+const MAX_L4_OFFSET: usize = 1024;
+
+/// A frame between `start` and `end`, the packet pointers of the XDP context.
+pub struct Frame {
+    start: usize,
+    end: usize,
+}
+
+impl Frame {
+    #[inline(always)]
+    pub fn new(start: usize, end: usize) -> Self {
+        Self { start, end }
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// `N` bytes at `off`, or `None` when they run past the end of the frame.
+    #[inline(always)]
+    fn bytes<const N: usize>(&self, off: usize) -> Option<&[u8; N]> {
+        if self.start + off + N > self.end {
+            return None;
+        }
+        // SAFETY: the N bytes at start+off lie inside the packet (checked just above); the
+        // packet is readable for the whole program run and [u8; N] has alignment 1.
+        Some(unsafe { &*((self.start + off) as *const [u8; N]) })
+    }
+
+    /// True when the frame holds at least `off` bytes.
+    #[inline(always)]
+    fn holds(&self, off: usize) -> bool {
+        self.start + off <= self.end
+    }
+}
+
+#[inline(always)]
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+
+/// The binding key of `frame`'s destination, or the pass reason when there is none.
+#[inline(always)]
+pub fn classify(frame: &Frame) -> Result<BindKey, Counter> {
+    let (ethertype, l3) = ethernet(frame)?;
+    match ethertype {
+        ETH_P_IPV4 => ipv4(frame, l3),
+        ETH_P_IPV6 => ipv6(frame, l3),
+        _ => Err(Counter::PassNotIp),
+    }
+}
+
+/// Ethertype after up to [`MAX_VLAN_TAGS`] VLAN tags, and the offset of the L3 header.
+#[inline(always)]
+fn ethernet(frame: &Frame) -> Result<(u16, usize), Counter> {
+    let eth: &[u8; ETH_HLEN] = frame.bytes(0).ok_or(Counter::PassMalformed)?;
+    let mut ethertype = be16([eth[12], eth[13]]);
+    let mut off = ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        // Tag: TCI (2 bytes), then the encapsulated ethertype.
+        let tag: &[u8; 4] = frame.bytes(off).ok_or(Counter::PassMalformed)?;
+        ethertype = be16([tag[2], tag[3]]);
+        off += 4;
+    }
+    Ok((ethertype, off))
+}
+
+#[inline(always)]
+fn ipv4(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
+    let ip: &[u8; IPV4_MIN_HLEN] = frame.bytes(off).ok_or(Counter::PassMalformed)?;
+    if ip[0] >> 4 != 4 {
+        return Err(Counter::PassMalformed);
+    }
+    let ihl = ((ip[0] & 0x0f) as usize) << 2;
+    if ihl < IPV4_MIN_HLEN {
+        return Err(Counter::PassMalformed);
+    }
+    let total_len = be16([ip[2], ip[3]]) as usize;
+    // The datagram must hold its own header and fit in the frame (Ethernet may pad beyond it).
+    if total_len < ihl || !frame.holds(off + total_len) {
+        return Err(Counter::PassMalformed);
+    }
+    if be16([ip[6], ip[7]]) & IPV4_FRAG_MASK != 0 {
+        return Err(Counter::PassFragment);
+    }
+    let proto = ip[9];
+    let mut addr = [0u8; 16];
+    addr[..4].copy_from_slice(&ip[16..20]);
+    let l4 = off + ihl;
+    let port = l4_dst_port(frame, proto, l4, off + total_len)?;
+    Ok(BindKey {
+        addr,
+        port,
+        proto,
+        family: FAMILY_V4,
+    })
+}
+
+#[inline(always)]
+fn ipv6(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
+    let ip: &[u8; IPV6_HLEN] = frame.bytes(off).ok_or(Counter::PassMalformed)?;
+    if ip[0] >> 4 != 6 {
+        return Err(Counter::PassMalformed);
+    }
+    let payload_len = be16([ip[4], ip[5]]) as usize;
+    let ip_end = off + IPV6_HLEN + payload_len;
+    if !frame.holds(ip_end) {
+        return Err(Counter::PassMalformed);
+    }
+    let mut addr = [0u8; 16];
+    addr.copy_from_slice(&ip[24..40]);
+
+    let mut next = ip[6];
+    let mut l4 = off + IPV6_HLEN;
+    for _ in 0..MAX_IPV6_EXT_HEADERS {
+        let len = match next {
+            PROTO_TCP | PROTO_UDP => break,
+            IPPROTO_FRAGMENT => return Err(Counter::PassFragment),
+            IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
+                let ext: &[u8; 2] = frame.bytes(l4).ok_or(Counter::PassMalformed)?;
+                let units = ext[1] as usize;
+                let len = if next == IPPROTO_AH {
+                    // RFC 4302: AH's length is in 4-octet units, minus 2.
+                    (units + 2) << 2
+                } else {
+                    // RFC 8200: length in 8-octet units, not counting the first 8.
+                    (units + 1) << 3
+                };
+                next = ext[0];
+                len
+            }
+            _ => return Err(Counter::PassNotTcpUdp),
+        };
+        l4 += len;
+        if l4 > MAX_L4_OFFSET || l4 > ip_end {
+            return Err(Counter::PassMalformed);
+        }
+    }
+    match next {
+        PROTO_TCP | PROTO_UDP => {}
+        // Still inside a chain longer than we walk.
+        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
+            return Err(Counter::PassMalformed);
+        }
+        _ => return Err(Counter::PassNotTcpUdp),
+    }
+    let port = l4_dst_port(frame, next, l4, ip_end)?;
+    Ok(BindKey {
+        addr,
+        port,
+        proto: next,
+        family: FAMILY_V6,
+    })
+}
+
+/// Destination port of the TCP or UDP header at `l4`, which must end within `ip_end`.
+#[inline(always)]
+fn l4_dst_port(frame: &Frame, proto: u8, l4: usize, ip_end: usize) -> Result<[u8; 2], Counter> {
+    let hlen = match proto {
+        PROTO_UDP => UDP_HLEN,
+        PROTO_TCP => TCP_MIN_HLEN,
+        _ => return Err(Counter::PassNotTcpUdp),
+    };
+    if l4 > MAX_L4_OFFSET || l4 + hlen > ip_end {
+        return Err(Counter::PassMalformed);
+    }
+    let hdr: &[u8; 4] = frame.bytes(l4).ok_or(Counter::PassMalformed)?;
+    if !frame.holds(l4 + hlen) {
+        return Err(Counter::PassMalformed);
+    }
+    Ok([hdr[2], hdr[3]])
+}

@@ -1,0 +1,305 @@
+//! Attaching the program to an interface, detaching it, and describing every attachment.
+//!
+//! The program stays attached through a pinned `bpf_link`, not through the process that attached
+//! it: removing the link pin is what detaches. An attach that fails at any step removes all it
+//! made, so the interface is never left half-configured.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use aya::programs::{ProgramError, XdpMode, links::FdLink};
+use netdemux_common::{LAYOUT_VERSION, STATE_MAGIC, StateInfo, attach_mode};
+use serde::Serialize;
+
+use super::{
+    maps::{DemuxMaps, pin_names},
+    object, state, sys,
+};
+
+/// The attach mode the user asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeRequest {
+    /// Native if the driver supports it, otherwise skb; the result says which.
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode only.
+    Skb,
+}
+
+/// The outcome of a successful attach.
+#[derive(Debug, Serialize)]
+pub struct Attached {
+    /// Interface.
+    pub iface: String,
+    /// `native` or `skb`: the mode actually obtained.
+    pub mode: &'static str,
+    /// Kernel id of the program.
+    pub program_id: u32,
+    /// Kernel id of the link.
+    pub link_id: u32,
+    /// Capacity of the binding table.
+    pub max_bindings: u32,
+    /// Where the pins are.
+    pub pins: PathBuf,
+    /// Why the mode differs from the one preferred, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Removes a half-built state directory unless disarmed.
+struct Cleanup<'a>(Option<&'a Path>);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0 {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn attach_error(err: ProgramError, iface: &str, mode: XdpMode) -> anyhow::Error {
+    let errno = match &err {
+        ProgramError::SyscallError(e) => e.io_error.raw_os_error(),
+        _ => None,
+    };
+    match errno {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => anyhow!(
+            "{iface} already has an XDP program that netdemux did not attach (`ip link show dev \
+             {iface}` shows it): remove it first (ip link set dev {iface} xdp off)"
+        ),
+        Some(libc::EOPNOTSUPP) if mode == XdpMode::Driver => anyhow!(
+            "the driver of {iface} does not support native XDP: use --mode skb (or --mode auto)"
+        ),
+        _ => anyhow::Error::new(err).context(format!("cannot attach XDP to {iface}")),
+    }
+}
+
+/// Loads the program, attaches it to `iface` and pins its maps and link.
+pub fn attach(iface: &str, request: ModeRequest, max_bindings: u32) -> Result<Attached> {
+    if max_bindings == 0 {
+        bail!("--max-bindings must be at least 1");
+    }
+    let ifindex = state::ifindex(iface)?;
+    let final_dir = state::dir_for(iface)?;
+    if final_dir.exists() {
+        return Err(match state::open(iface) {
+            Ok(a) => anyhow!(
+                "netdemux is already attached to {iface} ({} mode, program {}): use it as it is, \
+                 or `netdemux detach --iface {iface}` first",
+                state::mode_name(a.info.mode),
+                a.link.map(|l| l.prog_id).unwrap_or(0)
+            ),
+            Err(e) => e,
+        });
+    }
+    let parent = final_dir
+        .parent()
+        .context("state directory has no parent")?;
+    state::create_dir(parent)?;
+    let tmp = parent.join(format!(
+        "{}{}-{}",
+        state::TMP_PREFIX,
+        std::process::id(),
+        state::encode_dir_name(iface)
+    ));
+    let _ = fs::remove_dir_all(&tmp);
+    state::create_dir(&tmp)?;
+    let mut cleanup = Cleanup(Some(&tmp));
+
+    let mut ebpf = object::open(max_bindings)?;
+    let mut maps = DemuxMaps::take(&mut ebpf, Some(&tmp))?;
+    let program = object::load_demux(&mut ebpf)?;
+
+    let modes: &[XdpMode] = match request {
+        ModeRequest::Auto => &[XdpMode::Driver, XdpMode::Skb],
+        ModeRequest::Native => &[XdpMode::Driver],
+        ModeRequest::Skb => &[XdpMode::Skb],
+    };
+    let mut note = None;
+    let mut attached = None;
+    for &mode in modes {
+        match program.attach_to_if_index(ifindex, mode) {
+            Ok(id) => {
+                attached = Some((id, mode));
+                break;
+            }
+            Err(e) => {
+                let err = attach_error(e, iface, mode);
+                if request == ModeRequest::Auto && mode == XdpMode::Driver {
+                    note = Some(format!(
+                        "native mode refused ({err:#}); attached in skb mode"
+                    ));
+                    continue;
+                }
+                return Err(err);
+            }
+        }
+    }
+    let (link_id, mode) = attached.context("no attach mode was tried")?;
+    let link = program.take_link(link_id)?;
+    let link: FdLink = link.try_into().map_err(|_| {
+        anyhow!("this kernel attached {iface} without a bpf_link, which netdemux needs to pin")
+    })?;
+    let pinned = link
+        .pin(tmp.join(pin_names::LINK))
+        .with_context(|| format!("cannot pin the XDP link in {}", tmp.display()))?;
+    drop(pinned); // the pin keeps the link (and so the attachment) alive
+
+    let info = StateInfo {
+        magic: STATE_MAGIC,
+        layout_version: LAYOUT_VERSION,
+        ifindex,
+        mode: if mode == XdpMode::Driver {
+            attach_mode::NATIVE
+        } else {
+            attach_mode::SKB
+        },
+        netns_inode: state::netns_inode()?,
+        object_hash: object::object_hash(),
+        max_bindings,
+        reserved: 0,
+    };
+    maps.write_info(&info)?;
+    let link = state::pinned_link(&tmp).context("the pinned XDP link cannot be read back")?;
+    fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), final_dir.display()))?;
+    cleanup.0 = None;
+    Ok(Attached {
+        iface: iface.to_string(),
+        mode: state::mode_name(info.mode),
+        program_id: link.prog_id,
+        link_id: link.id,
+        max_bindings,
+        pins: final_dir,
+        note,
+    })
+}
+
+/// The outcome of a successful detach.
+#[derive(Debug, Serialize)]
+pub struct Detached {
+    /// Interface.
+    pub iface: String,
+    /// The link that was removed, if one was still pinned.
+    pub link_id: Option<u32>,
+    /// True when the state was stale (the interface it served was gone).
+    pub stale: bool,
+}
+
+/// Detaches from `iface` (in the current network namespace) and removes every pin.
+pub fn detach(iface: &str) -> Result<Detached> {
+    let dir = state::dir_for(iface)?;
+    if !dir.exists() {
+        bail!(
+            "netdemux is not attached to {iface} in this network namespace: nothing to detach \
+             (`netdemux status` lists attachments)"
+        );
+    }
+    let link = state::pinned_link(&dir);
+    let stale = state::open(iface).is_err();
+    remove_state(&dir)?;
+    if let Some(link) = link {
+        wait_link_gone(link.id, iface)?;
+    }
+    Ok(Detached {
+        iface: iface.to_string(),
+        link_id: link.map(|l| l.id),
+        stale,
+    })
+}
+
+/// Removes a state directory and then its parents if they became empty.
+pub fn remove_state(dir: &Path) -> Result<()> {
+    fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    if let Some(ns) = dir.parent() {
+        state::remove_if_empty(ns);
+        if let Some(root) = ns.parent() {
+            state::remove_if_empty(root);
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the kernel has freed link `id` (it does so shortly after its last reference goes).
+fn wait_link_gone(id: u32, iface: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match sys::link_by_id(id) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(()),
+            _ if Instant::now() >= deadline => bail!(
+                "the pins of {iface} are removed, but its XDP link {id} is still held open by a \
+                 running process (a `netdemux run` daemon?): stop that process to detach"
+            ),
+            _ => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+/// One attachment as `status` reports it.
+#[derive(Debug, Serialize)]
+pub struct StatusEntry {
+    /// Interface name.
+    pub iface: String,
+    /// `init`, the name of a named namespace, or `netns-<inode>`.
+    pub netns: String,
+    /// Interface index recorded at attach time.
+    pub ifindex: u32,
+    /// `native` or `skb`.
+    pub mode: &'static str,
+    /// Program id (0 if the link is gone).
+    pub program_id: u32,
+    /// Link id (0 if the link is gone).
+    pub link_id: u32,
+    /// Number of bindings.
+    pub bindings: usize,
+    /// Capacity of the binding table.
+    pub max_bindings: u32,
+    /// `attached`, or `stale` when the interface it served is gone.
+    pub state: &'static str,
+    /// Where the pins are.
+    pub pins: PathBuf,
+}
+
+/// Every attachment in every network namespace.
+pub fn status() -> Result<Vec<StatusEntry>> {
+    let names = state::named_netns();
+    let mut out = Vec::new();
+    for (ns_key, iface, dir) in state::all_dirs()? {
+        let netns = names
+            .iter()
+            .find(|(k, _)| *k == ns_key)
+            .map(|(_, n)| n.clone())
+            .unwrap_or_else(|| ns_key.clone());
+        let link = state::pinned_link(&dir);
+        let maps = DemuxMaps::open_pinned(&dir).ok();
+        let info = maps
+            .as_ref()
+            .and_then(|m| m.read_info().ok())
+            .unwrap_or_default();
+        let usable = state::check_info(&info, &dir, &iface).is_ok();
+        let live = link.is_some_and(|l| l.ifindex != 0 && l.ifindex == info.ifindex);
+        out.push(StatusEntry {
+            iface,
+            netns,
+            ifindex: info.ifindex,
+            mode: state::mode_name(info.mode),
+            program_id: link.map(|l| l.prog_id).unwrap_or(0),
+            link_id: link.map(|l| l.id).unwrap_or(0),
+            bindings: maps
+                .as_ref()
+                .and_then(|m| m.bindings().ok())
+                .map(|b| b.len())
+                .unwrap_or(0),
+            max_bindings: info.max_bindings,
+            state: if usable && live { "attached" } else { "stale" },
+            pins: dir,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,12 @@
+//! The control plane: loading and attaching the XDP program, its pinned state, and the binding
+//! table and counters that the CLI reads and changes while traffic flows.
+
+pub mod attach;
+pub mod binding;
+pub mod maps;
+pub mod netns;
+pub mod object;
+pub mod privilege;
+pub mod state;
+pub mod stats;
+pub mod sys;

@@ -1,0 +1,5 @@
+//! The `netdemux` command: see `netdemux --help`.
+
+fn main() -> std::process::ExitCode {
+    netdemux::cli::main()
+}

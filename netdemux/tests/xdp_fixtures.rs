@@ -1,0 +1,639 @@
+//! The data plane, table-driven (katran style): every case is a frame, the verdict the program
+//! must return and the exact counter deltas it must leave, run through BPF_PROG_TEST_RUN on the
+//! real program in the kernel. No interface is needed. Requires root.
+//!
+//! No AF_XDP socket is installed here, so a match falls back to the kernel: the verdict is
+//! XDP_PASS and the counter that moves is `redirect_failed`, together with the binding's own
+//! packet and byte counters. (The redirect path with a socket is covered by the AF_XDP tests.)
+
+mod support;
+
+use aya::programs::{TestRun as _, TestRunOptions};
+use netdemux::control::{binding::Binding, maps::DemuxMaps, object};
+use netdemux_common::{BindStats, Counter};
+use support::frames::*;
+
+const XDP_PASS: u32 = 2;
+const DST4: [u8; 4] = [198, 18, 0, 2];
+const OTHER4: [u8; 4] = [198, 18, 0, 9];
+
+/// The binding table every case runs against.
+const BINDINGS: &[(&str, &str)] = &[
+    ("udp", "198.18.0.2:7000"),
+    ("udp", "0.0.0.0:53"),
+    ("udp", "198.18.0.2:53"),
+    ("tcp", "198.18.0.2:80"),
+    ("udp", "[2001:db8::2]:7000"),
+    ("tcp", "[2001:db8::2]:443"),
+    ("tcp", "[::]:8080"),
+    ("tcp", "[2001:db8::2]:8080"),
+];
+
+/// What a case expects: a match of the given binding, or a pass for the given reason.
+enum Want {
+    Hit(&'static str, &'static str),
+    Pass(Counter),
+}
+
+struct Case {
+    name: &'static str,
+    frame: Vec<u8>,
+    want: Want,
+}
+
+fn case(name: &'static str, frame: Vec<u8>, want: Want) -> Case {
+    Case { name, frame, want }
+}
+
+use Want::{Hit, Pass};
+
+fn udp4_frame_with_payload(n: usize) -> Vec<u8> {
+    cat(&[
+        &eth(&[], ETH_IPV4),
+        &ipv4(UDP, DST4, 0, 0, &udp_with_payload(7000, n)),
+    ])
+}
+
+fn cases() -> Vec<Case> {
+    let hit_udp4 = Hit("udp", "198.18.0.2:7000");
+    let mut c = vec![
+        // --- IPv4 hits and misses
+        case("udp4 exact hit", v4(UDP, DST4, 7000), hit_udp4),
+        case(
+            "udp4 other port",
+            v4(UDP, DST4, 7001),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "udp4 other address",
+            v4(UDP, OTHER4, 7000),
+            Pass(Counter::PassNoBinding),
+        ),
+        case("tcp4 hit", v4(TCP, DST4, 80), Hit("tcp", "198.18.0.2:80")),
+        case(
+            "tcp4 to a udp-only port",
+            v4(TCP, DST4, 7000),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "udp4 port 0",
+            v4(UDP, DST4, 0),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "udp4 wildcard hit",
+            v4(UDP, OTHER4, 53),
+            Hit("udp", "0.0.0.0:53"),
+        ),
+        case(
+            "udp4 exact beats wildcard",
+            v4(UDP, DST4, 53),
+            Hit("udp", "198.18.0.2:53"),
+        ),
+        case(
+            "udp4 with payload and ethernet padding",
+            {
+                let mut f = udp4_frame_with_payload(2);
+                f.resize(60, 0); // minimum Ethernet frame: padding past the IP total length
+                f
+            },
+            Hit("udp", "198.18.0.2:7000"),
+        ),
+        case(
+            "udp4 1400-byte payload",
+            udp4_frame_with_payload(1400),
+            Hit("udp", "198.18.0.2:7000"),
+        ),
+        // --- IPv6 hits and misses
+        case(
+            "udp6 hit",
+            v6_frame(UDP, v6(2), 7000),
+            Hit("udp", "[2001:db8::2]:7000"),
+        ),
+        case(
+            "tcp6 hit",
+            v6_frame(TCP, v6(2), 443),
+            Hit("tcp", "[2001:db8::2]:443"),
+        ),
+        case(
+            "tcp6 other port",
+            v6_frame(TCP, v6(2), 444),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "tcp6 wildcard hit",
+            v6_frame(TCP, v6(9), 8080),
+            Hit("tcp", "[::]:8080"),
+        ),
+        case(
+            "tcp6 exact beats wildcard",
+            v6_frame(TCP, v6(2), 8080),
+            Hit("tcp", "[2001:db8::2]:8080"),
+        ),
+        case(
+            "udp6 does not match the v4 wildcard",
+            v6_frame(UDP, v6(2), 53),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "tcp4 does not match the v6 wildcard",
+            v4(TCP, DST4, 8080),
+            Pass(Counter::PassNoBinding),
+        ),
+        // --- VLAN
+        case(
+            "802.1Q udp4 hit",
+            cat(&[
+                &eth(&[VLAN_8021Q], ETH_IPV4),
+                &ipv4(UDP, DST4, 0, 0, &l4(UDP, 7000)),
+            ]),
+            Hit("udp", "198.18.0.2:7000"),
+        ),
+        case(
+            "QinQ (802.1ad + 802.1Q) udp4 hit",
+            cat(&[
+                &eth(&[VLAN_8021AD, VLAN_8021Q], ETH_IPV4),
+                &ipv4(UDP, DST4, 0, 0, &l4(UDP, 7000)),
+            ]),
+            Hit("udp", "198.18.0.2:7000"),
+        ),
+        case(
+            "QinQ tcp6 hit",
+            cat(&[
+                &eth(&[VLAN_8021AD, VLAN_8021Q], ETH_IPV6),
+                &ipv6(TCP, v6(2), &l4(TCP, 443)),
+            ]),
+            Hit("tcp", "[2001:db8::2]:443"),
+        ),
+        case(
+            "three VLAN tags (deeper than parsed)",
+            cat(&[
+                &eth(&[VLAN_8021AD, VLAN_8021Q, VLAN_8021Q], ETH_IPV4),
+                &ipv4(UDP, DST4, 0, 0, &l4(UDP, 7000)),
+            ]),
+            Pass(Counter::PassNotIp),
+        ),
+        case(
+            "VLAN tag truncated",
+            eth(&[], VLAN_8021Q).into_iter().chain([0, 100]).collect(),
+            Pass(Counter::PassMalformed),
+        ),
+        // --- IPv4 header variants
+        case(
+            "udp4 with 4 bytes of options",
+            cat(&[&eth(&[], ETH_IPV4), &ipv4(UDP, DST4, 4, 0, &l4(UDP, 7000))]),
+            Hit("udp", "198.18.0.2:7000"),
+        ),
+        case(
+            "udp4 with 40 bytes of options (IHL 15)",
+            cat(&[&eth(&[], ETH_IPV4), &ipv4(UDP, DST4, 40, 0, &l4(UDP, 7000))]),
+            Hit("udp", "198.18.0.2:7000"),
+        ),
+        case(
+            "tcp4 with options behind QinQ, wildcard-free hit",
+            cat(&[
+                &eth(&[VLAN_8021AD, VLAN_8021Q], ETH_IPV4),
+                &ipv4(TCP, DST4, 12, 0, &l4(TCP, 80)),
+            ]),
+            Hit("tcp", "198.18.0.2:80"),
+        ),
+        case(
+            "udp4 don't-fragment set is not a fragment",
+            cat(&[
+                &eth(&[], ETH_IPV4),
+                &ipv4(UDP, DST4, 0, 0x4000, &l4(UDP, 7000)),
+            ]),
+            Hit("udp", "198.18.0.2:7000"),
+        ),
+        case(
+            "udp4 first fragment (MF)",
+            cat(&[
+                &eth(&[], ETH_IPV4),
+                &ipv4(UDP, DST4, 0, 0x2000, &l4(UDP, 7000)),
+            ]),
+            Pass(Counter::PassFragment),
+        ),
+        case(
+            "udp4 later fragment (offset)",
+            cat(&[
+                &eth(&[], ETH_IPV4),
+                &ipv4(UDP, DST4, 0, 0x00b9, &l4(UDP, 7000)),
+            ]),
+            Pass(Counter::PassFragment),
+        ),
+        case("icmp4", v4(ICMP, DST4, 0), Pass(Counter::PassNotTcpUdp)),
+        case(
+            "udp-lite4 (136)",
+            v4(136, DST4, 7000),
+            Pass(Counter::PassNotTcpUdp),
+        ),
+        // --- IPv6 extension headers
+        case(
+            "udp6 behind hop-by-hop",
+            cat(&[
+                &eth(&[], ETH_IPV6),
+                &ipv6(
+                    HOPOPTS,
+                    v6(2),
+                    &cat(&[&ext(HOPOPTS, UDP, 0), &l4(UDP, 7000)]),
+                ),
+            ]),
+            Hit("udp", "[2001:db8::2]:7000"),
+        ),
+        case(
+            "tcp6 behind hop-by-hop, routing, destination options",
+            cat(&[
+                &eth(&[], ETH_IPV6),
+                &ipv6(
+                    HOPOPTS,
+                    v6(2),
+                    &cat(&[
+                        &ext(HOPOPTS, ROUTING, 1),
+                        &ext(ROUTING, DSTOPTS, 2),
+                        &ext(DSTOPTS, TCP, 0),
+                        &l4(TCP, 443),
+                    ]),
+                ),
+            ]),
+            Hit("tcp", "[2001:db8::2]:443"),
+        ),
+        case(
+            "udp6 behind AH",
+            cat(&[
+                &eth(&[], ETH_IPV6),
+                &ipv6(AH, v6(2), &cat(&[&ext(AH, UDP, 4), &l4(UDP, 7000)])),
+            ]),
+            Hit("udp", "[2001:db8::2]:7000"),
+        ),
+        case(
+            "udp6 fragment header",
+            cat(&[
+                &eth(&[], ETH_IPV6),
+                &ipv6(
+                    FRAGMENT,
+                    v6(2),
+                    &cat(&[&ext(FRAGMENT, UDP, 0), &l4(UDP, 7000)]),
+                ),
+            ]),
+            Pass(Counter::PassFragment),
+        ),
+        case(
+            "udp6 destination options then fragment",
+            cat(&[
+                &eth(&[], ETH_IPV6),
+                &ipv6(
+                    DSTOPTS,
+                    v6(2),
+                    &cat(&[
+                        &ext(DSTOPTS, FRAGMENT, 0),
+                        &ext(FRAGMENT, UDP, 0),
+                        &l4(UDP, 7000),
+                    ]),
+                ),
+            ]),
+            Pass(Counter::PassFragment),
+        ),
+        case(
+            "ipv6 chain of 9 extension headers",
+            {
+                let mut chain = Vec::new();
+                for _ in 0..8 {
+                    chain.extend(ext(DSTOPTS, DSTOPTS, 0));
+                }
+                chain.extend(ext(DSTOPTS, UDP, 0));
+                chain.extend(l4(UDP, 7000));
+                cat(&[&eth(&[], ETH_IPV6), &ipv6(DSTOPTS, v6(2), &chain)])
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "ipv6 chain of 8 extension headers (the most parsed)",
+            {
+                let mut chain = Vec::new();
+                for _ in 0..7 {
+                    chain.extend(ext(DSTOPTS, DSTOPTS, 0));
+                }
+                chain.extend(ext(DSTOPTS, UDP, 0));
+                chain.extend(l4(UDP, 7000));
+                cat(&[&eth(&[], ETH_IPV6), &ipv6(DSTOPTS, v6(2), &chain)])
+            },
+            Hit("udp", "[2001:db8::2]:7000"),
+        ),
+        case(
+            "ipv6 extension header runs past the payload",
+            {
+                let mut f = cat(&[
+                    &eth(&[], ETH_IPV6),
+                    &ipv6(HOPOPTS, v6(2), &ext(HOPOPTS, UDP, 0)),
+                ]);
+                f[14 + 40 + 1] = 4; // claims 40 bytes, carries 8
+                f
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "icmpv6",
+            v6_frame(ICMPV6, v6(2), 0),
+            Pass(Counter::PassNotTcpUdp),
+        ),
+        case(
+            "ipv6 no next header",
+            cat(&[&eth(&[], ETH_IPV6), &ipv6(NO_NEXT, v6(2), &[])]),
+            Pass(Counter::PassNotTcpUdp),
+        ),
+        // --- not IP
+        case("arp", arp(), Pass(Counter::PassNotIp)),
+        case(
+            "lldp",
+            cat(&[&eth(&[], ETH_LLDP), &[0u8; 46]]),
+            Pass(Counter::PassNotIp),
+        ),
+        // --- malformed IP
+        case(
+            "ipv4 IHL 4",
+            {
+                let mut f = v4(UDP, DST4, 7000);
+                f[14] = 0x44;
+                f
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "ipv4 header with version 6",
+            {
+                let mut f = v4(UDP, DST4, 7000);
+                f[14] = 0x65;
+                f
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "ipv4 total length beyond the frame",
+            {
+                let mut f = v4(UDP, DST4, 7000);
+                f[16..18].copy_from_slice(&200u16.to_be_bytes());
+                f
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "ipv4 total length below the header length",
+            {
+                let mut f = v4(UDP, DST4, 7000);
+                f[16..18].copy_from_slice(&12u16.to_be_bytes());
+                f
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "ipv4 total length cuts the UDP header",
+            {
+                let mut f = v4(UDP, DST4, 7000);
+                f[16..18].copy_from_slice(&24u16.to_be_bytes());
+                f
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "ipv6 payload length beyond the frame",
+            {
+                let mut f = v6_frame(UDP, v6(2), 7000);
+                f[18..20].copy_from_slice(&100u16.to_be_bytes());
+                f
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "ipv6 payload length cuts the TCP header",
+            {
+                let mut f = v6_frame(TCP, v6(2), 443);
+                f[18..20].copy_from_slice(&12u16.to_be_bytes());
+                f
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "ipv6 header with version 4",
+            {
+                let mut f = v6_frame(UDP, v6(2), 7000);
+                f[14] = 0x40;
+                f
+            },
+            Pass(Counter::PassMalformed),
+        ),
+    ];
+
+    // Truncation at every header boundary (and one byte short of it): malformed, never a hit.
+    let full_udp4 = v4(UDP, DST4, 7000);
+    for cut in [14, 14 + 19, 14 + 20, 14 + 27] {
+        c.push(case(
+            "udp4 truncated",
+            full_udp4[..cut].to_vec(),
+            Pass(Counter::PassMalformed),
+        ));
+    }
+    let full_tcp4 = v4(TCP, DST4, 80);
+    for cut in [14 + 20 + 4, 14 + 20 + 19] {
+        c.push(case(
+            "tcp4 truncated",
+            full_tcp4[..cut].to_vec(),
+            Pass(Counter::PassMalformed),
+        ));
+    }
+    let full_udp6 = v6_frame(UDP, v6(2), 7000);
+    for cut in [14 + 39, 14 + 40, 14 + 47] {
+        c.push(case(
+            "udp6 truncated",
+            full_udp6[..cut].to_vec(),
+            Pass(Counter::PassMalformed),
+        ));
+    }
+    let vlan_udp4 = cat(&[
+        &eth(&[VLAN_8021Q], ETH_IPV4),
+        &ipv4(UDP, DST4, 0, 0, &l4(UDP, 7000)),
+    ]);
+    c.push(case(
+        "vlan udp4 truncated in the IPv4 header",
+        vlan_udp4[..18 + 10].to_vec(),
+        Pass(Counter::PassMalformed),
+    ));
+    c
+}
+
+struct Harness {
+    ebpf: aya::Ebpf,
+    maps: DemuxMaps,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the data-plane fixtures load BPF programs: run them as root (cargo xtask test does)"
+        );
+        let mut ebpf = object::open(1024).expect("load object");
+        let mut maps = DemuxMaps::take(&mut ebpf, None).expect("maps");
+        object::load_demux(&mut ebpf).expect("the verifier accepts the program");
+        for (proto, addr) in BINDINGS {
+            maps.bind(&Binding::parse(proto, addr).unwrap()).unwrap();
+        }
+        Harness { ebpf, maps }
+    }
+
+    fn run(&self, frame: &[u8]) -> u32 {
+        let prog: &aya::programs::Xdp = self
+            .ebpf
+            .program(netdemux_common::program_names::DEMUX)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let mut out = vec![0u8; frame.len() + 256];
+        prog.test_run(TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..Default::default()
+        })
+        .expect("BPF_PROG_TEST_RUN")
+        .return_value
+    }
+
+    fn binding_counts(&self) -> Vec<(Binding, BindStats)> {
+        self.maps.binding_stats().unwrap()
+    }
+}
+
+#[test]
+fn fixture_table() {
+    let h = Harness::new();
+    let cases = cases();
+    assert!(cases.len() >= 40, "the table has {} cases", cases.len());
+    let mut failures = Vec::new();
+    for c in &cases {
+        let before = h.maps.verdicts().unwrap();
+        let bind_before = h.binding_counts();
+        let verdict = h.run(&c.frame);
+        let delta = h.maps.verdicts().unwrap().since(&before);
+        let bind_after = h.binding_counts();
+
+        let (want_counter, want_binding) = match &c.want {
+            Hit(p, a) => (Counter::RedirectFailed, Some(Binding::parse(p, a).unwrap())),
+            Pass(reason) => (*reason, None),
+        };
+        let mut want = [0u64; Counter::COUNT as usize];
+        want[Counter::Seen as usize] = 1;
+        want[want_counter as usize] = 1;
+
+        let mut moved = Vec::new();
+        for ((b, before), (_, after)) in bind_before.iter().zip(&bind_after) {
+            if after.packets != before.packets || after.bytes != before.bytes {
+                moved.push((
+                    *b,
+                    after.packets - before.packets,
+                    after.bytes - before.bytes,
+                ));
+            }
+        }
+        let want_moved: Vec<_> = want_binding
+            .iter()
+            .map(|b| (*b, 1u64, c.frame.len() as u64))
+            .collect();
+
+        if verdict != XDP_PASS || delta.slots != want || moved != want_moved {
+            failures.push(format!(
+                "{}: verdict {verdict}, counters {:?} (want {:?}), bindings moved {:?} (want {:?})",
+                c.name, delta.slots, want, moved, want_moved
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+
+    // Conservation over the whole run: seen = passed + redirected + redirect_failed.
+    let v = h.maps.verdicts().unwrap();
+    assert_eq!(v.get(Counter::Seen), cases.len() as u64);
+    assert_eq!(
+        v.get(Counter::Seen),
+        v.passed() + v.get(Counter::Redirected) + v.get(Counter::RedirectFailed)
+    );
+}
+
+#[test]
+fn unbind_takes_effect_on_the_next_frame() {
+    let mut h = Harness::new();
+    let frame = v4(UDP, DST4, 7000);
+    let before = h.maps.verdicts().unwrap();
+    h.run(&frame);
+    h.maps
+        .unbind(&Binding::parse("udp", "198.18.0.2:7000").unwrap())
+        .unwrap();
+    h.run(&frame);
+    h.maps
+        .bind(&Binding::parse("udp", "198.18.0.2:7000").unwrap())
+        .unwrap();
+    h.run(&frame);
+    let d = h.maps.verdicts().unwrap().since(&before);
+    assert_eq!(d.get(Counter::Seen), 3);
+    assert_eq!(d.get(Counter::RedirectFailed), 2);
+    assert_eq!(d.get(Counter::PassNoBinding), 1);
+    // Counters start again from zero for a binding that was removed and added back.
+    let stats = h.binding_counts();
+    let (_, s) = stats
+        .iter()
+        .find(|(b, _)| b.addr.to_string() == "198.18.0.2:7000")
+        .unwrap();
+    assert_eq!(s.packets, 1);
+}
+
+#[test]
+fn exact_binding_removed_falls_back_to_wildcard() {
+    let mut h = Harness::new();
+    let frame = v4(UDP, DST4, 53);
+    h.run(&frame);
+    h.maps
+        .unbind(&Binding::parse("udp", "198.18.0.2:53").unwrap())
+        .unwrap();
+    h.run(&frame);
+    let stats = h.binding_counts();
+    let count = |a: &str| {
+        stats
+            .iter()
+            .find(|(b, _)| b.addr.to_string() == a)
+            .map(|(_, s)| s.packets)
+    };
+    assert_eq!(count("0.0.0.0:53"), Some(1));
+    assert_eq!(count("198.18.0.2:53"), None);
+}
+
+#[test]
+fn duplicate_bind_and_absent_unbind_change_nothing() {
+    let mut h = Harness::new();
+    let b = Binding::parse("udp", "198.18.0.2:7000").unwrap();
+    let before = h.maps.bindings().unwrap();
+    let err = h.maps.bind(&b).unwrap_err().to_string();
+    assert!(err.contains("already bound"), "{err}");
+    let absent = Binding::parse("udp", "198.18.0.2:9999").unwrap();
+    let err = h.maps.unbind(&absent).unwrap_err().to_string();
+    assert!(err.contains("not bound"), "{err}");
+    assert_eq!(h.maps.bindings().unwrap(), before);
+}
+
+#[test]
+fn full_table_is_refused_and_left_intact() {
+    let mut ebpf = object::open(2).expect("load object");
+    let mut maps = DemuxMaps::take(&mut ebpf, None).unwrap();
+    maps.bind(&Binding::parse("udp", "198.18.0.2:1").unwrap())
+        .unwrap();
+    maps.bind(&Binding::parse("udp", "198.18.0.2:2").unwrap())
+        .unwrap();
+    let err = maps
+        .bind(&Binding::parse("udp", "198.18.0.2:3").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("table is full (2 entries)"), "{err}");
+    assert_eq!(maps.bindings().unwrap().len(), 2);
+}

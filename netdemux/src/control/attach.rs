@@ -57,7 +57,7 @@ struct Cleanup<'a>(Option<&'a Path>);
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         if let Some(dir) = self.0 {
-            let _ = fs::remove_dir_all(dir);
+            let _ = remove_state(dir);
         }
     }
 }

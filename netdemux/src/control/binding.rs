@@ -63,10 +63,15 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr> {
     let addr = match SocketAddr::from_str(s.trim()) {
         Ok(addr) => addr,
         Err(_) => {
-            if s.parse::<IpAddr>().is_ok() {
-                bail!(
-                    "'{s}' has no port: write ADDR:PORT, e.g. 198.18.0.2:7000 or [2001:db8::2]:7000"
-                )
+            match s.parse::<IpAddr>() {
+                Ok(IpAddr::V4(_)) => {
+                    bail!("'{s}' has no port: write ADDR:PORT, e.g. 198.18.0.2:7000")
+                }
+                Ok(IpAddr::V6(_)) => bail!(
+                    "'{s}' has no port: an IPv6 socket address is written [ADDR]:PORT, \
+                     e.g. [2001:db8::2]:7000"
+                ),
+                Err(_) => {}
             }
             bail!(
                 "'{s}' is not a socket address: write ADDR:PORT, e.g. 198.18.0.2:7000, \

@@ -6,3 +6,4 @@
 
 pub mod cli;
 pub mod control;
+pub mod testbed;

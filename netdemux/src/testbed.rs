@@ -1,0 +1,245 @@
+//! A testbed of two network namespaces joined by a veth pair, for the tests, the demo and the
+//! benchmarks: namespace `a` is the peer (clients and generators), namespace `b` holds the
+//! interface netdemux attaches to.
+//!
+//! Names are unique per process and testbed, so testbeds can coexist; dropping one detaches,
+//! deletes both namespaces (which deletes the veth pair) and removes any pins left for them,
+//! also when the owner panics. Addresses come from 198.18.0.0/15 and 2001:db8::/32 and exist only
+//! inside these namespaces.
+
+use std::{
+    ffi::OsStr,
+    fs::File,
+    net::{Ipv4Addr, Ipv6Addr},
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+};
+
+use anyhow::{Context as _, Result, bail};
+use nix::sched::{CloneFlags, setns};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Address of the peer side (`veth_a`).
+pub const IP_A: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+/// Address of the netdemux side (`veth_b`).
+pub const IP_B: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// IPv6 address of the peer side.
+pub const IP6_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+/// IPv6 address of the netdemux side.
+pub const IP6_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+
+/// Runs a command and returns its output; fails only if it cannot be started.
+pub fn run<S: AsRef<OsStr>>(cmd: &str, args: &[S]) -> Result<Output> {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {cmd}"))
+}
+
+/// Runs a command that must succeed; returns its stdout.
+pub fn must<S: AsRef<OsStr>>(cmd: &str, args: &[S]) -> Result<String> {
+    let out = run(cmd, args)?;
+    if !out.status.success() {
+        let line: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+        bail!(
+            "`{cmd} {}` failed: {}{}",
+            line.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Two namespaces joined by a veth pair, removed on drop.
+pub struct Testbed {
+    /// The peer namespace.
+    pub ns_a: String,
+    /// The namespace netdemux works in.
+    pub ns_b: String,
+    /// The peer's end of the veth pair.
+    pub veth_a: String,
+    /// netdemux's end of the veth pair.
+    pub veth_b: String,
+    /// The `netdemux` binary that [`Testbed::netdemux`] runs.
+    pub bin: PathBuf,
+    ns_b_inode: u64,
+}
+
+impl Testbed {
+    /// A fresh testbed named `<prefix><unique id>`, whose veth ends have `queues` RX and TX
+    /// queues, with IPv4 and IPv6 addresses and resolved neighbours. `bin` is the netdemux binary.
+    pub fn new(prefix: &str, queues: u32, bin: impl Into<PathBuf>) -> Result<Testbed> {
+        if !nix::unistd::geteuid().is_root() {
+            bail!("a testbed creates network namespaces: run as root");
+        }
+        let id = format!(
+            "{}{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        if prefix.len() + id.len() + 1 > 15 {
+            bail!("testbed prefix '{prefix}' too long for an interface name");
+        }
+        let mut tb = Testbed {
+            ns_a: format!("{prefix}{id}a"),
+            ns_b: format!("{prefix}{id}b"),
+            veth_a: format!("{prefix}{id}A"),
+            veth_b: format!("{prefix}{id}B"),
+            bin: bin.into(),
+            ns_b_inode: 0,
+        };
+        must("ip", &["netns", "add", &tb.ns_a])?;
+        // From here on, Drop removes whatever was made.
+        must("ip", &["netns", "add", &tb.ns_b])?;
+        tb.ns_b_inode = std::fs::metadata(format!("/run/netns/{}", tb.ns_b))
+            .map(|m| m.ino())
+            .unwrap_or(0);
+        let q = queues.to_string();
+        must(
+            "ip",
+            &[
+                "link",
+                "add",
+                &tb.veth_a,
+                "netns",
+                &tb.ns_a,
+                "numrxqueues",
+                &q,
+                "numtxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &tb.veth_b,
+                "netns",
+                &tb.ns_b,
+                "numrxqueues",
+                &q,
+                "numtxqueues",
+                &q,
+            ],
+        )?;
+        for (ns, dev, v4, v6) in [
+            (&tb.ns_a, &tb.veth_a, "198.18.0.1/24", "2001:db8::1/64"),
+            (&tb.ns_b, &tb.veth_b, "198.18.0.2/24", "2001:db8::2/64"),
+        ] {
+            must("ip", &["-n", ns, "addr", "add", v4, "dev", dev])?;
+            must("ip", &["-n", ns, "addr", "add", v6, "dev", dev, "nodad"])?;
+            must("ip", &["-n", ns, "link", "set", dev, "up"])?;
+            must("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        tb.resolve_neighbours()?;
+        Ok(tb)
+    }
+
+    /// Resolves both sides' neighbour entries (ARP and ND), so the first datagrams are not
+    /// queued (and, past the kernel's small unresolved queue, dropped) behind resolution.
+    pub fn resolve_neighbours(&self) -> Result<()> {
+        for (ns, v4, v6) in [
+            (&self.ns_a, "198.18.0.2", "2001:db8::2"),
+            (&self.ns_b, "198.18.0.1", "2001:db8::1"),
+        ] {
+            // -w: keep probing (the link may still be coming up) until one reply, up to 5 s.
+            must(
+                "ip",
+                &[
+                    "netns", "exec", ns, "ping", "-c", "1", "-i", "0.1", "-w", "5", v4,
+                ],
+            )?;
+            must(
+                "ip",
+                &[
+                    "netns", "exec", ns, "ping", "-6", "-c", "1", "-i", "0.1", "-w", "5", v6,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Runs `netdemux --netns <ns_b> ARGS`.
+    pub fn netdemux(&self, args: &[&str]) -> Result<Output> {
+        let mut full = vec!["--netns", self.ns_b.as_str()];
+        full.extend_from_slice(args);
+        Command::new(&self.bin)
+            .args(&full)
+            .output()
+            .with_context(|| format!("cannot run {}", self.bin.display()))
+    }
+
+    /// Like [`Self::netdemux`], but the command must succeed; returns stdout.
+    pub fn netdemux_ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.netdemux(args)?;
+        if !out.status.success() {
+            bail!(
+                "netdemux {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `stats --json` of `veth_b`, parsed.
+    pub fn stats(&self) -> Result<serde_json::Value> {
+        let out = self.netdemux_ok(&["stats", "--iface", &self.veth_b, "--json"])?;
+        serde_json::from_str(&out).context("stats --json is not JSON")
+    }
+
+    /// Frames the kernel dropped on `veth_a`'s transmit side (the peer's ring full), from
+    /// `ip -s link`: veth's own loss, before any XDP program runs.
+    pub fn sender_tx_dropped(&self) -> Result<u64> {
+        let out = must(
+            "ip",
+            &[
+                "-n",
+                &self.ns_a,
+                "-j",
+                "-s",
+                "link",
+                "show",
+                "dev",
+                &self.veth_a,
+            ],
+        )?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("ip -j is not JSON")?;
+        v[0]["stats64"]["tx"]["dropped"]
+            .as_u64()
+            .context("ip -s -j shows no tx dropped counter")
+    }
+
+    /// Where the pins of namespace `b` live.
+    pub fn pin_dir(&self) -> PathBuf {
+        Path::new("/sys/fs/bpf/netdemux").join(format!("netns-{}", self.ns_b_inode))
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let _ = self.netdemux(&["detach", "--iface", &self.veth_b]);
+        let _ = run("ip", &["netns", "del", &self.ns_a]);
+        let _ = run("ip", &["netns", "del", &self.ns_b]);
+        if self.ns_b_inode != 0 {
+            let _ = std::fs::remove_dir_all(self.pin_dir());
+            let _ = std::fs::remove_dir("/sys/fs/bpf/netdemux");
+        }
+    }
+}
+
+/// Runs `f` on a new thread that lives in the named network namespace `ns`.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    thread::spawn(move || {
+        let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        setns(&file, CloneFlags::CLONE_NEWNET).expect("setns into a test namespace");
+        f()
+    })
+}

@@ -30,8 +30,10 @@ pub const MAX_QUEUES: u32 = 256;
 pub mod map_names {
     /// `PerCpuHashMap<BindKey, BindStats>`: the bound socket addresses and their counters.
     pub const BINDS: &str = "NDX_BINDS";
-    /// `PerCpuArray<u64>` indexed by [`crate::Counter`].
+    /// `PerCpuArray<Counters>` with one entry: the verdict counters.
     pub const COUNTERS: &str = "NDX_COUNTERS";
+    /// `Array<u32>` indexed by [`crate::port_slot`]: how many bindings a (protocol, port) has.
+    pub const PORTS: &str = "NDX_PORTS";
     /// `XskMap` indexed by RX queue.
     pub const XSKS: &str = "NDX_XSKS";
     /// `Array<StateInfo>` with one entry, written by userspace when it attaches.
@@ -48,16 +50,19 @@ pub mod program_names {
 
 /// The destination socket address of a packet: the key of the binding table.
 ///
-/// IPv4 addresses occupy the first four bytes of `addr`, the other twelve are zero. The wildcard
-/// address of a family is all zeros with that family's tag: `0.0.0.0` matches IPv4 packets only,
-/// `[::]` IPv6 packets only.
+/// In memory the key is 16 address bytes in network order (an IPv4 address in the first four,
+/// the other twelve zero), then the port in network order, the protocol and the family tag. The
+/// address is held as four words and the port as one so the XDP program builds and clears keys
+/// with word stores; use [`BindKey::new`], [`BindKey::addr_octets`] and [`BindKey::port`] rather
+/// than reading the words. The wildcard address of a family is all zeros with that family's tag:
+/// `0.0.0.0` matches IPv4 packets only, `[::]` IPv6 packets only.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BindKey {
-    /// Address bytes in network order.
-    pub addr: [u8; 16],
-    /// Port in network byte order.
-    pub port: [u8; 2],
+    /// Address bytes in network order, four per word (`u32::from_ne_bytes` of each quarter).
+    pub addr: [u32; 4],
+    /// Port bytes in network order (`u16::from_ne_bytes` of the two bytes on the wire).
+    pub port: u16,
     /// [`PROTO_TCP`] or [`PROTO_UDP`].
     pub proto: u8,
     /// [`FAMILY_V4`] or [`FAMILY_V6`].
@@ -65,11 +70,39 @@ pub struct BindKey {
 }
 
 impl BindKey {
+    /// A key from address bytes (network order), a port in host order, protocol and family.
+    pub const fn new(addr: [u8; 16], port: u16, proto: u8, family: u8) -> BindKey {
+        const fn w(a: &[u8; 16], i: usize) -> u32 {
+            u32::from_ne_bytes([a[i], a[i + 1], a[i + 2], a[i + 3]])
+        }
+        BindKey {
+            addr: [w(&addr, 0), w(&addr, 4), w(&addr, 8), w(&addr, 12)],
+            port: u16::from_ne_bytes(port.to_be_bytes()),
+            proto,
+            family,
+        }
+    }
+
+    /// The address bytes in network order.
+    pub const fn addr_octets(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        let mut i = 0;
+        while i < 4 {
+            let b = self.addr[i].to_ne_bytes();
+            out[i * 4] = b[0];
+            out[i * 4 + 1] = b[1];
+            out[i * 4 + 2] = b[2];
+            out[i * 4 + 3] = b[3];
+            i += 1;
+        }
+        out
+    }
+
     /// The same key with the address replaced by its family's wildcard.
     #[inline(always)]
     pub const fn wildcard(&self) -> BindKey {
         BindKey {
-            addr: [0; 16],
+            addr: [0; 4],
             port: self.port,
             proto: self.proto,
             family: self.family,
@@ -79,7 +112,21 @@ impl BindKey {
     /// The port in host byte order.
     #[inline(always)]
     pub const fn port(&self) -> u16 {
-        u16::from_be_bytes(self.port)
+        u16::from_be_bytes(self.port.to_ne_bytes())
+    }
+}
+
+/// Entries of the port map: one per (protocol, port), UDP first, then TCP.
+pub const PORT_SLOTS: u32 = 2 * 65_536;
+
+/// Index in the port map of `proto` (a protocol number) and `port` (host order); `None` for a
+/// protocol netdemux does not bind.
+#[inline(always)]
+pub const fn port_slot(proto: u8, port: u16) -> Option<u32> {
+    match proto {
+        PROTO_UDP => Some(port as u32),
+        PROTO_TCP => Some(65_536 + port as u32),
+        _ => None,
     }
 }
 
@@ -116,6 +163,14 @@ pub enum Counter {
     PassFragment = 6,
     /// Passed: truncated or malformed headers.
     PassMalformed = 7,
+}
+
+/// The verdict counters of one CPU: one `u64` per [`Counter`] slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Indexed by [`Counter`].
+    pub slots: [u64; Counter::COUNT as usize],
 }
 
 impl Counter {
@@ -165,16 +220,19 @@ pub struct StateInfo {
 }
 
 const _: () = assert!(core::mem::size_of::<BindKey>() == 20);
-const _: () = assert!(core::mem::align_of::<BindKey>() == 1);
+const _: () = assert!(core::mem::align_of::<BindKey>() == 4);
 const _: () = assert!(core::mem::size_of::<BindStats>() == 16);
 const _: () = assert!(core::mem::size_of::<StateInfo>() == 40);
+const _: () = assert!(core::mem::size_of::<Counters>() == 64);
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: BindKey is repr(C), has only u8 fields and no padding (size assert above).
+    // SAFETY: BindKey is repr(C), its integer fields leave no padding (size 20, align 4).
     unsafe impl aya::Pod for super::BindKey {}
     // SAFETY: BindStats is repr(C) with two u64 fields and no padding.
     unsafe impl aya::Pod for super::BindStats {}
+    // SAFETY: Counters is repr(C), an array of u64 without padding.
+    unsafe impl aya::Pod for super::Counters {}
     // SAFETY: StateInfo is repr(C), its fields are integers laid out without padding (size 40).
     unsafe impl aya::Pod for super::StateInfo {}
 }

@@ -10,18 +10,21 @@ mod maps;
 mod parse;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use maps::{BINDS, XSKS, count};
-use netdemux_common::{BindKey, Counter};
+use maps::{BINDS, Count, PORTS, XSKS};
+use netdemux_common::{BindKey, Counter, port_slot};
 use parse::{Frame, classify};
 
 #[xdp]
 pub fn netdemux(ctx: XdpContext) -> u32 {
-    count(Counter::Seen);
+    let Some(count) = Count::this_cpu() else {
+        return xdp_action::XDP_PASS; // unreachable: index 0 of an array map always exists
+    };
+    count.add(Counter::Seen);
     let frame = Frame::new(ctx.data(), ctx.data_end());
     match classify(&frame) {
-        Ok(key) => deliver(&ctx, &frame, &key),
+        Ok(mut key) => deliver(&ctx, &frame, &mut key, &count),
         Err(reason) => {
-            count(reason);
+            count.add(reason);
             xdp_action::XDP_PASS
         }
     }
@@ -29,16 +32,36 @@ pub fn netdemux(ctx: XdpContext) -> u32 {
 
 /// Looks `key` up (exact address first, then the family's wildcard) and redirects on a match.
 #[inline(always)]
-fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey) -> u32 {
-    let stats = match BINDS.get_ptr_mut(key) {
+#[allow(
+    clippy::needless_borrows_for_generic_args,
+    reason = "look the key up where it is, without a 20-byte copy per lookup"
+)]
+fn deliver(ctx: &XdpContext, frame: &Frame, key: &mut BindKey, count: &Count) -> u32 {
+    // Most frames go to ports nothing is bound on: one array lookup settles those.
+    let bound_on_port = port_slot(key.proto, key.port())
+        .and_then(|slot| PORTS.get(slot))
+        .is_some_and(|&n| n != 0);
+    if !bound_on_port {
+        count.add(Counter::PassNoBinding);
+        return xdp_action::XDP_PASS;
+    }
+    let stats = match BINDS.get_ptr_mut(&*key) {
         Some(stats) => stats,
-        None => match BINDS.get_ptr_mut(key.wildcard()) {
-            Some(stats) => stats,
-            None => {
-                count(Counter::PassNoBinding);
-                return xdp_action::XDP_PASS;
+        None => {
+            // Same key, wildcard address: cleared in place, no second key on the stack.
+            for word in key.addr.iter_mut() {
+                // SAFETY: `word` is a valid, aligned u32 of the key on our stack. Volatile only
+                // so LLVM keeps four stores instead of calling an out-of-line memset.
+                unsafe { core::ptr::write_volatile(word, 0) };
             }
-        },
+            match BINDS.get_ptr_mut(&*key) {
+                Some(stats) => stats,
+                None => {
+                    count.add(Counter::PassNoBinding);
+                    return xdp_action::XDP_PASS;
+                }
+            }
+        }
     };
     // SAFETY: `stats` is this CPU's value of a per-CPU hash entry, valid for this run (RCU); no
     // other CPU writes it and XDP runs without preemption.
@@ -49,11 +72,11 @@ fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey) -> u32 {
     // The low bits of the flags are the action when the queue has no socket: the kernel gets it.
     match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
         Ok(action) => {
-            count(Counter::Redirected);
+            count.add(Counter::Redirected);
             action
         }
         Err(fallback) => {
-            count(Counter::RedirectFailed);
+            count.add(Counter::RedirectFailed);
             fallback
         }
     }

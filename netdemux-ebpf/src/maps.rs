@@ -4,16 +4,23 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, PerCpuArray, PerCpuHashMap, XskMap},
 };
-use netdemux_common::{BindKey, BindStats, Counter, DEFAULT_MAX_BINDINGS, MAX_QUEUES, StateInfo};
+use netdemux_common::{
+    BindKey, BindStats, Counter, Counters, DEFAULT_MAX_BINDINGS, MAX_QUEUES, PORT_SLOTS, StateInfo,
+};
 
 /// Bound socket addresses and their per-CPU counters. Userspace resizes it at load time.
 #[map(name = "NDX_BINDS")]
 pub static BINDS: PerCpuHashMap<BindKey, BindStats> =
     PerCpuHashMap::with_max_entries(DEFAULT_MAX_BINDINGS, 0);
 
-/// Per-CPU verdict counters, indexed by [`Counter`].
+/// Per-CPU verdict counters: one entry, looked up once per frame.
 #[map(name = "NDX_COUNTERS")]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+
+/// Number of bindings per (protocol, port): a frame to a port with none is passed after one
+/// array lookup instead of two hash lookups.
+#[map(name = "NDX_PORTS")]
+pub static PORTS: Array<u32> = Array::with_max_entries(PORT_SLOTS, 0);
 
 /// The AF_XDP socket of each RX queue.
 #[map(name = "NDX_XSKS")]
@@ -23,12 +30,22 @@ pub static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 #[map(name = "NDX_INFO")]
 pub static INFO: Array<StateInfo> = Array::with_max_entries(1, 0);
 
-/// Adds one to this CPU's slot of `counter`.
-#[inline(always)]
-pub fn count(counter: Counter) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: the pointer is this CPU's slot of a per-CPU array; XDP programs are not
-        // preempted or migrated while they run, so nothing else writes it concurrently.
-        unsafe { *slot += 1 };
+/// This CPU's verdict counters.
+pub struct Count(*mut Counters);
+
+impl Count {
+    /// This CPU's counters, or `None` if the map cannot be read (it always can: an array).
+    #[inline(always)]
+    pub fn this_cpu() -> Option<Count> {
+        COUNTERS.get_ptr_mut(0).map(Count)
+    }
+
+    /// Adds one to `counter`.
+    #[inline(always)]
+    pub fn add(&self, counter: Counter) {
+        // SAFETY: the pointer is this CPU's entry of a per-CPU array, valid for the whole run;
+        // XDP programs are not preempted or migrated while they run, so nothing else writes it.
+        // The index is a Counter discriminant, below Counter::COUNT, the array's length.
+        unsafe { (*self.0).slots[counter as usize] += 1 };
     }
 }

@@ -122,12 +122,10 @@ fn ipv4(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
         return Err(Counter::PassFragment);
     }
     let proto = ip[9];
-    let mut addr = [0u8; 16];
-    addr[..4].copy_from_slice(&ip[16..20]);
     let l4 = off + ihl;
     let port = l4_dst_port(frame, proto, l4, off + total_len)?;
     Ok(BindKey {
-        addr,
+        addr: [word(ip, 16), 0, 0, 0],
         port,
         proto,
         family: FAMILY_V4,
@@ -145,8 +143,7 @@ fn ipv6(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
     if !frame.holds(ip_end) {
         return Err(Counter::PassMalformed);
     }
-    let mut addr = [0u8; 16];
-    addr.copy_from_slice(&ip[24..40]);
+    let addr = [word(ip, 24), word(ip, 28), word(ip, 32), word(ip, 36)];
 
     let mut next = ip[6];
     let mut l4 = off + IPV6_HLEN;
@@ -191,9 +188,16 @@ fn ipv6(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
     })
 }
 
-/// Destination port of the TCP or UDP header at `l4`, which must end within `ip_end`.
+/// Four bytes at `at` as a word whose memory holds them in order (a [`BindKey`] address word).
 #[inline(always)]
-fn l4_dst_port(frame: &Frame, proto: u8, l4: usize, ip_end: usize) -> Result<[u8; 2], Counter> {
+fn word<const N: usize>(b: &[u8; N], at: usize) -> u32 {
+    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Destination port of the TCP or UDP header at `l4`, which must end within `ip_end`: two
+/// bytes in network order, as a [`BindKey`] holds them.
+#[inline(always)]
+fn l4_dst_port(frame: &Frame, proto: u8, l4: usize, ip_end: usize) -> Result<u16, Counter> {
     let hlen = match proto {
         PROTO_UDP => UDP_HLEN,
         PROTO_TCP => TCP_MIN_HLEN,
@@ -206,5 +210,5 @@ fn l4_dst_port(frame: &Frame, proto: u8, l4: usize, ip_end: usize) -> Result<[u8
     if !frame.holds(l4 + hlen) {
         return Err(Counter::PassMalformed);
     }
-    Ok([hdr[2], hdr[3]])
+    Ok(u16::from_ne_bytes([hdr[2], hdr[3]]))
 }

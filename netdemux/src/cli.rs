@@ -199,12 +199,14 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bind { binding } => {
             let b = Binding::parse(&binding.proto, &binding.addr)?;
             let mut a = state::open(&binding.iface.iface)?;
+            let _lock = a.lock()?;
             a.maps.bind(&b)?;
             println!("bound {b} on {}", a.iface);
         }
         Command::Unbind { binding } => {
             let b = Binding::parse(&binding.proto, &binding.addr)?;
             let mut a = state::open(&binding.iface.iface)?;
+            let _lock = a.lock()?;
             a.maps.unbind(&b)?;
             println!("unbound {b} on {}", a.iface);
         }

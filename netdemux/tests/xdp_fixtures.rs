@@ -637,3 +637,46 @@ fn full_table_is_refused_and_left_intact() {
     assert!(err.contains("table is full (2 entries)"), "{err}");
     assert_eq!(maps.bindings().unwrap().len(), 2);
 }
+
+#[test]
+fn port_counts_follow_bindings_and_gate_the_lookup() {
+    let mut h = Harness::new();
+    let slot = netdemux_common::port_slot(17, 7000).unwrap();
+    assert_eq!(
+        h.maps.port_count(slot).unwrap(),
+        2,
+        "udp v4 and v6 bindings on port 7000"
+    );
+    // A refused duplicate leaves the count as it was.
+    assert!(
+        h.maps
+            .bind(&Binding::parse("udp", "198.18.0.2:7000").unwrap())
+            .is_err()
+    );
+    assert_eq!(h.maps.port_count(slot).unwrap(), 2);
+
+    h.maps
+        .unbind(&Binding::parse("udp", "198.18.0.2:7000").unwrap())
+        .unwrap();
+    assert_eq!(h.maps.port_count(slot).unwrap(), 1);
+    let before = h.maps.verdicts().unwrap();
+    h.run(&v6_frame(UDP, v6(2), 7000)); // the other binding on the port still matches
+    h.run(&v4(UDP, DST4, 7000));
+    let d = h.maps.verdicts().unwrap().since(&before);
+    assert_eq!(d.get(Counter::RedirectFailed), 1);
+    assert_eq!(d.get(Counter::PassNoBinding), 1);
+
+    h.maps
+        .unbind(&Binding::parse("udp", "[2001:db8::2]:7000").unwrap())
+        .unwrap();
+    assert_eq!(h.maps.port_count(slot).unwrap(), 0);
+    // A binding written behind the port map's back is not seen: the count gates the lookup.
+    let cpus = aya::util::nr_cpus().unwrap();
+    let zeros = aya::maps::PerCpuValues::try_from(vec![BindStats::default(); cpus]).unwrap();
+    let key = Binding::parse("udp", "198.18.0.2:7000").unwrap().key();
+    h.maps.binds.insert(key, zeros, 0).unwrap();
+    let before = h.maps.verdicts().unwrap();
+    h.run(&v4(UDP, DST4, 7000));
+    let d = h.maps.verdicts().unwrap().since(&before);
+    assert_eq!(d.get(Counter::PassNoBinding), 1);
+}

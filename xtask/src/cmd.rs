@@ -6,7 +6,10 @@ use anyhow::{Context as _, Result, bail};
 
 /// A command line for messages.
 pub fn line(program: &str, args: &[&str]) -> String {
-    std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ")
+    std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs a command with inherited stdio; fails if it does not succeed.
@@ -47,9 +50,4 @@ pub fn stdout(program: &str, args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// True when the command runs and succeeds (output discarded).
-pub fn succeeds(program: &str, args: &[&str]) -> bool {
-    output(program, args).is_ok_and(|o| o.status.success())
 }

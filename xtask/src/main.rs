@@ -1,1 +1,147 @@
-fn main() {}
+//! netdemux developer tasks. Run from the workspace root as `cargo xtask <task>`:
+//!
+//! - `setup`: install what a fresh machine lacks (Debian packages, nightly rust-src, bpf-linker)
+//! - `build`: release build of `netdemux` (the XDP program is embedded by its build script)
+//! - `test`:  setup, then fmt check, clippy -D warnings, unit tests, BPF_PROG_TEST_RUN fixtures,
+//!   netns integration tests, and a short demo run (needs root)
+//! - `demo [--duration SECS]`: setup, build, and the demo on a veth testbed (needs root)
+//! - `bench [xdp] [--quick]`: setup, then the benchmarks (needs root)
+
+mod cmd;
+mod setup;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::{Result, bail};
+
+const USAGE: &str =
+    "usage: cargo xtask <setup | build | test | demo [--duration SECS] | bench [xdp] [--quick]>";
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Err(e) = std::env::set_current_dir(workspace_root()) {
+        eprintln!("xtask: cannot enter the workspace root: {e}");
+        return ExitCode::FAILURE;
+    }
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[&str]) -> Result<()> {
+    match args {
+        ["setup"] => setup::setup(),
+        ["build"] => {
+            setup::setup()?;
+            cmd::run("cargo", &["build", "--release", "-p", "netdemux"])
+        }
+        ["test"] => test(),
+        ["demo", rest @ ..] => demo(rest),
+        ["bench", rest @ ..] => bench(rest),
+        ["help" | "--help" | "-h"] | [] => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("unknown task {args:?}\n{USAGE}"),
+    }
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "`cargo xtask {what}` loads BPF programs and creates network namespaces: run it as root"
+        );
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    require_root("test")?;
+    setup::setup()?;
+    println!("== cargo fmt --check");
+    cmd::run("cargo", &["fmt", "--all", "--check"])?;
+    println!("== cargo clippy -D warnings");
+    cmd::run(
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    println!("== cargo test (unit, BPF_PROG_TEST_RUN fixtures, netns integration)");
+    cmd::run("cargo", &["test", "--workspace"])?;
+    println!("== demo (short)");
+    cmd::run(
+        "cargo",
+        &[
+            "run",
+            "-q",
+            "-p",
+            "netdemux",
+            "--example",
+            "demo",
+            "--",
+            "--duration",
+            "3",
+        ],
+    )?;
+    Ok(())
+}
+
+fn demo(rest: &[&str]) -> Result<()> {
+    require_root("demo")?;
+    let duration = match rest {
+        [] => "10",
+        ["--duration", secs] => secs,
+        _ => bail!("usage: cargo xtask demo [--duration SECS]"),
+    };
+    setup::setup()?;
+    cmd::run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "netdemux",
+            "--bins",
+            "--examples",
+        ],
+    )?;
+    cmd::run("target/release/examples/demo", &["--duration", duration])
+}
+
+fn bench(rest: &[&str]) -> Result<()> {
+    require_root("bench")?;
+    let mut quick = false;
+    let mut which = "xdp";
+    for arg in rest {
+        match *arg {
+            "--quick" => quick = true,
+            "xdp" | "all" => which = "xdp",
+            other => bail!("unknown benchmark '{other}' (available: xdp, all)"),
+        }
+    }
+    setup::setup()?;
+    let mut args = vec!["bench", "-p", "netdemux", "--bench", which, "--"];
+    if quick {
+        args.push("--quick");
+    }
+    cmd::run("cargo", &args)
+}

@@ -50,7 +50,10 @@ fn missing_packages() -> Vec<&'static str> {
 /// Runs every step.
 pub fn setup() -> Result<()> {
     let missing = missing_packages();
-    let apt_manual = format!("apt-get update && apt-get install -y {}", PACKAGES.join(" "));
+    let apt_manual = format!(
+        "apt-get update && apt-get install -y {}",
+        PACKAGES.join(" ")
+    );
     step("debian packages", &apt_manual, || {
         if missing.is_empty() {
             return Ok(false);
@@ -58,7 +61,11 @@ pub fn setup() -> Result<()> {
         if !nix::unistd::geteuid().is_root() {
             bail!("missing {}, and installing needs root", missing.join(" "));
         }
-        cmd::run_env("apt-get", &["update", "-q"], &[("DEBIAN_FRONTEND", "noninteractive")])?;
+        cmd::run_env(
+            "apt-get",
+            &["update", "-q"],
+            &[("DEBIAN_FRONTEND", "noninteractive")],
+        )?;
         let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
         args.extend(missing.iter().copied());
         cmd::run_env("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])?;
@@ -69,12 +76,18 @@ pub fn setup() -> Result<()> {
         "nightly rust-src",
         "rustup component add rust-src --toolchain nightly",
         || {
-            let installed = cmd::stdout("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
-                .context("is the nightly toolchain installed? (rustup toolchain list)")?;
+            let installed = cmd::stdout(
+                "rustup",
+                &["component", "list", "--toolchain", "nightly", "--installed"],
+            )
+            .context("is the nightly toolchain installed? (rustup toolchain list)")?;
             if installed.lines().any(|l| l.starts_with("rust-src")) {
                 return Ok(false);
             }
-            cmd::run("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"])?;
+            cmd::run(
+                "rustup",
+                &["component", "add", "rust-src", "--toolchain", "nightly"],
+            )?;
             Ok(true)
         },
     )?;
@@ -85,7 +98,8 @@ pub fn setup() -> Result<()> {
     );
     step("bpf-linker", &linker_manual, || {
         let version = cmd::output("bpf-linker", &["--version"]).ok();
-        if version.is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)) {
+        if version.is_some_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        {
             return Ok(false);
         }
         cmd::run_env(

@@ -117,22 +117,15 @@ impl Binding {
 
     /// The key the XDP program looks up.
     pub fn key(&self) -> BindKey {
-        let mut key = BindKey {
-            port: self.addr.port().to_be_bytes(),
-            proto: self.proto.number(),
-            ..BindKey::default()
-        };
-        match self.addr.ip() {
+        let (addr, family) = match self.addr.ip() {
             IpAddr::V4(ip) => {
-                key.family = FAMILY_V4;
-                key.addr[..4].copy_from_slice(&ip.octets());
+                let mut addr = [0u8; 16];
+                addr[..4].copy_from_slice(&ip.octets());
+                (addr, FAMILY_V4)
             }
-            IpAddr::V6(ip) => {
-                key.family = FAMILY_V6;
-                key.addr = ip.octets();
-            }
-        }
-        key
+            IpAddr::V6(ip) => (ip.octets(), FAMILY_V6),
+        };
+        BindKey::new(addr, self.addr.port(), self.proto.number(), family)
     }
 
     /// The binding a map key stands for; `None` for a key no netdemux build would write.
@@ -142,14 +135,12 @@ impl Binding {
             PROTO_UDP => Proto::Udp,
             _ => return None,
         };
+        let octets = key.addr_octets();
         let ip = match key.family {
-            FAMILY_V4 if key.addr[4..].iter().all(|&b| b == 0) => IpAddr::V4(Ipv4Addr::new(
-                key.addr[0],
-                key.addr[1],
-                key.addr[2],
-                key.addr[3],
-            )),
-            FAMILY_V6 => IpAddr::V6(Ipv6Addr::from(key.addr)),
+            FAMILY_V4 if octets[4..].iter().all(|&b| b == 0) => {
+                IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]))
+            }
+            FAMILY_V6 => IpAddr::V6(Ipv6Addr::from(octets)),
             _ => return None,
         };
         Some(Binding {
@@ -187,9 +178,13 @@ mod tests {
     fn key_round_trips_and_is_network_order() {
         let b = Binding::parse("udp", "198.18.0.2:7000").unwrap();
         let key = b.key();
-        assert_eq!(key.port, [0x1b, 0x58]);
-        assert_eq!(&key.addr[..4], &[198, 18, 0, 2]);
-        assert!(key.addr[4..].iter().all(|&x| x == 0));
+        // The key's memory is what the XDP program builds from the wire: network order.
+        assert_eq!(key.port.to_ne_bytes(), [0x1b, 0x58]);
+        assert_eq!(key.port(), 7000);
+        let octets = key.addr_octets();
+        assert_eq!(&octets[..4], &[198, 18, 0, 2]);
+        assert!(octets[4..].iter().all(|&x| x == 0));
+        assert_eq!(key.addr[0].to_ne_bytes(), [198, 18, 0, 2]);
         assert_eq!((key.proto, key.family), (PROTO_UDP, FAMILY_V4));
         assert_eq!(Binding::from_key(&key), Some(b));
 
@@ -231,7 +226,7 @@ mod tests {
         key.proto = 1;
         assert_eq!(Binding::from_key(&key), None);
         key.proto = PROTO_UDP;
-        key.addr[10] = 1;
+        key.addr[2] = 1;
         assert_eq!(Binding::from_key(&key), None);
     }
 }

@@ -8,7 +8,7 @@ use aya::{
     Ebpf,
     maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, XskMap},
 };
-use netdemux_common::{BindKey, BindStats, Counter, StateInfo, map_names};
+use netdemux_common::{BindKey, BindStats, Counter, Counters, StateInfo, map_names, port_slot};
 
 use super::binding::Binding;
 
@@ -25,18 +25,22 @@ pub mod pin_names {
     pub const XSKS: &str = "xsks";
     /// The attachment description.
     pub const INFO: &str = "info";
+    /// Bindings per (protocol, port).
+    pub const PORTS: &str = "ports";
     /// The XDP link that keeps the program attached.
     pub const LINK: &str = "link";
     /// Every map pin, in the order they are created.
-    pub const MAPS: [&str; 4] = [BINDS, COUNTERS, XSKS, INFO];
+    pub const MAPS: [&str; 5] = [BINDS, COUNTERS, XSKS, INFO, PORTS];
 }
 
 /// The maps of one loaded or pinned netdemux program.
 pub struct DemuxMaps {
     /// Bound socket addresses -> per-CPU packet and byte counts.
     pub binds: PerCpuHashMap<MapData, BindKey, BindStats>,
-    /// Per-CPU verdict counters.
-    pub counters: PerCpuArray<MapData, u64>,
+    /// Per-CPU verdict counters (one entry).
+    pub counters: PerCpuArray<MapData, Counters>,
+    /// Bindings per (protocol, port), which the program checks before any hash lookup.
+    pub ports: Array<MapData, u32>,
     /// AF_XDP socket per RX queue.
     pub xsks: XskMap<MapData>,
     /// The attachment description.
@@ -108,7 +112,8 @@ impl DemuxMaps {
         let counters = take(map_names::COUNTERS, pin_names::COUNTERS)?;
         let xsks = take(map_names::XSKS, pin_names::XSKS)?;
         let info = take(map_names::INFO, pin_names::INFO)?;
-        Self::from_maps(binds, counters, xsks, info)
+        let ports = take(map_names::PORTS, pin_names::PORTS)?;
+        Self::from_maps(binds, counters, xsks, info, ports)
     }
 
     /// Reopens the maps pinned in `dir`.
@@ -125,10 +130,11 @@ impl DemuxMaps {
             open(pin_names::COUNTERS)?,
             open(pin_names::XSKS)?,
             open(pin_names::INFO)?,
+            open(pin_names::PORTS)?,
         )
     }
 
-    fn from_maps(binds: Map, counters: Map, xsks: Map, info: Map) -> Result<Self> {
+    fn from_maps(binds: Map, counters: Map, xsks: Map, info: Map, ports: Map) -> Result<Self> {
         let max_bindings = match &binds {
             Map::PerCpuHashMap(data) => data.info().map(|i| i.max_entries()).unwrap_or(0),
             _ => 0,
@@ -138,6 +144,7 @@ impl DemuxMaps {
             counters: typed(counters, pin_names::COUNTERS)?,
             xsks: typed(xsks, pin_names::XSKS)?,
             info: typed(info, pin_names::INFO)?,
+            ports: typed(ports, pin_names::PORTS)?,
             max_bindings,
         })
     }
@@ -155,35 +162,63 @@ impl DemuxMaps {
     }
 
     /// Adds `binding`. Fails without changing anything if it is already bound or the table is full.
+    ///
+    /// The port count goes up before the binding appears and down after it is gone, so the
+    /// program never skips the lookup of a binding that exists. Concurrent writers must be
+    /// serialised by the caller (the CLI locks the state directory).
     pub fn bind(&mut self, binding: &Binding) -> Result<()> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus])?;
-        let flags = BPF_NOEXIST;
-        match self.binds.insert(binding.key(), zeros, flags) {
+        let slot = self.port_slot(binding)?;
+        let on_port = self.port_count(slot)?;
+        self.set_port_count(slot, on_port + 1)?;
+        match self.binds.insert(binding.key(), zeros, BPF_NOEXIST) {
             Ok(()) => Ok(()),
-            Err(e) => match map_errno(&e) {
-                Some(libc::EEXIST) => {
-                    bail!("{binding} is already bound (`netdemux list` shows the bindings)")
+            Err(e) => {
+                self.set_port_count(slot, on_port)?;
+                match map_errno(&e) {
+                    Some(libc::EEXIST) => {
+                        bail!("{binding} is already bound (`netdemux list` shows the bindings)")
+                    }
+                    Some(libc::E2BIG) => bail!(
+                        "cannot bind {binding}: the binding table is full ({} entries); unbind \
+                         something, or detach and attach again with a larger --max-bindings",
+                        self.max_bindings
+                    ),
+                    _ => Err(anyhow::Error::new(e).context(format!("cannot bind {binding}"))),
                 }
-                Some(libc::E2BIG) => bail!(
-                    "cannot bind {binding}: the binding table is full ({} entries); unbind something, \
-                     or detach and attach again with a larger --max-bindings",
-                    self.max_bindings
-                ),
-                _ => Err(anyhow::Error::new(e).context(format!("cannot bind {binding}"))),
-            },
+            }
         }
     }
 
     /// Removes `binding`. Fails if it is not bound.
     pub fn unbind(&mut self, binding: &Binding) -> Result<()> {
+        let slot = self.port_slot(binding)?;
         match self.binds.remove(&binding.key()) {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             Err(e) if map_errno(&e) == Some(libc::ENOENT) => {
                 bail!("{binding} is not bound (`netdemux list` shows the bindings)")
             }
-            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot unbind {binding}"))),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot unbind {binding}"))),
         }
+        let on_port = self.port_count(slot)?;
+        self.set_port_count(slot, on_port.saturating_sub(1))
+    }
+
+    fn port_slot(&self, binding: &Binding) -> Result<u32> {
+        port_slot(binding.proto.number(), binding.addr.port())
+            .ok_or_else(|| anyhow!("{binding}: no port slot for this protocol"))
+    }
+
+    /// How many bindings the port map records for a (protocol, port) slot.
+    pub fn port_count(&self, slot: u32) -> Result<u32> {
+        self.ports.get(&slot, 0).context("cannot read the port map")
+    }
+
+    fn set_port_count(&mut self, slot: u32, n: u32) -> Result<()> {
+        self.ports
+            .set(slot, n, 0)
+            .context("cannot write the port map")
     }
 
     /// Every binding, sorted by protocol, then address.
@@ -221,16 +256,17 @@ impl DemuxMaps {
         Ok(out)
     }
 
-    /// The verdict counters summed over CPUs. `seen` is read last, so while traffic flows it is
-    /// never smaller than the sum of the verdicts read before it.
+    /// The verdict counters summed over CPUs.
     pub fn verdicts(&self) -> Result<Verdicts> {
+        let per_cpu = self
+            .counters
+            .get(&0, 0)
+            .context("cannot read the verdict counters")?;
         let mut v = Verdicts::default();
-        for i in (0..Counter::COUNT).rev() {
-            let per_cpu = self
-                .counters
-                .get(&i, 0)
-                .context("cannot read the verdict counters")?;
-            v.slots[i as usize] = per_cpu.iter().sum();
+        for cpu in per_cpu.iter() {
+            for (sum, x) in v.slots.iter_mut().zip(cpu.slots) {
+                *sum += x;
+            }
         }
         Ok(v)
     }

@@ -20,6 +20,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use netdemux_common::{LAYOUT_VERSION, STATE_MAGIC, StateInfo, attach_mode};
 use nix::{
+    fcntl::{Flock, FlockArg},
     mount::{MsFlags, mount},
     sys::statfs::statfs,
 };
@@ -39,7 +40,7 @@ fn inode(path: &str) -> Option<u64> {
 }
 
 fn is_bpffs(path: &Path) -> bool {
-    statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+    statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
 }
 
 /// The nearest ancestor process in another mount namespace than ours, if one is visible: the
@@ -211,6 +212,18 @@ pub struct Attachment {
     pub info: StateInfo,
     /// The pinned link, as the kernel reports it.
     pub link: Option<sys::XdpLinkInfo>,
+}
+
+impl Attachment {
+    /// Takes an exclusive lock on the state directory, held until the returned file is dropped:
+    /// serialises commands that change the binding table (and its port counts).
+    pub fn lock(&self) -> Result<Flock<fs::File>> {
+        let dir = fs::File::open(&self.dir)
+            .with_context(|| format!("cannot open {}", self.dir.display()))?;
+        Flock::lock(dir, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| errno)
+            .with_context(|| format!("cannot lock {}", self.dir.display()))
+    }
 }
 
 /// Checks that `info` describes state this build can use.

@@ -167,7 +167,7 @@ impl Snapshot {
         }
         let _ = writeln!(
             out,
-            "{:<5}{:<42}{:>14}{:>16}",
+            "{:<6}{:<42}{:>14}{:>16}",
             "proto", "address", "packets", "bytes"
         );
         for b in &self.bindings {
@@ -179,7 +179,7 @@ impl Snapshot {
             });
             let _ = writeln!(
                 out,
-                "{:<5}{:<42}{:>14}{:>16}{}",
+                "{:<6}{:<42}{:>14}{:>16}{}",
                 b.proto.name(),
                 b.addr,
                 b.packets,

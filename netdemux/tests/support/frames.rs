@@ -64,7 +64,7 @@ pub fn l4(proto: u8, dport: u16) -> Vec<u8> {
 
 /// IPv4 header (with `options` bytes of NOP options) carrying `payload`.
 pub fn ipv4(proto: u8, dst: [u8; 4], options: usize, frag: u16, payload: &[u8]) -> Vec<u8> {
-    assert!(options % 4 == 0 && options <= 40);
+    assert!(options.is_multiple_of(4) && options <= 40);
     let ihl = 5 + options / 4;
     let total = ihl * 4 + payload.len();
     let mut h = vec![0x40 | ihl as u8, 0];

@@ -1,0 +1,221 @@
+//! `cargo xtask bench xdp`: the per-packet cost of the demultiplexer, measured in the kernel with
+//! BPF_PROG_TEST_RUN (`repeat` runs, the kernel reports the average ns per run), for a hit and a
+//! miss at growing binding-table sizes, beside an empty `return XDP_PASS` program measured in the
+//! same run and interleaved with it. Each figure is the median of several repetitions.
+//!
+//! A hit here has no AF_XDP socket behind it, so it includes the XSKMAP lookup of
+//! `bpf_redirect_map` and falls back to XDP_PASS; a miss is an exact plus a wildcard lookup.
+//!
+//! Output: a markdown table on stdout and `bench/results/xdp-latest.json`.
+//! Usage: xdp [--quick]   (root)
+
+use std::{fs, path::PathBuf, time::Instant};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    maps::PerCpuValues,
+    programs::{TestRun as _, TestRunOptions, Xdp},
+};
+use netdemux::control::{binding::Binding, maps::DemuxMaps, object};
+use netdemux_common::{BindStats, program_names};
+
+struct Config {
+    sizes: Vec<u32>,
+    repeat: u32,
+    reps: usize,
+}
+
+/// A 64-byte Ethernet/IPv4/UDP frame to 198.18.0.2:`port`.
+fn frame(port: u16) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
+    let total: u16 = 20 + 8 + 22;
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        17,
+        0,
+        0,
+    ]);
+    f.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&port.to_be_bytes());
+    f.extend_from_slice(&(8u16 + 22).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.resize(64, 0xab);
+    f
+}
+
+/// The `i`-th filler binding: udp 198.18.x.y:(10000 + i % 1000), never the measured ports.
+fn filler(i: u32) -> Binding {
+    let host = 0x00_12_00_00u32 + 3 + i / 1000; // within 198.18.0.0/15
+    let ip = std::net::Ipv4Addr::new(198, (host >> 16) as u8, (host >> 8) as u8, host as u8);
+    Binding {
+        proto: netdemux::control::binding::Proto::Udp,
+        addr: std::net::SocketAddr::new(ip.into(), 10_000 + (i % 1000) as u16),
+    }
+}
+
+fn ns_per_run(prog: &Xdp, data: &[u8], repeat: u32) -> Result<f64> {
+    let r = prog
+        .test_run(TestRunOptions {
+            data_in: Some(data),
+            repeat,
+            ..Default::default()
+        })
+        .context("BPF_PROG_TEST_RUN")?;
+    if r.return_value != 2 {
+        bail!("unexpected verdict {}", r.return_value);
+    }
+    Ok(r.duration.as_nanos() as f64)
+}
+
+/// The empty program and the demultiplexer of a loaded object.
+fn progs(ebpf: &aya::Ebpf) -> Result<(&Xdp, &Xdp)> {
+    Ok((
+        ebpf.program(program_names::PASS).unwrap().try_into()?,
+        ebpf.program(program_names::DEMUX).unwrap().try_into()?,
+    ))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let cfg = if quick {
+        Config {
+            sizes: vec![1, 1_000, 100_000],
+            repeat: 1_000_000,
+            reps: 3,
+        }
+    } else {
+        Config {
+            sizes: vec![1, 1_000, 100_000, 1_000_000],
+            repeat: 5_000_000,
+            reps: 5,
+        }
+    };
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the XDP benchmark loads BPF programs: run it as root (cargo xtask bench xdp)");
+    }
+    // One core, so the per-run figures are not averaged across CPUs with different load.
+    let mut cpus = nix::sched::CpuSet::new();
+    cpus.set(1).ok();
+    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);
+
+    // One object per table size, so every configuration can be measured interleaved.
+    let hit = frame(7000);
+    let miss = frame(7001);
+    let cpus_n = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+    let mut setups = Vec::new();
+    for &size in &cfg.sizes {
+        let t = Instant::now();
+        let mut ebpf = object::open(size + 16)?;
+        let mut maps = DemuxMaps::take(&mut ebpf, None)?;
+        object::load_program(&mut ebpf, program_names::PASS)?;
+        object::load_demux(&mut ebpf)?;
+        maps.bind(&Binding::parse("udp", "198.18.0.2:7000")?)?;
+        for i in 1..size {
+            let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus_n])?;
+            maps.binds.insert(filler(i).key(), zeros, 0)?;
+        }
+        eprintln!(
+            "table of {size} bindings filled in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        setups.push((size, ebpf, maps));
+    }
+    // Warm-up (discarded): about a second of runs over every configuration.
+    let t = Instant::now();
+    while t.elapsed().as_secs_f64() < 1.0 {
+        for (_, ebpf, _) in &setups {
+            let (empty, demux) = progs(ebpf)?;
+            ns_per_run(empty, &hit, cfg.repeat / 10)?;
+            ns_per_run(demux, &hit, cfg.repeat / 10)?;
+            ns_per_run(demux, &miss, cfg.repeat / 10)?;
+        }
+    }
+    let mut samples = vec![(Vec::new(), Vec::new(), Vec::new()); setups.len()];
+    for _ in 0..cfg.reps {
+        for (i, (_, ebpf, _)) in setups.iter().enumerate() {
+            let (empty, demux) = progs(ebpf)?;
+            samples[i].0.push(ns_per_run(empty, &hit, cfg.repeat)?);
+            samples[i].1.push(ns_per_run(demux, &hit, cfg.repeat)?);
+            samples[i].2.push(ns_per_run(demux, &miss, cfg.repeat)?);
+        }
+    }
+
+    println!(
+        "XDP per-packet cost, BPF_PROG_TEST_RUN repeat={} (median of {}, interleaved), 64-byte UDP/IPv4 frame",
+        cfg.repeat, cfg.reps
+    );
+    println!(
+        "\n| bindings | empty XDP_PASS (ns) | hit (ns) | miss (ns) | hit / empty | miss / empty |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for ((size, _, maps), (e, h, m)) in setups.iter().zip(samples) {
+        let (e, h, m) = (median(e), median(h), median(m));
+        println!(
+            "| {size} | {e:.0} | {h:.0} | {m:.0} | {:.2} | {:.2} |",
+            h / e,
+            m / e
+        );
+        let matched = maps
+            .binding_stats()?
+            .iter()
+            .find(|(b, _)| b.addr.port() == 7000)
+            .map(|(_, s)| s.packets);
+        rows.push(serde_json::json!({
+            "bindings": size, "empty_ns": e, "hit_ns": h, "miss_ns": m,
+            "hit_vs_empty": h / e, "miss_vs_empty": m / e, "hit_binding_packets": matched,
+        }));
+    }
+    let first = &rows[0];
+    let last = &rows[rows.len() - 1];
+    let growth = last["hit_ns"].as_f64().unwrap() / first["hit_ns"].as_f64().unwrap();
+    let miss_growth = last["miss_ns"].as_f64().unwrap() / first["miss_ns"].as_f64().unwrap();
+    println!(
+        "\nhit cost growth 1 -> {} bindings: {growth:.3}x; miss: {miss_growth:.3}x",
+        last["bindings"]
+    );
+
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let out = serde_json::json!({
+        "benchmark": "xdp_test_run",
+        "quick": quick,
+        "repeat": cfg.repeat,
+        "repetitions": cfg.reps,
+        "kernel": kernel.trim(),
+        "cpu": cpu,
+        "rows": rows,
+        "ratios": {
+            "program_hit_vs_empty": first["hit_vs_empty"],
+            "hit_growth_1_to_max": growth,
+            "miss_growth_1_to_max": miss_growth,
+        },
+    });
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+    fs::create_dir_all(&dir)?;
+    let path = dir.join("xdp-latest.json");
+    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")?;
+    println!("results: {}", path.display());
+    Ok(())
+}

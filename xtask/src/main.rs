@@ -72,20 +72,30 @@ fn test() -> Result<()> {
     setup::setup()?;
     println!("== cargo fmt --check");
     cmd::run("cargo", &["fmt", "--all", "--check"])?;
-    println!("== cargo clippy -D warnings");
+    println!("== cargo clippy -D warnings (userspace, then the eBPF crate for its BPF target)");
+    cmd::run("cargo", &["clippy", "--all-targets", "--", "-D", "warnings"])?;
     cmd::run(
         "cargo",
         &[
+            "+nightly",
             "clippy",
-            "--workspace",
-            "--all-targets",
+            "-q",
+            "-p",
+            "netdemux-ebpf",
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--release",
+            "--target-dir",
+            "target/ebpf-clippy",
             "--",
             "-D",
             "warnings",
         ],
     )?;
-    println!("== cargo test (unit, BPF_PROG_TEST_RUN fixtures, netns integration)");
-    cmd::run("cargo", &["test", "--workspace"])?;
+    println!("== cargo test (unit, BPF_PROG_TEST_RUN fixtures, netns integration, CLI)");
+    cmd::run("cargo", &["test"])?;
     println!("== demo (short)");
     cmd::run(
         "cargo",

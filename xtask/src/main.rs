@@ -73,7 +73,10 @@ fn test() -> Result<()> {
     println!("== cargo fmt --check");
     cmd::run("cargo", &["fmt", "--all", "--check"])?;
     println!("== cargo clippy -D warnings (userspace, then the eBPF crate for its BPF target)");
-    cmd::run("cargo", &["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    cmd::run(
+        "cargo",
+        &["clippy", "--all-targets", "--", "-D", "warnings"],
+    )?;
     cmd::run(
         "cargo",
         &[

@@ -51,3 +51,41 @@ pub fn stdout(program: &str, args: &[&str]) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Runs a `cargo test`-style command, echoing its stdout, and returns the totals of its
+/// `test result:` lines as (passed, failed). Fails if the command fails.
+pub fn run_counting_tests(program: &str, args: &[&str]) -> Result<(u64, u64)> {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", line(program, args)))?;
+    let (mut passed, mut failed) = (0, 0);
+    if let Some(out) = child.stdout.take() {
+        for l in BufReader::new(out).lines() {
+            let l = l?;
+            println!("{l}");
+            if let Some(rest) = l.strip_prefix("test result: ") {
+                for part in rest.split(['.', ';']) {
+                    let mut words = part.split_whitespace();
+                    if let (Some(n), Some(what)) = (words.next(), words.next()) {
+                        match (n.parse::<u64>(), what) {
+                            (Ok(n), "passed") => passed += n,
+                            (Ok(n), "failed") => failed += n,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "`{}` failed ({status}): {passed} passed, {failed} failed",
+            line(program, args)
+        );
+    }
+    Ok((passed, failed))
+}

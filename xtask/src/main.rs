@@ -98,7 +98,7 @@ fn test() -> Result<()> {
         ],
     )?;
     println!("== cargo test (unit, BPF_PROG_TEST_RUN fixtures, netns integration, CLI)");
-    cmd::run("cargo", &["test"])?;
+    let (passed, failed) = cmd::run_counting_tests("cargo", &["test"])?;
     println!("== demo (short)");
     cmd::run(
         "cargo",
@@ -114,6 +114,8 @@ fn test() -> Result<()> {
             "3",
         ],
     )?;
+    println!("\nall checks green: fmt, clippy, tests, demo");
+    println!("{passed} passed, {failed} failed");
     Ok(())
 }
 

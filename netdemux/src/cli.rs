@@ -2,8 +2,13 @@
 //! verbs (`attach`, `detach`, `bind`, `unbind`). Every failure is one line on stderr and exit 1.
 
 use std::{
+    fmt::Write as _,
     io::Write as _,
     process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -11,11 +16,17 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use netdemux_common::DEFAULT_MAX_BINDINGS;
 
-use crate::control::{
-    attach::{self, ModeRequest},
-    binding::Binding,
-    netns, privilege, state,
-    stats::{ListEntry, Snapshot},
+use crate::{
+    control::{
+        attach::{self, ModeRequest},
+        binding::{Binding, parse_socket_addr},
+        netns, privilege, state,
+        stats::{ListEntry, Snapshot},
+    },
+    runtime::{
+        control::{self as daemon_control, DaemonReport},
+        daemon::{self, RunConfig, parse_list},
+    },
 };
 
 /// Kernel-bypass packet demultiplexer: packets to bound socket addresses go to AF_XDP sockets,
@@ -119,6 +130,48 @@ pub enum Command {
         /// With --watch: stop after N printouts.
         #[arg(long, value_name = "N", requires = "watch")]
         count: Option<u64>,
+    },
+    /// Run the data path: an AF_XDP socket and a worker thread per RX queue, and the services.
+    ///
+    /// Attaches (or reuses the attachment), binds the services' addresses, puts the sockets in
+    /// the XSKMAP and serves until SIGINT/SIGTERM. On exit the sockets leave the XSKMAP first, so
+    /// traffic falls back to the kernel; then the bindings this run added are removed, and the
+    /// program is detached if this run attached it. If the daemon dies, the kernel drops its
+    /// sockets from the XSKMAP and traffic falls back to the kernel all the same.
+    Run {
+        #[command(flatten)]
+        iface: Iface,
+        /// XDP mode, if this run attaches.
+        #[arg(long, value_enum, default_value = "auto")]
+        mode: ModeRequest,
+        /// Capacity of the binding table, if this run attaches.
+        #[arg(long, default_value_t = DEFAULT_MAX_BINDINGS, value_name = "N")]
+        max_bindings: u32,
+        /// RX queues to serve, e.g. 0,2-3 (default: all).
+        #[arg(long, value_name = "LIST")]
+        queues: Option<String>,
+        /// Require zero-copy AF_XDP (fails where the driver has none, e.g. veth).
+        #[arg(long)]
+        zero_copy: bool,
+        /// Preferred busy polling on the sockets (SO_PREFER_BUSY_POLL); workers drive NAPI.
+        #[arg(long)]
+        busy_poll: bool,
+        /// Spin on the RX rings instead of sleeping in poll(2) (uses a full core per queue; do
+        /// not share that core with the NIC's NAPI thread).
+        #[arg(long)]
+        spin: bool,
+        /// Pin queue workers to CPUs, e.g. 1 or 0-1 (queue i on the i-th CPU of the list).
+        #[arg(long, value_name = "LIST")]
+        cpu: Option<String>,
+        /// Count (and drop) the UDP datagrams sent to ADDR:PORT. Repeatable.
+        #[arg(long = "udp-sink", value_name = "ADDR:PORT")]
+        udp_sink: Vec<String>,
+        /// UMEM frames per queue (power of two).
+        #[arg(long, default_value_t = 4096, value_name = "N")]
+        frames: u32,
+        /// RX/TX ring size per queue (power of two).
+        #[arg(long, default_value_t = 2048, value_name = "N")]
+        ring_size: u32,
     },
     /// Show every interface netdemux is attached to, in every network namespace.
     Status {
@@ -228,6 +281,49 @@ pub fn run(cli: Cli) -> Result<()> {
             watch,
             count,
         } => stats(&iface.iface, json, watch, count)?,
+        Command::Run {
+            iface,
+            mode,
+            max_bindings,
+            queues,
+            zero_copy,
+            busy_poll,
+            spin,
+            cpu,
+            udp_sink,
+            frames,
+            ring_size,
+        } => {
+            let cfg = RunConfig {
+                iface: iface.iface,
+                mode,
+                max_bindings,
+                queues: queues.as_deref().map(parse_list).transpose()?,
+                zero_copy,
+                busy_poll,
+                spin,
+                cpus: match cpu.as_deref() {
+                    Some(list) => parse_list(list)?.into_iter().map(|c| c as usize).collect(),
+                    None => Vec::new(),
+                },
+                udp_sinks: udp_sink
+                    .iter()
+                    .map(|a| parse_socket_addr(a))
+                    .collect::<Result<_>>()?,
+                frames,
+                ring_size,
+            };
+            for (what, n) in [("--frames", frames), ("--ring-size", ring_size)] {
+                if !n.is_power_of_two() || !(64..=65536).contains(&n) {
+                    bail!("{what} must be a power of two between 64 and 65536, got {n}");
+                }
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+                .context("cannot install the SIGINT/SIGTERM handler")?;
+            daemon::run(&cfg, stop)?;
+        }
         Command::Status { json } => {
             let entries = attach::status()?;
             if json {
@@ -260,6 +356,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::List { .. } => "list",
         Command::Stats { .. } => "stats",
         Command::Status { .. } => "status",
+        Command::Run { .. } => "run",
     }
 }
 
@@ -267,10 +364,11 @@ fn stats(iface: &str, json: bool, watch: Option<f64>, count: Option<u64>) -> Res
     let a = state::open(iface)?;
     let Some(every) = watch else {
         let snap = Snapshot::read(iface, &a.maps)?;
+        let daemon = daemon_control::query(iface)?;
         if json {
-            print_json(&snap)?;
+            print_json(&with_daemon(&snap, daemon.as_ref())?)?;
         } else {
-            print!("{}", snap.render(None));
+            print!("{}{}", snap.render(None), render_daemon(daemon.as_ref()));
         }
         return Ok(());
     };
@@ -284,11 +382,12 @@ fn stats(iface: &str, json: bool, watch: Option<f64>, count: Option<u64>) -> Res
         let now = Instant::now();
         let snap = Snapshot::read(iface, &a.maps)
             .with_context(|| format!("the state of {iface} went away (detached?)"))?;
+        let daemon = daemon_control::query(iface).ok().flatten();
         if json {
-            print_json(&snap)?;
+            print_json(&with_daemon(&snap, daemon.as_ref())?)?;
         } else {
             let prev = previous.as_ref().map(|(s, t)| (s, now.duration_since(*t)));
-            println!("{}", snap.render(prev));
+            println!("{}{}", snap.render(prev), render_daemon(daemon.as_ref()));
         }
         std::io::stdout().flush()?;
         printed += 1;
@@ -298,4 +397,50 @@ fn stats(iface: &str, json: bool, watch: Option<f64>, count: Option<u64>) -> Res
         previous = Some((snap, now));
         std::thread::sleep(every);
     }
+}
+
+/// The snapshot as JSON, with the daemon's `queues` and `services` when one runs.
+fn with_daemon(snap: &Snapshot, daemon: Option<&DaemonReport>) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(snap)?;
+    if let (Some(d), Some(obj)) = (daemon, v.as_object_mut()) {
+        obj.insert("queues".into(), serde_json::to_value(&d.queues)?);
+        obj.insert("services".into(), serde_json::to_value(&d.services)?);
+    }
+    Ok(v)
+}
+
+/// The daemon's queue and service tables, or nothing when no daemon runs.
+fn render_daemon(daemon: Option<&DaemonReport>) -> String {
+    let Some(d) = daemon else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "\ndaemon pid {}", d.pid);
+    let _ = writeln!(
+        out,
+        "{:<6}{:<10}{:>12}{:>12}{:>14}{:>16}{:>10}{:>8}",
+        "queue", "mode", "rx", "rx_dropped", "rx_ring_full", "fill_ring_empty", "invalid", "tx"
+    );
+    for q in &d.queues {
+        let _ = writeln!(
+            out,
+            "{:<6}{:<10}{:>12}{:>12}{:>14}{:>16}{:>10}{:>8}",
+            q.queue,
+            q.mode,
+            q.rx,
+            q.rx_dropped,
+            q.rx_ring_full,
+            q.fill_ring_empty,
+            q.invalid_descs,
+            q.tx
+        );
+    }
+    for s in &d.services {
+        let _ = writeln!(
+            out,
+            "{:<10}{:<42}{:>14} packets{:>16} bytes",
+            s.kind, s.addr, s.packets, s.bytes
+        );
+    }
+    out
 }

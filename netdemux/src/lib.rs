@@ -6,4 +6,8 @@
 
 pub mod cli;
 pub mod control;
+pub mod runtime;
+pub mod services;
 pub mod testbed;
+pub mod wire;
+pub mod xsk;

@@ -1,0 +1,150 @@
+//! The daemon's control socket: `/run/netdemux/<netns>/<iface>.sock` (root-only). A client
+//! connects and reads one JSON line with the live per-queue and per-service counters; that is
+//! how `netdemux stats` of a running daemon shows them.
+
+use std::{
+    fs,
+    io::{BufRead as _, BufReader, ErrorKind, Write as _},
+    os::unix::{
+        fs::PermissionsExt as _,
+        net::{UnixListener, UnixStream},
+    },
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::control::state;
+
+/// Counters of one RX queue.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueReport {
+    /// RX queue index.
+    pub queue: u32,
+    /// `copy` or `zero-copy`.
+    pub mode: String,
+    /// Frames received from the RX ring.
+    pub rx: u64,
+    /// Frames the kernel dropped for this socket (ring full, no fill buffer).
+    pub rx_dropped: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty.
+    pub fill_ring_empty: u64,
+    /// Invalid descriptors.
+    pub invalid_descs: u64,
+    /// Frames transmitted.
+    pub tx: u64,
+    /// Frames no service claimed.
+    pub unclaimed: u64,
+}
+
+/// Counters of one service binding.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceReport {
+    /// `udp-sink`.
+    pub kind: String,
+    /// `ADDR:PORT`.
+    pub addr: String,
+    /// Datagrams.
+    pub packets: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+}
+
+/// What the daemon reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DaemonReport {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Per-queue counters.
+    pub queues: Vec<QueueReport>,
+    /// Per-service counters.
+    pub services: Vec<ServiceReport>,
+}
+
+/// Where the control socket of `iface` (in the current network namespace) is.
+pub fn socket_path(iface: &str) -> Result<PathBuf> {
+    Ok(PathBuf::from("/run/netdemux")
+        .join(state::netns_key()?)
+        .join(format!("{}.sock", state::encode_dir_name(iface))))
+}
+
+/// Asks the daemon serving `iface` for its counters; `None` when no daemon runs.
+pub fn query(iface: &str) -> Result<Option<DaemonReport>> {
+    let path = socket_path(iface)?;
+    let stream = match UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot reach {}", path.display())),
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .with_context(|| format!("no answer from the daemon at {}", path.display()))?;
+    let report = serde_json::from_str(&line)
+        .with_context(|| format!("the daemon at {} answered something else", path.display()))?;
+    Ok(Some(report))
+}
+
+/// Binds the control socket of `iface`, refusing if a live daemon already answers there and
+/// removing a stale socket file left by one that died.
+pub fn bind(iface: &str) -> Result<(UnixListener, PathBuf)> {
+    let path = socket_path(iface)?;
+    if let Some(report) = query(iface).ok().flatten() {
+        bail!(
+            "a netdemux daemon (pid {}) already serves {iface}: stop it first (kill {})",
+            report.pid,
+            report.pid
+        );
+    }
+    let dir = path.parent().context("socket path has no parent")?;
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions("/run/netdemux", fs::Permissions::from_mode(0o700)).ok();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).ok();
+    let _ = fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)
+        .with_context(|| format!("cannot listen on {}", path.display()))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+    Ok((listener, path))
+}
+
+/// Answers every connection with `report()` as one JSON line, until `stop` is set.
+pub fn serve(
+    listener: UnixListener,
+    stop: Arc<AtomicBool>,
+    report: impl Fn() -> DaemonReport + Send + 'static,
+) -> Result<thread::JoinHandle<()>> {
+    listener.set_nonblocking(true)?;
+    thread::Builder::new()
+        .name("netdemux-control".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+                        if let Ok(mut text) = serde_json::to_string(&report()) {
+                            text.push('\n');
+                            let _ = conn.write_all(text.as_bytes());
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        })
+        .context("cannot start the control thread")
+}

@@ -1,0 +1,363 @@
+//! `netdemux run`: attach (or reuse an attachment), bind the services' addresses, open one
+//! AF_XDP socket per RX queue, put them in the XSKMAP, and run a worker per queue until told to
+//! stop.
+//!
+//! Shutdown order keeps the NIC working: the sockets leave the XSKMAP first, so matching traffic
+//! falls back to the kernel at once; then the workers stop and the sockets close; then the
+//! bindings this run added are removed, and the program is detached if this run attached it. A
+//! daemon that dies without this (kill -9) still fails open: the kernel removes a closed socket
+//! from the XSKMAP itself, and the program's redirect falls back to XDP_PASS.
+
+use std::{
+    net::SocketAddr,
+    os::fd::{AsFd as _, AsRawFd as _},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::{
+    control::{self, DaemonReport, QueueReport, ServiceReport},
+    worker::{self, WorkerConfig, WorkerStats},
+};
+use crate::{
+    control::{
+        attach::{self, ModeRequest},
+        binding::{Binding, Proto},
+        state,
+    },
+    services::udp_sink::SinkTable,
+    xsk::{XskConfig, XskSocket, ZeroCopy, nic},
+};
+
+/// Everything `netdemux run` is told.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Interface.
+    pub iface: String,
+    /// XDP mode if this run attaches.
+    pub mode: ModeRequest,
+    /// Binding table capacity if this run attaches.
+    pub max_bindings: u32,
+    /// RX queues to serve (all when `None`).
+    pub queues: Option<Vec<u32>>,
+    /// Require zero-copy.
+    pub zero_copy: bool,
+    /// Preferred busy polling.
+    pub busy_poll: bool,
+    /// Spin instead of poll(2).
+    pub spin: bool,
+    /// CPUs to pin workers to, queue i on `cpus[i % len]`.
+    pub cpus: Vec<usize>,
+    /// UDP sink addresses.
+    pub udp_sinks: Vec<SocketAddr>,
+    /// UMEM frames per queue.
+    pub frames: u32,
+    /// RX/TX ring size.
+    pub ring_size: u32,
+}
+
+/// Parses a queue or CPU list such as `0,2-3`.
+pub fn parse_list(s: &str) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let bad = || anyhow::anyhow!("'{s}' is not a list like 0,2-3");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b || b - a > 4096 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Runs the daemon until `stop` is set (by SIGINT/SIGTERM) or a worker fails.
+pub fn run(cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<()> {
+    let iface = cfg.iface.as_str();
+    let ifindex = state::ifindex(iface)?;
+    let (listener, socket_path) = control::bind(iface)?;
+
+    // Attach, or reuse what is attached.
+    let attached_here = match state::open(iface) {
+        Ok(_) => false,
+        Err(_) if !state::dir_for(iface)?.exists() => {
+            let a = attach::attach(iface, cfg.mode, cfg.max_bindings)?;
+            println!(
+                "attached to {iface} in {} mode (program {})",
+                a.mode, a.program_id
+            );
+            if let Some(note) = a.note {
+                println!("note: {note}");
+            }
+            true
+        }
+        Err(e) => return Err(e),
+    };
+    let result = serve(cfg, ifindex, listener, &stop);
+    let _ = std::fs::remove_file(&socket_path);
+    // Tidy bindings and the attachment whatever happened while serving.
+    let tidy = tidy_up(
+        cfg,
+        attached_here,
+        result.as_ref().ok().map(|v| v.as_slice()),
+    );
+    result.and(tidy)
+}
+
+/// The serving part; returns the bindings this run added, for [`tidy_up`].
+fn serve(
+    cfg: &RunConfig,
+    ifindex: u32,
+    listener: std::os::unix::net::UnixListener,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<Binding>> {
+    let iface = cfg.iface.as_str();
+    let mut attachment = state::open(iface)?;
+    let skb_mode = state::mode_name(attachment.info.mode) == "skb";
+    for w in nic::offload_warnings(iface, skb_mode) {
+        eprintln!("warning: {w}");
+    }
+
+    // Bind the services' addresses (keeping those already bound, e.g. by a run that died).
+    let mut added = Vec::new();
+    {
+        let _lock = attachment.lock()?;
+        let existing = attachment.maps.bindings()?;
+        for &addr in &cfg.udp_sinks {
+            let b = Binding {
+                proto: Proto::Udp,
+                addr,
+            };
+            if !existing.contains(&b) {
+                attachment.maps.bind(&b)?;
+                added.push(b);
+            }
+        }
+    }
+
+    let available = nic::rx_queues(iface);
+    let queues = match &cfg.queues {
+        Some(q) => {
+            if let Some(bad) = q.iter().find(|&&q| q >= available) {
+                bail!(
+                    "{iface} has {available} RX queue(s) (0-{}): there is no queue {bad}",
+                    available - 1
+                );
+            }
+            q.clone()
+        }
+        None => (0..available).collect(),
+    };
+    if queues.iter().any(|&q| q >= netdemux_common::MAX_QUEUES) {
+        bail!(
+            "netdemux serves RX queues below {}",
+            netdemux_common::MAX_QUEUES
+        );
+    }
+
+    let sinks = Arc::new(SinkTable::new(&cfg.udp_sinks));
+    let xcfg = XskConfig {
+        frames: cfg.frames,
+        ring_size: cfg.ring_size,
+        zero_copy: if cfg.zero_copy {
+            ZeroCopy::Require
+        } else {
+            ZeroCopy::Auto
+        },
+        busy_poll: cfg.busy_poll,
+        ..XskConfig::default()
+    };
+    let worker_stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    let mut stats = Vec::new();
+    let mut installed = Vec::new();
+    let started = (|| -> Result<()> {
+        for (i, &q) in queues.iter().enumerate() {
+            let sock = XskSocket::open(ifindex, q, &xcfg).map_err(|e| {
+                if cfg.zero_copy && e.error.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                    anyhow::anyhow!(
+                        "the driver of {iface} refuses zero-copy AF_XDP on queue {q} (veth and \
+                         skb-mode XDP only do copy mode): drop --zero-copy"
+                    )
+                } else {
+                    anyhow::Error::new(e)
+                        .context(format!("cannot open an AF_XDP socket on {iface} queue {q}"))
+                }
+            })?;
+            attachment
+                .maps
+                .xsks
+                .set(q, sock.as_fd().as_raw_fd(), 0)
+                .with_context(|| format!("cannot install the socket of queue {q} in the XSKMAP"))?;
+            installed.push(q);
+            let ws = Arc::new(WorkerStats::new(q, sock.zero_copy(), sinks.addrs().len()));
+            let wcfg = WorkerConfig {
+                spin: cfg.spin,
+                cpu: (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]),
+            };
+            workers.push(worker::spawn(
+                sock,
+                sinks.clone(),
+                ws.clone(),
+                worker_stop.clone(),
+                wcfg,
+            )?);
+            stats.push(ws);
+        }
+        Ok(())
+    })();
+
+    let report = {
+        let (stats, sinks) = (stats.clone(), sinks.clone());
+        move || build_report(&stats, &sinks)
+    };
+    let control_stop = Arc::new(AtomicBool::new(false));
+    let control = match &started {
+        Ok(()) => Some(control::serve(listener, control_stop.clone(), report)?),
+        Err(_) => None,
+    };
+    if started.is_ok() {
+        let modes: Vec<String> = stats
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({})",
+                    s.queue,
+                    if s.zero_copy { "zero-copy" } else { "copy" }
+                )
+            })
+            .collect();
+        let sink_list: Vec<String> = cfg
+            .udp_sinks
+            .iter()
+            .map(|a| format!("udp-sink {a}"))
+            .collect();
+        println!(
+            "serving {iface}: queues {}; {}; stats: netdemux stats --iface {iface}",
+            modes.join(", "),
+            if sink_list.is_empty() {
+                "no services".to_string()
+            } else {
+                sink_list.join(", ")
+            }
+        );
+        // Wait for a signal, or for a worker to end on its own (an error).
+        while !stop.load(Ordering::Relaxed) && workers.iter().all(|w| !w.is_finished()) {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // Shutdown: traffic back to the kernel first, then stop the workers.
+    for &q in &installed {
+        let _ = attachment.maps.xsks.unset(q);
+    }
+    worker_stop.store(true, Ordering::Relaxed);
+    let mut first_error = started.err();
+    for w in workers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(anyhow::anyhow!("a queue worker panicked"));
+            }
+        }
+    }
+    control_stop.store(true, Ordering::Relaxed);
+    if let Some(c) = control {
+        let _ = c.join();
+    }
+    match first_error {
+        None => Ok(added),
+        Some(e) => {
+            // Still remove what this run bound before reporting the failure.
+            let _ = unbind_all(iface, &added);
+            Err(e)
+        }
+    }
+}
+
+fn unbind_all(iface: &str, bindings: &[Binding]) -> Result<()> {
+    if bindings.is_empty() {
+        return Ok(());
+    }
+    let mut a = state::open(iface)?;
+    let _lock = a.lock()?;
+    for b in bindings {
+        let _ = a.maps.unbind(b);
+    }
+    Ok(())
+}
+
+fn tidy_up(cfg: &RunConfig, attached_here: bool, added: Option<&[Binding]>) -> Result<()> {
+    if attached_here {
+        attach::detach(&cfg.iface)?;
+        println!("detached from {}", cfg.iface);
+    } else if let Some(added) = added {
+        unbind_all(&cfg.iface, added)?;
+    }
+    Ok(())
+}
+
+fn build_report(stats: &[Arc<WorkerStats>], sinks: &SinkTable) -> DaemonReport {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let queues = stats
+        .iter()
+        .map(|s| QueueReport {
+            queue: s.queue,
+            mode: if s.zero_copy { "zero-copy" } else { "copy" }.to_string(),
+            rx: load(&s.rx),
+            rx_dropped: load(&s.rx_dropped),
+            rx_ring_full: load(&s.rx_ring_full),
+            fill_ring_empty: load(&s.fill_ring_empty),
+            invalid_descs: load(&s.invalid_descs),
+            tx: load(&s.tx),
+            unclaimed: load(&s.unclaimed),
+        })
+        .collect();
+    let services = sinks
+        .addrs()
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| ServiceReport {
+            kind: "udp-sink".to_string(),
+            addr: addr.to_string(),
+            packets: stats.iter().map(|s| load(&s.sinks[i].packets)).sum(),
+            bytes: stats.iter().map(|s| load(&s.sinks[i].bytes)).sum(),
+        })
+        .collect();
+    DaemonReport {
+        pid: std::process::id(),
+        queues,
+        services,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_lists() {
+        assert_eq!(parse_list("0").unwrap(), vec![0]);
+        assert_eq!(parse_list("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert_eq!(parse_list("3,1,1-2").unwrap(), vec![1, 2, 3]);
+        for bad in ["", "a", "1-", "3-1", "-1", "0,,1", "0-100000"] {
+            assert!(parse_list(bad).is_err(), "{bad:?}");
+        }
+    }
+}

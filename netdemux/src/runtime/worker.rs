@@ -1,0 +1,168 @@
+//! A queue worker: owns one AF_XDP socket and its frames, and runs the receive loop.
+//!
+//! It waits in poll(2) while its RX ring is empty (so it never starves a NAPI thread on the same
+//! core), or spins when asked. Counters are kept locally and published once per batch to
+//! atomics that only this worker writes; the kernel's socket counters are read every 100 ms.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+
+use crate::{
+    services::udp_sink::SinkTable,
+    wire::classify,
+    xsk::{XskSocket, XskStats},
+};
+
+/// Counters of one sink on one queue.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    /// Datagrams.
+    pub packets: AtomicU64,
+    /// UDP payload bytes.
+    pub bytes: AtomicU64,
+}
+
+/// The published counters of one queue worker (written by that worker only).
+#[derive(Debug)]
+pub struct WorkerStats {
+    /// The RX queue.
+    pub queue: u32,
+    /// True when the socket runs in zero-copy mode.
+    pub zero_copy: bool,
+    /// Frames received from the RX ring.
+    pub rx: AtomicU64,
+    /// Frames transmitted (no service transmits yet).
+    pub tx: AtomicU64,
+    /// Frames that no service claimed (e.g. unbound between the program's lookup and ours).
+    pub unclaimed: AtomicU64,
+    /// The kernel's socket counters, as last read.
+    pub rx_dropped: AtomicU64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: AtomicU64,
+    /// Times the fill ring was empty.
+    pub fill_ring_empty: AtomicU64,
+    /// Invalid descriptors (fill and TX).
+    pub invalid_descs: AtomicU64,
+    /// Per-sink counters, indexed like the [`SinkTable`].
+    pub sinks: Box<[SinkCounters]>,
+}
+
+impl WorkerStats {
+    /// Zeroed counters for queue `queue` with `sinks` sinks.
+    pub fn new(queue: u32, zero_copy: bool, sinks: usize) -> Self {
+        WorkerStats {
+            queue,
+            zero_copy,
+            rx: AtomicU64::new(0),
+            tx: AtomicU64::new(0),
+            unclaimed: AtomicU64::new(0),
+            rx_dropped: AtomicU64::new(0),
+            rx_ring_full: AtomicU64::new(0),
+            fill_ring_empty: AtomicU64::new(0),
+            invalid_descs: AtomicU64::new(0),
+            sinks: (0..sinks).map(|_| SinkCounters::default()).collect(),
+        }
+    }
+
+    fn publish_kernel(&self, s: &XskStats) {
+        self.rx_dropped.store(s.rx_dropped, Ordering::Relaxed);
+        self.rx_ring_full.store(s.rx_ring_full, Ordering::Relaxed);
+        self.fill_ring_empty
+            .store(s.rx_fill_ring_empty, Ordering::Relaxed);
+        self.invalid_descs
+            .store(s.rx_invalid_descs + s.tx_invalid_descs, Ordering::Relaxed);
+    }
+}
+
+/// How a worker runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WorkerConfig {
+    /// Spin on the RX ring instead of waiting in poll(2).
+    pub spin: bool,
+    /// Pin the worker thread to this CPU.
+    pub cpu: Option<usize>,
+}
+
+/// Starts the worker of `sock` on its own thread. It runs until `stop` is set.
+pub fn spawn(
+    mut sock: XskSocket,
+    sinks: Arc<SinkTable>,
+    stats: Arc<WorkerStats>,
+    stop: Arc<AtomicBool>,
+    cfg: WorkerConfig,
+) -> Result<thread::JoinHandle<Result<()>>> {
+    let name = format!("netdemux-q{}", sock.queue());
+    thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            if let Some(cpu) = cfg.cpu {
+                let mut set = nix::sched::CpuSet::new();
+                set.set(cpu).context("CPU number out of range")?;
+                nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+                    .with_context(|| format!("cannot pin queue {} to CPU {cpu}", sock.queue()))?;
+            }
+            run(&mut sock, &sinks, &stats, &stop, cfg)
+        })
+        .context("cannot start a queue worker thread")
+}
+
+fn run(
+    sock: &mut XskSocket,
+    sinks: &SinkTable,
+    stats: &WorkerStats,
+    stop: &AtomicBool,
+    cfg: WorkerConfig,
+) -> Result<()> {
+    let mut packets = vec![0u64; sinks.addrs().len()];
+    let mut bytes = vec![0u64; sinks.addrs().len()];
+    let mut last_kernel_read = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let mut unclaimed = 0u64;
+        let n = sock.receive(|frame| {
+            match classify(frame).and_then(|c| sinks.find(&c.key).map(|i| (i, c.payload_len))) {
+                Some((i, len)) => {
+                    packets[i] += 1;
+                    bytes[i] += len as u64;
+                }
+                None => unclaimed += 1,
+            }
+        });
+        if n > 0 {
+            stats.rx.fetch_add(n as u64, Ordering::Relaxed);
+            if unclaimed > 0 {
+                stats.unclaimed.fetch_add(unclaimed, Ordering::Relaxed);
+            }
+            for (i, c) in stats.sinks.iter().enumerate() {
+                if packets[i] > 0 {
+                    c.packets.fetch_add(packets[i], Ordering::Relaxed);
+                    c.bytes.fetch_add(bytes[i], Ordering::Relaxed);
+                    packets[i] = 0;
+                    bytes[i] = 0;
+                }
+            }
+        } else if cfg.spin {
+            sock.kick();
+        } else {
+            sock.wait(Duration::from_millis(100))
+                .with_context(|| format!("poll on queue {} failed", sock.queue()))?;
+        }
+        if last_kernel_read.elapsed() >= Duration::from_millis(100) {
+            if let Ok(s) = sock.stats() {
+                stats.publish_kernel(&s);
+            }
+            last_kernel_read = Instant::now();
+        }
+    }
+    if let Ok(s) = sock.stats() {
+        stats.publish_kernel(&s);
+    }
+    Ok(())
+}

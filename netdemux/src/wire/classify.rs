@@ -1,0 +1,174 @@
+//! The destination socket address of an Ethernet frame (VLAN, IPv4 with options, IPv6 with
+//! extension headers, TCP/UDP), mirroring `netdemux-ebpf/src/parse.rs`.
+
+use netdemux_common::{BindKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+
+/// What [`classify`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Classified {
+    /// The binding-table key of the destination.
+    pub key: BindKey,
+    /// Offset of the L4 payload in the frame.
+    pub payload_offset: usize,
+    /// Length of the L4 payload, as the IP header (and the UDP header) give it.
+    pub payload_len: usize,
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// The destination of `frame`, or `None` for anything that is not an unfragmented, well-formed
+/// TCP or UDP packet over IPv4 or IPv6.
+pub fn classify(frame: &[u8]) -> Option<Classified> {
+    let mut ethertype = be16(frame, 12)?;
+    let mut off = 14;
+    for _ in 0..2 {
+        if ethertype != 0x8100 && ethertype != 0x88a8 {
+            break;
+        }
+        ethertype = be16(frame, off + 2)?;
+        off += 4;
+    }
+    let (addr, family, proto, l4, ip_end) = match ethertype {
+        0x0800 => {
+            let ip = frame.get(off..off + 20)?;
+            let ihl = ((ip[0] & 0x0f) as usize) * 4;
+            let total = be16(ip, 2)? as usize;
+            if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || off + total > frame.len() {
+                return None;
+            }
+            if be16(ip, 6)? & 0x3fff != 0 {
+                return None; // fragment
+            }
+            let mut addr = [0u8; 16];
+            addr[..4].copy_from_slice(&ip[16..20]);
+            (addr, FAMILY_V4, ip[9], off + ihl, off + total)
+        }
+        0x86dd => {
+            let ip = frame.get(off..off + 40)?;
+            if ip[0] >> 4 != 6 {
+                return None;
+            }
+            let ip_end = off + 40 + be16(ip, 4)? as usize;
+            if ip_end > frame.len() {
+                return None;
+            }
+            let mut next = ip[6];
+            let mut l4 = off + 40;
+            for _ in 0..8 {
+                let len = match next {
+                    PROTO_TCP | PROTO_UDP => break,
+                    0 | 43 | 60 => (*frame.get(l4 + 1)? as usize + 1) * 8,
+                    51 => (*frame.get(l4 + 1)? as usize + 2) * 4,
+                    _ => return None, // fragment (44), ESP, ICMPv6, ...
+                };
+                next = *frame.get(l4)?;
+                l4 += len;
+            }
+            let mut addr = [0u8; 16];
+            addr.copy_from_slice(&ip[24..40]);
+            (addr, FAMILY_V6, next, l4, ip_end)
+        }
+        _ => return None,
+    };
+    let (hlen, payload_offset) = match proto {
+        PROTO_UDP => (8, l4 + 8),
+        PROTO_TCP => {
+            let doff = ((*frame.get(l4 + 12)? >> 4) as usize) * 4;
+            (20, l4 + doff.max(20))
+        }
+        _ => return None,
+    };
+    if l4 + hlen > ip_end || payload_offset > ip_end {
+        return None;
+    }
+    let port = be16(frame, l4 + 2)?;
+    Some(Classified {
+        key: BindKey::new(addr, port, proto, family),
+        payload_offset,
+        payload_len: ip_end - payload_offset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::binding::Binding;
+
+    fn udp4(dst: [u8; 4], port: u16, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + 8 + payload.len()) as u16;
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            17,
+            0,
+            0,
+        ]);
+        f.extend_from_slice(&[198, 18, 0, 1]);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&40000u16.to_be_bytes());
+        f.extend_from_slice(&port.to_be_bytes());
+        f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn finds_the_binding_key_and_payload() {
+        let f = udp4([198, 18, 0, 2], 7000, b"hello");
+        let c = classify(&f).unwrap();
+        assert_eq!(
+            c.key,
+            Binding::parse("udp", "198.18.0.2:7000").unwrap().key()
+        );
+        assert_eq!(
+            &f[c.payload_offset..c.payload_offset + c.payload_len],
+            b"hello"
+        );
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        let mut f = udp4([198, 18, 0, 2], 7000, b"hi");
+        f.resize(60, 0);
+        assert_eq!(classify(&f).unwrap().payload_len, 2);
+    }
+
+    #[test]
+    fn every_truncation_and_garbage_is_refused_without_panic() {
+        let f = udp4([198, 18, 0, 2], 7000, b"payload");
+        for cut in 0..f.len() - 7 {
+            assert_eq!(classify(&f[..cut]), None, "cut at {cut}");
+        }
+        let mut x = 0x1234_5678u32;
+        for _ in 0..20_000 {
+            let mut g = f.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let i = x as usize % g.len();
+                g[i] = (x >> 8) as u8;
+            }
+            let _ = classify(&g);
+        }
+    }
+
+    #[test]
+    fn fragments_are_refused() {
+        let mut f = udp4([198, 18, 0, 2], 7000, b"x");
+        f[20] = 0x20; // MF
+        assert_eq!(classify(&f), None);
+    }
+}

@@ -1,0 +1,101 @@
+//! What the NIC says about itself before AF_XDP sockets go on it: its number of RX queues and the
+//! receive offloads that interfere with AF_XDP (ethtool ioctls, in the current network namespace).
+
+use std::{io, os::fd::AsRawFd as _};
+
+const ETHTOOL_GFLAGS: u32 = 0x25;
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const ETHTOOL_GGRO: u32 = 0x2b;
+const ETH_FLAG_LRO: u32 = 1 << 15;
+
+/// `struct ifreq` with the `ifr_data` arm, padded to the kernel's 40 bytes.
+#[repr(C)]
+struct IfReqData {
+    name: [u8; 16],
+    data: *mut libc::c_void,
+    _pad: [u8; 16],
+}
+
+fn ethtool<T>(iface: &str, cmd: &mut T) -> io::Result<()> {
+    let sock =
+        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
+    let mut req = IfReqData {
+        name: [0; 16],
+        data: (cmd as *mut T).cast(),
+        _pad: [0; 16],
+    };
+    let bytes = iface.as_bytes();
+    if bytes.len() >= req.name.len() {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    req.name[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: SIOCETHTOOL with a valid ifreq whose data pointer refers to `cmd`, a live ethtool
+    // command struct of the layout the command number implies; the kernel writes within it.
+    let rc = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCETHTOOL,
+            &mut req as *mut IfReqData,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Number of RX queues of `iface` (RX-only plus combined channels); 1 when the driver does not
+/// report channels.
+pub fn rx_queues(iface: &str) -> u32 {
+    // struct ethtool_channels: cmd, max_rx, max_tx, max_other, max_combined, rx_count,
+    // tx_count, other_count, combined_count.
+    let mut ch = [0u32; 9];
+    ch[0] = ETHTOOL_GCHANNELS;
+    match ethtool(iface, &mut ch) {
+        Ok(()) => (ch[5] + ch[8]).max(1),
+        Err(_) => 1,
+    }
+}
+
+/// Receive offloads that matter to AF_XDP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// Generic receive offload (`ethtool -K IF gro`), if the driver reports it.
+    pub gro: Option<bool>,
+    /// Large receive offload (`ethtool -K IF lro`), if the driver reports it.
+    pub lro: Option<bool>,
+}
+
+/// Reads the GRO and LRO settings of `iface`.
+pub fn offloads(iface: &str) -> Offloads {
+    let mut gro = [ETHTOOL_GGRO, 0u32];
+    let mut flags = [ETHTOOL_GFLAGS, 0u32];
+    Offloads {
+        gro: ethtool(iface, &mut gro).ok().map(|()| gro[1] != 0),
+        lro: ethtool(iface, &mut flags)
+            .ok()
+            .map(|()| flags[1] & ETH_FLAG_LRO != 0),
+    }
+}
+
+/// Warnings for offload settings that break or bypass AF_XDP in the given XDP mode, each with
+/// the command that fixes it.
+pub fn offload_warnings(iface: &str, skb_mode: bool) -> Vec<String> {
+    let o = offloads(iface);
+    let mut out = Vec::new();
+    if o.lro == Some(true) {
+        out.push(format!(
+            "LRO is on for {iface}: the NIC merges segments before XDP sees them, so merged \
+             frames cannot be steered (fix: ethtool -K {iface} lro off)"
+        ));
+    }
+    if skb_mode && o.gro == Some(true) {
+        out.push(format!(
+            "GRO is on for {iface} and XDP runs in skb mode, after GRO: merged TCP/UDP segments \
+             reach the program as one oversized frame (fix: ethtool -K {iface} gro off, or use \
+             native mode)"
+        ));
+    }
+    out
+}

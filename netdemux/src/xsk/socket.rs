@@ -1,0 +1,446 @@
+//! One AF_XDP socket bound to one RX queue, with its own UMEM and rings.
+//!
+//! The safe surface is [`XskSocket::receive`]: it takes a batch of RX descriptors, lends each
+//! frame to a closure, and gives every frame straight back to the kernel through the fill ring,
+//! so a frame is never readable while the kernel may write it. No allocation per packet.
+
+use std::{
+    io,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    time::Duration,
+};
+
+use super::{
+    ring::{Consumer, Producer, RingMap, RingOffsets},
+    umem::Umem,
+};
+
+/// Most RX descriptors handled per batch.
+pub const BATCH: usize = 64;
+
+/// Zero-copy policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZeroCopy {
+    /// Let the kernel choose: zero-copy where the driver offers it, copy mode otherwise.
+    Auto,
+    /// Zero-copy or fail.
+    Require,
+}
+
+/// How a socket is built.
+#[derive(Clone, Copy, Debug)]
+pub struct XskConfig {
+    /// Frames in the UMEM (a power of two; all of them circulate through the fill ring).
+    pub frames: u32,
+    /// Bytes per frame: 2048 or 4096.
+    pub frame_size: u32,
+    /// Descriptors in the RX, TX and completion rings (a power of two).
+    pub ring_size: u32,
+    /// Zero-copy policy.
+    pub zero_copy: ZeroCopy,
+    /// Set SO_PREFER_BUSY_POLL / SO_BUSY_POLL / SO_BUSY_POLL_BUDGET on the socket.
+    pub busy_poll: bool,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        XskConfig {
+            frames: 4096,
+            frame_size: 4096,
+            ring_size: 2048,
+            zero_copy: ZeroCopy::Auto,
+            busy_poll: false,
+        }
+    }
+}
+
+/// Kernel counters of one socket (`XDP_STATISTICS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XskStats {
+    /// Frames dropped for any reason (RX ring full, no fill buffer, ...).
+    pub rx_dropped: u64,
+    /// Invalid descriptors in the fill ring.
+    pub rx_invalid_descs: u64,
+    /// Invalid descriptors in the TX ring.
+    pub tx_invalid_descs: u64,
+    /// Frames dropped because the RX ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty when a frame arrived.
+    pub rx_fill_ring_empty: u64,
+    /// Times the TX ring was empty when the driver looked.
+    pub tx_ring_empty: u64,
+}
+
+/// An AF_XDP socket with its UMEM and rings. Field order matters: the socket closes before the
+/// rings and the UMEM are unmapped.
+pub struct XskSocket {
+    fd: OwnedFd,
+    rx: Consumer<libc::xdp_desc>,
+    fill: Producer<u64>,
+    // The TX and completion rings exist so the UMEM is complete for the kernel (it requires a
+    // completion ring) and for services that transmit; nothing transmits yet.
+    _tx: Producer<libc::xdp_desc>,
+    _comp: Consumer<u64>,
+    umem: Umem,
+    queue: u32,
+    zero_copy: bool,
+    busy_poll: bool,
+}
+
+fn setsockopt<T>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` points to a live T of the size passed; the kernel only reads it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn getsockopt<T: Default>(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<T> {
+    let mut value = T::default();
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is a live, writable T and `len` its size; the kernel writes at most `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut T).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `xdp_mmap_offsets` with a Default, for [`getsockopt`].
+#[repr(C)]
+#[derive(Default)]
+struct MmapOffsets {
+    rings: [[u64; 4]; 4], // rx, tx, fill, completion: producer, consumer, desc, flags
+}
+
+/// `xdp_statistics` with a Default.
+#[repr(C)]
+#[derive(Default)]
+struct RawStats([u64; 6]);
+
+fn offsets(o: [u64; 4]) -> RingOffsets {
+    RingOffsets {
+        producer: o[0],
+        consumer: o[1],
+        desc: o[2],
+        flags: o[3],
+    }
+}
+
+/// Why a socket could not be set up, with the step that failed.
+#[derive(Debug)]
+pub struct XskError {
+    /// What was being done.
+    pub step: &'static str,
+    /// The OS error.
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for XskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.error)
+    }
+}
+
+impl std::error::Error for XskError {}
+
+fn step<T>(step: &'static str, r: io::Result<T>) -> Result<T, XskError> {
+    r.map_err(|error| XskError { step, error })
+}
+
+impl XskSocket {
+    /// Creates a socket on RX queue `queue` of interface `ifindex`, registers its UMEM, maps
+    /// its rings, binds it, and hands every frame to the kernel through the fill ring.
+    pub fn open(ifindex: u32, queue: u32, cfg: &XskConfig) -> Result<Self, XskError> {
+        for (what, n) in [("frames", cfg.frames), ("ring size", cfg.ring_size)] {
+            if !n.is_power_of_two() {
+                return Err(XskError {
+                    step: what,
+                    error: io::Error::new(io::ErrorKind::InvalidInput, "must be a power of two"),
+                });
+            }
+        }
+        // SAFETY: plain socket(2); the result is checked and owned immediately.
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(XskError {
+                step: "socket(AF_XDP)",
+                error: io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: `raw` is a new descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let umem = step("mmap UMEM", Umem::new(cfg.frames, cfg.frame_size))?;
+        let reg = libc::xdp_umem_reg {
+            addr: umem.addr(),
+            len: umem.len() as u64,
+            chunk_size: cfg.frame_size,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        };
+        let b = fd.as_fd();
+        step(
+            "XDP_UMEM_REG",
+            setsockopt(b, libc::SOL_XDP, libc::XDP_UMEM_REG, &reg),
+        )?;
+        step(
+            "XDP_UMEM_FILL_RING",
+            setsockopt(b, libc::SOL_XDP, libc::XDP_UMEM_FILL_RING, &cfg.frames),
+        )?;
+        step(
+            "XDP_UMEM_COMPLETION_RING",
+            setsockopt(
+                b,
+                libc::SOL_XDP,
+                libc::XDP_UMEM_COMPLETION_RING,
+                &cfg.ring_size,
+            ),
+        )?;
+        step(
+            "XDP_RX_RING",
+            setsockopt(b, libc::SOL_XDP, libc::XDP_RX_RING, &cfg.ring_size),
+        )?;
+        step(
+            "XDP_TX_RING",
+            setsockopt(b, libc::SOL_XDP, libc::XDP_TX_RING, &cfg.ring_size),
+        )?;
+        let off: MmapOffsets = step(
+            "XDP_MMAP_OFFSETS",
+            getsockopt(b, libc::SOL_XDP, libc::XDP_MMAP_OFFSETS),
+        )?;
+        let [rx_off, tx_off, fill_off, comp_off] = off.rings;
+        let rx = step(
+            "mmap RX ring",
+            RingMap::map(
+                b,
+                libc::XDP_PGOFF_RX_RING as u64,
+                offsets(rx_off),
+                cfg.ring_size,
+            ),
+        )?;
+        let tx = step(
+            "mmap TX ring",
+            RingMap::map(
+                b,
+                libc::XDP_PGOFF_TX_RING as u64,
+                offsets(tx_off),
+                cfg.ring_size,
+            ),
+        )?;
+        let fill = step(
+            "mmap fill ring",
+            RingMap::map(
+                b,
+                libc::XDP_UMEM_PGOFF_FILL_RING,
+                offsets(fill_off),
+                cfg.frames,
+            ),
+        )?;
+        let comp = step(
+            "mmap completion ring",
+            RingMap::map(
+                b,
+                libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+                offsets(comp_off),
+                cfg.ring_size,
+            ),
+        )?;
+
+        if cfg.busy_poll {
+            let one: libc::c_int = 1;
+            let usecs: libc::c_int = 20;
+            let budget: libc::c_int = BATCH as libc::c_int;
+            step(
+                "SO_PREFER_BUSY_POLL",
+                setsockopt(b, libc::SOL_SOCKET, libc::SO_PREFER_BUSY_POLL, &one),
+            )?;
+            step(
+                "SO_BUSY_POLL",
+                setsockopt(b, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &usecs),
+            )?;
+            step(
+                "SO_BUSY_POLL_BUDGET",
+                setsockopt(b, libc::SOL_SOCKET, libc::SO_BUSY_POLL_BUDGET, &budget),
+            )?;
+        }
+
+        let mut sock = XskSocket {
+            fd,
+            rx: Consumer::new(rx),
+            fill: Producer::new(fill),
+            _tx: Producer::new(tx),
+            _comp: Consumer::new(comp),
+            umem,
+            queue,
+            zero_copy: false,
+            busy_poll: cfg.busy_poll,
+        };
+        // Every frame starts in the fill ring, which is exactly as large as the UMEM.
+        let addrs: Vec<u64> = (0..cfg.frames).map(|i| sock.umem.frame_addr(i)).collect();
+        let filled = sock.fill.produce(&addrs);
+        debug_assert_eq!(filled, addrs.len());
+
+        let mode = match cfg.zero_copy {
+            ZeroCopy::Auto => 0,
+            ZeroCopy::Require => libc::XDP_ZEROCOPY,
+        };
+        let addr = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: libc::XDP_USE_NEED_WAKEUP | mode,
+            sxdp_ifindex: ifindex,
+            sxdp_queue_id: queue,
+            sxdp_shared_umem_fd: 0,
+        };
+        // SAFETY: `addr` is a valid sockaddr_xdp of the size passed.
+        let rc = unsafe {
+            libc::bind(
+                sock.fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_xdp).cast(),
+                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(XskError {
+                step: "bind",
+                error: io::Error::last_os_error(),
+            });
+        }
+        let opts: u32 = step(
+            "XDP_OPTIONS",
+            getsockopt(sock.fd.as_fd(), libc::SOL_XDP, libc::XDP_OPTIONS),
+        )?;
+        sock.zero_copy = opts & libc::XDP_OPTIONS_ZEROCOPY != 0;
+        Ok(sock)
+    }
+
+    /// The RX queue this socket serves.
+    pub fn queue(&self) -> u32 {
+        self.queue
+    }
+
+    /// True when the driver runs this socket in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
+
+    /// Takes up to [`BATCH`] received frames, calls `f` on each, then returns them all to the
+    /// kernel. Returns how many frames were handled. Descriptors that point outside the UMEM
+    /// (never produced by a correct kernel) are skipped but still recycled.
+    pub fn receive(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+        let mut descs = [libc::xdp_desc {
+            addr: 0,
+            len: 0,
+            options: 0,
+        }; BATCH];
+        let n = self.rx.consume(&mut descs);
+        if n == 0 {
+            return 0;
+        }
+        let mut addrs = [0u64; BATCH];
+        for (d, a) in descs[..n].iter().zip(addrs.iter_mut()) {
+            if let Some(frame) = self.umem.bytes(d.addr, d.len) {
+                f(frame);
+            }
+            *a = self.umem.frame_base(d.addr);
+        }
+        // The fill ring holds every frame of the UMEM, so what we took out always fits back.
+        let back = self.fill.produce(&addrs[..n]);
+        debug_assert_eq!(back, n);
+        n
+    }
+
+    /// Waits up to `timeout` for received frames (poll(2); it also wakes the driver when the
+    /// fill ring asks for it). Returns true when frames are ready.
+    pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let rc = unsafe {
+            libc::poll(
+                &mut pfd,
+                1,
+                timeout.as_millis().min(i32::MAX as u128) as i32,
+            )
+        };
+        match rc {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+            0 => Ok(false),
+            _ => Ok(true),
+        }
+    }
+
+    /// For spinning and busy-polling workers: asks the kernel to make progress (refill from the
+    /// fill ring, or run a busy-poll round) without blocking, when it needs it.
+    pub fn kick(&self) {
+        if self.busy_poll || self.fill.needs_wakeup() || self.rx.needs_wakeup() {
+            // SAFETY: a zero-length, non-blocking recvfrom on our own socket; no buffer is passed.
+            unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
+        }
+    }
+
+    /// The kernel's counters for this socket.
+    pub fn stats(&self) -> io::Result<XskStats> {
+        let s: RawStats = getsockopt(self.fd.as_fd(), libc::SOL_XDP, libc::XDP_STATISTICS)?;
+        let [
+            rx_dropped,
+            rx_invalid_descs,
+            tx_invalid_descs,
+            rx_ring_full,
+            rx_fill_ring_empty,
+            tx_ring_empty,
+        ] = s.0;
+        Ok(XskStats {
+            rx_dropped,
+            rx_invalid_descs,
+            tx_invalid_descs,
+            rx_ring_full,
+            rx_fill_ring_empty,
+            tx_ring_empty,
+        })
+    }
+}
+
+impl AsFd for XskSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

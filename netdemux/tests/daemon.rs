@@ -1,0 +1,409 @@
+//! `netdemux run`: AF_XDP sockets on every RX queue of a 2-queue veth, with the kernel's UDP
+//! stack as the sender. Counts must be exact, a killed daemon must leave the NIC working, and a
+//! consumer that falls behind must have its drops counted. Requires root.
+
+mod support;
+
+use std::{
+    collections::HashSet,
+    net::{SocketAddr, UdpSocket},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use support::netns::*;
+
+/// A `netdemux run` child process, stopped (SIGTERM, then SIGKILL) on drop.
+struct Daemon {
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(tb: &Testbed, args: &[&str]) -> Daemon {
+        let mut full = vec![
+            "--netns",
+            tb.ns_b.as_str(),
+            "run",
+            "--iface",
+            tb.veth_b.as_str(),
+        ];
+        full.extend_from_slice(args);
+        let child = Command::new(netdemux_bin())
+            .args(&full)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start netdemux run");
+        let d = Daemon { child: Some(child) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"]);
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"queues\"") {
+                return d;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the daemon did not come up");
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        wait_or_kill(&mut child)
+    }
+
+    /// SIGKILL, no cleanup.
+    fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+fn wait_or_kill(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().unwrap();
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            wait_or_kill(&mut child);
+        }
+    }
+}
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+fn sink_packets(stats: &serde_json::Value) -> u64 {
+    stats["services"]
+        .as_array()
+        .map(|s| s.iter().map(|x| u(&x["packets"])).sum())
+        .unwrap_or(0)
+}
+
+fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
+    stats["queues"]
+        .as_array()
+        .map(|q| q.iter().map(|x| u(&x[field])).sum())
+        .unwrap_or(0)
+}
+
+/// Sends `n` datagrams to `dst` from `sockets` sockets (so many source ports, so RSS spreads
+/// them over the queues), paced so a healthy receiver keeps up.
+fn send_spread(ns: &str, dst: SocketAddr, n: u64, sockets: usize) -> thread::JoinHandle<()> {
+    in_netns(ns, move || {
+        let socks: Vec<UdpSocket> = (0..sockets)
+            .map(|_| UdpSocket::bind("0.0.0.0:0").unwrap())
+            .collect();
+        for i in 0..n {
+            socks[i as usize % sockets]
+                .send_to(format!("seq:{i}").as_bytes(), dst)
+                .unwrap();
+            if i % 16 == 15 {
+                thread::sleep(Duration::from_micros(200));
+            }
+        }
+    })
+}
+
+/// Polls `stats --json` until `done` holds or `secs` pass; returns the last stats.
+fn wait_stats(
+    tb: &Testbed,
+    secs: u64,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = tb.stats();
+        if done(&s) || Instant::now() > deadline {
+            return s;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_sink_counts_every_datagram_over_two_queues_and_the_kernel_keeps_the_rest() {
+    let tb = Testbed::new(2);
+    let daemon = Daemon::start(&tb, &["--udp-sink", "198.18.0.2:7000"]);
+    let n = 20_000u64;
+    let drops_before = tb.sender_tx_dropped();
+    send_spread(&tb.ns_a, SocketAddr::from((IP_B, 7000)), n, 64)
+        .join()
+        .unwrap();
+    let dropped = tb.sender_tx_dropped() - drops_before; // veth's own, before XDP
+    let stats = wait_stats(&tb, 5, |s| {
+        sink_packets(s) + dropped >= n && queue_sum(s, "rx") == sink_packets(s)
+    });
+
+    let got = sink_packets(&stats);
+    assert_eq!(
+        got + dropped,
+        n,
+        "sink {got} + veth drops {dropped} = sent: {stats}"
+    );
+    assert!(dropped * 20 <= n, "veth dropped {dropped}");
+    assert_eq!(
+        queue_sum(&stats, "rx"),
+        got,
+        "per-queue rx sums to the sink's count"
+    );
+    for q in stats["queues"].as_array().unwrap() {
+        assert!(
+            u(&q["rx"]) > 0,
+            "RSS spread the flows over both queues: {stats}"
+        );
+        assert_eq!(q["mode"], "copy");
+    }
+    assert_eq!(queue_sum(&stats, "rx_dropped"), 0, "{stats}");
+    assert_eq!(queue_sum(&stats, "rx_ring_full"), 0);
+    assert_eq!(queue_sum(&stats, "unclaimed"), 0);
+    assert_eq!(
+        u(&stats["verdicts"]["redirected"]),
+        got,
+        "every redirected frame reached the sink"
+    );
+    assert_eq!(u(&stats["bindings"][0]["packets"]), got);
+
+    // Unbound traffic on the same address still reaches a kernel socket, in full.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let m = 2_000u64;
+    let receiver = in_netns(&tb.ns_b, move || {
+        let sock = UdpSocket::bind("198.18.0.2:7001").unwrap();
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &(8 << 20))
+            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = HashSet::new();
+        let mut buf = [0u8; 64];
+        while let Ok(k) = sock.recv(&mut buf) {
+            got.insert(buf[..k].to_vec());
+        }
+        got.len() as u64
+    });
+    ready_rx.recv().unwrap();
+    let drops_before = tb.sender_tx_dropped();
+    send_spread(&tb.ns_a, SocketAddr::from((IP_B, 7001)), m, 16)
+        .join()
+        .unwrap();
+    let got_kernel = receiver.join().unwrap();
+    let dropped = tb.sender_tx_dropped() - drops_before;
+    assert_eq!(
+        got_kernel + dropped,
+        m,
+        "kernel socket got {got_kernel}, veth dropped {dropped}"
+    );
+    assert!(daemon.stop().success(), "clean exit on SIGTERM");
+    // This run attached, so its exit detached: nothing of netdemux is left.
+    assert!(!tb.pin_dir().exists());
+    let link = must("ip", &["-n", &tb.ns_b, "link", "show", &tb.veth_b]);
+    assert!(!link.contains("xdp"), "{link}");
+}
+
+#[test]
+fn a_killed_daemon_fails_open_and_a_new_one_takes_the_traffic_back() {
+    let tb = Testbed::new(2);
+    // A kernel socket on the same address: it gets the datagrams only when AF_XDP does not.
+    let kernel_count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = {
+        let (kernel_count, stop) = (kernel_count.clone(), stop.clone());
+        in_netns(&tb.ns_b, move || {
+            let sock = UdpSocket::bind("198.18.0.2:7000").unwrap();
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut buf = [0u8; 64];
+            while !stop.load(Ordering::Relaxed) {
+                if sock.recv(&mut buf).is_ok() {
+                    kernel_count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    ready_rx.recv().unwrap();
+    let first = Daemon::start(&tb, &["--udp-sink", "198.18.0.2:7000"]);
+    let sender = {
+        let stop = stop.clone();
+        in_netns(&tb.ns_a, move || {
+            let socks: Vec<UdpSocket> = (0..8)
+                .map(|_| UdpSocket::bind("0.0.0.0:0").unwrap())
+                .collect();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                let _ = socks[i % socks.len()].send_to(b"x", (IP_B, 7000));
+                i += 1;
+                thread::sleep(Duration::from_micros(250));
+            }
+        })
+    };
+    let s = wait_stats(&tb, 5, |s| sink_packets(s) > 200);
+    assert!(sink_packets(&s) > 200, "the daemon receives: {s}");
+    assert_eq!(
+        kernel_count.load(Ordering::Relaxed),
+        0,
+        "while it runs, the kernel gets none"
+    );
+
+    first.kill9();
+    let killed_at = Instant::now();
+    while kernel_count.load(Ordering::Relaxed) < 100 && killed_at.elapsed() < Duration::from_secs(5)
+    {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let fallback = killed_at.elapsed();
+    assert!(
+        kernel_count.load(Ordering::Relaxed) >= 100,
+        "the kernel socket receives after kill -9"
+    );
+    assert!(
+        fallback < Duration::from_secs(2),
+        "fell back in {fallback:?}"
+    );
+    let s = tb.stats();
+    assert!(s.get("queues").is_none(), "no daemon answers any more: {s}");
+    assert!(
+        u(&s["verdicts"]["redirect_failed"]) > 0,
+        "matches fell back: {s}"
+    );
+
+    // A new daemon reuses the attachment and the binding, and takes the traffic back.
+    let second = Daemon::start(&tb, &["--udp-sink", "198.18.0.2:7000"]);
+    let s = wait_stats(&tb, 5, |s| sink_packets(s) > 200);
+    assert!(sink_packets(&s) > 200, "the new daemon receives: {s}");
+    let k1 = kernel_count.load(Ordering::Relaxed);
+    thread::sleep(Duration::from_millis(300));
+    let k2 = kernel_count.load(Ordering::Relaxed);
+    assert_eq!(k1, k2, "the kernel gets nothing once the new daemon serves");
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    receiver.join().unwrap();
+    assert!(second.stop().success());
+    // The second run did not attach, so the attachment (made by the first) stays.
+    let list = tb.netdemux_ok(&["list", "--iface", &tb.veth_b]);
+    assert_eq!(list, "udp 198.18.0.2:7000\n");
+}
+
+#[test]
+fn a_consumer_that_falls_behind_has_every_drop_counted() {
+    let tb = Testbed::new(1);
+    let daemon = Daemon::start(
+        &tb,
+        &[
+            "--udp-sink",
+            "198.18.0.2:7000",
+            "--frames",
+            "64",
+            "--ring-size",
+            "64",
+        ],
+    );
+    // Freeze the daemon: its rings fill and the kernel must count what it cannot deliver.
+    daemon.signal(nix::sys::signal::Signal::SIGSTOP);
+    send_spread(&tb.ns_a, SocketAddr::from((IP_B, 7000)), 3_000, 8)
+        .join()
+        .unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGCONT);
+    let stats = wait_stats(&tb, 5, |s| {
+        u(&s["verdicts"]["redirected"]) == sink_packets(s) + queue_sum(s, "rx_dropped")
+            && queue_sum(s, "rx_dropped") > 0
+    });
+    let redirected = u(&stats["verdicts"]["redirected"]);
+    let delivered = sink_packets(&stats);
+    let dropped = queue_sum(&stats, "rx_dropped");
+    assert!(dropped > 0, "a frozen consumer drops: {stats}");
+    assert!(
+        queue_sum(&stats, "rx_ring_full") + queue_sum(&stats, "fill_ring_empty") > 0,
+        "the reason is counted: {stats}"
+    );
+    assert_eq!(
+        redirected,
+        delivered + dropped,
+        "redirected = delivered + counted drops: {stats}"
+    );
+    assert!(
+        delivered >= 64,
+        "what fit in the rings was delivered: {stats}"
+    );
+    drop(daemon);
+}
+
+#[test]
+fn run_refuses_bad_setups_and_leaves_nothing() {
+    let tb = Testbed::new(2);
+    let v = tb.veth_b.as_str();
+    for (args, want) in [
+        (
+            vec![
+                "run",
+                "--iface",
+                v,
+                "--zero-copy",
+                "--udp-sink",
+                "198.18.0.2:7000",
+            ],
+            "drop --zero-copy",
+        ),
+        (
+            vec!["run", "--iface", v, "--queues", "0,5"],
+            "has 2 RX queue(s)",
+        ),
+        (vec!["run", "--iface", v, "--frames", "100"], "power of two"),
+        (
+            vec!["run", "--iface", v, "--udp-sink", "198.18.0.2:0"],
+            "port 0",
+        ),
+        (vec!["run", "--iface", v, "--queues", "x"], "not a list"),
+    ] {
+        let out = tb.netdemux(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {want:?} not in {err}");
+        assert!(!tb.pin_dir().exists(), "{args:?} left state behind");
+    }
+    // A second daemon on the same interface is refused while the first runs.
+    let first = Daemon::start(&tb, &["--udp-sink", "198.18.0.2:7000"]);
+    let out = tb.netdemux(&["run", "--iface", v, "--udp-sink", "198.18.0.2:7001"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already serves"));
+    assert_eq!(
+        tb.netdemux_ok(&["list", "--iface", v]),
+        "udp 198.18.0.2:7000\n"
+    );
+    drop(first);
+}

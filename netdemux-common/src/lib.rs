@@ -38,6 +38,8 @@ pub mod map_names {
     pub const XSKS: &str = "NDX_XSKS";
     /// `Array<StateInfo>` with one entry, written by userspace when it attaches.
     pub const INFO: &str = "NDX_INFO";
+    /// `Array<GenSettings>` with one entry: how the generator program varies its frames.
+    pub const GEN_SETTINGS: &str = "NDX_GEN_CFG";
 }
 
 /// Names of the programs in the eBPF object.
@@ -46,6 +48,10 @@ pub mod program_names {
     pub const DEMUX: &str = "netdemux";
     /// `return XDP_PASS`: the floor the benchmarks compare the demultiplexer with.
     pub const PASS: &str = "netdemux_pass";
+    /// `return XDP_TX`: the traffic generator, run in live-frames mode.
+    pub const GEN: &str = "netdemux_gen";
+    /// `return XDP_DROP`: the receive ceiling for the benchmarks.
+    pub const DROP: &str = "netdemux_drop";
 }
 
 /// The destination socket address of a packet: the key of the binding table.
@@ -186,6 +192,22 @@ impl Counter {
     ];
 }
 
+/// How the generator program (`netdemux_gen`) varies the frames it transmits: the source port
+/// of frame `n` (counted per CPU) becomes `base_port + n % flows`, and the L4 checksum is
+/// updated to match (RFC 1624).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GenSettings {
+    /// Number of distinct source ports; 0 or 1 leaves frames as they are.
+    pub flows: u32,
+    /// First source port.
+    pub base_port: u32,
+    /// Offset of the source port in the frame.
+    pub sport_offset: u32,
+    /// Offset of the L4 checksum in the frame.
+    pub csum_offset: u32,
+}
+
 /// XDP attach mode as recorded in [`StateInfo::mode`].
 pub mod attach_mode {
     /// Native (driver) mode.
@@ -231,6 +253,8 @@ mod pod {
     unsafe impl aya::Pod for super::BindKey {}
     // SAFETY: BindStats is repr(C) with two u64 fields and no padding.
     unsafe impl aya::Pod for super::BindStats {}
+    // SAFETY: GenSettings is repr(C), four u32 fields without padding.
+    unsafe impl aya::Pod for super::GenSettings {}
     // SAFETY: Counters is repr(C), an array of u64 without padding.
     unsafe impl aya::Pod for super::Counters {}
     // SAFETY: StateInfo is repr(C), its fields are integers laid out without padding (size 40).

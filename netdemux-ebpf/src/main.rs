@@ -10,7 +10,7 @@ mod maps;
 mod parse;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use maps::{BINDS, Count, PORTS, XSKS};
+use maps::{BINDS, Count, GEN_SEQ, GEN_SETTINGS, PORTS, XSKS};
 use netdemux_common::{BindKey, Counter, port_slot};
 use parse::{Frame, classify};
 
@@ -86,6 +86,54 @@ fn deliver(ctx: &XdpContext, frame: &Frame, key: &mut BindKey, count: &Count) ->
 #[xdp]
 pub fn netdemux_pass(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// The traffic generator: run with BPF_PROG_TEST_RUN in live-frames mode, XDP_TX transmits the
+/// frame the generator passed in on the interface it names as ingress. Each frame gets the next
+/// source port of the configured range, so a receiving NIC's RSS spreads the flows.
+#[xdp]
+pub fn netdemux_gen(ctx: XdpContext) -> u32 {
+    let (Some(cfg), Some(seq)) = (GEN_SETTINGS.get(0), GEN_SEQ.get_ptr_mut(0)) else {
+        return xdp_action::XDP_TX;
+    };
+    if cfg.flows <= 1 {
+        return xdp_action::XDP_TX;
+    }
+    // SAFETY: this CPU's slot of a per-CPU array; XDP runs without preemption.
+    let n = unsafe {
+        let n = *seq;
+        *seq = n.wrapping_add(1);
+        n
+    };
+    let port = (cfg.base_port.wrapping_add(n % cfg.flows)) as u16;
+    // Offsets come from userspace: bound them for the verifier, then check against the packet.
+    let (so, co) = (
+        (cfg.sport_offset & 0x7ff) as usize,
+        (cfg.csum_offset & 0x7ff) as usize,
+    );
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + so + 2 > end || start + co + 2 > end {
+        return xdp_action::XDP_TX;
+    }
+    let (sp, cp) = ((start + so) as *mut [u8; 2], (start + co) as *mut [u8; 2]);
+    // SAFETY: both 2-byte fields lie inside the packet (checked above); [u8; 2] has alignment 1.
+    unsafe {
+        let old = u16::from_be_bytes(*sp);
+        *sp = port.to_be_bytes();
+        // RFC 1624: C' = ~(~C + ~m + m'); 0 is sent as 0xffff (the same value, and what UDP needs).
+        let mut sum = (!u16::from_be_bytes(*cp)) as u32 + (!old) as u32 + port as u32;
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        let c = !(sum as u16);
+        *cp = if c == 0 { 0xffff } else { c }.to_be_bytes();
+    }
+    xdp_action::XDP_TX
+}
+
+/// `return XDP_DROP`: the ceiling of what a receiver can absorb, for the benchmarks.
+#[xdp]
+pub fn netdemux_drop(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_DROP
 }
 
 #[cfg(not(test))]

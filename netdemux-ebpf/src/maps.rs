@@ -5,7 +5,8 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, PerCpuHashMap, XskMap},
 };
 use netdemux_common::{
-    BindKey, BindStats, Counter, Counters, DEFAULT_MAX_BINDINGS, MAX_QUEUES, PORT_SLOTS, StateInfo,
+    BindKey, BindStats, Counter, Counters, DEFAULT_MAX_BINDINGS, GenSettings, MAX_QUEUES,
+    PORT_SLOTS, StateInfo,
 };
 
 /// Bound socket addresses and their per-CPU counters. Userspace resizes it at load time.
@@ -29,6 +30,14 @@ pub static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 /// Written by userspace only; declared here so it is created and pinned with the other maps.
 #[map(name = "NDX_INFO")]
 pub static INFO: Array<StateInfo> = Array::with_max_entries(1, 0);
+
+/// How the generator program varies its frames (written by `netdemux gen`).
+#[map(name = "NDX_GEN_CFG")]
+pub static GEN_SETTINGS: Array<GenSettings> = Array::with_max_entries(1, 0);
+
+/// Frames the generator program has sent on this CPU.
+#[map(name = "NDX_GEN_SEQ")]
+pub static GEN_SEQ: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 /// This CPU's verdict counters.
 pub struct Count(*mut Counters);

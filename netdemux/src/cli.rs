@@ -23,6 +23,7 @@ use crate::{
         netns, privilege, state,
         stats::{ListEntry, Snapshot},
     },
+    generator::{self, GenConfig, GenProto},
     runtime::{
         control::{self as daemon_control, DaemonReport},
         daemon::{self, RunConfig, parse_list},
@@ -172,6 +173,51 @@ pub enum Command {
         /// RX/TX ring size per queue (power of two).
         #[arg(long, default_value_t = 2048, value_name = "N")]
         ring_size: u32,
+    },
+    /// Generate traffic at line rate from this host (XDP live frames: no skbs, no sockets).
+    ///
+    /// Frames are built once per flow (source ports from 1024) and transmitted by the kernel
+    /// from a page pool, on the interface given. The count is the offered load; see the
+    /// receiver's counters for what arrived.
+    Gen {
+        #[command(flatten)]
+        iface: Iface,
+        /// Destination, e.g. 198.18.0.2:7000 or [2001:db8::2]:7000.
+        #[arg(long, value_name = "ADDR:PORT")]
+        dst: String,
+        /// Source address (default: the interface's address of the same family).
+        #[arg(long, value_name = "ADDR")]
+        src: Option<std::net::IpAddr>,
+        /// What to send.
+        #[arg(long, value_enum, default_value = "udp")]
+        proto: GenProto,
+        /// Frame size on the wire in bytes, FCS included (64-1518).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Number of flows (distinct source ports).
+        #[arg(long, default_value_t = 64)]
+        flows: u16,
+        /// Fraction of frames sent to --dst; the rest go to --miss-dst.
+        #[arg(long, default_value_t = 1.0)]
+        hit_ratio: f64,
+        /// Destination of the misses (with --hit-ratio below 1).
+        #[arg(long, value_name = "ADDR:PORT")]
+        miss_dst: Option<String>,
+        /// Frames per second over all threads, or max.
+        #[arg(long, default_value = "max", value_name = "PPS|max")]
+        rate: String,
+        /// Seconds to send.
+        #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+        duration: f64,
+        /// Sending threads, each pinned to its own CPU.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Destination MAC (default: resolved through the kernel's neighbour table).
+        #[arg(long, value_name = "MAC")]
+        dst_mac: Option<String>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Show every interface netdemux is attached to, in every network namespace.
     Status {
@@ -324,6 +370,68 @@ pub fn run(cli: Cli) -> Result<()> {
                 .context("cannot install the SIGINT/SIGTERM handler")?;
             daemon::run(&cfg, stop)?;
         }
+        Command::Gen {
+            iface,
+            dst,
+            src,
+            proto,
+            size,
+            flows,
+            hit_ratio,
+            miss_dst,
+            rate,
+            duration,
+            threads,
+            dst_mac,
+            json,
+        } => {
+            let rate = match rate.as_str() {
+                "max" => None,
+                r => match r.parse::<u64>() {
+                    Ok(n) if n > 0 => Some(n),
+                    _ => bail!(
+                        "--rate takes frames per second (a positive number) or max, got '{r}'"
+                    ),
+                },
+            };
+            if !(duration.is_finite() && duration > 0.0) {
+                bail!("--duration needs a positive number of seconds");
+            }
+            let cfg = GenConfig {
+                iface: iface.iface,
+                dst: parse_socket_addr(&dst)?,
+                src,
+                proto,
+                size,
+                flows,
+                hit_ratio,
+                miss_dst: miss_dst.as_deref().map(parse_socket_addr).transpose()?,
+                rate,
+                duration: Duration::from_secs_f64(duration),
+                threads,
+                dst_mac: dst_mac.as_deref().map(generator::parse_mac).transpose()?,
+            };
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+                .context("cannot install the SIGINT/SIGTERM handler")?;
+            let r = generator::run(&cfg, stop)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "sent {} frames of {} bytes in {:.2} s: {:.3} Mpps, {:.2} Gbit/s ({} to {}, {} threads)",
+                    r.packets,
+                    r.size,
+                    r.duration_s,
+                    r.pps / 1e6,
+                    r.gbps,
+                    r.hits,
+                    r.dst,
+                    r.threads
+                );
+            }
+        }
         Command::Status { json } => {
             let entries = attach::status()?;
             if json {
@@ -357,6 +465,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Stats { .. } => "stats",
         Command::Status { .. } => "status",
         Command::Run { .. } => "run",
+        Command::Gen { .. } => "gen",
     }
 }
 

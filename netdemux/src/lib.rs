@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod generator;
 pub mod runtime;
 pub mod services;
 pub mod testbed;

@@ -1,0 +1,329 @@
+//! `netdemux gen`: a line-rate traffic generator built on XDP live frames.
+//!
+//! Each thread runs the `netdemux_gen` program through BPF_PROG_TEST_RUN with
+//! BPF_F_TEST_XDP_LIVE_FRAMES: the kernel builds `repeat` frames from a template in a page pool,
+//! the program gives each the next source port of the flow range (fixing the checksum), and
+//! XDP_TX transmits it on the interface named as the ingress device, in batches, without skbs.
+//! One template per destination is built up front; hits and misses alternate per call in the
+//! proportion of the hit ratio. The count reported is what the program processed (offered
+//! load); a receiver that cannot keep up shows its drops on its own side.
+
+pub mod frames;
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    maps::Array,
+    programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
+};
+use netdemux_common::{GenSettings, map_names, program_names};
+use serde::Serialize;
+
+use crate::control::{neigh, object, state};
+pub use frames::GenProto;
+use frames::Macs;
+
+/// Most frames per BPF_PROG_TEST_RUN call. Each call costs a fixed ~30 ms of kernel set-up and
+/// tear-down (a page pool per call) on the machines measured, so calls are as large as the
+/// duration and rate allow: up to this many frames, or ~100 ms worth at a set `--rate`.
+const MAX_BURST: u32 = 1 << 20;
+/// Fewest frames per call.
+const MIN_BURST: u32 = 4096;
+/// First source port of the flows.
+const BASE_PORT: u16 = 1024;
+/// Frames the kernel handles per batch inside a call.
+const BATCH: u32 = 64;
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenConfig {
+    /// Sending interface (in the current network namespace).
+    pub iface: String,
+    /// Destination of the hits.
+    pub dst: SocketAddr,
+    /// Source address (default: the interface's first address of the destination's family).
+    pub src: Option<IpAddr>,
+    /// UDP or TCP SYN.
+    pub proto: GenProto,
+    /// Frame size on the wire, FCS included.
+    pub size: usize,
+    /// Distinct source ports (flows), starting at 1024.
+    pub flows: u16,
+    /// Fraction of frames sent to `dst`; the rest go to `miss_dst`.
+    pub hit_ratio: f64,
+    /// Destination of the misses.
+    pub miss_dst: Option<SocketAddr>,
+    /// Frames per second over all threads; `None` for as fast as possible.
+    pub rate: Option<u64>,
+    /// How long to send.
+    pub duration: Duration,
+    /// Sending threads (each pinned to its own CPU).
+    pub threads: usize,
+    /// Destination MAC; by default the kernel's neighbour entry for the destination.
+    pub dst_mac: Option<[u8; 6]>,
+}
+
+/// What was sent.
+#[derive(Clone, Debug, Serialize)]
+pub struct GenReport {
+    /// Interface.
+    pub iface: String,
+    /// Hit destination.
+    pub dst: String,
+    /// `udp` or `tcp-syn`.
+    pub proto: &'static str,
+    /// Frame size, FCS included.
+    pub size: usize,
+    /// Flows.
+    pub flows: u16,
+    /// Threads.
+    pub threads: usize,
+    /// Hit ratio.
+    pub hit_ratio: f64,
+    /// Seconds sent for.
+    pub duration_s: f64,
+    /// Frames processed by the program (offered).
+    pub packets: u64,
+    /// Of which to the hit destination.
+    pub hits: u64,
+    /// Frames per second.
+    pub pps: f64,
+    /// Line rate of those frames, Gbit/s (frame bytes, no preamble or gap).
+    pub gbps: f64,
+}
+
+/// Parses a MAC address `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let mut mac = [0u8; 6];
+    if parts.len() != 6 {
+        bail!("'{s}' is not a MAC address like 02:00:00:00:00:01");
+    }
+    for (m, p) in mac.iter_mut().zip(parts) {
+        *m = u8::from_str_radix(p, 16)
+            .map_err(|_| anyhow::anyhow!("'{s}' is not a MAC address like 02:00:00:00:00:01"))?;
+    }
+    Ok(mac)
+}
+
+/// The MAC address and the first address of `family` of interface `iface`.
+fn iface_addrs(iface: &str, v6: bool) -> Result<([u8; 6], Option<IpAddr>)> {
+    let mut mac = None;
+    let mut ip = None;
+    for a in nix::ifaddrs::getifaddrs().context("cannot list interface addresses")? {
+        if a.interface_name != iface {
+            continue;
+        }
+        let Some(addr) = a.address else { continue };
+        if let Some(link) = addr.as_link_addr() {
+            mac = link.addr();
+        } else if let (Some(sin), false) = (addr.as_sockaddr_in(), v6) {
+            ip.get_or_insert(IpAddr::V4(sin.ip()));
+        } else if let (Some(sin6), true) = (addr.as_sockaddr_in6(), v6) {
+            let a6 = sin6.ip();
+            if a6.segments()[0] & 0xffc0 != 0xfe80 {
+                ip.get_or_insert(IpAddr::V6(a6));
+            }
+        }
+    }
+    Ok((
+        mac.with_context(|| format!("{iface} has no MAC address"))?,
+        ip,
+    ))
+}
+
+/// Sends until `cfg.duration` passes or `stop` is set; prints the rate every second on stderr.
+pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
+    if cfg.threads == 0 || cfg.threads > 64 {
+        bail!("--threads must be between 1 and 64");
+    }
+    if cfg.flows == 0 || cfg.flows > 4096 {
+        bail!("--flows must be between 1 and 4096");
+    }
+    if !(0.0..=1.0).contains(&cfg.hit_ratio) {
+        bail!("--hit-ratio must be between 0.0 and 1.0");
+    }
+    if cfg.hit_ratio < 1.0 && cfg.miss_dst.is_none() {
+        bail!("--hit-ratio below 1 needs --miss-dst ADDR:PORT for the misses");
+    }
+    if let Some(miss) = cfg.miss_dst
+        && miss.is_ipv4() != cfg.dst.is_ipv4()
+    {
+        bail!(
+            "--miss-dst {miss} and --dst {} are of different address families",
+            cfg.dst
+        );
+    }
+    let ifindex = state::ifindex(&cfg.iface)?;
+    let (src_mac, if_ip) = iface_addrs(&cfg.iface, cfg.dst.is_ipv6())?;
+    let src_ip = cfg.src.or(if_ip).with_context(|| {
+        format!(
+            "{} has no {} address: give one with --src",
+            cfg.iface,
+            if cfg.dst.is_ipv6() { "IPv6" } else { "IPv4" }
+        )
+    })?;
+    let dst_mac = match cfg.dst_mac {
+        Some(m) => m,
+        None => {
+            neigh::resolve(ifindex, cfg.dst.ip(), Duration::from_secs(2)).with_context(|| {
+                format!(
+                    "no MAC address for {} (give one with --dst-mac)",
+                    cfg.dst.ip()
+                )
+            })?
+        }
+    };
+    let macs = Macs {
+        src: src_mac,
+        dst: dst_mac,
+    };
+    // One template per destination; the program gives each frame its own source port.
+    let hit_frame = Arc::new(frames::build(
+        cfg.proto, macs, src_ip, BASE_PORT, cfg.dst, cfg.size,
+    )?);
+    let miss_frame = Arc::new(match cfg.miss_dst {
+        Some(m) => frames::build(cfg.proto, macs, src_ip, BASE_PORT, m, cfg.size)?,
+        None => Vec::new(),
+    });
+    let l4 = 14 + if cfg.dst.is_ipv6() { 40 } else { 20 };
+    let settings = GenSettings {
+        flows: cfg.flows as u32,
+        base_port: BASE_PORT as u32,
+        sport_offset: l4,
+        csum_offset: l4 + if cfg.proto == GenProto::Udp { 6 } else { 16 },
+    };
+    // Frames per call: ~100 ms worth at a set rate, else as many as allowed.
+    let burst = match cfg.rate {
+        Some(r) => ((r as f64 / cfg.threads as f64 / 10.0) as u32).clamp(MIN_BURST, MAX_BURST),
+        None => MAX_BURST,
+    };
+
+    let sent = Arc::new(AtomicU64::new(0));
+    let hit_count = Arc::new(AtomicU64::new(0));
+    let cpus = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let start = Instant::now();
+    let deadline = start + cfg.duration;
+    let mut workers = Vec::new();
+    for t in 0..cfg.threads {
+        let (hit_frame, miss_frame, sent, hit_count, stop) = (
+            hit_frame.clone(),
+            miss_frame.clone(),
+            sent.clone(),
+            hit_count.clone(),
+            stop.clone(),
+        );
+        let per_thread_rate = cfg.rate.map(|r| r as f64 / cfg.threads as f64);
+        let ratio = cfg.hit_ratio;
+        workers.push(
+            thread::Builder::new()
+                .name(format!("netdemux-gen{t}"))
+                .spawn(move || -> Result<()> {
+                    let mut set = nix::sched::CpuSet::new();
+                    let _ = set.set(t % cpus);
+                    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+                    let mut ebpf = object::open(1)?;
+                    let mut gen_settings: Array<_, GenSettings> = ebpf
+                        .take_map(map_names::GEN_SETTINGS)
+                        .context("the embedded object has no generator settings map")?
+                        .try_into()?;
+                    gen_settings.set(0, settings, 0)?;
+                    let prog: &mut Xdp = object::load_program(&mut ebpf, program_names::GEN)?;
+                    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
+                    // The kernel wants data = 0 and data_end = the frame's length.
+                    let mut ctx = [0u8; 24];
+                    ctx[4..8].copy_from_slice(&(hit_frame.len() as u32).to_ne_bytes());
+                    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+                    let began = Instant::now();
+                    let mut mine = 0u64;
+                    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                        // Shrink the call so it ends about when the duration does (measured pace).
+                        let mut call = burst;
+                        if mine > 0 {
+                            let per_frame = began.elapsed().as_secs_f64() / mine as f64;
+                            let left = deadline
+                                .saturating_duration_since(Instant::now())
+                                .as_secs_f64();
+                            call = ((left / per_frame) as u32).clamp(MIN_BURST, burst);
+                        }
+                        // Hits and misses in the proportion of the hit ratio, in whole frames.
+                        let hit_part = (call as f64 * ratio).round() as u32;
+                        for (frame, repeat, hit) in [
+                            (&hit_frame, hit_part, true),
+                            (&miss_frame, call - hit_part, false),
+                        ] {
+                            if repeat == 0 {
+                                continue;
+                            }
+                            prog.test_run(TestRunOptions {
+                                data_in: Some(frame),
+                                ctx_in: Some(&ctx),
+                                repeat,
+                                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                                ..Default::default()
+                            })
+                            .context("BPF_PROG_TEST_RUN in live-frames mode failed")?;
+                            mine += repeat as u64;
+                            sent.fetch_add(repeat as u64, Ordering::Relaxed);
+                            if hit {
+                                hit_count.fetch_add(repeat as u64, Ordering::Relaxed);
+                            }
+                        }
+                        if let Some(r) = per_thread_rate {
+                            let due = Duration::from_secs_f64(mine as f64 / r);
+                            let elapsed = began.elapsed();
+                            if due > elapsed {
+                                thread::sleep(due - elapsed);
+                            }
+                        }
+                    }
+                    Ok(())
+                })?,
+        );
+    }
+    let mut last = (Instant::now(), 0u64);
+    while workers.iter().any(|w| !w.is_finished()) {
+        thread::sleep(Duration::from_millis(100));
+        if last.0.elapsed() >= Duration::from_secs(1) {
+            let now = sent.load(Ordering::Relaxed);
+            let pps = (now - last.1) as f64 / last.0.elapsed().as_secs_f64();
+            eprintln!("gen: {:>8.3} Mpps   total {:>12} frames", pps / 1e6, now);
+            last = (Instant::now(), now);
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    for w in workers {
+        w.join()
+            .map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
+    }
+    let packets = sent.load(Ordering::Relaxed);
+    let pps = packets as f64 / elapsed;
+    Ok(GenReport {
+        iface: cfg.iface.clone(),
+        dst: cfg.dst.to_string(),
+        proto: match cfg.proto {
+            GenProto::Udp => "udp",
+            GenProto::TcpSyn => "tcp-syn",
+        },
+        size: cfg.size,
+        flows: cfg.flows,
+        threads: cfg.threads,
+        hit_ratio: cfg.hit_ratio,
+        duration_s: elapsed,
+        packets,
+        hits: hit_count.load(Ordering::Relaxed),
+        pps,
+        gbps: pps * cfg.size as f64 * 8.0 / 1e9,
+    })
+}

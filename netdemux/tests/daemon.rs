@@ -407,3 +407,57 @@ fn run_refuses_bad_setups_and_leaves_nothing() {
     );
     drop(first);
 }
+
+#[test]
+fn run_warns_about_gro_in_skb_mode_and_reports_copy_mode() {
+    let tb = Testbed::new(1);
+    must(
+        "ip",
+        &[
+            "netns", "exec", &tb.ns_b, "ethtool", "-K", &tb.veth_b, "gro", "on",
+        ],
+    );
+    let mut child = Command::new(netdemux_bin())
+        .args([
+            "--netns",
+            &tb.ns_b,
+            "run",
+            "--iface",
+            &tb.veth_b,
+            "--mode",
+            "skb",
+            "--udp-sink",
+            "198.18.0.2:7000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let up = || {
+        let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"]);
+        String::from_utf8_lossy(&out.stdout).contains("\"queues\"")
+    };
+    while Instant::now() < deadline && !up() {
+        thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("GRO is on") && stderr.contains("gro off"),
+        "warning with the fix: {stderr}"
+    );
+    assert!(
+        stdout.contains("in skb mode") && stdout.contains("queues 0 (copy)"),
+        "{stdout}"
+    );
+}

@@ -5,7 +5,7 @@
 //! - `test`:  setup, then fmt check, clippy -D warnings, unit tests, BPF_PROG_TEST_RUN fixtures,
 //!   netns integration tests, and a short demo run (needs root)
 //! - `demo [--duration SECS]`: setup, build, and the demo on a veth testbed (needs root)
-//! - `bench [xdp] [--quick]`: setup, then the benchmarks (needs root)
+//! - `bench [xdp|udp|all] [--quick]`: setup, then the benchmarks (needs root)
 
 mod cmd;
 mod setup;
@@ -145,18 +145,25 @@ fn demo(rest: &[&str]) -> Result<()> {
 fn bench(rest: &[&str]) -> Result<()> {
     require_root("bench")?;
     let mut quick = false;
-    let mut which = "xdp";
+    let mut which: Vec<&str> = Vec::new();
     for arg in rest {
         match *arg {
             "--quick" => quick = true,
-            "xdp" | "all" => which = "xdp",
-            other => bail!("unknown benchmark '{other}' (available: xdp, all)"),
+            "xdp" | "udp" => which.push(arg),
+            "all" => which.extend(["xdp", "udp"]),
+            other => bail!("unknown benchmark '{other}' (available: xdp, udp, all)"),
         }
     }
-    setup::setup()?;
-    let mut args = vec!["bench", "-p", "netdemux", "--bench", which, "--"];
-    if quick {
-        args.push("--quick");
+    if which.is_empty() {
+        which.extend(["xdp", "udp"]);
     }
-    cmd::run("cargo", &args)
+    setup::setup()?;
+    for bench in which {
+        let mut args = vec!["bench", "-q", "-p", "netdemux", "--bench", bench, "--"];
+        if quick {
+            args.push("--quick");
+        }
+        cmd::run("cargo", &args)?;
+    }
+    Ok(())
 }

@@ -19,6 +19,7 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "ethtool",
     "socat",
+    "procps",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -1,0 +1,452 @@
+//! `cargo xtask bench udp`: receive rates under the same offered load, as ratios measured in one
+//! run. The load is `netdemux gen` (XDP live frames, 64-byte UDP, 64 flows, as fast as it goes)
+//! from the peer namespace; the receivers, interleaved, 3 repetitions each, median reported:
+//!
+//! - R0    XDP_DROP on the receiving veth: the ceiling of what arrives;
+//! - Rnone no program, a kernel UDP socket read with recvmmsg(64);
+//! - R1    netdemux attached, nothing bound: every frame a miss, to the same kernel socket;
+//! - R2    netdemux run --udp-sink: every frame a hit, counted by the AF_XDP sink.
+//!
+//! Layout ("pinned", see the veth notes): threaded NAPI on the receiving veth, its thread on
+//! CPU 1 with the receiver (kernel socket reader or queue worker, which waits in poll(2) and so
+//! leaves the NAPI thread room); the generator alone on CPU 0. Results: a markdown table and
+//! `bench/results/udp-latest.json`. Usage: udp [--quick]   (root)
+
+use std::{
+    fs,
+    io::IoSliceMut,
+    net::UdpSocket,
+    os::fd::AsRawFd as _,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use netdemux::{
+    control::object,
+    testbed::{Testbed, in_netns, must, run},
+};
+use netdemux_common::program_names;
+use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Receiver {
+    XdpDrop,
+    KernelNoProgram,
+    KernelBehindDemux,
+    AfXdpSink,
+}
+
+impl Receiver {
+    fn name(self) -> &'static str {
+        match self {
+            Receiver::XdpDrop => "R0 XDP_DROP",
+            Receiver::KernelNoProgram => "Rnone kernel UDP recvmmsg, no program",
+            Receiver::KernelBehindDemux => "R1 kernel UDP recvmmsg behind netdemux (all misses)",
+            Receiver::AfXdpSink => "R2 netdemux AF_XDP udp-sink (all hits)",
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Receiver::XdpDrop => "r0_xdp_drop",
+            Receiver::KernelNoProgram => "rnone_kernel_recvmmsg",
+            Receiver::KernelBehindDemux => "r1_demux_miss_kernel",
+            Receiver::AfXdpSink => "r2_afxdp_sink",
+        }
+    }
+}
+
+/// Busy share of each CPU between two /proc/stat readings.
+fn cpu_times() -> Vec<(u64, u64)> {
+    fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let idle = v.get(3).unwrap_or(&0) + v.get(4).unwrap_or(&0);
+            (v.iter().take(8).sum::<u64>(), idle)
+        })
+        .collect()
+}
+
+fn busy(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            let total = a.0.saturating_sub(b.0).max(1) as f64;
+            1.0 - a.1.saturating_sub(b.1) as f64 / total
+        })
+        .collect()
+}
+
+fn ethtool_sum(tb: &Testbed, ns: &str, dev: &str, field: &str) -> u64 {
+    let _ = tb;
+    must("ip", &["netns", "exec", ns, "ethtool", "-S", dev])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim_start().starts_with("rx_queue_") && l.contains(field))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+        .sum()
+}
+
+fn udp_rcvbuf_errors(ns: &str) -> u64 {
+    must(
+        "ip",
+        &["netns", "exec", ns, "nstat", "-az", "UdpRcvbufErrors"],
+    )
+    .unwrap_or_default()
+    .lines()
+    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    .sum()
+}
+
+/// A kernel UDP socket on 198.18.0.2:7000 in namespace b, read with recvmmsg(64) on CPU 1.
+fn kernel_reader(
+    tb: &Testbed,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = in_netns(&tb.ns_b, move || {
+        let mut set = nix::sched::CpuSet::new();
+        let _ = set.set(1);
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+        let sock = UdpSocket::bind("198.18.0.2:7000").expect("bind the kernel receiver");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut bufs = vec![[0u8; 2048]; 64];
+        let mut headers = MultiHeaders::<SockaddrIn>::preallocate(64, None);
+        while !stop.load(Ordering::Relaxed) {
+            let mut iovs: Vec<[IoSliceMut; 1]> = bufs
+                .iter_mut()
+                .map(|b| [IoSliceMut::new(&mut b[..])])
+                .collect();
+            if let Ok(res) = recvmmsg(
+                sock.as_raw_fd(),
+                &mut headers,
+                iovs.iter_mut(),
+                MsgFlags::empty(),
+                None,
+            ) {
+                count.fetch_add(res.count() as u64, Ordering::Relaxed);
+            }
+        }
+    });
+    ready_rx.recv().expect("kernel reader ready");
+    h
+}
+
+/// Threaded NAPI on the receiving veth, its thread pinned to CPU 1 (the generator pins itself to
+/// CPU 0). veth has NAPI only while an XDP program or GRO is on, so this follows each set-up.
+fn pin_napi(tb: &Testbed) -> Result<()> {
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &tb.ns_b,
+            "sh",
+            "-c",
+            &format!("echo 1 > /sys/class/net/{}/threaded", tb.veth_b),
+        ],
+    )?;
+    thread::sleep(Duration::from_millis(50));
+    let ps = must("ps", &["-eo", "pid,comm"])?;
+    let prefix = format!("napi/{}", &tb.veth_b[..tb.veth_b.len().min(10)]);
+    let mut pinned = 0;
+    for line in ps.lines().filter(|l| l.contains(&prefix)) {
+        if let Some(pid) = line.split_whitespace().next() {
+            must("taskset", &["-p", "-c", "1", pid])?;
+            pinned += 1;
+        }
+    }
+    if pinned == 0 {
+        bail!("no NAPI thread found for {}", tb.veth_b);
+    }
+    Ok(())
+}
+
+struct Setup {
+    drop_prog: Option<aya::Ebpf>,
+    daemon: Option<Child>,
+    reader: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
+    kernel_count: Arc<AtomicU64>,
+}
+
+fn set_up(tb: &Testbed, r: Receiver) -> Result<Setup> {
+    let kernel_count = Arc::new(AtomicU64::new(0));
+    let mut s = Setup {
+        drop_prog: None,
+        daemon: None,
+        reader: None,
+        kernel_count: kernel_count.clone(),
+    };
+    match r {
+        Receiver::XdpDrop => s.drop_prog = Some(attach_drop(tb)?),
+        Receiver::KernelNoProgram => {
+            must(
+                "ip",
+                &[
+                    "netns", "exec", &tb.ns_b, "ethtool", "-K", &tb.veth_b, "gro", "on",
+                ],
+            )?;
+        }
+        Receiver::KernelBehindDemux => {
+            tb.netdemux_ok(&["attach", "--iface", &tb.veth_b, "--mode", "native"])?;
+        }
+        Receiver::AfXdpSink => {
+            let child = Command::new(BIN)
+                .args([
+                    "--netns",
+                    &tb.ns_b,
+                    "run",
+                    "--iface",
+                    &tb.veth_b,
+                    "--udp-sink",
+                    "198.18.0.2:7000",
+                    "--cpu",
+                    "1",
+                ])
+                .stdout(Stdio::null())
+                .spawn()?;
+            s.daemon = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"])?;
+                if String::from_utf8_lossy(&out.stdout).contains("\"services\"") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("the daemon did not come up");
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    pin_napi(tb)?;
+    if matches!(r, Receiver::KernelNoProgram | Receiver::KernelBehindDemux) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = kernel_reader(tb, kernel_count, stop.clone());
+        s.reader = Some((stop, h));
+    }
+    Ok(s)
+}
+
+fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
+    if let Some((stop, h)) = s.reader {
+        stop.store(true, Ordering::Relaxed);
+        let _ = h.join();
+    }
+    if let Some(mut child) = s.daemon {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        child.wait()?;
+    }
+    drop(s.drop_prog);
+    match r {
+        Receiver::XdpDrop => {}
+        Receiver::KernelNoProgram => {
+            must(
+                "ip",
+                &[
+                    "netns", "exec", &tb.ns_b, "ethtool", "-K", &tb.veth_b, "gro", "off",
+                ],
+            )?;
+        }
+        Receiver::KernelBehindDemux => {
+            tb.netdemux_ok(&["detach", "--iface", &tb.veth_b])?;
+        }
+        Receiver::AfXdpSink => {}
+    }
+    Ok(())
+}
+
+/// What the receiver has counted so far.
+fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
+    Ok(match r {
+        Receiver::XdpDrop => ethtool_sum(tb, &tb.ns_b, &tb.veth_b, "xdp_drops"),
+        Receiver::KernelNoProgram | Receiver::KernelBehindDemux => {
+            s.kernel_count.load(Ordering::Relaxed)
+        }
+        Receiver::AfXdpSink => {
+            let v: serde_json::Value = serde_json::from_str(
+                &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
+            )?;
+            v["services"][0]["packets"].as_u64().unwrap_or(0)
+        }
+    })
+}
+
+/// Receiver-side losses the kernel counted (ring full, socket buffer full).
+fn receiver_drops(tb: &Testbed, r: Receiver) -> Result<u64> {
+    Ok(match r {
+        Receiver::XdpDrop => 0,
+        Receiver::KernelNoProgram | Receiver::KernelBehindDemux => udp_rcvbuf_errors(&tb.ns_b),
+        Receiver::AfXdpSink => {
+            let v: serde_json::Value = serde_json::from_str(
+                &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
+            )?;
+            v["queues"]
+                .as_array()
+                .map(|q| {
+                    q.iter()
+                        .map(|x| {
+                            x["rx_dropped"].as_u64().unwrap_or(0)
+                                + x["rx_ring_full"].as_u64().unwrap_or(0)
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+    })
+}
+
+/// Attaches the embedded object's `netdemux_drop` program in native mode to `veth_b`, from a
+/// thread inside namespace b; dropping the returned object detaches it.
+fn attach_drop(tb: &Testbed) -> Result<aya::Ebpf> {
+    let veth = tb.veth_b.clone();
+    in_netns(&tb.ns_b, move || -> Result<aya::Ebpf> {
+        let mut ebpf = object::open(1)?;
+        let prog = object::load_program(&mut ebpf, program_names::DROP)?;
+        let ifindex = netdemux::control::state::ifindex(&veth)?;
+        prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver)?;
+        Ok(ebpf)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("attach thread panicked"))?
+}
+
+fn offer_load(tb: &Testbed, secs: f64) -> Result<serde_json::Value> {
+    let out = run(
+        BIN,
+        &[
+            "--netns",
+            &tb.ns_a,
+            "gen",
+            "--iface",
+            &tb.veth_a,
+            "--dst",
+            "198.18.0.2:7000",
+            "--duration",
+            &secs.to_string(),
+            "--json",
+        ],
+    )?;
+    if !out.status.success() {
+        bail!("gen failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (secs, reps) = if quick { (2.0, 2) } else { (3.0, 3) };
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the UDP benchmark creates namespaces and loads BPF programs: run it as root");
+    }
+    let tb = Testbed::new("ndb", 1, BIN)?;
+    let receivers = [
+        Receiver::XdpDrop,
+        Receiver::KernelNoProgram,
+        Receiver::KernelBehindDemux,
+        Receiver::AfXdpSink,
+    ];
+    let mut samples: Vec<Vec<serde_json::Value>> = vec![Vec::new(); receivers.len()];
+    for rep in 0..=reps {
+        for (i, &r) in receivers.iter().enumerate() {
+            let s = set_up(&tb, r)?;
+            if rep == 0 {
+                // Warm-up round, discarded.
+                offer_load(&tb, 1.0)?;
+                tear_down(&tb, r, s)?;
+                continue;
+            }
+            let (before, drops_before, cpu_before) =
+                (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
+            let g = offer_load(&tb, secs)?;
+            thread::sleep(Duration::from_millis(300));
+            let (after, drops_after, cpu_after) =
+                (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
+            let duration = g["duration_s"].as_f64().unwrap_or(secs);
+            let rate = (after - before) as f64 / duration;
+            let sample = serde_json::json!({
+                "offered_mpps": g["pps"].as_f64().unwrap_or(0.0) / 1e6,
+                "received_mpps": rate / 1e6,
+                "receiver_drops": drops_after - drops_before,
+                "cpu_busy": busy(&cpu_before, &cpu_after),
+            });
+            eprintln!("rep {rep} {:<52} {sample}", r.name());
+            samples[i].push(sample);
+            tear_down(&tb, r, s)?;
+        }
+    }
+    drop(tb);
+
+    let median = |v: &[serde_json::Value], k: &str| -> f64 {
+        let mut x: Vec<f64> = v.iter().filter_map(|s| s[k].as_f64()).collect();
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    println!(
+        "Receive rate under the same offered load: netdemux gen, 64-byte UDP, 1 veth queue, threaded NAPI"
+    );
+    println!(
+        "pinned with the receiver on CPU 1, generator on CPU 0 (median of {reps}, interleaved)\n"
+    );
+    println!("| receiver | offered (Mpps) | received (Mpps) |");
+    println!("|---|---:|---:|");
+    let mut rows = serde_json::Map::new();
+    let mut rate = std::collections::HashMap::new();
+    for (i, r) in receivers.iter().enumerate() {
+        let (o, m) = (
+            median(&samples[i], "offered_mpps"),
+            median(&samples[i], "received_mpps"),
+        );
+        println!("| {} | {o:.2} | {m:.2} |", r.name());
+        rate.insert(r.key(), m);
+        rows.insert(
+            r.key().to_string(),
+            serde_json::json!({"offered_mpps": o, "received_mpps": m, "samples": samples[i]}),
+        );
+    }
+    let ratio = |a: &str, b: &str| rate[a] / rate[b];
+    let ratios = serde_json::json!({
+        "hit_vs_drop": ratio("r2_afxdp_sink", "r0_xdp_drop"),
+        "stack_vs_kernel_udp": ratio("r2_afxdp_sink", "rnone_kernel_recvmmsg"),
+        "miss_tax": ratio("r1_demux_miss_kernel", "rnone_kernel_recvmmsg"),
+    });
+    println!("\nratios: {ratios}");
+    let out = serde_json::json!({
+        "benchmark": "udp_receive",
+        "quick": quick,
+        "seconds_per_sample": secs,
+        "repetitions": reps,
+        "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "layout": "1-queue veth, threaded NAPI and receiver on CPU 1, generator on CPU 0, GRO off except Rnone",
+        "receivers": rows,
+        "ratios": ratios,
+    });
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+    fs::create_dir_all(&dir)?;
+    let path = dir.join("udp-latest.json");
+    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n").context("write results")?;
+    println!("results: {}", path.display());
+    Ok(())
+}

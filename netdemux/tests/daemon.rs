@@ -417,7 +417,7 @@ fn run_warns_about_gro_in_skb_mode_and_reports_copy_mode() {
             "netns", "exec", &tb.ns_b, "ethtool", "-K", &tb.veth_b, "gro", "on",
         ],
     );
-    let mut child = Command::new(netdemux_bin())
+    let child = Command::new(netdemux_bin())
         .args([
             "--netns",
             &tb.ns_b,

@@ -227,6 +227,9 @@ impl Drop for Testbed {
         if self.ns_b_inode != 0 {
             let _ = std::fs::remove_dir_all(self.pin_dir());
             let _ = std::fs::remove_dir("/sys/fs/bpf/netdemux");
+            // A daemon killed in a test leaves its control socket behind.
+            let _ = std::fs::remove_dir_all(format!("/run/netdemux/netns-{}", self.ns_b_inode));
+            let _ = std::fs::remove_dir("/run/netdemux");
         }
     }
 }

@@ -461,3 +461,62 @@ fn run_warns_about_gro_in_skb_mode_and_reports_copy_mode() {
         "{stdout}"
     );
 }
+
+#[test]
+fn spinning_busy_polling_pinned_workers_receive_too() {
+    let tb = Testbed::new(2);
+    let daemon = Daemon::start(
+        &tb,
+        &[
+            "--udp-sink",
+            "198.18.0.2:7000",
+            "--spin",
+            "--busy-poll",
+            "--cpu",
+            "1",
+            "--queues",
+            "0-1",
+        ],
+    );
+    let n = 3_000u64;
+    let drops_before = tb.sender_tx_dropped();
+    send_spread(&tb.ns_a, SocketAddr::from((IP_B, 7000)), n, 32)
+        .join()
+        .unwrap();
+    let dropped = tb.sender_tx_dropped() - drops_before;
+    let stats = wait_stats(&tb, 5, |s| sink_packets(s) + dropped >= n);
+    assert_eq!(sink_packets(&stats) + dropped, n, "{stats}");
+    assert!(daemon.stop().success());
+}
+
+#[test]
+fn run_refuses_an_attachment_made_by_another_build() {
+    let tb = Testbed::new(1);
+    tb.attach("native");
+    // Pretend another build attached: rewrite the recorded object hash.
+    let info_pin = tb.pin_dir().join(&tb.veth_b).join("info");
+    let data = aya::maps::MapData::from_pin(&info_pin).unwrap();
+    let mut info: aya::maps::Array<_, netdemux_common::StateInfo> =
+        aya::maps::Map::from_map_data(data)
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let mut v = info.get(&0, 0).unwrap();
+    v.object_hash ^= 1;
+    info.set(0, v, 0).unwrap();
+    let out = tb.netdemux(&[
+        "run",
+        "--iface",
+        &tb.veth_b,
+        "--udp-sink",
+        "198.18.0.2:7000",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("another netdemux build"), "{err}");
+    assert_eq!(
+        tb.netdemux_ok(&["list", "--iface", &tb.veth_b]),
+        "",
+        "nothing was bound"
+    );
+}

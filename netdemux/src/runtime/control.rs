@@ -119,6 +119,15 @@ pub fn bind(iface: &str) -> Result<(UnixListener, PathBuf)> {
     Ok((listener, path))
 }
 
+/// Removes the control socket and its directories if they are left empty.
+pub fn remove_socket(path: &std::path::Path) {
+    let _ = fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        let _ = fs::remove_dir(dir);
+        let _ = fs::remove_dir("/run/netdemux");
+    }
+}
+
 /// Answers every connection with `report()` as one JSON line, until `stop` is set.
 pub fn serve(
     listener: UnixListener,

@@ -88,11 +88,20 @@ pub fn parse_list(s: &str) -> Result<Vec<u32>> {
 pub fn run(cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let iface = cfg.iface.as_str();
     let ifindex = state::ifindex(iface)?;
-    let (listener, socket_path) = control::bind(iface)?;
 
     // Attach, or reuse what is attached.
     let attached_here = match state::open(iface) {
-        Ok(_) => false,
+        Ok(a) => {
+            // Reusing an attachment: its program must be this build's, or the data path could
+            // differ from what this daemon expects.
+            if a.info.object_hash != crate::control::object::object_hash() {
+                bail!(
+                    "the XDP program on {iface} was loaded by another netdemux build: run \
+                     `netdemux detach --iface {iface}` (its bindings go with it), then run again"
+                );
+            }
+            false
+        }
         Err(_) if !state::dir_for(iface)?.exists() => {
             let a = attach::attach(iface, cfg.mode, cfg.max_bindings)?;
             println!(
@@ -106,8 +115,17 @@ pub fn run(cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
+    let (listener, socket_path) = match control::bind(iface) {
+        Ok(l) => l,
+        Err(e) => {
+            if attached_here {
+                attach::detach(iface)?;
+            }
+            return Err(e);
+        }
+    };
     let result = serve(cfg, ifindex, listener, &stop);
-    let _ = std::fs::remove_file(&socket_path);
+    control::remove_socket(&socket_path);
     // Tidy bindings and the attachment whatever happened while serving.
     let tidy = tidy_up(
         cfg,

@@ -167,6 +167,10 @@ pub enum Command {
         /// Count (and drop) the UDP datagrams sent to ADDR:PORT. Repeatable.
         #[arg(long = "udp-sink", value_name = "ADDR:PORT")]
         udp_sink: Vec<String>,
+        /// Answer the UDP datagrams sent to ADDR:PORT with the same payload, from the address
+        /// they were sent to (a wildcard address answers from each). Repeatable.
+        #[arg(long = "udp-echo", value_name = "ADDR:PORT")]
+        udp_echo: Vec<String>,
         /// UMEM frames per queue (power of two).
         #[arg(long, default_value_t = 4096, value_name = "N")]
         frames: u32,
@@ -337,6 +341,7 @@ pub fn run(cli: Cli) -> Result<()> {
             spin,
             cpu,
             udp_sink,
+            udp_echo,
             frames,
             ring_size,
         } => {
@@ -353,6 +358,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     None => Vec::new(),
                 },
                 udp_sinks: udp_sink
+                    .iter()
+                    .map(|a| parse_socket_addr(a))
+                    .collect::<Result<_>>()?,
+                udp_echoes: udp_echo
                     .iter()
                     .map(|a| parse_socket_addr(a))
                     .collect::<Result<_>>()?,

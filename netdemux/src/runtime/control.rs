@@ -42,6 +42,8 @@ pub struct QueueReport {
     pub invalid_descs: u64,
     /// Frames transmitted.
     pub tx: u64,
+    /// Frames dropped because the TX ring was full.
+    pub tx_dropped: u64,
     /// Frames no service claimed.
     pub unclaimed: u64,
 }
@@ -49,7 +51,7 @@ pub struct QueueReport {
 /// Counters of one service binding.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServiceReport {
-    /// `udp-sink`.
+    /// `udp-sink` or `udp-echo`.
     pub kind: String,
     /// `ADDR:PORT`.
     pub addr: String,
@@ -57,6 +59,8 @@ pub struct ServiceReport {
     pub packets: u64,
     /// Payload bytes.
     pub bytes: u64,
+    /// Datagrams an echo did not answer (IP options or extension headers).
+    pub unanswered: u64,
 }
 
 /// What the daemon reports.

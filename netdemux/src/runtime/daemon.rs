@@ -31,7 +31,7 @@ use crate::{
         binding::{Binding, Proto},
         state,
     },
-    services::udp_sink::SinkTable,
+    services::{Kind, ServiceTable},
     xsk::{XskConfig, XskSocket, ZeroCopy, nic},
 };
 
@@ -56,6 +56,8 @@ pub struct RunConfig {
     pub cpus: Vec<usize>,
     /// UDP sink addresses.
     pub udp_sinks: Vec<SocketAddr>,
+    /// UDP echo addresses.
+    pub udp_echoes: Vec<SocketAddr>,
     /// UMEM frames per queue.
     pub frames: u32,
     /// RX/TX ring size.
@@ -88,6 +90,7 @@ pub fn parse_list(s: &str) -> Result<Vec<u32>> {
 pub fn run(cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let iface = cfg.iface.as_str();
     let ifindex = state::ifindex(iface)?;
+    let services = Arc::new(ServiceTable::new(&service_list(cfg))?);
 
     // Attach, or reuse what is attached.
     let attached_here = match state::open(iface) {
@@ -124,7 +127,7 @@ pub fn run(cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<()> {
             return Err(e);
         }
     };
-    let result = serve(cfg, ifindex, listener, &stop);
+    let result = serve(cfg, ifindex, services, listener, &stop);
     control::remove_socket(&socket_path);
     // Tidy bindings and the attachment whatever happened while serving.
     let tidy = tidy_up(
@@ -139,6 +142,7 @@ pub fn run(cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<()> {
 fn serve(
     cfg: &RunConfig,
     ifindex: u32,
+    services: Arc<ServiceTable>,
     listener: std::os::unix::net::UnixListener,
     stop: &Arc<AtomicBool>,
 ) -> Result<Vec<Binding>> {
@@ -154,7 +158,7 @@ fn serve(
     {
         let _lock = attachment.lock()?;
         let existing = attachment.maps.bindings()?;
-        for &addr in &cfg.udp_sinks {
+        for &(_, addr) in services.services() {
             let b = Binding {
                 proto: Proto::Udp,
                 addr,
@@ -186,7 +190,6 @@ fn serve(
         );
     }
 
-    let sinks = Arc::new(SinkTable::new(&cfg.udp_sinks));
     let xcfg = XskConfig {
         frames: cfg.frames,
         ring_size: cfg.ring_size,
@@ -221,14 +224,18 @@ fn serve(
                 .set(q, sock.as_fd().as_raw_fd(), 0)
                 .with_context(|| format!("cannot install the socket of queue {q} in the XSKMAP"))?;
             installed.push(q);
-            let ws = Arc::new(WorkerStats::new(q, sock.zero_copy(), sinks.addrs().len()));
+            let ws = Arc::new(WorkerStats::new(
+                q,
+                sock.zero_copy(),
+                services.services().len(),
+            ));
             let wcfg = WorkerConfig {
                 spin: cfg.spin,
                 cpu: (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]),
             };
             workers.push(worker::spawn(
                 sock,
-                sinks.clone(),
+                services.clone(),
                 ws.clone(),
                 worker_stop.clone(),
                 wcfg,
@@ -239,7 +246,7 @@ fn serve(
     })();
 
     let report = {
-        let (stats, sinks) = (stats.clone(), sinks.clone());
+        let (stats, sinks) = (stats.clone(), services.clone());
         move || build_report(&stats, &sinks)
     };
     let control_stop = Arc::new(AtomicBool::new(false));
@@ -258,18 +265,18 @@ fn serve(
                 )
             })
             .collect();
-        let sink_list: Vec<String> = cfg
-            .udp_sinks
+        let service_names: Vec<String> = services
+            .services()
             .iter()
-            .map(|a| format!("udp-sink {a}"))
+            .map(|(k, a)| format!("{} {a}", k.name()))
             .collect();
         println!(
             "serving {iface}: queues {}; {}; stats: netdemux stats --iface {iface}",
             modes.join(", "),
-            if sink_list.is_empty() {
+            if service_names.is_empty() {
                 "no services".to_string()
             } else {
-                sink_list.join(", ")
+                service_names.join(", ")
             }
         );
         // Wait for a signal, or for a worker to end on its own (an error).
@@ -331,7 +338,15 @@ fn tidy_up(cfg: &RunConfig, attached_here: bool, added: Option<&[Binding]>) -> R
     Ok(())
 }
 
-fn build_report(stats: &[Arc<WorkerStats>], sinks: &SinkTable) -> DaemonReport {
+/// The services a run was given, sinks first.
+fn service_list(cfg: &RunConfig) -> Vec<(Kind, SocketAddr)> {
+    let sinks = cfg.udp_sinks.iter().map(|&a| (Kind::UdpSink, a));
+    sinks
+        .chain(cfg.udp_echoes.iter().map(|&a| (Kind::UdpEcho, a)))
+        .collect()
+}
+
+fn build_report(stats: &[Arc<WorkerStats>], sinks: &ServiceTable) -> DaemonReport {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let queues = stats
         .iter()
@@ -344,18 +359,20 @@ fn build_report(stats: &[Arc<WorkerStats>], sinks: &SinkTable) -> DaemonReport {
             fill_ring_empty: load(&s.fill_ring_empty),
             invalid_descs: load(&s.invalid_descs),
             tx: load(&s.tx),
+            tx_dropped: load(&s.tx_dropped),
             unclaimed: load(&s.unclaimed),
         })
         .collect();
     let services = sinks
-        .addrs()
+        .services()
         .iter()
         .enumerate()
-        .map(|(i, addr)| ServiceReport {
-            kind: "udp-sink".to_string(),
+        .map(|(i, (kind, addr))| ServiceReport {
+            kind: kind.name().to_string(),
             addr: addr.to_string(),
-            packets: stats.iter().map(|s| load(&s.sinks[i].packets)).sum(),
-            bytes: stats.iter().map(|s| load(&s.sinks[i].bytes)).sum(),
+            packets: stats.iter().map(|s| load(&s.services[i].packets)).sum(),
+            bytes: stats.iter().map(|s| load(&s.services[i].bytes)).sum(),
+            unanswered: stats.iter().map(|s| load(&s.services[i].unanswered)).sum(),
         })
         .collect();
     DaemonReport {

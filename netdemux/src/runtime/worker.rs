@@ -16,18 +16,20 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use crate::{
-    services::udp_sink::SinkTable,
+    services::{Kind, ServiceTable, udp_echo},
     wire::classify,
-    xsk::{XskSocket, XskStats},
+    xsk::{Verdict, XskSocket, XskStats},
 };
 
-/// Counters of one sink on one queue.
+/// Counters of one service on one queue.
 #[derive(Debug, Default)]
-pub struct SinkCounters {
+pub struct ServiceCounters {
     /// Datagrams.
     pub packets: AtomicU64,
     /// UDP payload bytes.
     pub bytes: AtomicU64,
+    /// Datagrams an echo service did not answer (IP options or extension headers).
+    pub unanswered: AtomicU64,
 }
 
 /// The published counters of one queue worker (written by that worker only).
@@ -39,8 +41,10 @@ pub struct WorkerStats {
     pub zero_copy: bool,
     /// Frames received from the RX ring.
     pub rx: AtomicU64,
-    /// Frames transmitted (no service transmits yet).
+    /// Frames posted for transmission.
     pub tx: AtomicU64,
+    /// Frames that found the TX ring full and were dropped.
+    pub tx_dropped: AtomicU64,
     /// Frames that no service claimed (e.g. unbound between the program's lookup and ours).
     pub unclaimed: AtomicU64,
     /// The kernel's socket counters, as last read.
@@ -51,24 +55,25 @@ pub struct WorkerStats {
     pub fill_ring_empty: AtomicU64,
     /// Invalid descriptors (fill and TX).
     pub invalid_descs: AtomicU64,
-    /// Per-sink counters, indexed like the [`SinkTable`].
-    pub sinks: Box<[SinkCounters]>,
+    /// Per-service counters, indexed like the [`ServiceTable`].
+    pub services: Box<[ServiceCounters]>,
 }
 
 impl WorkerStats {
-    /// Zeroed counters for queue `queue` with `sinks` sinks.
-    pub fn new(queue: u32, zero_copy: bool, sinks: usize) -> Self {
+    /// Zeroed counters for queue `queue` with `services` services.
+    pub fn new(queue: u32, zero_copy: bool, services: usize) -> Self {
         WorkerStats {
             queue,
             zero_copy,
             rx: AtomicU64::new(0),
             tx: AtomicU64::new(0),
+            tx_dropped: AtomicU64::new(0),
             unclaimed: AtomicU64::new(0),
             rx_dropped: AtomicU64::new(0),
             rx_ring_full: AtomicU64::new(0),
             fill_ring_empty: AtomicU64::new(0),
             invalid_descs: AtomicU64::new(0),
-            sinks: (0..sinks).map(|_| SinkCounters::default()).collect(),
+            services: (0..services).map(|_| ServiceCounters::default()).collect(),
         }
     }
 
@@ -94,7 +99,7 @@ pub struct WorkerConfig {
 /// Starts the worker of `sock` on its own thread. It runs until `stop` is set.
 pub fn spawn(
     mut sock: XskSocket,
-    sinks: Arc<SinkTable>,
+    services: Arc<ServiceTable>,
     stats: Arc<WorkerStats>,
     stop: Arc<AtomicBool>,
     cfg: WorkerConfig,
@@ -109,43 +114,69 @@ pub fn spawn(
                 nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
                     .with_context(|| format!("cannot pin queue {} to CPU {cpu}", sock.queue()))?;
             }
-            run(&mut sock, &sinks, &stats, &stop, cfg)
+            run(&mut sock, &services, &stats, &stop, cfg)
         })
         .context("cannot start a queue worker thread")
 }
 
 fn run(
     sock: &mut XskSocket,
-    sinks: &SinkTable,
+    services: &ServiceTable,
     stats: &WorkerStats,
     stop: &AtomicBool,
     cfg: WorkerConfig,
 ) -> Result<()> {
-    let mut packets = vec![0u64; sinks.addrs().len()];
-    let mut bytes = vec![0u64; sinks.addrs().len()];
+    let n_services = services.services().len();
+    let (mut packets, mut bytes, mut unanswered) = (
+        vec![0u64; n_services],
+        vec![0u64; n_services],
+        vec![0u64; n_services],
+    );
     let mut last_kernel_read = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        sock.complete();
         let mut unclaimed = 0u64;
-        let n = sock.receive(|frame| {
-            match classify(frame).and_then(|c| sinks.find(&c.key).map(|i| (i, c.payload_len))) {
-                Some((i, len)) => {
-                    packets[i] += 1;
-                    bytes[i] += len as u64;
-                }
-                None => unclaimed += 1,
+        let batch = sock.receive(|frame| {
+            let Some(c) = classify(frame) else {
+                unclaimed += 1;
+                return Verdict::Recycle;
+            };
+            let Some((i, kind)) = services.find(&c.key) else {
+                unclaimed += 1;
+                return Verdict::Recycle;
+            };
+            packets[i] += 1;
+            bytes[i] += c.payload_len as u64;
+            match kind {
+                Kind::UdpSink => Verdict::Recycle,
+                Kind::UdpEcho => match udp_echo::reply_in_place(frame, &c) {
+                    Some(len) => Verdict::Transmit(len),
+                    None => {
+                        unanswered[i] += 1;
+                        Verdict::Recycle
+                    }
+                },
             }
         });
-        if n > 0 {
-            stats.rx.fetch_add(n as u64, Ordering::Relaxed);
+        if batch.rx > 0 {
+            stats.rx.fetch_add(batch.rx as u64, Ordering::Relaxed);
+            if batch.tx > 0 {
+                stats.tx.fetch_add(batch.tx as u64, Ordering::Relaxed);
+            }
+            if batch.tx_dropped > 0 {
+                stats
+                    .tx_dropped
+                    .fetch_add(batch.tx_dropped as u64, Ordering::Relaxed);
+            }
             if unclaimed > 0 {
                 stats.unclaimed.fetch_add(unclaimed, Ordering::Relaxed);
             }
-            for (i, c) in stats.sinks.iter().enumerate() {
+            for (i, c) in stats.services.iter().enumerate() {
                 if packets[i] > 0 {
                     c.packets.fetch_add(packets[i], Ordering::Relaxed);
                     c.bytes.fetch_add(bytes[i], Ordering::Relaxed);
-                    packets[i] = 0;
-                    bytes[i] = 0;
+                    c.unanswered.fetch_add(unanswered[i], Ordering::Relaxed);
+                    (packets[i], bytes[i], unanswered[i]) = (0, 0, 0);
                 }
             }
         } else if cfg.spin {

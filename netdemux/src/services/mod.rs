@@ -1,4 +1,7 @@
-//! Built-in services that run on the queue workers. For now the UDP sink: it claims the frames
-//! of its bindings and counts them (packets and payload bytes), the cheapest possible consumer.
+//! Built-in services that run on the queue workers: the UDP sink counts the datagrams of its
+//! bindings and drops them; the UDP echo answers each with the same payload, in place.
 
-pub mod udp_sink;
+mod table;
+pub mod udp_echo;
+
+pub use table::{Kind, ServiceTable};

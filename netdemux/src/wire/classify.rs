@@ -8,6 +8,12 @@ use netdemux_common::{BindKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
 pub struct Classified {
     /// The binding-table key of the destination.
     pub key: BindKey,
+    /// Offset of the IP header (after any VLAN tags).
+    pub l3_offset: usize,
+    /// Offset of the TCP/UDP header.
+    pub l4_offset: usize,
+    /// True when the IP header carries options (IPv4) or extension headers (IPv6).
+    pub ip_extras: bool,
     /// Offset of the L4 payload in the frame.
     pub payload_offset: usize,
     /// Length of the L4 payload, as the IP header (and the UDP header) give it.
@@ -30,6 +36,7 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
         ethertype = be16(frame, off + 2)?;
         off += 4;
     }
+    let l3 = off;
     let (addr, family, proto, l4, ip_end) = match ethertype {
         0x0800 => {
             let ip = frame.get(off..off + 20)?;
@@ -84,8 +91,12 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
         return None;
     }
     let port = be16(frame, l4 + 2)?;
+    let plain = if family == FAMILY_V4 { 20 } else { 40 };
     Some(Classified {
         key: BindKey::new(addr, port, proto, family),
+        l3_offset: l3,
+        l4_offset: l4,
+        ip_extras: l4 - l3 != plain,
         payload_offset,
         payload_len: ip_end - payload_offset,
     })

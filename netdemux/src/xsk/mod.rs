@@ -9,4 +9,4 @@ pub mod ring;
 pub mod socket;
 pub mod umem;
 
-pub use socket::{XskConfig, XskError, XskSocket, XskStats, ZeroCopy};
+pub use socket::{Batch, Verdict, XskConfig, XskError, XskSocket, XskStats, ZeroCopy};

@@ -1,8 +1,10 @@
 //! One AF_XDP socket bound to one RX queue, with its own UMEM and rings.
 //!
-//! The safe surface is [`XskSocket::receive`]: it takes a batch of RX descriptors, lends each
-//! frame to a closure, and gives every frame straight back to the kernel through the fill ring,
-//! so a frame is never readable while the kernel may write it. No allocation per packet.
+//! The safe surface is [`XskSocket::receive`]: it takes a batch of RX descriptors and lends each
+//! frame, writable, to a closure that either gives it back (it returns to the fill ring) or, after
+//! rewriting it in place, transmits it (it goes to the TX ring, and comes back through the
+//! completion ring). A frame is never reachable while the kernel may use it, and nothing is
+//! allocated per packet: idle frames wait in a preallocated stack.
 
 use std::{
     io,
@@ -54,6 +56,26 @@ impl Default for XskConfig {
     }
 }
 
+/// What a closure passed to [`XskSocket::receive`] does with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Give the frame back to the kernel for reception.
+    Recycle,
+    /// Transmit the frame (rewritten in place) with this length.
+    Transmit(u32),
+}
+
+/// What one [`XskSocket::receive`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Frames received.
+    pub rx: usize,
+    /// Frames posted for transmission.
+    pub tx: usize,
+    /// Frames that were to be transmitted but found the TX ring full.
+    pub tx_dropped: usize,
+}
+
 /// Kernel counters of one socket (`XDP_STATISTICS`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct XskStats {
@@ -77,11 +99,11 @@ pub struct XskSocket {
     fd: OwnedFd,
     rx: Consumer<libc::xdp_desc>,
     fill: Producer<u64>,
-    // The TX and completion rings exist so the UMEM is complete for the kernel (it requires a
-    // completion ring) and for services that transmit; nothing transmits yet.
-    _tx: Producer<libc::xdp_desc>,
-    _comp: Consumer<u64>,
+    tx: Producer<libc::xdp_desc>,
+    comp: Consumer<u64>,
     umem: Umem,
+    /// Frames we hold that are in no ring: they top up the fill ring.
+    free: Vec<u64>,
     queue: u32,
     zero_copy: bool,
     busy_poll: bool,
@@ -288,9 +310,10 @@ impl XskSocket {
             fd,
             rx: Consumer::new(rx),
             fill: Producer::new(fill),
-            _tx: Producer::new(tx),
-            _comp: Consumer::new(comp),
+            tx: Producer::new(tx),
+            comp: Consumer::new(comp),
             umem,
+            free: Vec::with_capacity(cfg.frames as usize),
             queue,
             zero_copy: false,
             busy_poll: cfg.busy_poll,
@@ -343,10 +366,11 @@ impl XskSocket {
         self.zero_copy
     }
 
-    /// Takes up to [`BATCH`] received frames, calls `f` on each, then returns them all to the
-    /// kernel. Returns how many frames were handled. Descriptors that point outside the UMEM
-    /// (never produced by a correct kernel) are skipped but still recycled.
-    pub fn receive(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    /// Takes up to [`BATCH`] received frames and calls `f` on each, writable. `f` returns
+    /// [`Verdict::Recycle`] to give the frame back, or [`Verdict::Transmit`] with the length to
+    /// send after rewriting it in place. Descriptors that point outside the UMEM (never produced by
+    /// a correct kernel) are skipped and recycled.
+    pub fn receive(&mut self, mut f: impl FnMut(&mut [u8]) -> Verdict) -> Batch {
         let mut descs = [libc::xdp_desc {
             addr: 0,
             len: 0,
@@ -354,19 +378,100 @@ impl XskSocket {
         }; BATCH];
         let n = self.rx.consume(&mut descs);
         if n == 0 {
-            return 0;
+            return Batch::default();
         }
-        let mut addrs = [0u64; BATCH];
-        for (d, a) in descs[..n].iter().zip(addrs.iter_mut()) {
-            if let Some(frame) = self.umem.bytes(d.addr, d.len) {
-                f(frame);
+        let mut out = [libc::xdp_desc {
+            addr: 0,
+            len: 0,
+            options: 0,
+        }; BATCH];
+        let mut nt = 0;
+        for d in &descs[..n] {
+            let base = self.umem.frame_base(d.addr);
+            let room = (base + self.umem.frame_size() as u64 - d.addr) as u32;
+            if let Some(frame) = self.umem.bytes_mut(d.addr, d.len)
+                && let Verdict::Transmit(len) = f(frame)
+                && len > 0
+                && len <= room
+            {
+                out[nt] = libc::xdp_desc {
+                    addr: d.addr,
+                    len,
+                    options: 0,
+                };
+                nt += 1;
+                continue;
             }
-            *a = self.umem.frame_base(d.addr);
+            self.free.push(base);
         }
-        // The fill ring holds every frame of the UMEM, so what we took out always fits back.
-        let back = self.fill.produce(&addrs[..n]);
-        debug_assert_eq!(back, n);
-        n
+        let sent = if nt > 0 {
+            self.tx.produce(&out[..nt])
+        } else {
+            0
+        };
+        for d in &out[sent..nt] {
+            // TX ring full: the frame is dropped (counted by the caller) and reused.
+            self.free.push(self.umem.frame_base(d.addr));
+        }
+        if sent > 0 {
+            self.kick_tx();
+        }
+        self.refill();
+        Batch {
+            rx: n,
+            tx: sent,
+            tx_dropped: nt - sent,
+        }
+    }
+
+    /// Takes back the frames the kernel has finished transmitting, and refills the fill ring.
+    pub fn complete(&mut self) -> usize {
+        let mut addrs = [0u64; BATCH];
+        let mut total = 0;
+        loop {
+            let n = self.comp.consume(&mut addrs);
+            for &a in &addrs[..n] {
+                self.free.push(self.umem.frame_base(a));
+            }
+            total += n;
+            if n < BATCH {
+                break;
+            }
+        }
+        if total > 0 {
+            self.refill();
+        }
+        total
+    }
+
+    /// Moves idle frames into the fill ring, as many as fit.
+    fn refill(&mut self) {
+        let room = self.fill.free(self.free.len() as u32) as usize;
+        let k = room.min(self.free.len());
+        if k == 0 {
+            return;
+        }
+        let start = self.free.len() - k;
+        let done = self.fill.produce(&self.free[start..]);
+        self.free.truncate(self.free.len() - done);
+    }
+
+    /// Asks the kernel to process the TX ring: always in copy mode (which transmits only inside
+    /// this call), and in zero-copy mode when the driver asks for a wakeup.
+    fn kick_tx(&self) {
+        if !self.zero_copy || self.tx.needs_wakeup() {
+            // SAFETY: a zero-length, non-blocking sendto on our own socket; no buffer is passed.
+            unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
+        }
     }
 
     /// Waits up to `timeout` for received frames (poll(2); it also wakes the driver when the

@@ -92,6 +92,22 @@ impl Umem {
     }
 }
 
+impl Umem {
+    /// Like [`Umem::bytes`], writable: for frames we hold (received and not yet given back),
+    /// which the kernel does not touch until we hand them over again.
+    pub fn bytes_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
+        let end = addr.checked_add(len as u64)?;
+        if end > self.len as u64 {
+            return None;
+        }
+        // SAFETY: addr..end lies inside the mapping (checked above); `&mut self` makes this the
+        // only reference into the area, and the frame is ours until we post it to a ring.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(self.area.as_ptr().add(addr as usize), len as usize)
+        })
+    }
+}
+
 impl Drop for Umem {
     fn drop(&mut self) {
         // SAFETY: unmaps exactly the area `new` mapped; the socket that registered it is closed

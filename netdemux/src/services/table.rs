@@ -1,0 +1,120 @@
+//! Which binding belongs to which service. Shared read-only by all queue workers; lookups
+//! allocate nothing.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use anyhow::{Result, bail};
+use netdemux_common::BindKey;
+
+use crate::control::binding::{Binding, Proto};
+
+/// A built-in service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Counts and drops (`--udp-sink`).
+    UdpSink,
+    /// Answers with the same payload (`--udp-echo`).
+    UdpEcho,
+}
+
+impl Kind {
+    /// The name `stats` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::UdpSink => "udp-sink",
+            Kind::UdpEcho => "udp-echo",
+        }
+    }
+}
+
+/// The services of a daemon, indexed by binding key.
+#[derive(Debug, Default)]
+pub struct ServiceTable {
+    index: HashMap<BindKey, usize>,
+    services: Vec<(Kind, SocketAddr)>,
+}
+
+impl ServiceTable {
+    /// A table of the given services; an address may belong to one service only.
+    pub fn new(services: &[(Kind, SocketAddr)]) -> Result<ServiceTable> {
+        let mut t = ServiceTable::default();
+        for &(kind, addr) in services {
+            let key = Binding {
+                proto: Proto::Udp,
+                addr,
+            }
+            .key();
+            if let Some(&i) = t.index.get(&key) {
+                if t.services[i].0 == kind {
+                    continue;
+                }
+                bail!(
+                    "{addr} is given to two services ({} and {})",
+                    t.services[i].0.name(),
+                    kind.name()
+                );
+            }
+            t.index.insert(key, t.services.len());
+            t.services.push((kind, addr));
+        }
+        Ok(t)
+    }
+
+    /// The services, by index.
+    pub fn services(&self) -> &[(Kind, SocketAddr)] {
+        &self.services
+    }
+
+    /// The service a destination belongs to: the exact address first, then its family's
+    /// wildcard, as the XDP program decides.
+    pub fn find(&self, key: &BindKey) -> Option<(usize, Kind)> {
+        let i = *self
+            .index
+            .get(key)
+            .or_else(|| self.index.get(&key.wildcard()))?;
+        Some((i, self.services[i].0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn exact_beats_wildcard_and_families_stay_apart() {
+        let t = ServiceTable::new(&[
+            (Kind::UdpSink, addr("0.0.0.0:53")),
+            (Kind::UdpEcho, addr("198.18.0.2:53")),
+        ])
+        .unwrap();
+        let key = |p: &str, a: &str| Binding::parse(p, a).unwrap().key();
+        assert_eq!(
+            t.find(&key("udp", "198.18.0.2:53")),
+            Some((1, Kind::UdpEcho))
+        );
+        assert_eq!(
+            t.find(&key("udp", "198.18.0.9:53")),
+            Some((0, Kind::UdpSink))
+        );
+        assert_eq!(t.find(&key("udp", "[2001:db8::2]:53")), None);
+        assert_eq!(t.find(&key("tcp", "198.18.0.2:53")), None);
+        assert_eq!(t.find(&key("udp", "198.18.0.2:54")), None);
+    }
+
+    #[test]
+    fn one_address_one_service() {
+        let a = addr("198.18.0.2:7");
+        assert!(ServiceTable::new(&[(Kind::UdpSink, a), (Kind::UdpEcho, a)]).is_err());
+        assert_eq!(
+            ServiceTable::new(&[(Kind::UdpEcho, a), (Kind::UdpEcho, a)])
+                .unwrap()
+                .services()
+                .len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! `--udp-echo ADDR:PORT`: answers each datagram with the same payload, from the address it was
+//! sent to, to the MAC, address and port it came from.
+//!
+//! The answer is the received frame, rewritten in place: Ethernet, IP and UDP source and
+//! destination swapped (which leaves the IPv4 header checksum valid), and a full UDP checksum
+//! computed. The received checksum cannot simply be kept: a sender using checksum offload (the
+//! kernel on veth does) hands over frames whose UDP checksum holds only the pseudo-header sum,
+//! for the hardware to finish. The frame goes back out without a copy.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::wire::{Classified, checksum};
+
+/// Rewrites `frame`, a UDP datagram as classified in `c`, into its answer; returns the length to
+/// transmit, or `None` for datagrams it does not answer (IPv4 options or IPv6 extension headers,
+/// whose echo would carry source routes or options back unchanged).
+pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Option<u32> {
+    if c.ip_extras || c.l4_offset + 8 > frame.len() {
+        return None;
+    }
+    let (l3, l4) = (c.l3_offset, c.l4_offset);
+    let udp_len = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]) as usize;
+    if udp_len < 8 || udp_len != c.payload_len + 8 {
+        return None;
+    }
+    swap(frame, 0, 6, 6);
+    let (src, dst): (IpAddr, IpAddr) = match l4 - l3 {
+        20 => {
+            swap(frame, l3 + 12, l3 + 16, 4);
+            let a =
+                |at: usize| Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
+            (a(l3 + 12).into(), a(l3 + 16).into())
+        }
+        40 => {
+            swap(frame, l3 + 8, l3 + 24, 16);
+            let a = |at: usize| -> Ipv6Addr {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(&frame[at..at + 16]);
+                o.into()
+            };
+            (a(l3 + 8).into(), a(l3 + 24).into())
+        }
+        _ => return None,
+    };
+    swap(frame, l4, l4 + 2, 2);
+    let segment = &mut frame[l4..l4 + udp_len];
+    segment[6..8].fill(0);
+    let sum = checksum::l4(src, dst, 17, segment);
+    segment[6..8].copy_from_slice(&sum.to_be_bytes());
+    Some(frame.len() as u32)
+}
+
+/// Swaps the `n` bytes at `a` with the `n` bytes at `b` (non-overlapping).
+fn swap(frame: &mut [u8], a: usize, b: usize, n: usize) {
+    for i in 0..n {
+        frame.swap(a + i, b + i);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{
+        checksum::{pseudo_header, verifies},
+        classify,
+    };
+
+    /// A UDP datagram over IPv4 as the kernel sent it in the tests' namespace (checksums set).
+    fn kernel_udp4() -> Vec<u8> {
+        let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
+        let mut ip = vec![
+            0x45, 0, 0, 33, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+        ];
+        let c = crate::wire::checksum::ipv4_header(&ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&ip);
+        let mut udp = vec![
+            0x9c, 0x40, 0x1b, 0x58, 0, 13, 0, 0, b'h', b'e', b'l', b'l', b'o',
+        ];
+        let ck =
+            crate::wire::checksum::l4([198, 18, 0, 1].into(), [198, 18, 0, 2].into(), 17, &udp);
+        udp[6..8].copy_from_slice(&ck.to_be_bytes());
+        f.extend_from_slice(&udp);
+        f
+    }
+
+    #[test]
+    fn the_answer_is_addressed_back_and_its_checksums_still_verify() {
+        let mut f = kernel_udp4();
+        let c = classify(&f).unwrap();
+        assert_eq!(reply_in_place(&mut f, &c), Some(f.len() as u32));
+        assert_eq!(&f[0..6], &[0x02, 0, 0, 0, 0, 0x01], "to the sender's MAC");
+        assert_eq!(
+            &f[26..30],
+            &[198, 18, 0, 2],
+            "from the address it was sent to"
+        );
+        assert_eq!(&f[30..34], &[198, 18, 0, 1]);
+        assert_eq!(
+            u16::from_be_bytes([f[34], f[35]]),
+            7000,
+            "from the bound port"
+        );
+        assert_eq!(u16::from_be_bytes([f[36], f[37]]), 40000);
+        assert_eq!(&f[42..], b"hello");
+        assert!(verifies(0, &f[14..34]), "IPv4 header checksum");
+        let ph = pseudo_header([198, 18, 0, 2].into(), [198, 18, 0, 1].into(), 17, 13);
+        assert!(verifies(ph, &f[34..]), "UDP checksum");
+    }
+
+    #[test]
+    fn a_partial_offload_checksum_becomes_a_full_one() {
+        let mut f = kernel_udp4();
+        // What a sender with checksum offload hands over: only the pseudo-header sum.
+        let partial = !crate::wire::checksum::finish(pseudo_header(
+            [198, 18, 0, 1].into(),
+            [198, 18, 0, 2].into(),
+            17,
+            13,
+        ));
+        f[40..42].copy_from_slice(&partial.to_be_bytes());
+        let c = classify(&f).unwrap();
+        reply_in_place(&mut f, &c).unwrap();
+        let ph = pseudo_header([198, 18, 0, 2].into(), [198, 18, 0, 1].into(), 17, 13);
+        assert!(verifies(ph, &f[34..]), "UDP checksum of the answer");
+    }
+
+    #[test]
+    fn ipv6_answers_verify_too() {
+        let mut f = vec![
+            0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd, 0x60, 0, 0, 0, 0, 10, 17,
+            64,
+        ];
+        let (a, b): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        f.extend_from_slice(&a.octets());
+        f.extend_from_slice(&b.octets());
+        f.extend_from_slice(&[0x9c, 0x40, 0x1b, 0x58, 0, 10, 0, 0, b'h', b'i']);
+        let c = classify(&f).unwrap();
+        reply_in_place(&mut f, &c).unwrap();
+        assert_eq!(&f[22..38], &b.octets(), "from the address it was sent to");
+        let ph = pseudo_header(b.into(), a.into(), 17, 10);
+        assert!(verifies(ph, &f[54..]));
+    }
+
+    #[test]
+    fn options_are_not_echoed() {
+        let mut f = kernel_udp4();
+        let c = classify(&f).unwrap();
+        let c = Classified {
+            ip_extras: true,
+            ..c
+        };
+        let before = f.clone();
+        assert_eq!(reply_in_place(&mut f, &c), None);
+        assert_eq!(f, before, "untouched");
+    }
+}

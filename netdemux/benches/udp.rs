@@ -5,7 +5,8 @@
 //! - R0    XDP_DROP on the receiving veth: the ceiling of what arrives;
 //! - Rnone no program, a kernel UDP socket read with recvmmsg(64);
 //! - R1    netdemux attached, nothing bound: every frame a miss, to the same kernel socket;
-//! - R2    netdemux run --udp-sink: every frame a hit, counted by the AF_XDP sink.
+//! - R2    netdemux run --udp-sink: every frame a hit, counted by the AF_XDP sink;
+//! - R3e   netdemux run --udp-echo: every frame a hit and answered in place (answers counted).
 //!
 //! Layout ("pinned", see the veth notes): threaded NAPI on the receiving veth, its thread on
 //! CPU 1 with the receiver (kernel socket reader or queue worker, which waits in poll(2) and so
@@ -43,6 +44,7 @@ enum Receiver {
     KernelNoProgram,
     KernelBehindDemux,
     AfXdpSink,
+    AfXdpEcho,
 }
 
 impl Receiver {
@@ -52,6 +54,7 @@ impl Receiver {
             Receiver::KernelNoProgram => "Rnone kernel UDP recvmmsg, no program",
             Receiver::KernelBehindDemux => "R1 kernel UDP recvmmsg behind netdemux (all misses)",
             Receiver::AfXdpSink => "R2 netdemux AF_XDP udp-sink (all hits)",
+            Receiver::AfXdpEcho => "R3e netdemux AF_XDP udp-echo (answers sent)",
         }
     }
     fn key(self) -> &'static str {
@@ -60,6 +63,7 @@ impl Receiver {
             Receiver::KernelNoProgram => "rnone_kernel_recvmmsg",
             Receiver::KernelBehindDemux => "r1_demux_miss_kernel",
             Receiver::AfXdpSink => "r2_afxdp_sink",
+            Receiver::AfXdpEcho => "r3e_afxdp_echo",
         }
     }
 }
@@ -209,7 +213,12 @@ fn set_up(tb: &Testbed, r: Receiver) -> Result<Setup> {
         Receiver::KernelBehindDemux => {
             tb.netdemux_ok(&["attach", "--iface", &tb.veth_b, "--mode", "native"])?;
         }
-        Receiver::AfXdpSink => {
+        Receiver::AfXdpSink | Receiver::AfXdpEcho => {
+            let service = if r == Receiver::AfXdpSink {
+                "--udp-sink"
+            } else {
+                "--udp-echo"
+            };
             let child = Command::new(BIN)
                 .args([
                     "--netns",
@@ -217,7 +226,7 @@ fn set_up(tb: &Testbed, r: Receiver) -> Result<Setup> {
                     "run",
                     "--iface",
                     &tb.veth_b,
-                    "--udp-sink",
+                    service,
                     "198.18.0.2:7000",
                     "--cpu",
                     "1",
@@ -273,7 +282,7 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
         Receiver::KernelBehindDemux => {
             tb.netdemux_ok(&["detach", "--iface", &tb.veth_b])?;
         }
-        Receiver::AfXdpSink => {}
+        Receiver::AfXdpSink | Receiver::AfXdpEcho => {}
     }
     Ok(())
 }
@@ -291,6 +300,15 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
             )?;
             v["services"][0]["packets"].as_u64().unwrap_or(0)
         }
+        Receiver::AfXdpEcho => {
+            let v: serde_json::Value = serde_json::from_str(
+                &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
+            )?;
+            v["queues"]
+                .as_array()
+                .map(|q| q.iter().map(|x| x["tx"].as_u64().unwrap_or(0)).sum())
+                .unwrap_or(0)
+        }
     })
 }
 
@@ -299,7 +317,7 @@ fn receiver_drops(tb: &Testbed, r: Receiver) -> Result<u64> {
     Ok(match r {
         Receiver::XdpDrop => 0,
         Receiver::KernelNoProgram | Receiver::KernelBehindDemux => udp_rcvbuf_errors(&tb.ns_b),
-        Receiver::AfXdpSink => {
+        Receiver::AfXdpSink | Receiver::AfXdpEcho => {
             let v: serde_json::Value = serde_json::from_str(
                 &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
             )?;
@@ -367,6 +385,7 @@ fn main() -> Result<()> {
         Receiver::KernelNoProgram,
         Receiver::KernelBehindDemux,
         Receiver::AfXdpSink,
+        Receiver::AfXdpEcho,
     ];
     let mut samples: Vec<Vec<serde_json::Value>> = vec![Vec::new(); receivers.len()];
     for rep in 0..=reps {
@@ -431,6 +450,8 @@ fn main() -> Result<()> {
         "hit_vs_drop": ratio("r2_afxdp_sink", "r0_xdp_drop"),
         "stack_vs_kernel_udp": ratio("r2_afxdp_sink", "rnone_kernel_recvmmsg"),
         "miss_tax": ratio("r1_demux_miss_kernel", "rnone_kernel_recvmmsg"),
+        "echo_vs_kernel_udp": ratio("r3e_afxdp_echo", "rnone_kernel_recvmmsg"),
+        "echo_vs_kernel_udp": ratio("r3e_afxdp_echo", "rnone_kernel_recvmmsg"),
     });
     println!("\nratios: {ratios}");
     let out = serde_json::json!({

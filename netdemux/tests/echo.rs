@@ -27,16 +27,18 @@ impl Daemon {
             tb.veth_b.as_str(),
         ];
         full.extend_from_slice(args);
-        let child = Command::new(netdemux_bin())
-            .args(&full)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start netdemux run");
+        let d = Daemon(
+            Command::new(netdemux_bin())
+                .args(&full)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start netdemux run"),
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"]);
             if String::from_utf8_lossy(&out.stdout).contains("\"services\"") {
-                return Daemon(child);
+                return d;
             }
             assert!(Instant::now() < deadline, "the daemon did not come up");
             thread::sleep(Duration::from_millis(50));

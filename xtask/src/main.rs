@@ -5,7 +5,7 @@
 //! - `test`:  setup, then fmt check, clippy -D warnings, unit tests, BPF_PROG_TEST_RUN fixtures,
 //!   netns integration tests, and a short demo run (needs root)
 //! - `demo [--duration SECS]`: setup, build, and the demo on a veth testbed (needs root)
-//! - `bench [xdp|udp|all] [--quick]`: setup, then the benchmarks (needs root)
+//! - `bench [xdp|udp|echo|all] [--quick]`: setup, then the benchmarks (needs root)
 
 mod cmd;
 mod setup;
@@ -149,13 +149,13 @@ fn bench(rest: &[&str]) -> Result<()> {
     for arg in rest {
         match *arg {
             "--quick" => quick = true,
-            "xdp" | "udp" => which.push(arg),
-            "all" => which.extend(["xdp", "udp"]),
-            other => bail!("unknown benchmark '{other}' (available: xdp, udp, all)"),
+            "xdp" | "udp" | "echo" => which.push(arg),
+            "all" => which.extend(["xdp", "udp", "echo"]),
+            other => bail!("unknown benchmark '{other}' (available: xdp, udp, echo, all)"),
         }
     }
     if which.is_empty() {
-        which.extend(["xdp", "udp"]);
+        which.extend(["xdp", "udp", "echo"]);
     }
     setup::setup()?;
     for bench in which {

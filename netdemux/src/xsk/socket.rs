@@ -456,22 +456,39 @@ impl XskSocket {
         self.free.truncate(self.free.len() - done);
     }
 
-    /// Asks the kernel to process the TX ring: always in copy mode (which transmits only inside
-    /// this call), and in zero-copy mode when the driver asks for a wakeup.
+    /// Asks the kernel to process the TX ring: always in copy mode, and in zero-copy mode when
+    /// the driver asks for a wakeup. Copy mode transmits only inside sendto(2), at most 32 frames
+    /// per call (the kernel's TX_BATCH_SIZE), so it is called until the ring is drained (or the
+    /// kernel pushes back).
     fn kick_tx(&self) {
-        if !self.zero_copy || self.tx.needs_wakeup() {
-            // SAFETY: a zero-length, non-blocking sendto on our own socket; no buffer is passed.
-            unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    std::ptr::null(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    std::ptr::null(),
-                    0,
-                )
-            };
+        if self.zero_copy {
+            if self.tx.needs_wakeup() {
+                self.sendto();
+            }
+            return;
         }
+        for _ in 0..(BATCH / 32 + 2) {
+            if self.tx.pending() == 0 || !self.sendto() {
+                break;
+            }
+        }
+    }
+
+    /// A zero-length non-blocking sendto(2); false when the kernel pushed back (EAGAIN, EBUSY,
+    /// ENOBUFS), which means: try again later.
+    fn sendto(&self) -> bool {
+        // SAFETY: a zero-length, non-blocking sendto on our own socket; no buffer is passed.
+        let rc = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        rc >= 0
     }
 
     /// Waits up to `timeout` for received frames (poll(2); it also wakes the driver when the

@@ -1,0 +1,157 @@
+//! `cargo xtask bench echo`: UDP echo round-trip latency, netdemux `--udp-echo` versus the same
+//! echo on a kernel socket, measured in one run.
+//!
+//! A kernel UDP client in the peer namespace sends one 32-byte datagram and waits for its answer,
+//! `n` times, timing each round trip; the first 10% are a discarded warm-up. The two echoes are
+//! measured alternately, 3 rounds each, and the percentiles are taken over all their samples.
+//! Default veth layout (no threaded NAPI), 1 queue; the netdemux worker waits in poll(2).
+//! Output: a markdown table and `bench/results/echo-latest.json`. Usage: echo [--quick]  (root)
+
+use std::{
+    fs,
+    net::UdpSocket,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use netdemux::testbed::{Testbed, in_netns};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
+const DST: &str = "198.18.0.2:7000";
+
+/// Round-trip times in microseconds for `n` ping-pongs from namespace a.
+fn ping_pong(tb: &Testbed, n: usize) -> Result<Vec<f64>> {
+    in_netns(&tb.ns_a, move || -> Result<Vec<f64>> {
+        let sock = UdpSocket::bind("0.0.0.0:0")?;
+        sock.connect(DST)?;
+        sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut buf = [0u8; 64];
+        let payload = [0x5au8; 32];
+        let mut rtts = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            sock.send(&payload)?;
+            let len = sock.recv(&mut buf)?;
+            rtts.push(t.elapsed().as_secs_f64() * 1e6);
+            if len != payload.len() {
+                bail!("wrong answer length {len}");
+            }
+        }
+        Ok(rtts.split_off(n / 10))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("client panicked"))?
+}
+
+/// A kernel UDP echo on DST in namespace b until `stop`.
+fn kernel_echo(tb: &Testbed, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = in_netns(&tb.ns_b, move || {
+        let sock = UdpSocket::bind(DST).expect("bind the kernel echo");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut buf = [0u8; 2048];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                let _ = sock.send_to(&buf[..n], from);
+            }
+        }
+    });
+    ready_rx.recv().expect("kernel echo ready");
+    h
+}
+
+fn start_daemon(tb: &Testbed) -> Result<Child> {
+    let child = Command::new(BIN)
+        .args([
+            "--netns",
+            &tb.ns_b,
+            "run",
+            "--iface",
+            &tb.veth_b,
+            "--udp-echo",
+            DST,
+        ])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"])?;
+        if String::from_utf8_lossy(&out.stdout).contains("\"services\"") {
+            return Ok(child);
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    bail!("the daemon did not come up")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let n = if quick { 3_000 } else { 20_000 };
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the echo benchmark creates namespaces: run it as root");
+    }
+    let tb = Testbed::new("nde", 1, BIN)?;
+    let (mut kernel, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = kernel_echo(&tb, stop.clone());
+        kernel.extend(ping_pong(&tb, n)?);
+        stop.store(true, Ordering::Relaxed);
+        let _ = h.join();
+
+        let mut d = start_daemon(&tb)?;
+        let r = ping_pong(&tb, n);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(d.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        d.wait()?;
+        ours.extend(r?);
+    }
+    drop(tb);
+    kernel.sort_by(f64::total_cmp);
+    ours.sort_by(f64::total_cmp);
+    let row = |v: &[f64]| (percentile(v, 0.5), percentile(v, 0.99));
+    let (k50, k99) = row(&kernel);
+    let (o50, o99) = row(&ours);
+    println!(
+        "UDP echo round trip, 32-byte payload, kernel client in the peer namespace ({} samples each)\n",
+        ours.len()
+    );
+    println!("| echo | p50 (µs) | p99 (µs) |");
+    println!("|---|---:|---:|");
+    println!("| kernel UDP socket (recv_from/send_to) | {k50:.1} | {k99:.1} |");
+    println!("| netdemux --udp-echo (AF_XDP, copy mode) | {o50:.1} | {o99:.1} |");
+    println!(
+        "\nratios netdemux/kernel: p50 {:.2}, p99 {:.2}",
+        o50 / k50,
+        o99 / k99
+    );
+    let out = serde_json::json!({
+        "benchmark": "udp_echo_latency",
+        "quick": quick,
+        "samples_each": ours.len(),
+        "kernel_us": {"p50": k50, "p99": k99},
+        "netdemux_us": {"p50": o50, "p99": o99},
+        "ratios": {"echo_p50_vs_kernel": o50 / k50, "echo_p99_vs_kernel": o99 / k99},
+    });
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+    fs::create_dir_all(&dir)?;
+    let path = dir.join("echo-latest.json");
+    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")?;
+    println!("results: {}", path.display());
+    Ok(())
+}

@@ -11,7 +11,6 @@ use std::{
     fs,
     net::UdpSocket,
     path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -21,7 +20,7 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use netdemux::testbed::{Testbed, in_netns};
+use netdemux::testbed::{Daemon, Testbed, in_netns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
 const DST: &str = "198.18.0.2:7000";
@@ -69,30 +68,6 @@ fn kernel_echo(tb: &Testbed, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     h
 }
 
-fn start_daemon(tb: &Testbed) -> Result<Child> {
-    let child = Command::new(BIN)
-        .args([
-            "--netns",
-            &tb.ns_b,
-            "run",
-            "--iface",
-            &tb.veth_b,
-            "--udp-echo",
-            DST,
-        ])
-        .stdout(Stdio::null())
-        .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"])?;
-        if String::from_utf8_lossy(&out.stdout).contains("\"services\"") {
-            return Ok(child);
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    bail!("the daemon did not come up")
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -112,13 +87,9 @@ fn main() -> Result<()> {
         stop.store(true, Ordering::Relaxed);
         let _ = h.join();
 
-        let mut d = start_daemon(&tb)?;
+        let d = Daemon::start(&tb, &["--udp-echo", DST])?;
         let r = ping_pong(&tb, n);
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(d.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        d.wait()?;
+        d.stop()?;
         ours.extend(r?);
     }
     drop(tb);

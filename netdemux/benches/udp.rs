@@ -19,19 +19,18 @@ use std::{
     net::UdpSocket,
     os::fd::AsRawFd as _,
     path::PathBuf,
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
 use netdemux::{
     control::object,
-    testbed::{Testbed, in_netns, must, run},
+    testbed::{Daemon, Testbed, in_netns, must, run},
 };
 use netdemux_common::program_names;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
@@ -187,7 +186,7 @@ fn pin_napi(tb: &Testbed) -> Result<()> {
 
 struct Setup {
     drop_prog: Option<aya::Ebpf>,
-    daemon: Option<Child>,
+    daemon: Option<Daemon>,
     reader: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
     kernel_count: Arc<AtomicU64>,
 }
@@ -219,32 +218,10 @@ fn set_up(tb: &Testbed, r: Receiver) -> Result<Setup> {
             } else {
                 "--udp-echo"
             };
-            let child = Command::new(BIN)
-                .args([
-                    "--netns",
-                    &tb.ns_b,
-                    "run",
-                    "--iface",
-                    &tb.veth_b,
-                    service,
-                    "198.18.0.2:7000",
-                    "--cpu",
-                    "1",
-                ])
-                .stdout(Stdio::null())
-                .spawn()?;
-            s.daemon = Some(child);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"])?;
-                if String::from_utf8_lossy(&out.stdout).contains("\"services\"") {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!("the daemon did not come up");
-                }
-                thread::sleep(Duration::from_millis(50));
-            }
+            s.daemon = Some(Daemon::start(
+                tb,
+                &[service, "198.18.0.2:7000", "--cpu", "1"],
+            )?);
         }
     }
     pin_napi(tb)?;
@@ -261,12 +238,8 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
         stop.store(true, Ordering::Relaxed);
         let _ = h.join();
     }
-    if let Some(mut child) = s.daemon {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        child.wait()?;
+    if let Some(d) = s.daemon {
+        d.stop()?;
     }
     drop(s.drop_prog);
     match r {

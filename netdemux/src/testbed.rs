@@ -234,6 +234,97 @@ impl Drop for Testbed {
     }
 }
 
+/// A `netdemux run` process serving `veth_b` of a testbed; stopped with SIGTERM (then SIGKILL if
+/// it does not exit within 10 s) when dropped.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+}
+
+impl Daemon {
+    /// Starts `netdemux --netns <ns_b> run --iface <veth_b> ARGS` and waits until it answers on
+    /// its control socket.
+    pub fn start(tb: &Testbed, args: &[&str]) -> Result<Daemon> {
+        let mut full = vec![
+            "--netns",
+            tb.ns_b.as_str(),
+            "run",
+            "--iface",
+            tb.veth_b.as_str(),
+        ];
+        full.extend_from_slice(args);
+        let child = Command::new(&tb.bin)
+            .args(&full)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("cannot start netdemux run")?;
+        let d = Daemon { child: Some(child) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"])?;
+            if String::from_utf8_lossy(&out.stdout).contains("\"services\"") {
+                return Ok(d);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("netdemux run did not come up within 10 s");
+            }
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// Sends `sig` to the daemon.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) -> Result<()> {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig)?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for the exit (SIGKILL after 10 s); returns the exit status.
+    pub fn stop(mut self) -> Result<std::process::ExitStatus> {
+        let child = self.child.take().context("already stopped")?;
+        stop_child(child)
+    }
+
+    /// SIGKILL: no cleanup at all, as when a daemon crashes.
+    pub fn kill9(mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+fn stop_child(mut child: std::process::Child) -> Result<std::process::ExitStatus> {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Ok(child.wait()?);
+        }
+        thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let _ = stop_child(child);
+        }
+    }
+}
+
 /// Runs `f` on a new thread that lives in the named network namespace `ns`.
 pub fn in_netns<T: Send + 'static>(
     ns: &str,

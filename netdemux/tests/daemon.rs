@@ -7,7 +7,7 @@ mod support;
 use std::{
     collections::HashSet,
     net::{SocketAddr, UdpSocket},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -18,88 +18,24 @@ use std::{
 
 use support::netns::*;
 
-/// A `netdemux run` child process, stopped (SIGTERM, then SIGKILL) on drop.
-struct Daemon {
-    child: Option<Child>,
-}
+/// The library's daemon handle, with the tests' conventions (panics instead of errors).
+struct Daemon(netdemux::testbed::Daemon);
 
 impl Daemon {
     fn start(tb: &Testbed, args: &[&str]) -> Daemon {
-        let mut full = vec![
-            "--netns",
-            tb.ns_b.as_str(),
-            "run",
-            "--iface",
-            tb.veth_b.as_str(),
-        ];
-        full.extend_from_slice(args);
-        let child = Command::new(netdemux_bin())
-            .args(&full)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start netdemux run");
-        let d = Daemon { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"]);
-            if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("\"queues\"") {
-                return d;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the daemon did not come up");
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
+        Daemon(netdemux::testbed::Daemon::start(tb, args).expect("netdemux run comes up"))
     }
 
     fn signal(&self, sig: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).unwrap();
+        self.0.signal(sig).unwrap();
     }
 
-    /// Sends SIGTERM and waits for a clean exit; returns the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().unwrap();
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        wait_or_kill(&mut child)
+    fn stop(self) -> std::process::ExitStatus {
+        self.0.stop().unwrap()
     }
 
-    /// SIGKILL, no cleanup.
-    fn kill9(mut self) {
-        let mut child = self.child.take().unwrap();
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-}
-
-fn wait_or_kill(child: &mut Child) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return child.wait().unwrap();
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            wait_or_kill(&mut child);
-        }
+    fn kill9(self) {
+        self.0.kill9().unwrap();
     }
 }
 

@@ -8,51 +8,17 @@ use std::{
     io::ErrorKind,
     net::{IpAddr, SocketAddr, UdpSocket},
     process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use support::netns::*;
 
 /// `netdemux run` in namespace b until dropped.
-struct Daemon(std::process::Child);
+struct Daemon(#[allow(dead_code)] netdemux::testbed::Daemon);
 
 impl Daemon {
     fn start(tb: &Testbed, args: &[&str]) -> Daemon {
-        let mut full = vec![
-            "--netns",
-            tb.ns_b.as_str(),
-            "run",
-            "--iface",
-            tb.veth_b.as_str(),
-        ];
-        full.extend_from_slice(args);
-        let d = Daemon(
-            Command::new(netdemux_bin())
-                .args(&full)
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start netdemux run"),
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"]);
-            if String::from_utf8_lossy(&out.stdout).contains("\"services\"") {
-                return d;
-            }
-            assert!(Instant::now() < deadline, "the daemon did not come up");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
+        Daemon(netdemux::testbed::Daemon::start(tb, args).expect("netdemux run comes up"))
     }
 }
 

@@ -1,7 +1,7 @@
 //! The library's testbed with the tests' conventions: panics instead of errors, and the
 //! `netdemux` binary under test.
 
-use std::{ops::Deref, path::PathBuf, process::Output};
+use std::{path::PathBuf, process::Output};
 
 #[allow(unused_imports)]
 pub use netdemux::testbed::{IP_B, IP6_B, in_netns};
@@ -24,7 +24,7 @@ pub fn must(cmd: &str, args: &[&str]) -> String {
 /// A testbed (see `netdemux::testbed`) whose helpers panic on failure.
 pub struct Testbed(netdemux::testbed::Testbed);
 
-impl Deref for Testbed {
+impl std::ops::Deref for Testbed {
     type Target = netdemux::testbed::Testbed;
     fn deref(&self) -> &Self::Target {
         &self.0

@@ -255,15 +255,27 @@ impl Daemon {
         let child = Command::new(&tb.bin)
             .args(&full)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .context("cannot start netdemux run")?;
-        let d = Daemon { child: Some(child) };
+        let mut d = Daemon { child: Some(child) };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"])?;
             if String::from_utf8_lossy(&out.stdout).contains("\"services\"") {
                 return Ok(d);
+            }
+            if let Some(child) = d.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                bail!(
+                    "netdemux run exited before serving ({status}): {}",
+                    err.trim()
+                );
             }
             if std::time::Instant::now() > deadline {
                 bail!("netdemux run did not come up within 10 s");

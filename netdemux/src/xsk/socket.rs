@@ -334,19 +334,30 @@ impl XskSocket {
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: 0,
         };
-        // SAFETY: `addr` is a valid sockaddr_xdp of the size passed.
-        let rc = unsafe {
-            libc::bind(
-                sock.fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_xdp).cast(),
-                std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(XskError {
-                step: "bind",
-                error: io::Error::last_os_error(),
-            });
+        // A socket of a process that just died may still hold the queue for a moment: the
+        // kernel releases it from a workqueue. Retry EBUSY briefly, so a restart right after a
+        // crash works.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            // SAFETY: `addr` is a valid sockaddr_xdp of the size passed.
+            let rc = unsafe {
+                libc::bind(
+                    sock.fd.as_raw_fd(),
+                    (&addr as *const libc::sockaddr_xdp).cast(),
+                    std::mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::EBUSY) || std::time::Instant::now() > deadline {
+                return Err(XskError {
+                    step: "bind",
+                    error,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         let opts: u32 = step(
             "XDP_OPTIONS",

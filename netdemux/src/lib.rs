@@ -9,6 +9,7 @@ pub mod control;
 pub mod generator;
 pub mod runtime;
 pub mod services;
+pub mod stack;
 pub mod testbed;
 pub mod wire;
 pub mod xsk;

@@ -292,8 +292,9 @@ fn a_consumer_that_falls_behind_has_every_drop_counted() {
         delivered + dropped,
         "redirected = delivered + counted drops: {stats}"
     );
+    // 64 frames, of which 1/8 are kept back for transmitting: 56 wait in the fill ring.
     assert!(
-        delivered >= 64,
+        delivered >= 56,
         "what fit in the rings was delivered: {stats}"
     );
     drop(daemon);

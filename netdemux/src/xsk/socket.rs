@@ -102,8 +102,10 @@ pub struct XskSocket {
     tx: Producer<libc::xdp_desc>,
     comp: Consumer<u64>,
     umem: Umem,
-    /// Frames we hold that are in no ring: they top up the fill ring.
+    /// Frames we hold that are in no ring: they top up the fill ring, except `tx_reserve`.
     free: Vec<u64>,
+    /// Idle frames kept back from the fill ring for transmitting new datagrams.
+    tx_reserve: usize,
     queue: u32,
     zero_copy: bool,
     busy_poll: bool,
@@ -314,14 +316,15 @@ impl XskSocket {
             comp: Consumer::new(comp),
             umem,
             free: Vec::with_capacity(cfg.frames as usize),
+            tx_reserve: (cfg.frames / 8) as usize,
             queue,
             zero_copy: false,
             busy_poll: cfg.busy_poll,
         };
-        // Every frame starts in the fill ring, which is exactly as large as the UMEM.
-        let addrs: Vec<u64> = (0..cfg.frames).map(|i| sock.umem.frame_addr(i)).collect();
-        let filled = sock.fill.produce(&addrs);
-        debug_assert_eq!(filled, addrs.len());
+        // Every frame starts idle; all but the TX reserve go to the fill ring.
+        sock.free
+            .extend((0..cfg.frames).map(|i| sock.umem.frame_addr(i)));
+        sock.refill();
 
         let mode = match cfg.zero_copy {
             ZeroCopy::Auto => 0,
@@ -435,6 +438,80 @@ impl XskSocket {
         }
     }
 
+    /// Builds a new frame with `write` (which returns its length, or `None` to give up) in an
+    /// idle frame and transmits it. False when no idle frame or TX slot is free, or `write` gave
+    /// up: the caller counts the drop.
+    pub fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        if self.tx.free(1) == 0 {
+            self.complete();
+            if self.tx.free(1) == 0 {
+                return false;
+            }
+        }
+        let Some(addr) = self.free.pop() else {
+            return false;
+        };
+        let size = self.umem.frame_size();
+        let len = self.umem.bytes_mut(addr, size).and_then(write);
+        match len {
+            Some(len) if len > 0 && len <= size as usize => {
+                let desc = libc::xdp_desc {
+                    addr,
+                    len: len as u32,
+                    options: 0,
+                };
+                let sent = self.tx.produce(&[desc]) == 1;
+                if sent {
+                    self.kick_tx();
+                } else {
+                    self.free.push(addr);
+                }
+                sent
+            }
+            _ => {
+                self.free.push(addr);
+                false
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for received frames or for `extra` to become readable (an eventfd
+    /// that other threads signal). Returns true when either is ready.
+    pub fn wait_with(&self, extra: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+        let mut pfds = [
+            libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: extra.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds.
+        let rc = unsafe {
+            libc::poll(
+                pfds.as_mut_ptr(),
+                2,
+                timeout.as_millis().min(i32::MAX as u128) as i32,
+            )
+        };
+        match rc {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+            0 => Ok(false),
+            _ => Ok(true),
+        }
+    }
+
     /// Takes back the frames the kernel has finished transmitting, and refills the fill ring.
     pub fn complete(&mut self) -> usize {
         let mut addrs = [0u64; BATCH];
@@ -455,10 +532,11 @@ impl XskSocket {
         total
     }
 
-    /// Moves idle frames into the fill ring, as many as fit.
+    /// Moves idle frames into the fill ring, as many as fit, keeping the TX reserve back.
     fn refill(&mut self) {
-        let room = self.fill.free(self.free.len() as u32) as usize;
-        let k = room.min(self.free.len());
+        let spare = self.free.len().saturating_sub(self.tx_reserve);
+        let room = self.fill.free(spare as u32) as usize;
+        let k = room.min(spare);
         if k == 0 {
             return;
         }

@@ -28,7 +28,10 @@ use aya::{
 use netdemux_common::{GenSettings, map_names, program_names};
 use serde::Serialize;
 
-use crate::control::{neigh, object, state};
+use crate::{
+    control::{neigh, object, state},
+    xsk::nic,
+};
 pub use frames::GenProto;
 use frames::Macs;
 
@@ -115,32 +118,6 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
-/// The MAC address and the first address of `family` of interface `iface`.
-fn iface_addrs(iface: &str, v6: bool) -> Result<([u8; 6], Option<IpAddr>)> {
-    let mut mac = None;
-    let mut ip = None;
-    for a in nix::ifaddrs::getifaddrs().context("cannot list interface addresses")? {
-        if a.interface_name != iface {
-            continue;
-        }
-        let Some(addr) = a.address else { continue };
-        if let Some(link) = addr.as_link_addr() {
-            mac = link.addr();
-        } else if let (Some(sin), false) = (addr.as_sockaddr_in(), v6) {
-            ip.get_or_insert(IpAddr::V4(sin.ip()));
-        } else if let (Some(sin6), true) = (addr.as_sockaddr_in6(), v6) {
-            let a6 = sin6.ip();
-            if a6.segments()[0] & 0xffc0 != 0xfe80 {
-                ip.get_or_insert(IpAddr::V6(a6));
-            }
-        }
-    }
-    Ok((
-        mac.with_context(|| format!("{iface} has no MAC address"))?,
-        ip,
-    ))
-}
-
 /// Sends until `cfg.duration` passes or `stop` is set; prints the rate every second on stderr.
 pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
     if cfg.threads == 0 || cfg.threads > 64 {
@@ -164,7 +141,7 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
         );
     }
     let ifindex = state::ifindex(&cfg.iface)?;
-    let (src_mac, if_ip) = iface_addrs(&cfg.iface, cfg.dst.is_ipv6())?;
+    let (src_mac, if_ip) = nic::link_addrs(&cfg.iface, cfg.dst.is_ipv6())?;
     let src_ip = cfg.src.or(if_ip).with_context(|| {
         format!(
             "{} has no {} address: give one with --src",

@@ -239,6 +239,7 @@ fn serve(
                 ws.clone(),
                 worker_stop.clone(),
                 wcfg,
+                None,
             )?);
             stats.push(ws);
         }

@@ -15,11 +15,40 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
+use std::{
+    net::{IpAddr, SocketAddr},
+    os::fd::AsFd as _,
+};
+
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+
 use crate::{
+    api::bridge::{Registry, TxRequest, WorkerLink},
     services::{Kind, ServiceTable, udp_echo},
-    wire::classify,
+    stack::{
+        neighbours::{Neighbours, Route},
+        udp,
+    },
+    wire::{classify, source},
     xsk::{Verdict, XskSocket, XskStats},
 };
+
+/// What a worker needs to serve the application API (`netdemux::Stack`).
+pub struct ApiHooks {
+    /// The bound sockets.
+    pub registry: Arc<ArcSwap<Registry>>,
+    /// Datagrams the application sends through this worker.
+    pub link: Arc<WorkerLink>,
+    /// The interface's MAC address (source of what we send).
+    pub mac: [u8; 6],
+    /// This worker's index, for the resolver's answers.
+    pub index: usize,
+    /// Asks the resolver thread for the MAC of an address (the kernel's neighbour table).
+    pub resolve: std::sync::mpsc::SyncSender<(IpAddr, usize)>,
+    /// The resolver's answers for this worker.
+    pub resolved: Arc<ArrayQueue<(IpAddr, Option<[u8; 6]>)>>,
+}
 
 /// Counters of one service on one queue.
 #[derive(Debug, Default)]
@@ -103,6 +132,7 @@ pub fn spawn(
     stats: Arc<WorkerStats>,
     stop: Arc<AtomicBool>,
     cfg: WorkerConfig,
+    api: Option<ApiHooks>,
 ) -> Result<thread::JoinHandle<Result<()>>> {
     let name = format!("netdemux-q{}", sock.queue());
     thread::Builder::new()
@@ -114,9 +144,54 @@ pub fn spawn(
                 nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
                     .with_context(|| format!("cannot pin queue {} to CPU {cpu}", sock.queue()))?;
             }
-            run(&mut sock, &services, &stats, &stop, cfg)
+            run(&mut sock, &services, &stats, &stop, cfg, api.as_ref())
         })
         .context("cannot start a queue worker thread")
+}
+
+/// Transmits an application datagram to `mac`, then gives its buffer back to its socket.
+fn send_now(sock: &mut XskSocket, api: &ApiHooks, mac: [u8; 6], req: TxRequest) {
+    let payload = &req.buf[..req.len];
+    let ok = sock.transmit(|frame| udp::emit(frame, api.mac, mac, req.src, req.dst, payload));
+    if ok {
+        api.link.sent.fetch_add(1, Ordering::Relaxed);
+    } else {
+        api.link.dropped.fetch_add(1, Ordering::Relaxed);
+        req.owner.tx_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = req.owner.tx_free.push(req.buf);
+}
+
+/// Drops an application datagram that could not be sent (counted), returning its buffer.
+fn drop_request(api: &ApiHooks, req: TxRequest) {
+    api.link.dropped.fetch_add(1, Ordering::Relaxed);
+    req.owner.tx_dropped.fetch_add(1, Ordering::Relaxed);
+    let _ = req.owner.tx_free.push(req.buf);
+}
+
+/// Moves the application's datagrams to the wire: resolver answers first, then expired waits,
+/// then new requests (at most a batch of them per call).
+fn serve_api(sock: &mut XskSocket, api: &ApiHooks, neigh: &mut Neighbours<TxRequest>) {
+    let now = Instant::now();
+    while let Some((ip, mac)) = api.resolved.pop() {
+        for (mac, req) in neigh.resolved(ip, mac, now) {
+            send_now(sock, api, mac, req);
+        }
+    }
+    for req in neigh.expire(now) {
+        drop_request(api, req);
+    }
+    for _ in 0..crate::xsk::socket::BATCH {
+        let Some(req) = api.link.tx.pop() else { break };
+        match neigh.send(req.dst.ip(), req, now) {
+            Route::Now(mac, req) => send_now(sock, api, mac, req),
+            Route::Resolve(ip) => {
+                let _ = api.resolve.try_send((ip, api.index));
+            }
+            Route::Queued => {}
+            Route::Dropped(req) => drop_request(api, req),
+        }
+    }
 }
 
 fn run(
@@ -125,6 +200,7 @@ fn run(
     stats: &WorkerStats,
     stop: &AtomicBool,
     cfg: WorkerConfig,
+    api: Option<&ApiHooks>,
 ) -> Result<()> {
     let n_services = services.services().len();
     let (mut packets, mut bytes, mut unanswered) = (
@@ -132,17 +208,43 @@ fn run(
         vec![0u64; n_services],
         vec![0u64; n_services],
     );
+    let mut neigh: Neighbours<TxRequest> = Neighbours::new(4096, 256);
     let mut last_kernel_read = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         sock.complete();
+        if let Some(api) = api {
+            serve_api(sock, api, &mut neigh);
+        }
+        let registry = api.map(|a| a.registry.load());
         let mut unclaimed = 0u64;
+        let now = Instant::now();
         let batch = sock.receive(|frame| {
             let Some(c) = classify(frame) else {
                 unclaimed += 1;
                 return Verdict::Recycle;
             };
             let Some((i, kind)) = services.find(&c.key) else {
-                unclaimed += 1;
+                // An application socket?
+                let socket = registry
+                    .as_ref()
+                    .and_then(|r| r.get(&c.key).or_else(|| r.get(&c.key.wildcard())));
+                match (socket, source(frame, &c)) {
+                    (Some(socket), Some(peer)) => {
+                        let local = SocketAddr::new(
+                            crate::control::binding::Binding::from_key(&c.key)
+                                .map(|b| b.addr.ip())
+                                .unwrap_or(socket.local.ip()),
+                            c.key.port(),
+                        );
+                        let payload = &frame[c.payload_offset..c.payload_offset + c.payload_len];
+                        socket.deliver(payload, peer, local);
+                        // Answers go back to the MAC the datagram came from.
+                        let mut mac = [0u8; 6];
+                        mac.copy_from_slice(&frame[6..12]);
+                        neigh.learn(peer.ip(), mac, now);
+                    }
+                    _ => unclaimed += 1,
+                }
                 return Verdict::Recycle;
             };
             packets[i] += 1;
@@ -158,6 +260,7 @@ fn run(
                 },
             }
         });
+        drop(registry);
         if batch.rx > 0 {
             stats.rx.fetch_add(batch.rx as u64, Ordering::Relaxed);
             if batch.tx > 0 {
@@ -181,6 +284,20 @@ fn run(
             }
         } else if cfg.spin {
             sock.kick();
+        } else if let Some(api) = api {
+            // Sleep until a frame arrives or the application has something to send.
+            api.link.sleeping.store(true, Ordering::SeqCst);
+            if api.link.tx.is_empty() && api.resolved.is_empty() {
+                let timeout = if neigh.pending() > 0 {
+                    Duration::from_millis(10)
+                } else {
+                    Duration::from_millis(100)
+                };
+                sock.wait_with(api.link.wake.as_fd(), timeout)
+                    .with_context(|| format!("poll on queue {} failed", sock.queue()))?;
+            }
+            api.link.sleeping.store(false, Ordering::SeqCst);
+            api.link.clear_wake();
         } else {
             sock.wait(Duration::from_millis(100))
                 .with_context(|| format!("poll on queue {} failed", sock.queue()))?;

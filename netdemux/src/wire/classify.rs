@@ -102,6 +102,24 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
     })
 }
 
+/// The source socket address of a frame that [`classify`] accepted as `c`.
+pub fn source(frame: &[u8], c: &Classified) -> Option<std::net::SocketAddr> {
+    let ip: std::net::IpAddr = if c.key.family == FAMILY_V4 {
+        let a: [u8; 4] = frame
+            .get(c.l3_offset + 12..c.l3_offset + 16)?
+            .try_into()
+            .ok()?;
+        a.into()
+    } else {
+        let a: [u8; 16] = frame
+            .get(c.l3_offset + 8..c.l3_offset + 24)?
+            .try_into()
+            .ok()?;
+        a.into()
+    };
+    Some(std::net::SocketAddr::new(ip, be16(frame, c.l4_offset)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +157,7 @@ mod tests {
     fn finds_the_binding_key_and_payload() {
         let f = udp4([198, 18, 0, 2], 7000, b"hello");
         let c = classify(&f).unwrap();
+        assert_eq!(source(&f, &c), Some("198.18.0.1:40000".parse().unwrap()));
         assert_eq!(
             c.key,
             Binding::parse("udp", "198.18.0.2:7000").unwrap().key()

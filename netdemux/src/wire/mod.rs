@@ -5,4 +5,4 @@
 pub mod checksum;
 mod classify;
 
-pub use classify::{Classified, classify};
+pub use classify::{Classified, classify, source};

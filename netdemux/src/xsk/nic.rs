@@ -1,7 +1,9 @@
 //! What the NIC says about itself before AF_XDP sockets go on it: its number of RX queues and the
 //! receive offloads that interfere with AF_XDP (ethtool ioctls, in the current network namespace).
 
-use std::{io, os::fd::AsRawFd as _};
+use std::{io, net::IpAddr, os::fd::AsRawFd as _};
+
+use anyhow::{Context as _, Result};
 
 const ETHTOOL_GFLAGS: u32 = 0x25;
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
@@ -98,4 +100,35 @@ pub fn offload_warnings(iface: &str, skb_mode: bool) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The MAC address of `iface`, and its first global address of the given family.
+pub fn link_addrs(iface: &str, v6: bool) -> Result<([u8; 6], Option<IpAddr>)> {
+    let mut mac = None;
+    let mut ip = None;
+    for a in nix::ifaddrs::getifaddrs().context("cannot list interface addresses")? {
+        if a.interface_name != iface {
+            continue;
+        }
+        let Some(addr) = a.address else { continue };
+        if let Some(link) = addr.as_link_addr() {
+            mac = link.addr();
+        } else if let (Some(sin), false) = (addr.as_sockaddr_in(), v6) {
+            ip.get_or_insert(IpAddr::V4(sin.ip()));
+        } else if let (Some(sin6), true) = (addr.as_sockaddr_in6(), v6) {
+            let a6 = sin6.ip();
+            if a6.segments()[0] & 0xffc0 != 0xfe80 {
+                ip.get_or_insert(IpAddr::V6(a6));
+            }
+        }
+    }
+    Ok((
+        mac.with_context(|| format!("{iface} has no MAC address"))?,
+        ip,
+    ))
+}
+
+/// The MAC address of `iface`.
+pub fn mac_address(iface: &str) -> Result<[u8; 6]> {
+    Ok(link_addrs(iface, false)?.0)
 }

@@ -1,0 +1,137 @@
+//! What the queue workers and the application share.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+};
+
+use atomic_waker::AtomicWaker;
+use crossbeam_queue::ArrayQueue;
+use netdemux_common::BindKey;
+
+/// Largest UDP payload a socket carries (the rest of a 4 KiB frame is headers and headroom).
+pub const MAX_PAYLOAD: usize = 2048;
+/// Datagrams a socket queues for the application; more are dropped and counted.
+pub const RX_QUEUE: usize = 1024;
+/// Datagrams a socket may have on their way to the wire.
+pub const TX_BUFFERS: usize = 512;
+/// Datagrams waiting for a worker to transmit them.
+pub const WORKER_TX_QUEUE: usize = 1024;
+
+/// A received datagram.
+pub struct RxDatagram {
+    pub buf: Box<[u8]>,
+    pub len: usize,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// A datagram to send; its buffer goes back to `owner` once the frame is built.
+pub struct TxRequest {
+    pub buf: Box<[u8]>,
+    pub len: usize,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub owner: Arc<SocketShared>,
+}
+
+/// One socket, as both sides see it.
+pub struct SocketShared {
+    pub local: SocketAddr,
+    pub rx: ArrayQueue<RxDatagram>,
+    pub rx_free: ArrayQueue<Box<[u8]>>,
+    pub tx_free: ArrayQueue<Box<[u8]>>,
+    pub rx_waker: AtomicWaker,
+    pub rx_dropped: AtomicU64,
+    pub tx_dropped: AtomicU64,
+}
+
+impl SocketShared {
+    pub fn new(local: SocketAddr) -> Arc<Self> {
+        let pool = |n: usize| {
+            let q = ArrayQueue::new(n);
+            for _ in 0..n {
+                let _ = q.push(vec![0u8; MAX_PAYLOAD].into_boxed_slice());
+            }
+            q
+        };
+        Arc::new(SocketShared {
+            local,
+            rx: ArrayQueue::new(RX_QUEUE),
+            rx_free: pool(RX_QUEUE),
+            tx_free: pool(TX_BUFFERS),
+            rx_waker: AtomicWaker::new(),
+            rx_dropped: AtomicU64::new(0),
+            tx_dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Worker side: queues a datagram for the application, or counts the drop.
+    pub fn deliver(&self, payload: &[u8], peer: SocketAddr, local: SocketAddr) {
+        let Some(mut buf) = (payload.len() <= MAX_PAYLOAD)
+            .then(|| self.rx_free.pop())
+            .flatten()
+        else {
+            self.rx_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        buf[..payload.len()].copy_from_slice(payload);
+        let d = RxDatagram {
+            buf,
+            len: payload.len(),
+            peer,
+            local,
+        };
+        if let Err(d) = self.rx.push(d) {
+            let _ = self.rx_free.push(d.buf);
+            self.rx_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.rx_waker.wake();
+    }
+}
+
+/// Bound sockets by binding key; replaced whole (read-copy-update) when one is added or removed.
+pub type Registry = HashMap<BindKey, Arc<SocketShared>>;
+
+/// A worker's inbox from the application.
+pub struct WorkerLink {
+    pub tx: ArrayQueue<TxRequest>,
+    pub wake: nix::sys::eventfd::EventFd,
+    pub sleeping: AtomicBool,
+    pub sent: AtomicU64,
+    pub dropped: AtomicU64,
+}
+
+impl WorkerLink {
+    pub fn new() -> std::io::Result<Arc<Self>> {
+        Ok(Arc::new(WorkerLink {
+            tx: ArrayQueue::new(WORKER_TX_QUEUE),
+            wake: nix::sys::eventfd::EventFd::from_flags(
+                nix::sys::eventfd::EfdFlags::EFD_NONBLOCK
+                    | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
+            )?,
+            sleeping: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }))
+    }
+
+    /// Application side: hands `req` to the worker, waking it if it sleeps.
+    pub fn push(&self, req: TxRequest) -> Result<(), TxRequest> {
+        self.tx.push(req)?;
+        if self.sleeping.load(Ordering::SeqCst) {
+            let _ = self.wake.write(1);
+        }
+        Ok(())
+    }
+
+    /// Worker side: clears a pending wake-up.
+    pub fn clear_wake(&self) {
+        let _ = self.wake.read();
+    }
+}

@@ -1,0 +1,158 @@
+//! `UdpSocket`: a UDP socket on a socket address that netdemux steers to the stack.
+
+use std::{
+    collections::HashMap,
+    future::poll_fn,
+    hash::{Hash as _, Hasher as _},
+    io,
+    net::{IpAddr, SocketAddr},
+    sync::{Arc, Mutex, atomic::Ordering},
+    task::{Context, Poll},
+};
+
+use super::{
+    bridge::{MAX_PAYLOAD, SocketShared, TxRequest},
+    stack::StackShared,
+};
+
+/// Peers remembered by a wildcard socket to answer from the right address.
+const PEER_MEMORY: usize = 4096;
+
+/// A UDP socket bound through netdemux: datagrams to its address arrive over AF_XDP, datagrams
+/// it sends leave through the AF_XDP TX rings. Dropping it unbinds the address.
+pub struct UdpSocket {
+    pub(super) shared: Arc<SocketShared>,
+    pub(super) stack: Arc<StackShared>,
+    /// For a wildcard socket: the local address each peer last wrote to, so the answer leaves
+    /// from it. Touched by the application only, never by the data path.
+    pub(super) peers: Mutex<HashMap<SocketAddr, IpAddr>>,
+}
+
+impl UdpSocket {
+    /// The address the socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    /// Datagrams dropped because the socket's receive queue was full (or too large).
+    pub fn rx_dropped(&self) -> u64 {
+        self.shared.rx_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams the stack could not send (no neighbour answer in time, rings full).
+    pub fn tx_dropped(&self) -> u64 {
+        self.shared.tx_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Receives a datagram into `buf` (truncating it if `buf` is shorter) and its sender.
+    pub fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<(usize, SocketAddr)>> {
+        loop {
+            if let Some(d) = self.shared.rx.pop() {
+                let n = d.len.min(buf.len());
+                buf[..n].copy_from_slice(&d.buf[..n]);
+                if self.shared.local.ip().is_unspecified() {
+                    let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+                    if peers.len() >= PEER_MEMORY && !peers.contains_key(&d.peer) {
+                        peers.clear();
+                    }
+                    peers.insert(d.peer, d.local.ip());
+                }
+                let peer = d.peer;
+                let _ = self.shared.rx_free.push(d.buf);
+                return Poll::Ready(Ok((n, peer)));
+            }
+            self.shared.rx_waker.register(cx.waker());
+            if self.shared.rx.is_empty() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Receives a datagram into `buf` and its sender.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        poll_fn(|cx| self.poll_recv_from(cx, buf)).await
+    }
+
+    /// The address a datagram to `target` leaves from.
+    fn source_for(&self, target: SocketAddr) -> io::Result<SocketAddr> {
+        let local = self.shared.local;
+        if local.is_ipv4() != target.is_ipv4() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the target's address family differs from the socket's",
+            ));
+        }
+        if !local.ip().is_unspecified() {
+            return Ok(local);
+        }
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        match peers.get(&target) {
+            Some(ip) => Ok(SocketAddr::new(*ip, local.port())),
+            None => Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!(
+                    "a wildcard socket answers from the address a peer wrote to, and {target} has not written yet"
+                ),
+            )),
+        }
+    }
+
+    /// Sends `buf` to `target`. Pending while the socket's send buffers or the worker's queue
+    /// are full.
+    pub fn poll_send_to(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+        target: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        if buf.len() > MAX_PAYLOAD {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "datagram larger than 2048 bytes",
+            )));
+        }
+        let src = match self.source_for(target) {
+            Ok(s) => s,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        let Some(mut b) = self.shared.tx_free.pop() else {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        };
+        b[..buf.len()].copy_from_slice(buf);
+        let req = TxRequest {
+            buf: b,
+            len: buf.len(),
+            src,
+            dst: target,
+            owner: self.shared.clone(),
+        };
+        // One worker per peer keeps its datagrams in order.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        target.hash(&mut h);
+        let link = &self.stack.links[h.finish() as usize % self.stack.links.len()];
+        match link.push(req) {
+            Ok(()) => Poll::Ready(Ok(buf.len())),
+            Err(req) => {
+                let _ = self.shared.tx_free.push(req.buf);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Sends `buf` to `target`; returns the bytes sent.
+    pub async fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        poll_fn(|cx| self.poll_send_to(cx, buf, target)).await
+    }
+}
+
+impl Drop for UdpSocket {
+    fn drop(&mut self) {
+        self.stack.unregister(self.shared.local);
+    }
+}

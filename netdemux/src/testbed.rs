@@ -134,6 +134,14 @@ impl Testbed {
             must("ip", &["-n", ns, "link", "set", dev, "up"])?;
             must("ip", &["-n", ns, "link", "set", "lo", "up"])?;
         }
+        // The peer puts full checksums on the wire, as a NIC does: with TX checksum offload on,
+        // the kernel would hand veth frames that carry only the pseudo-header sum.
+        must(
+            "ip",
+            &[
+                "netns", "exec", &tb.ns_a, "ethtool", "-K", &tb.veth_a, "tx", "off",
+            ],
+        )?;
         tb.resolve_neighbours()?;
         Ok(tb)
     }

@@ -161,3 +161,56 @@ fn an_application_sends_first_to_a_new_peer_and_unresolvable_peers_are_counted()
     assert_eq!(payload, b"hello first");
     assert_eq!(from, "198.18.0.2:7200".parse::<SocketAddr>().unwrap());
 }
+
+#[test]
+fn datagrams_with_bad_checksums_are_counted_and_not_delivered() {
+    let tb = Testbed::new(1);
+    let rt = runtime();
+    let stack = rt
+        .block_on(
+            netdemux::Stack::builder()
+                .iface(&tb.veth_b)
+                .netns(&tb.ns_b)
+                .build(),
+        )
+        .unwrap();
+    let sock = rt
+        .block_on(stack.udp_bind("198.18.0.2:7300".parse().unwrap()))
+        .unwrap();
+    let send = |payload: &'static [u8]| {
+        in_netns(&tb.ns_a, move || {
+            KernelUdp::bind("0.0.0.0:0")
+                .unwrap()
+                .send_to(payload, "198.18.0.2:7300")
+                .unwrap();
+        })
+        .join()
+        .unwrap();
+    };
+    // With TX checksum offload on, the kernel leaves the checksum for hardware veth does not have.
+    must(
+        "ip",
+        &[
+            "netns", "exec", &tb.ns_a, "ethtool", "-K", &tb.veth_a, "tx", "on",
+        ],
+    );
+    send(b"partial checksum");
+    must(
+        "ip",
+        &[
+            "netns", "exec", &tb.ns_a, "ethtool", "-K", &tb.veth_a, "tx", "off",
+        ],
+    );
+    send(b"full checksum");
+    let mut buf = [0u8; 64];
+    let (n, _) = rt
+        .block_on(async {
+            tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf)).await
+        })
+        .expect("the good datagram arrives")
+        .unwrap();
+    assert_eq!(&buf[..n], b"full checksum", "the bad one was not delivered");
+    assert_eq!(sock.checksum_errors(), 1);
+    drop(sock);
+    drop(stack);
+}

@@ -48,6 +48,7 @@ pub struct SocketShared {
     pub rx_waker: AtomicWaker,
     pub rx_dropped: AtomicU64,
     pub tx_dropped: AtomicU64,
+    pub checksum_errors: AtomicU64,
 }
 
 impl SocketShared {
@@ -67,6 +68,7 @@ impl SocketShared {
             rx_waker: AtomicWaker::new(),
             rx_dropped: AtomicU64::new(0),
             tx_dropped: AtomicU64::new(0),
+            checksum_errors: AtomicU64::new(0),
         })
     }
 

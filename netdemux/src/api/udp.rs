@@ -39,6 +39,11 @@ impl UdpSocket {
         self.shared.rx_dropped.load(Ordering::Relaxed)
     }
 
+    /// Datagrams dropped because their UDP checksum did not verify.
+    pub fn checksum_errors(&self) -> u64 {
+        self.shared.checksum_errors.load(Ordering::Relaxed)
+    }
+
     /// Datagrams the stack could not send (no neighbour answer in time, rings full).
     pub fn tx_dropped(&self) -> u64 {
         self.shared.tx_dropped.load(Ordering::Relaxed)

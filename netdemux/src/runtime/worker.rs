@@ -15,10 +15,7 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    os::fd::AsFd as _,
-};
+use std::{net::IpAddr, os::fd::AsFd as _};
 
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
@@ -26,11 +23,8 @@ use crossbeam_queue::ArrayQueue;
 use crate::{
     api::bridge::{Registry, TxRequest, WorkerLink},
     services::{Kind, ServiceTable, udp_echo},
-    stack::{
-        neighbours::{Neighbours, Route},
-        udp,
-    },
-    wire::{classify, source},
+    stack::neighbours::{Neighbours, Route},
+    wire::{classify, udp},
     xsk::{Verdict, XskSocket, XskStats},
 };
 
@@ -228,22 +222,23 @@ fn run(
                 let socket = registry
                     .as_ref()
                     .and_then(|r| r.get(&c.key).or_else(|| r.get(&c.key.wildcard())));
-                match (socket, source(frame, &c)) {
-                    (Some(socket), Some(peer)) => {
-                        let local = SocketAddr::new(
-                            crate::control::binding::Binding::from_key(&c.key)
-                                .map(|b| b.addr.ip())
-                                .unwrap_or(socket.local.ip()),
-                            c.key.port(),
-                        );
-                        let payload = &frame[c.payload_offset..c.payload_offset + c.payload_len];
-                        socket.deliver(payload, peer, local);
+                let Some(socket) = socket else {
+                    unclaimed += 1;
+                    return Verdict::Recycle;
+                };
+                match udp::UdpRepr::from_classified(frame, &c) {
+                    Ok(r) => {
+                        let payload = &frame[r.payload_offset..r.payload_offset + r.payload_len];
+                        socket.deliver(payload, r.src, r.dst);
                         // Answers go back to the MAC the datagram came from.
                         let mut mac = [0u8; 6];
                         mac.copy_from_slice(&frame[6..12]);
-                        neigh.learn(peer.ip(), mac, now);
+                        neigh.learn(r.src.ip(), mac, now);
                     }
-                    _ => unclaimed += 1,
+                    Err(udp::Error::Checksum) => {
+                        socket.checksum_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(udp::Error::Malformed) => unclaimed += 1,
                 }
                 return Verdict::Recycle;
             };

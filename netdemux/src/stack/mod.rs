@@ -2,4 +2,3 @@
 //! the time. It knows nothing of rings, threads or tokio.
 
 pub mod neighbours;
-pub mod udp;

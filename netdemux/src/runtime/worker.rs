@@ -235,10 +235,10 @@ fn run(
                         mac.copy_from_slice(&frame[6..12]);
                         neigh.learn(r.src.ip(), mac, now);
                     }
-                    Err(udp::Error::Checksum) => {
+                    Err(crate::wire::Error::Checksum) => {
                         socket.checksum_errors.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(udp::Error::Malformed) => unclaimed += 1,
+                    Err(_) => unclaimed += 1,
                 }
                 return Verdict::Recycle;
             };

@@ -1,22 +1,15 @@
 //! UDP datagrams in Ethernet frames: [`UdpRepr::parse`] checks one (headers, then the checksum)
 //! and [`emit`] writes one straight into a frame with every checksum filled in.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use super::{
-    checksum,
+    Error, checksum,
     classify::{Classified, classify, source},
+    ethernet::EthernetRepr,
+    ip::IpRepr,
 };
 use crate::control::binding::Binding;
-
-/// Why a frame is not an acceptable UDP datagram.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Error {
-    /// Not an unfragmented, well-formed UDP datagram over IPv4 or IPv6.
-    Malformed,
-    /// The UDP checksum does not verify (or is absent over IPv6, where it is mandatory).
-    Checksum,
-}
 
 /// A parsed UDP datagram: who sent it, to whom, and where its payload is in the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,13 +66,8 @@ impl UdpRepr {
     }
 }
 
-/// Bytes of headers in front of the payload for this family (Ethernet + IP + UDP).
-pub const fn header_len(v6: bool) -> usize {
-    14 + if v6 { 40 } else { 20 } + 8
-}
-
-/// Writes a datagram `src` -> `dst` carrying `payload` into `frame`; returns its length, or
-/// `None` if it does not fit or the families differ.
+/// Writes a datagram `src` -> `dst` carrying `payload` into `frame` (Ethernet, IP, UDP, all
+/// checksums filled in); returns its length, or `None` if it does not fit or the families differ.
 pub fn emit(
     frame: &mut [u8],
     src_mac: [u8; 6],
@@ -88,51 +76,26 @@ pub fn emit(
     dst: SocketAddr,
     payload: &[u8],
 ) -> Option<usize> {
-    let v6 = dst.is_ipv6();
-    if src.is_ipv6() != v6 {
-        return None;
-    }
-    let l4 = header_len(v6) - 8;
-    let len = header_len(v6) + payload.len();
-    let udp_len = 8 + payload.len();
-    if len > frame.len() || udp_len > u16::MAX as usize {
-        return None;
-    }
-    frame[0..6].copy_from_slice(&dst_mac);
-    frame[6..12].copy_from_slice(&src_mac);
-    match (src.ip(), dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            frame[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-            let ip = &mut frame[14..34];
-            ip[0] = 0x45;
-            ip[1] = 0;
-            ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-            ip[4..6].copy_from_slice(&[0, 0]);
-            ip[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
-            ip[8] = 64;
-            ip[9] = 17;
-            ip[10..12].copy_from_slice(&[0, 0]);
-            ip[12..16].copy_from_slice(&s.octets());
-            ip[16..20].copy_from_slice(&d.octets());
-            let c = checksum::ipv4_header(ip);
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            frame[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
-            let ip = &mut frame[14..54];
-            ip[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-            ip[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-            ip[6] = 17;
-            ip[7] = 64;
-            ip[8..24].copy_from_slice(&s.octets());
-            ip[24..40].copy_from_slice(&d.octets());
-        }
-        _ => return None,
-    }
-    let seg = &mut frame[l4..len];
+    let ip = IpRepr {
+        src: src.ip(),
+        dst: dst.ip(),
+        protocol: 17,
+        payload_len: 8 + payload.len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        dst: dst_mac,
+        src: src_mac,
+        vlans: [None, None],
+        ethertype: ip.ethertype(),
+    };
+    let l3 = eth.emit(frame).ok()?;
+    let l4 = l3 + ip.emit(&mut frame[l3..]).ok()?;
+    let len = l4 + ip.payload_len;
+    let seg = frame.get_mut(l4..len)?;
     seg[0..2].copy_from_slice(&src.port().to_be_bytes());
     seg[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    seg[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    seg[4..6].copy_from_slice(&(ip.payload_len as u16).to_be_bytes());
     seg[6..8].copy_from_slice(&[0, 0]);
     seg[8..].copy_from_slice(payload);
     let c = checksum::l4(src.ip(), dst.ip(), 17, seg);

@@ -457,3 +457,74 @@ fn run_refuses_an_attachment_made_by_another_build() {
         "nothing was bound"
     );
 }
+
+#[test]
+fn a_thousand_bind_unbind_cycles_do_not_disturb_a_binding_that_stays() {
+    let tb = Testbed::new(2);
+    let daemon = Daemon::start(&tb, &["--udp-sink", "0.0.0.0:7000"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        in_netns(&tb.ns_a, move || {
+            let socks: Vec<UdpSocket> = (0..8)
+                .map(|_| UdpSocket::bind("0.0.0.0:0").unwrap())
+                .collect();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                socks[i % 8].send_to(b"steady", (IP_B, 7000)).unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                if i % 16 == 0 {
+                    thread::sleep(Duration::from_micros(300));
+                }
+            }
+        })
+    };
+    // Churn from inside namespace b through the library: an exact binding on the steady
+    // binding's own port (its port count goes 1 -> 2 -> 1), and bindings on other ports.
+    while sent.load(Ordering::Relaxed) < 200 {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let sent_at_start = sent.load(Ordering::Relaxed);
+    let veth = tb.veth_b.clone();
+    let churn = in_netns(&tb.ns_b, move || {
+        let mut a = netdemux::control::state::open(&veth).unwrap();
+        let same_port =
+            netdemux::control::binding::Binding::parse("udp", "198.18.0.9:7000").unwrap();
+        for i in 0..1000u16 {
+            let other = netdemux::control::binding::Binding::parse(
+                if i % 2 == 0 { "udp" } else { "tcp" },
+                &format!("198.18.0.2:{}", 20_000 + i),
+            )
+            .unwrap();
+            let _lock = a.lock().unwrap();
+            a.maps.bind(&same_port).unwrap();
+            a.maps.bind(&other).unwrap();
+            a.maps.unbind(&same_port).unwrap();
+            a.maps.unbind(&other).unwrap();
+        }
+    });
+    churn.join().expect("1000 cycles");
+    let during = sent.load(Ordering::Relaxed) - sent_at_start;
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let n = sent.load(Ordering::Relaxed);
+    let dropped = tb.sender_tx_dropped();
+    let stats = wait_stats(&tb, 5, |s| sink_packets(s) + dropped >= n);
+    assert_eq!(
+        sink_packets(&stats) + dropped,
+        n,
+        "the steady binding lost nothing: {stats}"
+    );
+    assert!(
+        during > 50,
+        "the sender ran during the churn ({during} datagrams)"
+    );
+    assert_eq!(
+        tb.netdemux_ok(&["list", "--iface", &tb.veth_b]),
+        "udp 0.0.0.0:7000\n",
+        "only it remains"
+    );
+    assert!(daemon.stop().success());
+}

@@ -680,3 +680,73 @@ fn port_counts_follow_bindings_and_gate_the_lookup() {
     let d = h.maps.verdicts().unwrap().since(&before);
     assert_eq!(d.get(Counter::PassNoBinding), 1);
 }
+
+/// A small seeded generator (xorshift), so a failing case can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[test]
+fn random_and_mutated_frames_always_get_a_counted_verdict() {
+    let h = Harness::new();
+    let seeds: Vec<Vec<u8>> = cases().into_iter().map(|c| c.frame).collect();
+    let mut rng = Rng(0x5eed_cafe_f00d_0001);
+    let before = h.maps.verdicts().unwrap();
+    let mut runs = 0u64;
+    for i in 0..12_000 {
+        let frame: Vec<u8> = match i % 3 {
+            // Pure noise of any length the test harness accepts (14 bytes up to a page).
+            0 => (0..14 + rng.below(1500))
+                .map(|_| rng.next() as u8)
+                .collect(),
+            // A valid fixture with a few bytes changed.
+            1 => {
+                let mut f = seeds[rng.below(seeds.len())].clone();
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(f.len());
+                    f[at] = rng.next() as u8;
+                }
+                f
+            }
+            // A valid fixture cut short or padded with noise.
+            _ => {
+                let mut f = seeds[rng.below(seeds.len())].clone();
+                if rng.below(2) == 0 {
+                    f.truncate(14.max(rng.below(f.len() + 1)));
+                } else {
+                    f.extend((0..rng.below(64)).map(|_| rng.next() as u8));
+                }
+                f
+            }
+        };
+        let verdict = h.run(&frame);
+        assert!(
+            verdict == XDP_PASS || verdict == 4,
+            "frame {i}: verdict {verdict} for {frame:02x?}"
+        );
+        runs += 1;
+    }
+    let d = h.maps.verdicts().unwrap().since(&before);
+    assert_eq!(d.get(Counter::Seen), runs, "every frame was seen once");
+    assert_eq!(
+        d.get(Counter::Seen),
+        d.passed() + d.get(Counter::Redirected) + d.get(Counter::RedirectFailed),
+        "conservation over {runs} random frames: {:?}",
+        d.slots
+    );
+    assert!(
+        d.get(Counter::PassMalformed) > 1000,
+        "the noise was mostly malformed: {:?}",
+        d.slots
+    );
+}

@@ -94,6 +94,10 @@ pub enum Command {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// Replace the attached program with this build's, atomically, keeping the pinned maps
+        /// (bindings, counters, sockets): traffic and a running daemon go on undisturbed.
+        #[arg(long, conflicts_with_all = ["mode", "max_bindings"])]
+        upgrade: bool,
     },
     /// Detach the program from an interface and remove all its pinned state.
     Detach {
@@ -269,9 +273,26 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Attach {
             iface,
+            json,
+            upgrade: true,
+            ..
+        } => {
+            let u = attach::upgrade(&iface.iface)?;
+            if json {
+                print_json(&u)?;
+            } else {
+                println!(
+                    "upgraded {}: program {} replaced by {} on link {}; {} bindings kept",
+                    u.iface, u.old_program_id, u.program_id, u.link_id, u.bindings
+                );
+            }
+        }
+        Command::Attach {
+            iface,
             mode,
             max_bindings,
             json,
+            upgrade: false,
         } => {
             let a = attach::attach(&iface.iface, mode, max_bindings)?;
             if json {

@@ -528,3 +528,65 @@ fn a_thousand_bind_unbind_cycles_do_not_disturb_a_binding_that_stays() {
     );
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn upgrading_the_program_under_traffic_keeps_bindings_counters_and_every_datagram() {
+    let tb = Testbed::new(2);
+    tb.attach("native");
+    let daemon = Daemon::start(&tb, &["--udp-sink", "198.18.0.2:7000"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let sender = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        in_netns(&tb.ns_a, move || {
+            let socks: Vec<UdpSocket> = (0..8)
+                .map(|_| UdpSocket::bind("0.0.0.0:0").unwrap())
+                .collect();
+            let mut i = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                socks[i % 8].send_to(b"x", (IP_B, 7000)).unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                if i % 16 == 0 {
+                    thread::sleep(Duration::from_micros(300));
+                }
+            }
+        })
+    };
+    let before = wait_stats(&tb, 5, |s| sink_packets(s) > 500);
+    let counted_before = u(&before["bindings"][0]["packets"]);
+    let out = tb.netdemux_ok(&["attach", "--iface", &tb.veth_b, "--upgrade", "--json"]);
+    let up: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_ne!(
+        up["program_id"], up["old_program_id"],
+        "a new program runs: {up}"
+    );
+    assert_eq!(up["bindings"], 1);
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    sender.join().unwrap();
+    let n = sent.load(Ordering::Relaxed);
+    let dropped = tb.sender_tx_dropped();
+    let after = wait_stats(&tb, 5, |s| sink_packets(s) + dropped >= n);
+    assert_eq!(
+        sink_packets(&after) + dropped,
+        n,
+        "nothing lost across the upgrade: {after}"
+    );
+    assert!(
+        u(&after["bindings"][0]["packets"]) > counted_before,
+        "counters kept counting, not reset"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&run(netdemux_bin(), &["status", "--json"]).stdout).unwrap();
+    let entry = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["netns"] == tb.ns_b.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["program_id"], up["program_id"]);
+    assert_eq!(entry["state"], "attached");
+    assert!(daemon.stop().success());
+}

@@ -180,6 +180,68 @@ pub fn attach(iface: &str, request: ModeRequest, max_bindings: u32) -> Result<At
     })
 }
 
+/// The outcome of a successful upgrade.
+#[derive(Debug, Serialize)]
+pub struct Upgraded {
+    /// Interface.
+    pub iface: String,
+    /// The program that ran before.
+    pub old_program_id: u32,
+    /// The program that runs now.
+    pub program_id: u32,
+    /// The link, unchanged.
+    pub link_id: u32,
+    /// Bindings kept.
+    pub bindings: usize,
+}
+
+/// Replaces the attached program with this build's, atomically (`bpf_link_update`): the pinned
+/// maps — bindings, counters, XSKMAP — are reused as they are, so traffic and a running daemon
+/// go on undisturbed. Refused for state of another layout version.
+pub fn upgrade(iface: &str) -> Result<Upgraded> {
+    let a = state::open(iface)?;
+    let old = a.link.context("the attachment has no readable link")?;
+    let bindings = a.maps.bindings()?.len();
+    let mut loader = aya::EbpfLoader::new();
+    let pins: Vec<(&str, PathBuf)> = [
+        (netdemux_common::map_names::BINDS, pin_names::BINDS),
+        (netdemux_common::map_names::COUNTERS, pin_names::COUNTERS),
+        (netdemux_common::map_names::XSKS, pin_names::XSKS),
+        (netdemux_common::map_names::INFO, pin_names::INFO),
+        (netdemux_common::map_names::PORTS, pin_names::PORTS),
+    ]
+    .into_iter()
+    .map(|(name, file)| (name, a.dir.join(file)))
+    .collect();
+    for (name, path) in &pins {
+        loader.map_pin_path(name, path.as_path());
+    }
+    loader.map_max_entries(netdemux_common::map_names::BINDS, a.info.max_bindings);
+    let mut ebpf = loader
+        .load(object::OBJECT)
+        .context("cannot load this build's eBPF object onto the pinned maps")?;
+    let program = object::load_demux(&mut ebpf)?;
+    let pinned = aya::programs::links::PinnedLink::from_pin(a.dir.join(pin_names::LINK))
+        .context("cannot open the pinned XDP link")?;
+    let link = aya::programs::xdp::XdpLink::try_from(FdLink::from(pinned))
+        .context("the pinned link is not an XDP link")?;
+    program
+        .attach_to_link(link)
+        .with_context(|| format!("cannot replace the program on {iface}"))?;
+    let mut maps = a.maps;
+    let mut info = a.info;
+    info.object_hash = object::object_hash();
+    maps.write_info(&info)?;
+    let now = state::pinned_link(&a.dir).context("the pinned link cannot be read back")?;
+    Ok(Upgraded {
+        iface: iface.to_string(),
+        old_program_id: old.prog_id,
+        program_id: now.prog_id,
+        link_id: now.id,
+        bindings,
+    })
+}
+
 /// The outcome of a successful detach.
 #[derive(Debug, Serialize)]
 pub struct Detached {

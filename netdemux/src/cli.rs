@@ -227,6 +227,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove state left behind by interfaces or namespaces that are gone (`status` shows it as
+    /// stale), and by attaches that died half-way. Live attachments are not touched.
+    Gc {
+        /// Print the removed directories as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show every interface netdemux is attached to, in every network namespace.
     Status {
         /// Print a JSON array.
@@ -462,6 +469,18 @@ pub fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Gc { json } => {
+            let removed = attach::gc()?;
+            if json {
+                print_json(&removed)?;
+            } else if removed.is_empty() {
+                println!("nothing stale");
+            } else {
+                for r in &removed {
+                    println!("removed {}", r.display());
+                }
+            }
+        }
         Command::Status { json } => {
             let entries = attach::status()?;
             if json {
@@ -496,6 +515,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Status { .. } => "status",
         Command::Run { .. } => "run",
         Command::Gen { .. } => "gen",
+        Command::Gc { .. } => "gc",
     }
 }
 

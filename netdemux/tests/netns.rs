@@ -405,8 +405,13 @@ fn ip_netns_exec_and_netns_flag_see_the_same_state() {
     assert!(!std::path::Path::new(&tb.pin_dir()).exists());
 }
 
+/// `gc` removes every stale state on the machine: the tests that make stale state on purpose
+/// and the one that runs `gc` take turns.
+static STALE_STATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn state_of_a_vanished_interface_is_reported_stale_and_removable() {
+    let _turn = STALE_STATE.lock().unwrap_or_else(|p| p.into_inner());
     let tb = Testbed::new(1);
     tb.attach("native");
     tb.netdemux_ok(&["bind", "--iface", &tb.veth_b, "udp", "198.18.0.2:7000"]);
@@ -437,4 +442,33 @@ fn state_of_a_vanished_interface_is_reported_stale_and_removable() {
     assert!(out.contains("stale"), "{out}");
     assert!(!std::path::Path::new(&tb.pin_dir()).exists());
     tb.attach("native");
+}
+
+#[test]
+fn gc_removes_stale_state_and_leaves_live_attachments() {
+    let _turn = STALE_STATE.lock().unwrap_or_else(|p| p.into_inner());
+    let gone = Testbed::new(1);
+    let live = Testbed::new(1);
+    gone.attach("native");
+    live.attach("native");
+    // A whole namespace goes away with its interface (a container stopped).
+    must("ip", &["-n", &gone.ns_b, "link", "del", &gone.veth_b]);
+    let out = run(netdemux_bin(), &["gc", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let removed: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let gone_dir = gone.pin_dir().join(&gone.veth_b);
+    assert!(
+        removed.iter().any(|r| std::path::Path::new(r) == gone_dir),
+        "{removed:?}"
+    );
+    assert!(!gone_dir.exists());
+    assert!(
+        live.pin_dir().join(&live.veth_b).exists(),
+        "the live attachment stays"
+    );
+    assert_eq!(live.netdemux_ok(&["list", "--iface", &live.veth_b]), "");
 }

@@ -303,6 +303,39 @@ fn wait_link_gone(id: u32, iface: &str) -> Result<()> {
     }
 }
 
+/// Removes every state directory `status` reports as stale (its interface or namespace is
+/// gone), and half-built ones left by attaches that died. Live attachments are not touched.
+pub fn gc() -> Result<Vec<PathBuf>> {
+    let mut removed = Vec::new();
+    for e in status()? {
+        if e.state == "stale" {
+            remove_state(&e.pins)?;
+            removed.push(e.pins);
+        }
+    }
+    // Directories of attaches in progress whose process is gone.
+    let root = state::root()?;
+    if let Ok(namespaces) = fs::read_dir(&root) {
+        for ns in namespaces.flatten() {
+            let Ok(entries) = fs::read_dir(ns.path()) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let Some(rest) = name.strip_prefix(state::TMP_PREFIX) else {
+                    continue;
+                };
+                let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                    remove_state(&e.path())?;
+                    removed.push(e.path());
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// One attachment as `status` reports it.
 #[derive(Debug, Serialize)]
 pub struct StatusEntry {

@@ -210,3 +210,115 @@ fn a_wildcard_echo_answers_from_each_address() {
         assert_eq!(ping_pong(&tb, dst, 200), 200, "{dst}");
     }
 }
+
+#[test]
+fn a_storm_of_random_and_truncated_frames_disturbs_nothing() {
+    use aya::programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp};
+    let tb = Testbed::new(1);
+    let _d = Daemon::start(&tb, &["--udp-echo", "198.18.0.2:7000"]);
+    let before = tb.stats();
+    // A client that checks its answers while the storm runs.
+    let dst: SocketAddr = "198.18.0.2:7000".parse().unwrap();
+    let client = {
+        in_netns(&tb.ns_a, move || {
+            let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let mut buf = [0u8; 2048];
+            let (mut good, mut lost) = (0u32, 0u32);
+            for seq in 0..3000u32 {
+                let p = payload(seq);
+                sock.send_to(&p, dst).unwrap();
+                match sock.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        assert_eq!(from, dst);
+                        assert_eq!(&buf[..n], &p[..], "answer {seq} intact during the storm");
+                        good += 1;
+                    }
+                    Err(_) => lost += 1, // a veth drop under the flood (counted by the kernel)
+                }
+            }
+            (good, lost)
+        })
+    };
+    // The storm: random bytes of random lengths, and truncated copies of a valid datagram to
+    // the echo, each template sent 2,000 times through XDP live frames from namespace a.
+    let veth_a = tb.veth_a.clone();
+    let storm = in_netns(&tb.ns_a, move || {
+        let ifindex = netdemux::control::state::ifindex(&veth_a).unwrap();
+        let mut ebpf = netdemux::control::object::open(1).unwrap();
+        let prog: &mut Xdp =
+            netdemux::control::object::load_program(&mut ebpf, netdemux_common::program_names::GEN)
+                .unwrap();
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let valid = {
+            let mut f = vec![0xffu8; 12];
+            f.extend_from_slice(&[
+                0x08, 0x00, 0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0,
+                2,
+            ]);
+            f.extend_from_slice(&[0, 9, 0x1b, 0x58, 0, 20, 0, 0]);
+            f.extend_from_slice(&[0x5a; 12]);
+            f
+        };
+        let mut sent = 0u64;
+        for t in 0..100 {
+            let frame: Vec<u8> = if t % 2 == 0 {
+                (0..14 + (rnd() % 1400) as usize)
+                    .map(|_| rnd() as u8)
+                    .collect()
+            } else {
+                valid[..14 + (rnd() % (valid.len() as u64 - 14)) as usize].to_vec()
+            };
+            let mut ctx = [0u8; 24];
+            ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+            ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+            prog.test_run(TestRunOptions {
+                data_in: Some(&frame),
+                ctx_in: Some(&ctx),
+                repeat: 2000,
+                attrs: TestRunAttrs::new().xdp_live_frames(64),
+                ..Default::default()
+            })
+            .unwrap();
+            sent += 2000;
+        }
+        sent
+    });
+    let flooded = storm.join().unwrap();
+    let (good, lost) = client.join().unwrap();
+    assert!(
+        good >= 2900,
+        "the client was answered ({good} answered, {lost} lost)"
+    );
+    let after = tb.stats();
+    assert!(after.get("queues").is_some(), "the daemon is still up");
+    let n = |s: &serde_json::Value, k: &str| s["verdicts"][k].as_u64().unwrap();
+    let seen = n(&after, "seen") - n(&before, "seen");
+    assert_eq!(
+        n(&after, "seen"),
+        n(&after, "passed") + n(&after, "redirected") + n(&after, "redirect_failed")
+    );
+    let malformed = after["verdicts"]["pass_reasons"]["malformed"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        malformed >= 40_000,
+        "the truncated half of the storm was malformed: {after}"
+    );
+    assert!(
+        seen >= flooded / 2,
+        "the program saw the storm ({seen} of {flooded} offered)"
+    );
+    let answered: u64 = after["services"][0]["packets"].as_u64().unwrap();
+    eprintln!(
+        "storm: {flooded} offered, {seen} seen, {malformed} malformed; client {good} answered, {lost} lost"
+    );
+    assert_eq!(u64::from(good) + u64::from(lost), 3000);
+    assert!(answered >= u64::from(good), "{after}");
+}

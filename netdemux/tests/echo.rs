@@ -308,11 +308,11 @@ fn a_storm_of_random_and_truncated_frames_disturbs_nothing() {
         .as_u64()
         .unwrap();
     assert!(
-        malformed >= 40_000,
+        malformed >= 90_000,
         "the truncated half of the storm was malformed: {after}"
     );
     assert!(
-        seen >= flooded / 2,
+        seen >= flooded * 9 / 10,
         "the program saw the storm ({seen} of {flooded} offered)"
     );
     let answered: u64 = after["services"][0]["packets"].as_u64().unwrap();

@@ -590,3 +590,26 @@ fn upgrading_the_program_under_traffic_keeps_bindings_counters_and_every_datagra
     assert_eq!(entry["state"], "attached");
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn pinned_state_and_the_control_socket_are_root_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tb = Testbed::new(1);
+    let _daemon = Daemon::start(&tb, &["--udp-sink", "198.18.0.2:7000"]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let dir = tb.pin_dir().join(&tb.veth_b);
+    assert_eq!(mode(&tb.pin_dir()), 0o700);
+    assert_eq!(mode(&dir), 0o700);
+    for pin in ["binds", "counters", "xsks", "info", "ports", "link"] {
+        assert_eq!(
+            mode(&dir.join(pin)) & 0o077,
+            0,
+            "{pin} is not readable by others"
+        );
+    }
+    let sock = std::path::Path::new("/run/netdemux")
+        .join(tb.pin_dir().file_name().unwrap())
+        .join(format!("{}.sock", tb.veth_b));
+    assert_eq!(mode(&sock), 0o600, "{}", sock.display());
+    assert_eq!(mode(sock.parent().unwrap()), 0o700);
+}

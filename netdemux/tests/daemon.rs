@@ -475,7 +475,7 @@ fn a_thousand_bind_unbind_cycles_do_not_disturb_a_binding_that_stays() {
                 socks[i % 8].send_to(b"steady", (IP_B, 7000)).unwrap();
                 sent.fetch_add(1, Ordering::Relaxed);
                 i += 1;
-                if i % 16 == 0 {
+                if i.is_multiple_of(16) {
                     thread::sleep(Duration::from_micros(300));
                 }
             }
@@ -547,7 +547,7 @@ fn upgrading_the_program_under_traffic_keeps_bindings_counters_and_every_datagra
                 socks[i % 8].send_to(b"x", (IP_B, 7000)).unwrap();
                 sent.fetch_add(1, Ordering::Relaxed);
                 i += 1;
-                if i % 16 == 0 {
+                if i.is_multiple_of(16) {
                     thread::sleep(Duration::from_micros(300));
                 }
             }

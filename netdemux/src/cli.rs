@@ -427,7 +427,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 r => match r.parse::<u64>() {
                     Ok(n) if n > 0 => Some(n),
                     _ => bail!(
-                        "--rate takes frames per second (a positive number) or max, got '{r}'"
+                        "--rate takes frames per second (a positive number) or max, got '{}'",
+                        r.escape_debug()
                     ),
                 },
             };

@@ -6,6 +6,7 @@
 //!   netns integration tests, and a short demo run (needs root)
 //! - `demo [--duration SECS]`: setup, build, and the demo on a veth testbed (needs root)
 //! - `bench [xdp|udp|echo|all] [--quick]`: setup, then the benchmarks (needs root)
+//! - `fuzz [--seconds N]`: the cargo-fuzz targets in netdemux/fuzz, N seconds each (not in CI)
 
 mod cmd;
 mod setup;
@@ -50,6 +51,7 @@ fn run(args: &[&str]) -> Result<()> {
         ["test"] => test(),
         ["demo", rest @ ..] => demo(rest),
         ["bench", rest @ ..] => bench(rest),
+        ["fuzz", rest @ ..] => fuzz(rest),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
             Ok(())
@@ -140,6 +142,39 @@ fn demo(rest: &[&str]) -> Result<()> {
         ],
     )?;
     cmd::run("target/release/examples/demo", &["--duration", duration])
+}
+
+/// Fuzz targets in netdemux/fuzz, each run for the given time (not part of `test`).
+const FUZZ_TARGETS: [&str; 2] = ["wire_frames", "addresses"];
+
+fn fuzz(rest: &[&str]) -> Result<()> {
+    let seconds = match rest {
+        [] => "60",
+        ["--seconds", s] if s.parse::<u32>().is_ok_and(|n| n > 0) => s,
+        _ => bail!("usage: cargo xtask fuzz [--seconds N]  (per target)"),
+    };
+    setup::setup()?;
+    if !cmd::output("cargo", &["+nightly", "fuzz", "--version"]).is_ok_and(|o| o.status.success()) {
+        cmd::run("cargo", &["install", "cargo-fuzz", "--locked"])?;
+    }
+    for target in FUZZ_TARGETS {
+        println!("== fuzz {target} for {seconds} s");
+        cmd::run(
+            "cargo",
+            &[
+                "+nightly",
+                "fuzz",
+                "run",
+                "--fuzz-dir",
+                "netdemux/fuzz",
+                target,
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-print_final_stats=1",
+            ],
+        )?;
+    }
+    Ok(())
 }
 
 fn bench(rest: &[&str]) -> Result<()> {

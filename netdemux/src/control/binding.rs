@@ -49,10 +49,11 @@ impl FromStr for Proto {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> Result<Self> {
+        let shown = s.escape_debug();
         match s.to_ascii_lowercase().as_str() {
             "tcp" => Ok(Proto::Tcp),
             "udp" => Ok(Proto::Udp),
-            _ => bail!("unknown protocol '{s}': use udp or tcp"),
+            _ => bail!("unknown protocol '{shown}': use udp or tcp"),
         }
     }
 }
@@ -60,38 +61,42 @@ impl FromStr for Proto {
 /// Parses `ADDR:PORT` the way the CLI accepts it: `198.18.0.2:7000`, `[2001:db8::2]:7000`, or a
 /// wildcard `0.0.0.0:53` / `[::]:53`. Port 0 and IPv4-mapped IPv6 addresses are refused.
 pub fn parse_socket_addr(s: &str) -> Result<SocketAddr> {
+    // User input is echoed escaped, so a refusal stays one line whatever was typed.
+    let shown = s.escape_debug();
     let addr = match SocketAddr::from_str(s.trim()) {
         Ok(addr) => addr,
         Err(_) => {
             match s.parse::<IpAddr>() {
                 Ok(IpAddr::V4(_)) => {
-                    bail!("'{s}' has no port: write ADDR:PORT, e.g. 198.18.0.2:7000")
+                    bail!("'{shown}' has no port: write ADDR:PORT, e.g. 198.18.0.2:7000")
                 }
                 Ok(IpAddr::V6(_)) => bail!(
-                    "'{s}' has no port: an IPv6 socket address is written [ADDR]:PORT, \
+                    "'{shown}' has no port: an IPv6 socket address is written [ADDR]:PORT, \
                      e.g. [2001:db8::2]:7000"
                 ),
                 Err(_) => {}
             }
             bail!(
-                "'{s}' is not a socket address: write ADDR:PORT, e.g. 198.18.0.2:7000, \
+                "'{shown}' is not a socket address: write ADDR:PORT, e.g. 198.18.0.2:7000, \
                  [2001:db8::2]:7000, 0.0.0.0:53 or [::]:53"
             )
         }
     };
     if addr.port() == 0 {
-        bail!("port 0 in '{s}' cannot be bound: give the port the service listens on (1-65535)");
+        bail!(
+            "port 0 in '{shown}' cannot be bound: give the port the service listens on (1-65535)"
+        );
     }
     if let SocketAddr::V6(v6) = addr {
         if let Some(v4) = v6.ip().to_ipv4_mapped() {
             bail!(
-                "'{s}' is an IPv4-mapped IPv6 address, which never appears on the wire: \
+                "'{shown}' is an IPv4-mapped IPv6 address, which never appears on the wire: \
                  bind {v4}:{} instead",
                 v6.port()
             );
         }
         if v6.scope_id() != 0 || v6.flowinfo() != 0 {
-            bail!("'{s}': scope ids and flow labels are not part of a binding; drop them");
+            bail!("'{shown}': scope ids and flow labels are not part of a binding; drop them");
         }
     }
     Ok(addr)
@@ -212,6 +217,10 @@ mod tests {
             ("udp", "[::ffff:198.18.0.2]:53", "IPv4-mapped"),
             ("icmp", "198.18.0.2:53", "unknown protocol"),
             ("udp", "", "not a socket address"),
+            // Found by the fuzzer: a newline in the input made the refusal two lines.
+            ("udp", "\n", "not a socket address"),
+            ("udp\n", "198.18.0.2:1", "unknown protocol"),
+            ("udp", "198.18.0.2\n:1", "not a socket address"),
         ];
         for (proto, addr, want) in cases {
             let err = Binding::parse(proto, addr).unwrap_err().to_string();

@@ -10,16 +10,17 @@ use nix::sched::{CloneFlags, setns};
 
 /// Moves the calling thread into the named network namespace `name`.
 pub fn enter(name: &str) -> Result<()> {
+    let shown = name.escape_debug();
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        bail!("'{name}' is not a network namespace name (`ip netns list` shows them)");
+        bail!("'{shown}' is not a network namespace name (`ip netns list` shows them)");
     }
     let file = ["/run/netns", "/var/run/netns"]
         .iter()
         .find_map(|dir| File::open(format!("{dir}/{name}")).ok());
     let Some(file) = file else {
-        bail!("no network namespace named '{name}' (`ip netns list` shows them)");
+        bail!("no network namespace named '{shown}' (`ip netns list` shows them)");
     };
     setns(&file, CloneFlags::CLONE_NEWNET).with_context(|| {
-        format!("cannot enter network namespace '{name}': run as root (CAP_SYS_ADMIN)")
+        format!("cannot enter network namespace '{shown}': run as root (CAP_SYS_ADMIN)")
     })
 }

@@ -121,13 +121,14 @@ pub fn netns_inode() -> Result<u64> {
 
 /// Checks an interface name the way the kernel does, since it becomes a path component.
 pub fn check_iface_name(iface: &str) -> Result<()> {
+    let shown = iface.escape_debug();
     let ok = !iface.is_empty()
         && iface.len() < 16
         && iface != "."
         && iface != ".."
         && !iface.contains(['/', ':', ' ', '\t', '\n']);
     if !ok {
-        bail!("'{iface}' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
+        bail!("'{shown}' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
     }
     Ok(())
 }

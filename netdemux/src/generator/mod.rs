@@ -106,14 +106,16 @@ pub struct GenReport {
 
 /// Parses a MAC address `aa:bb:cc:dd:ee:ff`.
 pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let shown = s.escape_debug();
     let parts: Vec<&str> = s.split(':').collect();
     let mut mac = [0u8; 6];
     if parts.len() != 6 {
-        bail!("'{s}' is not a MAC address like 02:00:00:00:00:01");
+        bail!("'{shown}' is not a MAC address like 02:00:00:00:00:01");
     }
     for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16)
-            .map_err(|_| anyhow::anyhow!("'{s}' is not a MAC address like 02:00:00:00:00:01"))?;
+        *m = u8::from_str_radix(p, 16).map_err(|_| {
+            anyhow::anyhow!("'{shown}' is not a MAC address like 02:00:00:00:00:01")
+        })?;
     }
     Ok(mac)
 }

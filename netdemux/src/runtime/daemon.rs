@@ -66,9 +66,10 @@ pub struct RunConfig {
 
 /// Parses a queue or CPU list such as `0,2-3`.
 pub fn parse_list(s: &str) -> Result<Vec<u32>> {
+    let shown = s.escape_debug();
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim) {
-        let bad = || anyhow::anyhow!("'{s}' is not a list like 0,2-3");
+        let bad = || anyhow::anyhow!("'{shown}' is not a list like 0,2-3");
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b): (u32, u32) =

@@ -1,0 +1,48 @@
+//! Any bytes as an Ethernet frame, through every parser of `netdemux::wire` and the echo's
+//! in-place rewrite: none may panic, and what one parser accepts the others must agree on.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use netdemux::{
+    services::udp_echo,
+    wire::{classify, ethernet::EthernetRepr, ip::IpRepr, source, udp},
+};
+
+fuzz_target!(|data: &[u8]| {
+    let c = classify(data);
+    let _ = EthernetRepr::parse(data);
+    if let Ok((_, l3)) = EthernetRepr::parse(data) {
+        let _ = IpRepr::parse(&data[l3..]);
+    }
+    if let Some(c) = c {
+        assert!(
+            source(data, &c).is_some(),
+            "a classified frame has a source"
+        );
+        assert!(c.payload_offset + c.payload_len <= data.len());
+        let mut copy = data.to_vec();
+        if let Some(len) = udp_echo::reply_in_place(&mut copy, &c) {
+            assert!(len as usize <= copy.len());
+        }
+    }
+    if let Ok(r) = udp::UdpRepr::parse(data) {
+        assert!(c.is_some(), "UdpRepr accepted what classify refused");
+        // Emitting what was parsed and parsing it again gives the same datagram.
+        let payload = &data[r.payload_offset..r.payload_offset + r.payload_len];
+        let mut out = vec![0u8; payload.len() + 64];
+        let n = udp::emit(
+            &mut out,
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            r.src,
+            r.dst,
+            payload,
+        )
+        .expect("a parsed datagram can be emitted");
+        let again = udp::UdpRepr::parse(&out[..n]).expect("what we emit parses");
+        assert_eq!(
+            (again.src, again.dst, again.payload_len),
+            (r.src, r.dst, r.payload_len)
+        );
+    }
+});

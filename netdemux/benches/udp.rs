@@ -8,9 +8,10 @@
 //! - R2    netdemux run --udp-sink: every frame a hit, counted by the AF_XDP sink;
 //! - R3e   netdemux run --udp-echo: every frame a hit and answered in place (answers counted).
 //!
-//! Layout ("pinned", see the veth notes): threaded NAPI on the receiving veth, its thread on
-//! CPU 1 with the receiver (kernel socket reader or queue worker, which waits in poll(2) and so
-//! leaves the NAPI thread room); the generator alone on CPU 0. Results: a markdown table and
+//! Two layouts, interleaved, both with the generator alone on CPU 0 and the receiver on CPU 1:
+//! "pinned" (threaded NAPI on the receiving veth, its thread on CPU 1 too; the queue worker waits
+//! in poll(2) and so leaves the NAPI thread room) and "busy-poll" (veth's default softirq NAPI;
+//! the queue worker busy-polls and spins). Results: a markdown table and
 //! `bench/results/udp-latest.json`. Usage: udp [--quick]   (root)
 
 use std::{
@@ -36,6 +37,24 @@ use netdemux_common::program_names;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
+
+/// Where the receiving side runs (both have the generator alone on CPU 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Threaded NAPI pinned to CPU 1 with the receiver; the queue worker waits in poll(2).
+    Pinned,
+    /// veth's default NAPI (softirq); the queue worker on CPU 1 busy-polls and spins.
+    BusyPoll,
+}
+
+impl Layout {
+    fn key(self) -> &'static str {
+        match self {
+            Layout::Pinned => "pinned",
+            Layout::BusyPoll => "busy_poll",
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Receiver {
@@ -154,9 +173,11 @@ fn kernel_reader(
     h
 }
 
-/// Threaded NAPI on the receiving veth, its thread pinned to CPU 1 (the generator pins itself to
-/// CPU 0). veth has NAPI only while an XDP program or GRO is on, so this follows each set-up.
-fn pin_napi(tb: &Testbed) -> Result<()> {
+/// The pinned layout: threaded NAPI on the receiving veth, its thread pinned to CPU 1 (the
+/// generator pins itself to CPU 0); the busy-poll layout: NAPI back to softirq. veth has NAPI
+/// only while an XDP program or GRO is on, so this follows each set-up.
+fn pin_napi(tb: &Testbed, layout: Layout) -> Result<()> {
+    let threaded = if layout == Layout::Pinned { 1 } else { 0 };
     must(
         "ip",
         &[
@@ -165,9 +186,12 @@ fn pin_napi(tb: &Testbed) -> Result<()> {
             &tb.ns_b,
             "sh",
             "-c",
-            &format!("echo 1 > /sys/class/net/{}/threaded", tb.veth_b),
+            &format!("echo {threaded} > /sys/class/net/{}/threaded", tb.veth_b),
         ],
     )?;
+    if layout == Layout::BusyPoll {
+        return Ok(());
+    }
     thread::sleep(Duration::from_millis(50));
     let ps = must("ps", &["-eo", "pid,comm"])?;
     let prefix = format!("napi/{}", &tb.veth_b[..tb.veth_b.len().min(10)]);
@@ -191,7 +215,7 @@ struct Setup {
     kernel_count: Arc<AtomicU64>,
 }
 
-fn set_up(tb: &Testbed, r: Receiver) -> Result<Setup> {
+fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
     let kernel_count = Arc::new(AtomicU64::new(0));
     let mut s = Setup {
         drop_prog: None,
@@ -220,11 +244,22 @@ fn set_up(tb: &Testbed, r: Receiver) -> Result<Setup> {
             };
             s.daemon = Some(Daemon::start(
                 tb,
-                &[service, "198.18.0.2:7000", "--cpu", "1"],
+                &if layout == Layout::Pinned {
+                    vec![service, "198.18.0.2:7000", "--cpu", "1"]
+                } else {
+                    vec![
+                        service,
+                        "198.18.0.2:7000",
+                        "--cpu",
+                        "1",
+                        "--busy-poll",
+                        "--spin",
+                    ]
+                },
             )?);
         }
     }
-    pin_napi(tb)?;
+    pin_napi(tb, layout)?;
     if matches!(r, Receiver::KernelNoProgram | Receiver::KernelBehindDemux) {
         let stop = Arc::new(AtomicBool::new(false));
         let h = kernel_reader(tb, kernel_count, stop.clone());
@@ -360,33 +395,37 @@ fn main() -> Result<()> {
         Receiver::AfXdpSink,
         Receiver::AfXdpEcho,
     ];
-    let mut samples: Vec<Vec<serde_json::Value>> = vec![Vec::new(); receivers.len()];
+    let layouts = [Layout::Pinned, Layout::BusyPoll];
+    let mut samples: Vec<Vec<Vec<serde_json::Value>>> =
+        vec![vec![Vec::new(); receivers.len()]; layouts.len()];
     for rep in 0..=reps {
-        for (i, &r) in receivers.iter().enumerate() {
-            let s = set_up(&tb, r)?;
-            if rep == 0 {
-                // Warm-up round, discarded.
-                offer_load(&tb, 1.0)?;
+        for (l, &layout) in layouts.iter().enumerate() {
+            for (i, &r) in receivers.iter().enumerate() {
+                let s = set_up(&tb, r, layout)?;
+                if rep == 0 {
+                    // Warm-up round, discarded.
+                    offer_load(&tb, 1.0)?;
+                    tear_down(&tb, r, s)?;
+                    continue;
+                }
+                let (before, drops_before, cpu_before) =
+                    (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
+                let g = offer_load(&tb, secs)?;
+                thread::sleep(Duration::from_millis(300));
+                let (after, drops_after, cpu_after) =
+                    (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
+                let duration = g["duration_s"].as_f64().unwrap_or(secs);
+                let rate = (after - before) as f64 / duration;
+                let sample = serde_json::json!({
+                    "offered_mpps": g["pps"].as_f64().unwrap_or(0.0) / 1e6,
+                    "received_mpps": rate / 1e6,
+                    "receiver_drops": drops_after - drops_before,
+                    "cpu_busy": busy(&cpu_before, &cpu_after),
+                });
+                eprintln!("rep {rep} {:<9} {:<52} {sample}", layout.key(), r.name());
+                samples[l][i].push(sample);
                 tear_down(&tb, r, s)?;
-                continue;
             }
-            let (before, drops_before, cpu_before) =
-                (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
-            let g = offer_load(&tb, secs)?;
-            thread::sleep(Duration::from_millis(300));
-            let (after, drops_after, cpu_after) =
-                (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
-            let duration = g["duration_s"].as_f64().unwrap_or(secs);
-            let rate = (after - before) as f64 / duration;
-            let sample = serde_json::json!({
-                "offered_mpps": g["pps"].as_f64().unwrap_or(0.0) / 1e6,
-                "received_mpps": rate / 1e6,
-                "receiver_drops": drops_after - drops_before,
-                "cpu_busy": busy(&cpu_before, &cpu_after),
-            });
-            eprintln!("rep {rep} {:<52} {sample}", r.name());
-            samples[i].push(sample);
-            tear_down(&tb, r, s)?;
         }
     }
     drop(tb);
@@ -397,43 +436,60 @@ fn main() -> Result<()> {
         x[x.len() / 2]
     };
     println!(
-        "Receive rate under the same offered load: netdemux gen, 64-byte UDP, 1 veth queue, threaded NAPI"
+        "Receive rate under the same offered load: netdemux gen alone on CPU 0, 64-byte UDP, 1 veth"
     );
     println!(
-        "pinned with the receiver on CPU 1, generator on CPU 0 (median of {reps}, interleaved)\n"
+        "queue, receiver on CPU 1; median of {reps}, interleaved. pinned: threaded NAPI on CPU 1, worker"
     );
-    println!("| receiver | offered (Mpps) | received (Mpps) |");
-    println!("|---|---:|---:|");
+    println!("in poll(2). busy-poll: softirq NAPI, worker --busy-poll --spin.\n");
+    println!(
+        "| receiver | pinned: offered | pinned: received | busy-poll: offered | busy-poll: received |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     let mut rows = serde_json::Map::new();
+    let mut ratios = serde_json::Map::new();
     let mut rate = std::collections::HashMap::new();
     for (i, r) in receivers.iter().enumerate() {
-        let (o, m) = (
-            median(&samples[i], "offered_mpps"),
-            median(&samples[i], "received_mpps"),
-        );
-        println!("| {} | {o:.2} | {m:.2} |", r.name());
-        rate.insert(r.key(), m);
-        rows.insert(
-            r.key().to_string(),
-            serde_json::json!({"offered_mpps": o, "received_mpps": m, "samples": samples[i]}),
+        let mut cells = Vec::new();
+        let mut per_layout = serde_json::Map::new();
+        for (l, layout) in layouts.iter().enumerate() {
+            let (o, m) = (
+                median(&samples[l][i], "offered_mpps"),
+                median(&samples[l][i], "received_mpps"),
+            );
+            cells.push(format!("{o:.2} | {m:.2}"));
+            rate.insert((layout.key(), r.key()), m);
+            per_layout.insert(
+                layout.key().to_string(),
+                serde_json::json!({"offered_mpps": o, "received_mpps": m, "samples": samples[l][i]}),
+            );
+        }
+        println!("| {} | {} |", r.name(), cells.join(" | "));
+        rows.insert(r.key().to_string(), serde_json::Value::Object(per_layout));
+    }
+    for layout in layouts {
+        let ratio = |a: &str, b: &str| rate[&(layout.key(), a)] / rate[&(layout.key(), b)];
+        ratios.insert(
+            layout.key().to_string(),
+            serde_json::json!({
+                "hit_vs_drop": ratio("r2_afxdp_sink", "r0_xdp_drop"),
+                "stack_vs_kernel_udp": ratio("r2_afxdp_sink", "rnone_kernel_recvmmsg"),
+                "miss_tax": ratio("r1_demux_miss_kernel", "rnone_kernel_recvmmsg"),
+                "echo_vs_kernel_udp": ratio("r3e_afxdp_echo", "rnone_kernel_recvmmsg"),
+            }),
         );
     }
-    let ratio = |a: &str, b: &str| rate[a] / rate[b];
-    let ratios = serde_json::json!({
-        "hit_vs_drop": ratio("r2_afxdp_sink", "r0_xdp_drop"),
-        "stack_vs_kernel_udp": ratio("r2_afxdp_sink", "rnone_kernel_recvmmsg"),
-        "miss_tax": ratio("r1_demux_miss_kernel", "rnone_kernel_recvmmsg"),
-        "echo_vs_kernel_udp": ratio("r3e_afxdp_echo", "rnone_kernel_recvmmsg"),
-        "echo_vs_kernel_udp": ratio("r3e_afxdp_echo", "rnone_kernel_recvmmsg"),
-    });
-    println!("\nratios: {ratios}");
+    println!("\nratios: {}", serde_json::Value::Object(ratios.clone()));
     let out = serde_json::json!({
         "benchmark": "udp_receive",
         "quick": quick,
         "seconds_per_sample": secs,
         "repetitions": reps,
         "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-        "layout": "1-queue veth, threaded NAPI and receiver on CPU 1, generator on CPU 0, GRO off except Rnone",
+        "layouts": {
+            "pinned": "1-queue veth; threaded NAPI and the receiver on CPU 1; generator on CPU 0; GRO on for Rnone only",
+            "busy_poll": "1-queue veth; softirq NAPI; receiver on CPU 1 (AF_XDP worker busy-polling and spinning); generator on CPU 0",
+        },
         "receivers": rows,
         "ratios": ratios,
     });

@@ -458,13 +458,15 @@ fn run_refuses_an_attachment_made_by_another_build() {
     );
 }
 
-#[test]
-fn a_thousand_bind_unbind_cycles_do_not_disturb_a_binding_that_stays() {
-    let tb = Testbed::new(2);
-    let daemon = Daemon::start(&tb, &["--udp-sink", "0.0.0.0:7000"]);
+/// A sender in namespace a streaming small datagrams to `dst` from eight sockets until the
+/// returned flag is set; returns the flag, the count sent, and the thread.
+fn steady_sender(
+    tb: &Testbed,
+    dst: SocketAddr,
+) -> (Arc<AtomicBool>, Arc<AtomicU64>, thread::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
-    let sender = {
+    let handle = {
         let (stop, sent) = (stop.clone(), sent.clone());
         in_netns(&tb.ns_a, move || {
             let socks: Vec<UdpSocket> = (0..8)
@@ -472,7 +474,7 @@ fn a_thousand_bind_unbind_cycles_do_not_disturb_a_binding_that_stays() {
                 .collect();
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                socks[i % 8].send_to(b"steady", (IP_B, 7000)).unwrap();
+                socks[i % 8].send_to(b"steady", dst).unwrap();
                 sent.fetch_add(1, Ordering::Relaxed);
                 i += 1;
                 if i.is_multiple_of(16) {
@@ -481,6 +483,14 @@ fn a_thousand_bind_unbind_cycles_do_not_disturb_a_binding_that_stays() {
             }
         })
     };
+    (stop, sent, handle)
+}
+
+#[test]
+fn a_thousand_bind_unbind_cycles_do_not_disturb_a_binding_that_stays() {
+    let tb = Testbed::new(2);
+    let daemon = Daemon::start(&tb, &["--udp-sink", "0.0.0.0:7000"]);
+    let (stop, sent, sender) = steady_sender(&tb, SocketAddr::from((IP_B, 7000)));
     // Churn from inside namespace b through the library: an exact binding on the steady
     // binding's own port (its port count goes 1 -> 2 -> 1), and bindings on other ports.
     while sent.load(Ordering::Relaxed) < 200 {
@@ -534,25 +544,7 @@ fn upgrading_the_program_under_traffic_keeps_bindings_counters_and_every_datagra
     let tb = Testbed::new(2);
     tb.attach("native");
     let daemon = Daemon::start(&tb, &["--udp-sink", "198.18.0.2:7000"]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let sender = {
-        let (stop, sent) = (stop.clone(), sent.clone());
-        in_netns(&tb.ns_a, move || {
-            let socks: Vec<UdpSocket> = (0..8)
-                .map(|_| UdpSocket::bind("0.0.0.0:0").unwrap())
-                .collect();
-            let mut i = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                socks[i % 8].send_to(b"x", (IP_B, 7000)).unwrap();
-                sent.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-                if i.is_multiple_of(16) {
-                    thread::sleep(Duration::from_micros(300));
-                }
-            }
-        })
-    };
+    let (stop, sent, sender) = steady_sender(&tb, SocketAddr::from((IP_B, 7000)));
     let before = wait_stats(&tb, 5, |s| sink_packets(s) > 500);
     let counted_before = u(&before["bindings"][0]["packets"]);
     let out = tb.netdemux_ok(&["attach", "--iface", &tb.veth_b, "--upgrade", "--json"]);

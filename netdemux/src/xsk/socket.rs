@@ -129,6 +129,25 @@ fn setsockopt<T>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Re
     }
 }
 
+/// poll(2) on `pfds`; true when any is ready, false on timeout or interruption.
+fn poll(pfds: &mut [libc::pollfd], timeout: Duration) -> io::Result<bool> {
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: `pfds` is a valid array of pollfds of the length passed.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    match rc {
+        -1 => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+        0 => Ok(false),
+        _ => Ok(true),
+    }
+}
+
 fn getsockopt<T: Default>(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<T> {
     let mut value = T::default();
     let mut len = std::mem::size_of::<T>() as libc::socklen_t;
@@ -490,26 +509,7 @@ impl XskSocket {
                 revents: 0,
             },
         ];
-        // SAFETY: two valid pollfds.
-        let rc = unsafe {
-            libc::poll(
-                pfds.as_mut_ptr(),
-                2,
-                timeout.as_millis().min(i32::MAX as u128) as i32,
-            )
-        };
-        match rc {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(false)
-                } else {
-                    Err(e)
-                }
-            }
-            0 => Ok(false),
-            _ => Ok(true),
-        }
+        poll(&mut pfds, timeout)
     }
 
     /// Takes back the frames the kernel has finished transmitting, and refills the fill ring.
@@ -583,31 +583,12 @@ impl XskSocket {
     /// Waits up to `timeout` for received frames (poll(2); it also wakes the driver when the
     /// fill ring asks for it). Returns true when frames are ready.
     pub fn wait(&self, timeout: Duration) -> io::Result<bool> {
-        let mut pfd = libc::pollfd {
+        let mut pfds = [libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let rc = unsafe {
-            libc::poll(
-                &mut pfd,
-                1,
-                timeout.as_millis().min(i32::MAX as u128) as i32,
-            )
-        };
-        match rc {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    Ok(false)
-                } else {
-                    Err(e)
-                }
-            }
-            0 => Ok(false),
-            _ => Ok(true),
-        }
+        }];
+        poll(&mut pfds, timeout)
     }
 
     /// For spinning and busy-polling workers: asks the kernel to make progress (refill from the

@@ -127,8 +127,11 @@ pub enum Command {
         #[command(flatten)]
         iface: Iface,
         /// Print JSON (one object per line with --watch).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "prometheus")]
         json: bool,
+        /// Print the counters in Prometheus text format (as `run --metrics` serves them).
+        #[arg(long)]
+        prometheus: bool,
         /// Print again every SECS seconds, with rates, until interrupted.
         #[arg(long, value_name = "SECS")]
         watch: Option<f64>,
@@ -181,7 +184,18 @@ pub enum Command {
         /// RX/TX ring size per queue (power of two).
         #[arg(long, default_value_t = 2048, value_name = "N")]
         ring_size: u32,
+        /// Serve Prometheus metrics on http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464), from
+        /// inside the interface's network namespace.
+        #[arg(long, value_name = "ADDR:PORT")]
+        metrics: Option<std::net::SocketAddr>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, e.g. `netdemux man > netdemux.1`.
+    Man,
     /// Generate traffic at line rate from this host (XDP live frames: no skbs, no sockets).
     ///
     /// Frames are built once per flow (source ports from 1024) and transmitted by the kernel
@@ -247,6 +261,15 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`netdemux ... | head`): stop quietly, as other tools do.
+        Err(err)
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             let msg = format!("{err:#}");
             // One line: verifier logs and other multi-line causes follow on their own lines.
@@ -272,6 +295,24 @@ fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
 
 /// Runs one parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    // Help texts need no privileges.
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "netdemux",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        Command::Man => {
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                .render(&mut std::io::stdout())?;
+            return Ok(());
+        }
+        _ => {}
+    }
     let name = command_name(&cli.command);
     privilege::require(name)?;
     if let Some(ns) = &cli.netns {
@@ -356,9 +397,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Stats {
             iface,
             json,
+            prometheus,
             watch,
             count,
-        } => stats(&iface.iface, json, watch, count)?,
+        } => stats(&iface.iface, json, prometheus, watch, count)?,
+        Command::Completions { .. } | Command::Man => unreachable!("handled before privileges"),
         Command::Run {
             iface,
             mode,
@@ -372,6 +415,7 @@ pub fn run(cli: Cli) -> Result<()> {
             udp_echo,
             frames,
             ring_size,
+            metrics,
         } => {
             let cfg = RunConfig {
                 iface: iface.iface,
@@ -395,6 +439,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     .collect::<Result<_>>()?,
                 frames,
                 ring_size,
+                metrics,
             };
             for (what, n) in [("--frames", frames), ("--ring-size", ring_size)] {
                 if !n.is_power_of_two() || !(64..=65536).contains(&n) {
@@ -517,15 +562,28 @@ fn command_name(command: &Command) -> &'static str {
         Command::Run { .. } => "run",
         Command::Gen { .. } => "gen",
         Command::Gc { .. } => "gc",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
     }
 }
 
-fn stats(iface: &str, json: bool, watch: Option<f64>, count: Option<u64>) -> Result<()> {
+fn stats(
+    iface: &str,
+    json: bool,
+    prometheus: bool,
+    watch: Option<f64>,
+    count: Option<u64>,
+) -> Result<()> {
     let a = state::open(iface)?;
     let Some(every) = watch else {
         let snap = Snapshot::read(iface, &a.maps)?;
         let daemon = daemon_control::query(iface)?;
-        if json {
+        if prometheus {
+            print!(
+                "{}",
+                crate::control::metrics::render(&snap, daemon.as_ref())
+            );
+        } else if json {
             print_json(&with_daemon(&snap, daemon.as_ref())?)?;
         } else {
             print!("{}{}", snap.render(None), render_daemon(daemon.as_ref()));

@@ -195,3 +195,48 @@ fn state_of_another_layout_is_refused_never_reused() {
     assert!(tb.netdemux_ok(&["detach", "--iface", v]).contains("stale"));
     assert!(!tb.pin_dir().exists());
 }
+
+#[test]
+fn completions_and_the_man_page_need_no_privileges() {
+    let as_nobody = |args: &[&str]| {
+        let mut full = vec![
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            netdemux_bin(),
+        ];
+        full.extend_from_slice(args);
+        run("setpriv", &full)
+    };
+    let bash = as_nobody(&["completions", "bash"]);
+    assert!(
+        bash.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bash.stderr)
+    );
+    let script = String::from_utf8_lossy(&bash.stdout);
+    for word in [
+        "_netdemux()",
+        "attach",
+        "bind",
+        "unbind",
+        "--iface",
+        "--udp-echo",
+    ] {
+        assert!(script.contains(word), "bash completion mentions {word}");
+    }
+    let man = as_nobody(&["man"]);
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        page.contains(".TH netdemux 1") && page.contains("attach") && page.contains("status"),
+        "{page}"
+    );
+    let bad = run(netdemux_bin(), &["completions", "tcsh"]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}

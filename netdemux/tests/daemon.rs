@@ -605,3 +605,108 @@ fn pinned_state_and_the_control_socket_are_root_only() {
     assert_eq!(mode(&sock), 0o600, "{}", sock.display());
     assert_eq!(mode(sock.parent().unwrap()), 0o700);
 }
+
+/// Parses Prometheus text format into `name{labels}` -> value.
+fn parse_prometheus(text: &str) -> std::collections::HashMap<String, u64> {
+    let mut out = std::collections::HashMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        assert!(series.starts_with("netdemux_"), "{line}");
+        let value: u64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("not a counter value: {line}"));
+        assert!(
+            out.insert(series.to_string(), value).is_none(),
+            "duplicate series {series}"
+        );
+    }
+    out
+}
+
+fn series_value(m: &std::collections::HashMap<String, u64>, name: &str, label: &str) -> u64 {
+    let hits: Vec<_> = m
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{name}{{")) && k.contains(label))
+        .collect();
+    assert_eq!(hits.len(), 1, "{name} with {label}: {hits:?}");
+    *hits[0].1
+}
+
+#[test]
+fn prometheus_metrics_match_the_json_counters() {
+    let tb = Testbed::new(2);
+    let _daemon = Daemon::start(
+        &tb,
+        &[
+            "--udp-sink",
+            "198.18.0.2:7000",
+            "--metrics",
+            "127.0.0.1:9464",
+        ],
+    );
+    send_spread(&tb.ns_a, SocketAddr::from((IP_B, 7000)), 500, 8)
+        .join()
+        .unwrap();
+    send_spread(&tb.ns_a, SocketAddr::from((IP_B, 7001)), 100, 2)
+        .join()
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let json = tb.stats();
+    // Scraped over HTTP from inside the namespace, as Prometheus would.
+    let (body, not_found) = in_netns(&tb.ns_b, || {
+        use std::io::{Read as _, Write as _};
+        let get = |path: &str| {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9464").unwrap();
+            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut r = String::new();
+            s.read_to_string(&mut r).unwrap();
+            r
+        };
+        (get("/metrics"), get("/other"))
+    })
+    .join()
+    .unwrap();
+    assert!(
+        body.starts_with("HTTP/1.1 200 OK\r\n") && body.contains("text/plain; version=0.0.4"),
+        "{body}"
+    );
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+    let scraped = parse_prometheus(body.split("\r\n\r\n").nth(1).unwrap());
+    let printed =
+        parse_prometheus(&tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--prometheus"]));
+    for m in [&scraped, &printed] {
+        assert_eq!(
+            series_value(m, "netdemux_frames_total", "verdict=\"redirected\""),
+            u(&json["verdicts"]["redirected"])
+        );
+        assert_eq!(
+            series_value(m, "netdemux_passed_total", "reason=\"no_binding\""),
+            u(&json["verdicts"]["pass_reasons"]["no_binding"])
+        );
+        assert_eq!(
+            series_value(
+                m,
+                "netdemux_binding_packets_total",
+                "addr=\"198.18.0.2:7000\""
+            ),
+            u(&json["bindings"][0]["packets"])
+        );
+        assert_eq!(
+            series_value(m, "netdemux_service_packets_total", "kind=\"udp-sink\""),
+            sink_packets(&json)
+        );
+        assert_eq!(
+            m.iter()
+                .filter(|(k, _)| k.starts_with("netdemux_queue_rx_total{"))
+                .map(|(_, v)| v)
+                .sum::<u64>(),
+            queue_sum(&json, "rx")
+        );
+    }
+    assert!(sink_packets(&json) >= 450, "{json}");
+}

@@ -7,6 +7,7 @@
 //! - `demo [--duration SECS]`: setup, build, and the demo on a veth testbed (needs root)
 //! - `bench [xdp|udp|echo|all] [--quick]`: setup, then the benchmarks (needs root)
 //! - `fuzz [--seconds N]`: the cargo-fuzz targets in netdemux/fuzz, N seconds each (not in CI)
+//! - `man`: the man page, written to target/man/netdemux.1
 
 mod cmd;
 mod setup;
@@ -52,6 +53,7 @@ fn run(args: &[&str]) -> Result<()> {
         ["demo", rest @ ..] => demo(rest),
         ["bench", rest @ ..] => bench(rest),
         ["fuzz", rest @ ..] => fuzz(rest),
+        ["man"] => man(),
         ["help" | "--help" | "-h"] | [] => {
             println!("{USAGE}");
             Ok(())
@@ -142,6 +144,20 @@ fn demo(rest: &[&str]) -> Result<()> {
         ],
     )?;
     cmd::run("target/release/examples/demo", &["--duration", duration])
+}
+
+/// Writes the man page to target/man/netdemux.1 (from the CLI definition, via the binary).
+fn man() -> Result<()> {
+    setup::setup()?;
+    cmd::run(
+        "cargo",
+        &["build", "-q", "-p", "netdemux", "--bin", "netdemux"],
+    )?;
+    let page = cmd::stdout("target/debug/netdemux", &["man"])?;
+    std::fs::create_dir_all("target/man")?;
+    std::fs::write("target/man/netdemux.1", page)?;
+    println!("wrote target/man/netdemux.1 (man ./target/man/netdemux.1)");
+    Ok(())
 }
 
 /// Fuzz targets in netdemux/fuzz, each run for the given time (not part of `test`).

@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod binding;
 pub mod maps;
+pub mod metrics;
 pub mod neigh;
 pub mod netns;
 pub mod object;

@@ -62,6 +62,8 @@ pub struct RunConfig {
     pub frames: u32,
     /// RX/TX ring size.
     pub ring_size: u32,
+    /// Serve Prometheus metrics on this address.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Parses a queue or CPU list such as `0,2-3`.
@@ -256,6 +258,24 @@ fn serve(
         Ok(()) => Some(control::serve(listener, control_stop.clone(), report)?),
         Err(_) => None,
     };
+    let metrics = match (&started, cfg.metrics) {
+        (Ok(()), Some(addr)) => {
+            let maps = crate::control::maps::DemuxMaps::open_pinned(&attachment.dir)?;
+            let (stats, services, iface) = (stats.clone(), services.clone(), iface.to_string());
+            let render = move || match crate::control::stats::Snapshot::read(&iface, &maps) {
+                Ok(snap) => {
+                    crate::control::metrics::render(&snap, Some(&build_report(&stats, &services)))
+                }
+                Err(e) => format!("# netdemux: cannot read the counters: {e:#}\n"),
+            };
+            Some(super::metrics_http::serve(
+                addr,
+                control_stop.clone(),
+                render,
+            )?)
+        }
+        _ => None,
+    };
     if started.is_ok() {
         let modes: Vec<String> = stats
             .iter()
@@ -307,6 +327,9 @@ fn serve(
     control_stop.store(true, Ordering::Relaxed);
     if let Some(c) = control {
         let _ = c.join();
+    }
+    if let Some(m) = metrics {
+        let _ = m.join();
     }
     match first_error {
         None => Ok(added),

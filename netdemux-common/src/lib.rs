@@ -17,7 +17,7 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// Version of the pinned-state layout (maps, key and value types). Stored in [`StateInfo`].
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Magic number at the start of [`StateInfo`] ("NDMX").
 pub const STATE_MAGIC: u32 = 0x4e44_4d58;
 
@@ -28,12 +28,21 @@ pub const MAX_QUEUES: u32 = 256;
 
 /// Names of the maps in the eBPF object. The kernel keeps at most 15 characters of a map name.
 pub mod map_names {
-    /// `PerCpuHashMap<BindKey, BindStats>`: the bound socket addresses and their counters.
+    /// `PerCpuHashMap<BindKey, BindStats>`: binding set 0 — the bound socket addresses and their
+    /// counters. There are two sets so a whole set can be replaced atomically: [`ACTIVE`] says
+    /// which one the program uses.
     pub const BINDS: &str = "NDX_BINDS";
+    /// Binding set 1 (see [`BINDS`]).
+    pub const BINDS1: &str = "NDX_BINDS1";
+    /// `Array<u32>` with one entry: the binding set in use (0 or 1).
+    pub const ACTIVE: &str = "NDX_ACTIVE";
     /// `PerCpuArray<Counters>` with one entry: the verdict counters.
     pub const COUNTERS: &str = "NDX_COUNTERS";
-    /// `Array<u32>` indexed by [`crate::port_slot`]: how many bindings a (protocol, port) has.
+    /// `Array<u32>` indexed by [`crate::port_slot`]: how many bindings of set 0 a (protocol,
+    /// port) has.
     pub const PORTS: &str = "NDX_PORTS";
+    /// The port index of binding set 1.
+    pub const PORTS1: &str = "NDX_PORTS1";
     /// `XskMap` indexed by RX queue.
     pub const XSKS: &str = "NDX_XSKS";
     /// `Array<StateInfo>` with one entry, written by userspace when it attaches.

@@ -9,9 +9,14 @@
 mod maps;
 mod parse;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use maps::{BINDS, Count, GEN_SEQ, GEN_SETTINGS, PORTS, XSKS};
-use netdemux_common::{BindKey, Counter, port_slot};
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::xdp,
+    maps::{Array, PerCpuHashMap},
+    programs::XdpContext,
+};
+use maps::{ACTIVE, BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, PORTS, PORTS1, XSKS};
+use netdemux_common::{BindKey, BindStats, Counter, port_slot};
 use parse::{Frame, classify};
 
 #[xdp]
@@ -30,38 +35,49 @@ pub fn netdemux(ctx: XdpContext) -> u32 {
     }
 }
 
-/// Looks `key` up (exact address first, then the family's wildcard) and redirects on a match.
+/// The per-CPU counters of the binding `key` matches in `binds` (exact address first, then the
+/// family's wildcard), if the port index says the port has any.
 #[inline(always)]
 #[allow(
     clippy::needless_borrows_for_generic_args,
     reason = "look the key up where it is, without a 20-byte copy per lookup"
 )]
-fn deliver(ctx: &XdpContext, frame: &Frame, key: &mut BindKey, count: &Count) -> u32 {
+fn find(
+    binds: &PerCpuHashMap<BindKey, BindStats>,
+    ports: &Array<u32>,
+    key: &mut BindKey,
+) -> Option<*mut BindStats> {
     // Most frames go to ports nothing is bound on: one array lookup settles those.
     let bound_on_port = port_slot(key.proto, key.port())
-        .and_then(|slot| PORTS.get(slot))
+        .and_then(|slot| ports.get(slot))
         .is_some_and(|&n| n != 0);
     if !bound_on_port {
+        return None;
+    }
+    if let Some(stats) = binds.get_ptr_mut(&*key) {
+        return Some(stats);
+    }
+    // Same key, wildcard address: cleared in place, no second key on the stack.
+    for word in key.addr.iter_mut() {
+        // SAFETY: `word` is a valid, aligned u32 of the key on our stack. Volatile only so LLVM
+        // keeps four stores instead of calling an out-of-line memset.
+        unsafe { core::ptr::write_volatile(word, 0) };
+    }
+    binds.get_ptr_mut(&*key)
+}
+
+/// Looks `key` up in the active binding set and redirects on a match.
+#[inline(always)]
+fn deliver(ctx: &XdpContext, frame: &Frame, key: &mut BindKey, count: &Count) -> u32 {
+    // One word says which set is in use; userspace flips it to replace a whole set at once.
+    let found = if ACTIVE.get(0).is_some_and(|&set| set == 1) {
+        find(&BINDS1, &PORTS1, key)
+    } else {
+        find(&BINDS, &PORTS, key)
+    };
+    let Some(stats) = found else {
         count.add(Counter::PassNoBinding);
         return xdp_action::XDP_PASS;
-    }
-    let stats = match BINDS.get_ptr_mut(&*key) {
-        Some(stats) => stats,
-        None => {
-            // Same key, wildcard address: cleared in place, no second key on the stack.
-            for word in key.addr.iter_mut() {
-                // SAFETY: `word` is a valid, aligned u32 of the key on our stack. Volatile only
-                // so LLVM keeps four stores instead of calling an out-of-line memset.
-                unsafe { core::ptr::write_volatile(word, 0) };
-            }
-            match BINDS.get_ptr_mut(&*key) {
-                Some(stats) => stats,
-                None => {
-                    count.add(Counter::PassNoBinding);
-                    return xdp_action::XDP_PASS;
-                }
-            }
-        }
     };
     // SAFETY: `stats` is this CPU's value of a per-CPU hash entry, valid for this run (RCU); no
     // other CPU writes it and XDP runs without preemption.

@@ -9,10 +9,20 @@ use netdemux_common::{
     PORT_SLOTS, StateInfo,
 };
 
-/// Bound socket addresses and their per-CPU counters. Userspace resizes it at load time.
+/// Binding set 0: bound socket addresses and their per-CPU counters. Userspace resizes it at
+/// load time.
 #[map(name = "NDX_BINDS")]
 pub static BINDS: PerCpuHashMap<BindKey, BindStats> =
     PerCpuHashMap::with_max_entries(DEFAULT_MAX_BINDINGS, 0);
+
+/// Binding set 1: userspace fills the set not in use, then flips [`ACTIVE`].
+#[map(name = "NDX_BINDS1")]
+pub static BINDS1: PerCpuHashMap<BindKey, BindStats> =
+    PerCpuHashMap::with_max_entries(DEFAULT_MAX_BINDINGS, 0);
+
+/// Which binding set (and port index) the program uses: 0 or 1.
+#[map(name = "NDX_ACTIVE")]
+pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-CPU verdict counters: one entry, looked up once per frame.
 #[map(name = "NDX_COUNTERS")]
@@ -22,6 +32,10 @@ pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0)
 /// array lookup instead of two hash lookups.
 #[map(name = "NDX_PORTS")]
 pub static PORTS: Array<u32> = Array::with_max_entries(PORT_SLOTS, 0);
+
+/// The port index of binding set 1.
+#[map(name = "NDX_PORTS1")]
+pub static PORTS1: Array<u32> = Array::with_max_entries(PORT_SLOTS, 0);
 
 /// The AF_XDP socket of each RX queue.
 #[map(name = "NDX_XSKS")]

@@ -126,7 +126,7 @@ fn main() -> Result<()> {
         maps.bind(&Binding::parse("udp", "198.18.0.2:7000")?)?;
         for i in 1..size {
             let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus_n])?;
-            maps.binds.insert(filler(i).key(), zeros, 0)?;
+            maps.binds[0].insert(filler(i).key(), zeros, 0)?;
         }
         eprintln!(
             "table of {size} bindings filled in {:.1} s",

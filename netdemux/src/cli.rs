@@ -105,9 +105,27 @@ pub enum Command {
         iface: Iface,
     },
     /// Steer packets to a socket address to AF_XDP (takes effect immediately).
+    ///
+    /// With --from FILE, replace the whole binding set with the one in FILE, atomically: the
+    /// program switches from the old set to the new one at once, never seeing half of it.
+    /// FILE has one binding per line as `list` prints them (`udp 198.18.0.2:7000`); blank lines
+    /// and `#` comments are ignored. Counters of bindings in both sets go on.
     Bind {
         #[command(flatten)]
-        binding: BindingArgs,
+        iface: Iface,
+        /// Transport protocol.
+        #[arg(value_name = "udp|tcp", required_unless_present = "from")]
+        proto: Option<String>,
+        /// Destination address and port: 198.18.0.2:7000, [2001:db8::2]:7000, or a wildcard
+        /// 0.0.0.0:PORT / [::]:PORT (an exact address wins over the wildcard).
+        #[arg(value_name = "ADDR:PORT", required_unless_present = "from")]
+        addr: Option<String>,
+        /// Replace the whole binding set with the one in FILE (`-` for standard input).
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["proto", "addr"])]
+        from: Option<std::path::PathBuf>,
+        /// With --from: print what changed as JSON.
+        #[arg(long, requires = "from")]
+        json: bool,
     },
     /// Give packets to a socket address back to the kernel (takes effect immediately).
     Unbind {
@@ -368,9 +386,37 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             println!("{what} {}", d.iface);
         }
-        Command::Bind { binding } => {
-            let b = Binding::parse(&binding.proto, &binding.addr)?;
-            let mut a = state::open(&binding.iface.iface)?;
+        Command::Bind {
+            iface,
+            from: Some(file),
+            json,
+            ..
+        } => {
+            let set = read_binding_file(&file)?;
+            let mut a = state::open(&iface.iface)?;
+            let _lock = a.lock()?;
+            let r = a.maps.replace(&set)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!(
+                    "replaced the binding set of {}: {} bindings ({} kept, {} added, {} removed)",
+                    a.iface,
+                    set.len(),
+                    r.kept,
+                    r.added,
+                    r.removed
+                );
+            }
+        }
+        Command::Bind {
+            iface, proto, addr, ..
+        } => {
+            let (Some(proto), Some(addr)) = (proto, addr) else {
+                bail!("bind needs udp|tcp and ADDR:PORT, or --from FILE");
+            };
+            let b = Binding::parse(&proto, &addr)?;
+            let mut a = state::open(&iface.iface)?;
             let _lock = a.lock()?;
             a.maps.bind(&b)?;
             println!("bound {b} on {}", a.iface);
@@ -548,6 +594,35 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reads a binding set: one `PROTO ADDR:PORT` per line, `#` comments, blank lines ignored.
+/// Errors name the file and line.
+fn read_binding_file(path: &std::path::Path) -> Result<Vec<Binding>> {
+    let shown = path.display().to_string().escape_debug().to_string();
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .context("cannot read the binding set from standard input")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?
+    };
+    let mut set = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(proto), Some(addr), None) = (words.next(), words.next(), words.next()) else {
+            bail!(
+                "{shown}:{}: expected `udp|tcp ADDR:PORT`, found '{}'",
+                n + 1,
+                line.escape_debug()
+            );
+        };
+        set.push(Binding::parse(proto, addr).with_context(|| format!("{shown}:{}", n + 1))?);
+    }
+    Ok(set)
 }
 
 fn command_name(command: &Command) -> &'static str {

@@ -240,3 +240,34 @@ fn completions_and_the_man_page_need_no_privileges() {
         "an unknown shell is a usage error"
     );
 }
+
+#[test]
+fn a_bad_binding_file_is_refused_with_its_line_and_changes_nothing() {
+    let tb = Testbed::new(1);
+    let v = tb.veth_b.as_str();
+    tb.netdemux_ok(&["attach", "--iface", v]);
+    tb.netdemux_ok(&["bind", "--iface", v, "udp", "198.18.0.2:7000"]);
+    let dir = std::env::temp_dir().join(format!("netdemux-badsets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (text, want) in [
+        ("udp 198.18.0.2:1\n# fine\nudp 198.18.0.2\n", ":3:"),
+        ("udp 198.18.0.2:1\nicmp 198.18.0.2:1\n", ":2:"),
+        ("udp 198.18.0.2:1 extra\n", "expected `udp|tcp ADDR:PORT`"),
+        ("\n\nudp [::ffff:198.18.0.2]:53\n", ":3:"),
+    ] {
+        let file = dir.join("set");
+        std::fs::write(&file, text).unwrap();
+        let out = tb.netdemux(&["bind", "--iface", v, "--from", file.to_str().unwrap()]);
+        assert_refused(&out, want);
+        assert_eq!(
+            tb.netdemux_ok(&["list", "--iface", v]),
+            "udp 198.18.0.2:7000\n",
+            "{text:?} changed the set"
+        );
+    }
+    assert_refused(
+        &tb.netdemux(&["bind", "--iface", v, "--from", "/nonexistent/set"]),
+        "cannot read",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

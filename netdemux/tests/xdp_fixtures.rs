@@ -674,7 +674,7 @@ fn port_counts_follow_bindings_and_gate_the_lookup() {
     let cpus = aya::util::nr_cpus().unwrap();
     let zeros = aya::maps::PerCpuValues::try_from(vec![BindStats::default(); cpus]).unwrap();
     let key = Binding::parse("udp", "198.18.0.2:7000").unwrap().key();
-    h.maps.binds.insert(key, zeros, 0).unwrap();
+    h.maps.binds[0].insert(key, zeros, 0).unwrap();
     let before = h.maps.verdicts().unwrap();
     h.run(&v4(UDP, DST4, 7000));
     let d = h.maps.verdicts().unwrap().since(&before);
@@ -749,4 +749,60 @@ fn random_and_mutated_frames_always_get_a_counted_verdict() {
         "the noise was mostly malformed: {:?}",
         d.slots
     );
+}
+
+#[test]
+fn replacing_the_binding_set_switches_at_once_and_keeps_counters_of_kept_bindings() {
+    let mut h = Harness::new();
+    let b = |p: &str, a: &str| Binding::parse(p, a).unwrap();
+    h.run(&v4(UDP, DST4, 7000));
+    h.run(&v4(UDP, DST4, 7000));
+    let r = h
+        .maps
+        .replace(&[b("udp", "198.18.0.2:7000"), b("udp", "198.18.0.2:9999")])
+        .unwrap();
+    assert_eq!((r.kept, r.added, r.removed), (1, 1, BINDINGS.len() - 1));
+    assert_eq!(
+        h.maps.bindings().unwrap(),
+        vec![b("udp", "198.18.0.2:7000"), b("udp", "198.18.0.2:9999")]
+    );
+    let before = h.maps.verdicts().unwrap();
+    h.run(&v4(UDP, DST4, 7000)); // kept
+    h.run(&v4(UDP, DST4, 9999)); // added
+    h.run(&v4(TCP, DST4, 80)); // removed
+    h.run(&v4(UDP, OTHER4, 53)); // removed wildcard
+    let d = h.maps.verdicts().unwrap().since(&before);
+    assert_eq!(d.get(Counter::RedirectFailed), 2, "{:?}", d.slots);
+    assert_eq!(d.get(Counter::PassNoBinding), 2, "{:?}", d.slots);
+    let kept = h
+        .binding_counts()
+        .into_iter()
+        .find(|(x, _)| *x == b("udp", "198.18.0.2:7000"))
+        .unwrap()
+        .1;
+    assert_eq!(kept.packets, 3, "the kept binding's counter went on from 2");
+    // And back: the set that was replaced earlier is emptied first, nothing of it leaks back.
+    h.maps.replace(&[b("tcp", "[2001:db8::2]:443")]).unwrap();
+    assert_eq!(
+        h.maps.bindings().unwrap(),
+        vec![b("tcp", "[2001:db8::2]:443")]
+    );
+    let before = h.maps.verdicts().unwrap();
+    h.run(&v4(UDP, DST4, 7000));
+    h.run(&v6_frame(TCP, v6(2), 443));
+    let d = h.maps.verdicts().unwrap().since(&before);
+    assert_eq!(
+        (
+            d.get(Counter::PassNoBinding),
+            d.get(Counter::RedirectFailed)
+        ),
+        (1, 1),
+        "{:?}",
+        d.slots
+    );
+    // Incremental changes go to the set in use.
+    h.maps.bind(&b("udp", "198.18.0.2:7000")).unwrap();
+    assert_eq!(h.maps.bindings().unwrap().len(), 2);
+    let slot = netdemux_common::port_slot(17, 7000).unwrap();
+    assert_eq!(h.maps.port_count(slot).unwrap(), 1);
 }

@@ -203,20 +203,15 @@ pub fn upgrade(iface: &str) -> Result<Upgraded> {
     let old = a.link.context("the attachment has no readable link")?;
     let bindings = a.maps.bindings()?.len();
     let mut loader = aya::EbpfLoader::new();
-    let pins: Vec<(&str, PathBuf)> = [
-        (netdemux_common::map_names::BINDS, pin_names::BINDS),
-        (netdemux_common::map_names::COUNTERS, pin_names::COUNTERS),
-        (netdemux_common::map_names::XSKS, pin_names::XSKS),
-        (netdemux_common::map_names::INFO, pin_names::INFO),
-        (netdemux_common::map_names::PORTS, pin_names::PORTS),
-    ]
-    .into_iter()
-    .map(|(name, file)| (name, a.dir.join(file)))
-    .collect();
+    let pins: Vec<(&str, PathBuf)> = crate::control::maps::PINNED_MAPS
+        .into_iter()
+        .map(|(name, file)| (name, a.dir.join(file)))
+        .collect();
     for (name, path) in &pins {
         loader.map_pin_path(name, path.as_path());
     }
     loader.map_max_entries(netdemux_common::map_names::BINDS, a.info.max_bindings);
+    loader.map_max_entries(netdemux_common::map_names::BINDS1, a.info.max_bindings);
     let mut ebpf = loader
         .load(object::OBJECT)
         .context("cannot load this build's eBPF object onto the pinned maps")?;

@@ -17,36 +17,65 @@ const BPF_NOEXIST: u64 = 1;
 
 /// File names of the pins in a state directory.
 pub mod pin_names {
-    /// The binding table.
+    /// Binding set 0.
     pub const BINDS: &str = "binds";
+    /// Binding set 1.
+    pub const BINDS1: &str = "binds1";
+    /// Which binding set is in use.
+    pub const ACTIVE: &str = "active";
     /// The verdict counters.
     pub const COUNTERS: &str = "counters";
     /// The XSKMAP.
     pub const XSKS: &str = "xsks";
     /// The attachment description.
     pub const INFO: &str = "info";
-    /// Bindings per (protocol, port).
+    /// Bindings per (protocol, port), set 0.
     pub const PORTS: &str = "ports";
+    /// Bindings per (protocol, port), set 1.
+    pub const PORTS1: &str = "ports1";
     /// The XDP link that keeps the program attached.
     pub const LINK: &str = "link";
-    /// Every map pin, in the order they are created.
-    pub const MAPS: [&str; 5] = [BINDS, COUNTERS, XSKS, INFO, PORTS];
 }
+
+/// Every pinned map: its name in the eBPF object and its pin's file name.
+pub const PINNED_MAPS: [(&str, &str); 8] = [
+    (map_names::BINDS, pin_names::BINDS),
+    (map_names::BINDS1, pin_names::BINDS1),
+    (map_names::ACTIVE, pin_names::ACTIVE),
+    (map_names::COUNTERS, pin_names::COUNTERS),
+    (map_names::XSKS, pin_names::XSKS),
+    (map_names::INFO, pin_names::INFO),
+    (map_names::PORTS, pin_names::PORTS),
+    (map_names::PORTS1, pin_names::PORTS1),
+];
 
 /// The maps of one loaded or pinned netdemux program.
 pub struct DemuxMaps {
-    /// Bound socket addresses -> per-CPU packet and byte counts.
-    pub binds: PerCpuHashMap<MapData, BindKey, BindStats>,
+    /// The two binding sets: bound socket addresses -> per-CPU packet and byte counts.
+    pub binds: [PerCpuHashMap<MapData, BindKey, BindStats>; 2],
+    /// Bindings per (protocol, port) of each set, which the program checks before any lookup.
+    pub ports: [Array<MapData, u32>; 2],
+    /// Which set the program uses (entry 0: 0 or 1).
+    pub active: Array<MapData, u32>,
     /// Per-CPU verdict counters (one entry).
     pub counters: PerCpuArray<MapData, Counters>,
-    /// Bindings per (protocol, port), which the program checks before any hash lookup.
-    pub ports: Array<MapData, u32>,
     /// AF_XDP socket per RX queue.
     pub xsks: XskMap<MapData>,
     /// The attachment description.
     pub info: Array<MapData, StateInfo>,
-    /// Capacity of the binding table.
+    /// Capacity of each binding set.
     pub max_bindings: u32,
+}
+
+/// What [`DemuxMaps::replace`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Replaced {
+    /// Bindings in both the old and the new set (their counters carried over).
+    pub kept: usize,
+    /// Bindings only in the new set.
+    pub added: usize,
+    /// Bindings only in the old set.
+    pub removed: usize,
 }
 
 /// Summed verdict counters.
@@ -98,7 +127,8 @@ where
 impl DemuxMaps {
     /// Takes the maps out of a freshly loaded object, pinning each into `pin_dir` when given.
     pub fn take(ebpf: &mut Ebpf, pin_dir: Option<&Path>) -> Result<Self> {
-        let mut take = |name: &str, file: &str| -> Result<Map> {
+        let mut maps = Vec::new();
+        for (name, file) in PINNED_MAPS {
             let map = ebpf
                 .take_map(name)
                 .ok_or_else(|| anyhow!("the embedded program has no map {name}"))?;
@@ -106,47 +136,63 @@ impl DemuxMaps {
                 map.pin(dir.join(file))
                     .with_context(|| format!("cannot pin map {file} in {}", dir.display()))?;
             }
-            Ok(map)
-        };
-        let binds = take(map_names::BINDS, pin_names::BINDS)?;
-        let counters = take(map_names::COUNTERS, pin_names::COUNTERS)?;
-        let xsks = take(map_names::XSKS, pin_names::XSKS)?;
-        let info = take(map_names::INFO, pin_names::INFO)?;
-        let ports = take(map_names::PORTS, pin_names::PORTS)?;
-        Self::from_maps(binds, counters, xsks, info, ports)
+            maps.push(map);
+        }
+        Self::from_maps(maps)
     }
 
     /// Reopens the maps pinned in `dir`.
     pub fn open_pinned(dir: &Path) -> Result<Self> {
-        let open = |file: &str| -> Result<Map> {
+        let mut maps = Vec::new();
+        for (_, file) in PINNED_MAPS {
             let path = dir.join(file);
             let data = MapData::from_pin(&path)
                 .with_context(|| format!("cannot open the pinned map {}", path.display()))?;
-            Map::from_map_data(data)
-                .with_context(|| format!("{} is not a map netdemux can read", path.display()))
-        };
-        Self::from_maps(
-            open(pin_names::BINDS)?,
-            open(pin_names::COUNTERS)?,
-            open(pin_names::XSKS)?,
-            open(pin_names::INFO)?,
-            open(pin_names::PORTS)?,
-        )
+            maps.push(
+                Map::from_map_data(data).with_context(|| {
+                    format!("{} is not a map netdemux can read", path.display())
+                })?,
+            );
+        }
+        Self::from_maps(maps)
     }
 
-    fn from_maps(binds: Map, counters: Map, xsks: Map, info: Map, ports: Map) -> Result<Self> {
-        let max_bindings = match &binds {
+    /// Builds the handles from maps in the order of [`PINNED_MAPS`].
+    fn from_maps(maps: Vec<Map>) -> Result<Self> {
+        let max_bindings = match &maps[0] {
             Map::PerCpuHashMap(data) => data.info().map(|i| i.max_entries()).unwrap_or(0),
             _ => 0,
         };
+        let mut it = maps.into_iter().zip(PINNED_MAPS.map(|(_, f)| f));
+        let mut next = || it.next().context("a map is missing");
+        let (b0, b1, active, counters, xsks, info, p0, p1) = (
+            next()?,
+            next()?,
+            next()?,
+            next()?,
+            next()?,
+            next()?,
+            next()?,
+            next()?,
+        );
         Ok(DemuxMaps {
-            binds: typed(binds, pin_names::BINDS)?,
-            counters: typed(counters, pin_names::COUNTERS)?,
-            xsks: typed(xsks, pin_names::XSKS)?,
-            info: typed(info, pin_names::INFO)?,
-            ports: typed(ports, pin_names::PORTS)?,
+            binds: [typed(b0.0, b0.1)?, typed(b1.0, b1.1)?],
+            active: typed(active.0, active.1)?,
+            counters: typed(counters.0, counters.1)?,
+            xsks: typed(xsks.0, xsks.1)?,
+            info: typed(info.0, info.1)?,
+            ports: [typed(p0.0, p0.1)?, typed(p1.0, p1.1)?],
             max_bindings,
         })
+    }
+
+    /// The binding set the program uses.
+    pub fn active_set(&self) -> Result<usize> {
+        let set = self
+            .active
+            .get(&0, 0)
+            .context("cannot read the active binding set")?;
+        Ok(if set == 1 { 1 } else { 0 })
     }
 
     /// The attachment description (all zeros if never written).
@@ -167,15 +213,16 @@ impl DemuxMaps {
     /// program never skips the lookup of a binding that exists. Concurrent writers must be
     /// serialised by the caller (the CLI locks the state directory).
     pub fn bind(&mut self, binding: &Binding) -> Result<()> {
+        let set = self.active_set()?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus])?;
         let slot = self.port_slot(binding)?;
-        let on_port = self.port_count(slot)?;
-        self.set_port_count(slot, on_port + 1)?;
-        match self.binds.insert(binding.key(), zeros, BPF_NOEXIST) {
+        let on_port = self.port_count_in(set, slot)?;
+        self.set_port_count(set, slot, on_port + 1)?;
+        match self.binds[set].insert(binding.key(), zeros, BPF_NOEXIST) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.set_port_count(slot, on_port)?;
+                self.set_port_count(set, slot, on_port)?;
                 match map_errno(&e) {
                     Some(libc::EEXIST) => {
                         bail!("{binding} is already bound (`netdemux list` shows the bindings)")
@@ -193,16 +240,17 @@ impl DemuxMaps {
 
     /// Removes `binding`. Fails if it is not bound.
     pub fn unbind(&mut self, binding: &Binding) -> Result<()> {
+        let set = self.active_set()?;
         let slot = self.port_slot(binding)?;
-        match self.binds.remove(&binding.key()) {
+        match self.binds[set].remove(&binding.key()) {
             Ok(()) => {}
             Err(e) if map_errno(&e) == Some(libc::ENOENT) => {
                 bail!("{binding} is not bound (`netdemux list` shows the bindings)")
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot unbind {binding}"))),
         }
-        let on_port = self.port_count(slot)?;
-        self.set_port_count(slot, on_port.saturating_sub(1))
+        let on_port = self.port_count_in(set, slot)?;
+        self.set_port_count(set, slot, on_port.saturating_sub(1))
     }
 
     fn port_slot(&self, binding: &Binding) -> Result<u32> {
@@ -210,21 +258,95 @@ impl DemuxMaps {
             .ok_or_else(|| anyhow!("{binding}: no port slot for this protocol"))
     }
 
-    /// How many bindings the port map records for a (protocol, port) slot.
+    /// How many bindings the active set's port index records for a (protocol, port) slot.
     pub fn port_count(&self, slot: u32) -> Result<u32> {
-        self.ports.get(&slot, 0).context("cannot read the port map")
+        self.port_count_in(self.active_set()?, slot)
     }
 
-    fn set_port_count(&mut self, slot: u32, n: u32) -> Result<()> {
-        self.ports
+    fn port_count_in(&self, set: usize, slot: u32) -> Result<u32> {
+        self.ports[set]
+            .get(&slot, 0)
+            .context("cannot read the port map")
+    }
+
+    fn set_port_count(&mut self, set: usize, slot: u32, n: u32) -> Result<()> {
+        self.ports[set]
             .set(slot, n, 0)
             .context("cannot write the port map")
     }
 
+    /// Replaces the whole binding set with `bindings`, atomically for the data path: the set not
+    /// in use is emptied and filled (bindings kept from the current set bring their counters,
+    /// less the increments made in the microseconds between the copy and the switch), then one
+    /// word switches the program over. Fails before the switch — changing nothing the
+    /// program sees — if the new set does not fit. Concurrent writers must be serialised by the
+    /// caller (the CLI locks the state directory).
+    pub fn replace(&mut self, bindings: &[Binding]) -> Result<Replaced> {
+        let cur = self.active_set()?;
+        let next = 1 - cur;
+        // Empty the idle set and its port index.
+        let stale: Vec<BindKey> = self.binds[next].keys().collect::<Result<_, _>>()?;
+        for key in &stale {
+            if let Some(slot) = port_slot(key.proto, key.port()) {
+                self.set_port_count(next, slot, 0)?;
+            }
+            match self.binds[next].remove(key) {
+                Ok(()) => {}
+                Err(e) if map_errno(&e) == Some(libc::ENOENT) => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("cannot empty the idle binding set"));
+                }
+            }
+        }
+        let mut wanted: Vec<Binding> = bindings.to_vec();
+        wanted.sort();
+        wanted.dedup();
+        if wanted.len() > self.max_bindings as usize {
+            bail!(
+                "{} bindings do not fit the binding table ({} entries): attach again with a \
+                 larger --max-bindings",
+                wanted.len(),
+                self.max_bindings
+            );
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+        for b in &wanted {
+            let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus])?;
+            self.binds[next]
+                .insert(b.key(), zeros, 0)
+                .with_context(|| format!("cannot add {b} to the idle binding set"))?;
+            *counts.entry(self.port_slot(b)?).or_default() += 1;
+        }
+        for (slot, n) in counts {
+            self.set_port_count(next, slot, n)?;
+        }
+        // Counters of kept bindings are copied last, just before the switch: increments the
+        // program makes in the old set in between (microseconds) are the only ones not carried.
+        let mut kept = 0;
+        for b in &wanted {
+            if let Ok(values) = self.binds[cur].get(&b.key(), 0) {
+                self.binds[next].insert(b.key(), values, 0)?;
+                kept += 1;
+            }
+        }
+        // The switch: one word.
+        self.active
+            .set(0, next as u32, 0)
+            .context("cannot switch the active binding set")?;
+        let before = self.binds[cur].keys().count();
+        Ok(Replaced {
+            kept,
+            added: wanted.len() - kept,
+            removed: before - kept,
+        })
+    }
+
     /// Every binding, sorted by protocol, then address.
     pub fn bindings(&self) -> Result<Vec<Binding>> {
+        let set = self.active_set()?;
         let mut out = Vec::new();
-        for key in self.binds.keys() {
+        for key in self.binds[set].keys() {
             let key = key.context("cannot walk the binding table")?;
             if let Some(b) = Binding::from_key(&key) {
                 out.push(b);
@@ -237,9 +359,10 @@ impl DemuxMaps {
     /// Every binding with its packet and byte counts summed over CPUs, sorted as [`Self::bindings`].
     /// A binding removed while this walks the table is left out.
     pub fn binding_stats(&self) -> Result<Vec<(Binding, BindStats)>> {
+        let set = self.active_set()?;
         let mut out = Vec::new();
         for binding in self.bindings()? {
-            match self.binds.get(&binding.key(), 0) {
+            match self.binds[set].get(&binding.key(), 0) {
                 Ok(per_cpu) => {
                     let sum = per_cpu
                         .iter()

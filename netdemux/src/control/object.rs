@@ -22,6 +22,7 @@ pub fn object_hash() -> u64 {
 pub fn open(max_bindings: u32) -> Result<Ebpf> {
     EbpfLoader::new()
         .map_max_entries(map_names::BINDS, max_bindings)
+        .map_max_entries(map_names::BINDS1, max_bindings)
         .load(OBJECT)
         .context("cannot load the netdemux eBPF object (maps could not be created)")
 }

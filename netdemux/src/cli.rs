@@ -165,8 +165,22 @@ pub enum Command {
     /// program is detached if this run attached it. If the daemon dies, the kernel drops its
     /// sockets from the XSKMAP and traffic falls back to the kernel all the same.
     Run {
-        #[command(flatten)]
-        iface: Iface,
+        /// Network interface, e.g. eth0 (or in --config).
+        #[arg(
+            long,
+            short = 'i',
+            value_name = "IF",
+            required_unless_present = "config"
+        )]
+        iface: Option<String>,
+        /// Read the whole run from a TOML file (iface, netns, mode, queues, cpu, busy_poll,
+        /// spin, frames, ring_size, metrics, bindings, [services] udp_sink / udp_echo); no other
+        /// run option may be given with it.
+        #[arg(long, value_name = "FILE.toml", conflicts_with_all = [
+            "iface", "mode", "max_bindings", "queues", "zero_copy", "busy_poll", "spin", "cpu",
+            "udp_sink", "udp_echo", "frames", "ring_size", "metrics",
+        ])]
+        config: Option<std::path::PathBuf>,
         /// XDP mode, if this run attaches.
         #[arg(long, value_enum, default_value = "auto")]
         mode: ModeRequest,
@@ -449,7 +463,17 @@ pub fn run(cli: Cli) -> Result<()> {
         } => stats(&iface.iface, json, prometheus, watch, count)?,
         Command::Completions { .. } | Command::Man => unreachable!("handled before privileges"),
         Command::Run {
+            config: Some(path), ..
+        } => {
+            let (cfg, netns_name) = crate::runtime::config::load(&path)?;
+            if let Some(ns) = netns_name.filter(|_| cli.netns.is_none()) {
+                netns::enter(&ns)?;
+            }
+            run_daemon(cfg)?;
+        }
+        Command::Run {
             iface,
+            config: None,
             mode,
             max_bindings,
             queues,
@@ -464,7 +488,7 @@ pub fn run(cli: Cli) -> Result<()> {
             metrics,
         } => {
             let cfg = RunConfig {
-                iface: iface.iface,
+                iface: iface.context("--iface is required without --config")?,
                 mode,
                 max_bindings,
                 queues: queues.as_deref().map(parse_list).transpose()?,
@@ -486,17 +510,9 @@ pub fn run(cli: Cli) -> Result<()> {
                 frames,
                 ring_size,
                 metrics,
+                bindings: Vec::new(),
             };
-            for (what, n) in [("--frames", frames), ("--ring-size", ring_size)] {
-                if !n.is_power_of_two() || !(64..=65536).contains(&n) {
-                    bail!("{what} must be a power of two between 64 and 65536, got {n}");
-                }
-            }
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
-                .context("cannot install the SIGINT/SIGTERM handler")?;
-            daemon::run(&cfg, stop)?;
+            run_daemon(cfg)?;
         }
         Command::Gen {
             iface,
@@ -594,6 +610,20 @@ pub fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Checks the sizes, installs the signal handler and runs the daemon until SIGINT/SIGTERM.
+fn run_daemon(cfg: RunConfig) -> Result<()> {
+    for (what, n) in [("--frames", cfg.frames), ("--ring-size", cfg.ring_size)] {
+        if !n.is_power_of_two() || !(64..=65536).contains(&n) {
+            bail!("{what} must be a power of two between 64 and 65536, got {n}");
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
+        .context("cannot install the SIGINT/SIGTERM handler")?;
+    daemon::run(&cfg, stop)
 }
 
 /// Reads a binding set: one `PROTO ADDR:PORT` per line, `#` comments, blank lines ignored.

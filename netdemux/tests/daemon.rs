@@ -774,3 +774,96 @@ fn replacing_the_binding_set_under_traffic_loses_nothing_of_a_binding_kept() {
     assert_eq!(stats["bindings"].as_array().unwrap().len(), 21);
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn a_daemon_runs_from_a_config_file_that_names_its_namespace() {
+    let tb = Testbed::new(2);
+    let dir = std::env::temp_dir().join(format!("netdemux-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("run.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "# the run, in a file\niface = \"{}\"\nnetns = \"{}\"\nbindings = [\"tcp 198.18.0.2:443\"]\n\n[services]\nudp_echo = [\"198.18.0.2:7000\"]\n",
+            tb.veth_b, tb.ns_b
+        ),
+    )
+    .unwrap();
+    // No --netns on the command line: the file says where.
+    let child = Command::new(netdemux_bin())
+        .args(["run", "--config", file.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut child = scopeguard(child);
+    let stats = wait_stats_when_up(&tb);
+    assert_eq!(stats["services"][0]["kind"], "udp-echo", "{stats}");
+    assert_eq!(
+        tb.netdemux_ok(&["list", "--iface", &tb.veth_b]),
+        "tcp 198.18.0.2:443\nudp 198.18.0.2:7000\n"
+    );
+    let answered = in_netns(&tb.ns_a, || {
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        let mut buf = [0u8; 64];
+        (0..50)
+            .filter(|_| {
+                s.send_to(b"configured", (IP_B, 7000)).unwrap();
+                s.recv_from(&mut buf)
+                    .is_ok_and(|(n, _)| &buf[..n] == b"configured")
+            })
+            .count()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(answered, 50);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(child.0.take().unwrap().wait().unwrap().success());
+    assert!(
+        !tb.pin_dir().exists(),
+        "the run attached, so its exit detached"
+    );
+    // Options and a config file do not mix.
+    let out = run(
+        netdemux_bin(),
+        &["run", "--config", file.to_str().unwrap(), "--iface", "eth0"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Kills the child if the test fails before it is taken.
+struct ChildGuard(Option<std::process::Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn scopeguard(child: std::process::Child) -> ChildGuard {
+    ChildGuard(Some(child))
+}
+
+fn wait_stats_when_up(tb: &Testbed) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"]);
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if v.get("services").is_some() {
+                return v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the configured daemon did not come up"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -64,6 +64,8 @@ pub struct RunConfig {
     pub ring_size: u32,
     /// Serve Prometheus metrics on this address.
     pub metrics: Option<SocketAddr>,
+    /// Further bindings to hold while running (no service behind them).
+    pub bindings: Vec<Binding>,
 }
 
 /// Parses a queue or CPU list such as `0,2-3`.
@@ -161,12 +163,12 @@ fn serve(
     {
         let _lock = attachment.lock()?;
         let existing = attachment.maps.bindings()?;
-        for &(_, addr) in services.services() {
-            let b = Binding {
-                proto: Proto::Udp,
-                addr,
-            };
-            if !existing.contains(&b) {
+        let service_bindings = services.services().iter().map(|&(_, addr)| Binding {
+            proto: Proto::Udp,
+            addr,
+        });
+        for b in service_bindings.chain(cfg.bindings.iter().copied()) {
+            if !existing.contains(&b) && !added.contains(&b) {
                 attachment.maps.bind(&b)?;
                 added.push(b);
             }

@@ -1,6 +1,7 @@
 //! The daemon (`netdemux run`): one worker thread per RX queue moving frames from its AF_XDP
 //! socket to the services, and a control socket through which the CLI reads the counters.
 
+pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod metrics_http;

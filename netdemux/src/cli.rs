@@ -288,9 +288,22 @@ pub enum Command {
     },
 }
 
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings and errors), e.g.
+/// `RUST_LOG=netdemux=debug netdemux run ...`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 /// Parses the command line, runs it, and turns an error into one line and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`netdemux ... | head`): stop quietly, as other tools do.

@@ -355,6 +355,7 @@ fn run_warns_about_gro_in_skb_mode_and_reports_copy_mode() {
         ],
     );
     let child = Command::new(netdemux_bin())
+        .env("RUST_LOG", "netdemux=info")
         .args([
             "--netns",
             &tb.ns_b,
@@ -389,6 +390,10 @@ fn run_warns_about_gro_in_skb_mode_and_reports_copy_mode() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("daemon starting") && stderr.contains("traffic back to the kernel"),
+        "lifecycle logged at info: {stderr}"
+    );
     assert!(
         stderr.contains("GRO is on") && stderr.contains("gro off"),
         "warning with the fix: {stderr}"

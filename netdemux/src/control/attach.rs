@@ -169,6 +169,12 @@ pub fn attach(iface: &str, request: ModeRequest, max_bindings: u32) -> Result<At
     fs::rename(&tmp, &final_dir)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), final_dir.display()))?;
     cleanup.0 = None;
+    tracing::info!(
+        iface,
+        mode = state::mode_name(info.mode),
+        program = link.prog_id,
+        "attached"
+    );
     Ok(Attached {
         iface: iface.to_string(),
         mode: state::mode_name(info.mode),
@@ -263,6 +269,7 @@ pub fn detach(iface: &str) -> Result<Detached> {
     if let Some(link) = link {
         wait_link_gone(link.id, iface)?;
     }
+    tracing::info!(iface, stale, "detached");
     Ok(Detached {
         iface: iface.to_string(),
         link_id: link.map(|l| l.id),

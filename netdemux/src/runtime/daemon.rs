@@ -132,7 +132,12 @@ pub fn run(cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<()> {
             return Err(e);
         }
     };
+    tracing::info!(iface, attached_here, "daemon starting");
     let result = serve(cfg, ifindex, services, listener, &stop);
+    match &result {
+        Ok(added) => tracing::info!(iface, bindings_added = added.len(), "daemon stopping"),
+        Err(e) => tracing::error!(iface, "daemon failed: {e:#}"),
+    }
     control::remove_socket(&socket_path);
     // Tidy bindings and the attachment whatever happened while serving.
     let tidy = tidy_up(
@@ -155,7 +160,7 @@ fn serve(
     let mut attachment = state::open(iface)?;
     let skb_mode = state::mode_name(attachment.info.mode) == "skb";
     for w in nic::offload_warnings(iface, skb_mode) {
-        eprintln!("warning: {w}");
+        tracing::warn!("{w}");
     }
 
     // Bind the services' addresses (keeping those already bound, e.g. by a run that died).
@@ -313,6 +318,7 @@ fn serve(
     for &q in &installed {
         let _ = attachment.maps.xsks.unset(q);
     }
+    tracing::info!(iface, queues = ?installed, "sockets out of the XSKMAP: traffic back to the kernel");
     worker_stop.store(true, Ordering::Relaxed);
     let mut first_error = started.err();
     for w in workers {

@@ -138,7 +138,18 @@ pub fn spawn(
                 nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
                     .with_context(|| format!("cannot pin queue {} to CPU {cpu}", sock.queue()))?;
             }
-            run(&mut sock, &services, &stats, &stop, cfg, api.as_ref())
+            tracing::debug!(
+                queue = sock.queue(),
+                zero_copy = sock.zero_copy(),
+                ?cfg,
+                "queue worker starting"
+            );
+            let r = run(&mut sock, &services, &stats, &stop, cfg, api.as_ref());
+            match &r {
+                Ok(()) => tracing::debug!(queue = sock.queue(), "queue worker stopped"),
+                Err(e) => tracing::error!(queue = sock.queue(), "queue worker failed: {e:#}"),
+            }
+            r
         })
         .context("cannot start a queue worker thread")
 }

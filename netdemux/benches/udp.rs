@@ -6,7 +6,9 @@
 //! - Rnone no program, a kernel UDP socket read with recvmmsg(64);
 //! - R1    netdemux attached, nothing bound: every frame a miss, to the same kernel socket;
 //! - R2    netdemux run --udp-sink: every frame a hit, counted by the AF_XDP sink;
-//! - R3e   netdemux run --udp-echo: every frame a hit and answered in place (answers counted).
+//! - R3e   netdemux run --udp-echo: every frame a hit and answered in place (answers counted);
+//! - R4    R2 with the program attached in skb (generic) mode;
+//! - R6    half hits to the sink, half misses to a kernel socket (both counted).
 //!
 //! Two layouts, interleaved, both with the generator alone on CPU 0 and the receiver on CPU 1:
 //! "pinned" (threaded NAPI on the receiving veth, its thread on CPU 1 too; the queue worker waits
@@ -63,6 +65,8 @@ enum Receiver {
     KernelBehindDemux,
     AfXdpSink,
     AfXdpEcho,
+    AfXdpSinkSkb,
+    Mix,
 }
 
 impl Receiver {
@@ -73,6 +77,8 @@ impl Receiver {
             Receiver::KernelBehindDemux => "R1 kernel UDP recvmmsg behind netdemux (all misses)",
             Receiver::AfXdpSink => "R2 netdemux AF_XDP udp-sink (all hits)",
             Receiver::AfXdpEcho => "R3e netdemux AF_XDP udp-echo (answers sent)",
+            Receiver::AfXdpSinkSkb => "R4 R2 with XDP in skb (generic) mode",
+            Receiver::Mix => "R6 50/50 hit/miss: sink + kernel socket",
         }
     }
     fn key(self) -> &'static str {
@@ -82,6 +88,8 @@ impl Receiver {
             Receiver::KernelBehindDemux => "r1_demux_miss_kernel",
             Receiver::AfXdpSink => "r2_afxdp_sink",
             Receiver::AfXdpEcho => "r3e_afxdp_echo",
+            Receiver::AfXdpSinkSkb => "r4_afxdp_sink_skb",
+            Receiver::Mix => "r6_mix",
         }
     }
 }
@@ -139,6 +147,7 @@ fn udp_rcvbuf_errors(ns: &str) -> u64 {
 /// A kernel UDP socket on 198.18.0.2:7000 in namespace b, read with recvmmsg(64) on CPU 1.
 fn kernel_reader(
     tb: &Testbed,
+    port: u16,
     count: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> thread::JoinHandle<()> {
@@ -147,7 +156,7 @@ fn kernel_reader(
         let mut set = nix::sched::CpuSet::new();
         let _ = set.set(1);
         let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-        let sock = UdpSocket::bind("198.18.0.2:7000").expect("bind the kernel receiver");
+        let sock = UdpSocket::bind(("198.18.0.2", port)).expect("bind the kernel receiver");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         ready_tx.send(()).unwrap();
@@ -236,11 +245,21 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
         Receiver::KernelBehindDemux => {
             tb.netdemux_ok(&["attach", "--iface", &tb.veth_b, "--mode", "native"])?;
         }
-        Receiver::AfXdpSink | Receiver::AfXdpEcho => {
-            let service = if r == Receiver::AfXdpSink {
-                "--udp-sink"
-            } else {
+        Receiver::AfXdpSink | Receiver::AfXdpEcho | Receiver::AfXdpSinkSkb | Receiver::Mix => {
+            if r == Receiver::AfXdpSinkSkb {
+                // Generic XDP: veth needs GRO on to keep NAPI for the peer's XDP frames.
+                must(
+                    "ip",
+                    &[
+                        "netns", "exec", &tb.ns_b, "ethtool", "-K", &tb.veth_b, "gro", "on",
+                    ],
+                )?;
+                tb.netdemux_ok(&["attach", "--iface", &tb.veth_b, "--mode", "skb"])?;
+            }
+            let service = if r == Receiver::AfXdpEcho {
                 "--udp-echo"
+            } else {
+                "--udp-sink"
             };
             s.daemon = Some(Daemon::start(
                 tb,
@@ -260,9 +279,13 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
         }
     }
     pin_napi(tb, layout)?;
-    if matches!(r, Receiver::KernelNoProgram | Receiver::KernelBehindDemux) {
+    if matches!(
+        r,
+        Receiver::KernelNoProgram | Receiver::KernelBehindDemux | Receiver::Mix
+    ) {
         let stop = Arc::new(AtomicBool::new(false));
-        let h = kernel_reader(tb, kernel_count, stop.clone());
+        let port = if r == Receiver::Mix { 7001 } else { 7000 };
+        let h = kernel_reader(tb, port, kernel_count, stop.clone());
         s.reader = Some((stop, h));
     }
     Ok(s)
@@ -290,7 +313,16 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
         Receiver::KernelBehindDemux => {
             tb.netdemux_ok(&["detach", "--iface", &tb.veth_b])?;
         }
-        Receiver::AfXdpSink | Receiver::AfXdpEcho => {}
+        Receiver::AfXdpSink | Receiver::AfXdpEcho | Receiver::Mix => {}
+        Receiver::AfXdpSinkSkb => {
+            tb.netdemux_ok(&["detach", "--iface", &tb.veth_b])?;
+            must(
+                "ip",
+                &[
+                    "netns", "exec", &tb.ns_b, "ethtool", "-K", &tb.veth_b, "gro", "off",
+                ],
+            )?;
+        }
     }
     Ok(())
 }
@@ -302,11 +334,17 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
         Receiver::KernelNoProgram | Receiver::KernelBehindDemux => {
             s.kernel_count.load(Ordering::Relaxed)
         }
-        Receiver::AfXdpSink => {
+        Receiver::AfXdpSink | Receiver::AfXdpSinkSkb | Receiver::Mix => {
             let v: serde_json::Value = serde_json::from_str(
                 &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
             )?;
-            v["services"][0]["packets"].as_u64().unwrap_or(0)
+            let sunk = v["services"][0]["packets"].as_u64().unwrap_or(0);
+            // The mix counts what both receivers got: the sink's hits, the kernel's misses.
+            sunk + if r == Receiver::Mix {
+                s.kernel_count.load(Ordering::Relaxed)
+            } else {
+                0
+            }
         }
         Receiver::AfXdpEcho => {
             let v: serde_json::Value = serde_json::from_str(
@@ -325,21 +363,27 @@ fn receiver_drops(tb: &Testbed, r: Receiver) -> Result<u64> {
     Ok(match r {
         Receiver::XdpDrop => 0,
         Receiver::KernelNoProgram | Receiver::KernelBehindDemux => udp_rcvbuf_errors(&tb.ns_b),
-        Receiver::AfXdpSink | Receiver::AfXdpEcho => {
+        Receiver::AfXdpSink | Receiver::AfXdpEcho | Receiver::AfXdpSinkSkb | Receiver::Mix => {
             let v: serde_json::Value = serde_json::from_str(
                 &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
             )?;
-            v["queues"]
-                .as_array()
-                .map(|q| {
-                    q.iter()
-                        .map(|x| {
-                            x["rx_dropped"].as_u64().unwrap_or(0)
-                                + x["rx_ring_full"].as_u64().unwrap_or(0)
-                        })
-                        .sum()
-                })
-                .unwrap_or(0)
+            let kernel = if r == Receiver::Mix {
+                udp_rcvbuf_errors(&tb.ns_b)
+            } else {
+                0
+            };
+            kernel
+                + v["queues"]
+                    .as_array()
+                    .map(|q| {
+                        q.iter()
+                            .map(|x| {
+                                x["rx_dropped"].as_u64().unwrap_or(0)
+                                    + x["rx_ring_full"].as_u64().unwrap_or(0)
+                            })
+                            .sum()
+                    })
+                    .unwrap_or(0)
         }
     })
 }
@@ -359,22 +403,24 @@ fn attach_drop(tb: &Testbed) -> Result<aya::Ebpf> {
     .map_err(|_| anyhow::anyhow!("attach thread panicked"))?
 }
 
-fn offer_load(tb: &Testbed, secs: f64) -> Result<serde_json::Value> {
-    let out = run(
-        BIN,
-        &[
-            "--netns",
-            &tb.ns_a,
-            "gen",
-            "--iface",
-            &tb.veth_a,
-            "--dst",
-            "198.18.0.2:7000",
-            "--duration",
-            &secs.to_string(),
-            "--json",
-        ],
-    )?;
+fn offer_load(tb: &Testbed, secs: f64, mix: bool) -> Result<serde_json::Value> {
+    let secs = secs.to_string();
+    let mut args = vec![
+        "--netns",
+        &tb.ns_a,
+        "gen",
+        "--iface",
+        &tb.veth_a,
+        "--dst",
+        "198.18.0.2:7000",
+        "--duration",
+        &secs,
+        "--json",
+    ];
+    if mix {
+        args.extend(["--hit-ratio", "0.5", "--miss-dst", "198.18.0.2:7001"]);
+    }
+    let out = run(BIN, &args)?;
     if !out.status.success() {
         bail!("gen failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -394,6 +440,8 @@ fn main() -> Result<()> {
         Receiver::KernelBehindDemux,
         Receiver::AfXdpSink,
         Receiver::AfXdpEcho,
+        Receiver::AfXdpSinkSkb,
+        Receiver::Mix,
     ];
     let layouts = [Layout::Pinned, Layout::BusyPoll];
     let mut samples: Vec<Vec<Vec<serde_json::Value>>> =
@@ -404,13 +452,13 @@ fn main() -> Result<()> {
                 let s = set_up(&tb, r, layout)?;
                 if rep == 0 {
                     // Warm-up round, discarded.
-                    offer_load(&tb, 1.0)?;
+                    offer_load(&tb, 1.0, r == Receiver::Mix)?;
                     tear_down(&tb, r, s)?;
                     continue;
                 }
                 let (before, drops_before, cpu_before) =
                     (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
-                let g = offer_load(&tb, secs)?;
+                let g = offer_load(&tb, secs, r == Receiver::Mix)?;
                 thread::sleep(Duration::from_millis(300));
                 let (after, drops_after, cpu_after) =
                     (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
@@ -476,6 +524,8 @@ fn main() -> Result<()> {
                 "stack_vs_kernel_udp": ratio("r2_afxdp_sink", "rnone_kernel_recvmmsg"),
                 "miss_tax": ratio("r1_demux_miss_kernel", "rnone_kernel_recvmmsg"),
                 "echo_vs_kernel_udp": ratio("r3e_afxdp_echo", "rnone_kernel_recvmmsg"),
+                "skb_mode_vs_native": ratio("r4_afxdp_sink_skb", "r2_afxdp_sink"),
+                "mix_vs_kernel_udp": ratio("r6_mix", "rnone_kernel_recvmmsg"),
             }),
         );
     }

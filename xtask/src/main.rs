@@ -216,5 +216,9 @@ fn bench(rest: &[&str]) -> Result<()> {
         }
         cmd::run("cargo", &args)?;
     }
-    Ok(())
+    // One dated record of everything measured so far, with the headline ratios and a table.
+    cmd::run(
+        "cargo",
+        &["bench", "-q", "-p", "netdemux", "--bench", "report"],
+    )
 }

@@ -1,7 +1,6 @@
 //! What the queue workers and the application share.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
     sync::{
         Arc,
@@ -11,7 +10,6 @@ use std::{
 
 use atomic_waker::AtomicWaker;
 use crossbeam_queue::ArrayQueue;
-use netdemux_common::BindKey;
 
 /// Largest UDP payload a socket carries (the rest of a 4 KiB frame is headers and headroom).
 pub const MAX_PAYLOAD: usize = 2048;
@@ -98,7 +96,7 @@ impl SocketShared {
 }
 
 /// Bound sockets by binding key; replaced whole (read-copy-update) when one is added or removed.
-pub type Registry = HashMap<BindKey, Arc<SocketShared>>;
+pub type Registry = crate::services::KeyMap<Arc<SocketShared>>;
 
 /// A worker's inbox from the application.
 pub struct WorkerLink {

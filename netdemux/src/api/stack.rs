@@ -262,7 +262,7 @@ fn setup(b: StackBuilder) -> Result<Stack> {
         None => (0..available).collect(),
     };
 
-    let registry = Arc::new(ArcSwap::from_pointee(Registry::new()));
+    let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
     let stop = Arc::new(AtomicBool::new(false));
     let services = Arc::new(ServiceTable::default());
     let (resolve_tx, resolve_rx) = mpsc::sync_channel::<(IpAddr, usize)>(256);

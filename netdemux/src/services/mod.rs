@@ -4,4 +4,4 @@
 mod table;
 pub mod udp_echo;
 
-pub use table::{Kind, ServiceTable};
+pub use table::{KeyHasher, KeyMap, Kind, ServiceTable};

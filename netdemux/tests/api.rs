@@ -50,32 +50,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn an_application_echo_answers_over_ipv4_ipv6_and_a_wildcard() {
     let tb = Arc::new(Testbed::new(2));
-    must(
-        "ip",
-        &[
-            "-n",
-            &tb.ns_b,
-            "addr",
-            "add",
-            "198.18.0.3/24",
-            "dev",
-            &tb.veth_b,
-        ],
-    );
-    must(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &tb.ns_a,
-            "ping",
-            "-c",
-            "1",
-            "-w",
-            "5",
-            "198.18.0.3",
-        ],
-    );
+    tb.add_second_address();
     let rt = runtime();
     let stack = rt
         .block_on(

@@ -178,32 +178,7 @@ fn the_kernel_still_answers_unbound_ports_with_icmp_unreachable() {
 #[test]
 fn a_wildcard_echo_answers_from_each_address() {
     let tb = Testbed::new(1);
-    must(
-        "ip",
-        &[
-            "-n",
-            &tb.ns_b,
-            "addr",
-            "add",
-            "198.18.0.3/24",
-            "dev",
-            &tb.veth_b,
-        ],
-    );
-    must(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &tb.ns_a,
-            "ping",
-            "-c",
-            "1",
-            "-w",
-            "5",
-            "198.18.0.3",
-        ],
-    );
+    tb.add_second_address();
     let _d = Daemon::start(&tb, &["--udp-echo", "0.0.0.0:7100"]);
     for ip in ["198.18.0.2", "198.18.0.3"] {
         let dst = SocketAddr::new(ip.parse::<IpAddr>().unwrap(), 7100);

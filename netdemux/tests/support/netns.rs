@@ -62,6 +62,30 @@ impl Testbed {
         self.0.sender_tx_dropped().unwrap()
     }
 
+    /// Gives veth_b a second IPv4 address, 198.18.0.3/24, and waits until
+    /// namespace a reaches it (so its neighbour entry exists).
+    pub fn add_second_address(&self) {
+        let (ns_a, ns_b, dev) = (&self.ns_a, &self.ns_b, &self.veth_b);
+        must(
+            "ip",
+            &["-n", ns_b, "addr", "add", "198.18.0.3/24", "dev", dev],
+        );
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns_a,
+                "ping",
+                "-c",
+                "1",
+                "-w",
+                "5",
+                "198.18.0.3",
+            ],
+        );
+    }
+
     /// Where the pins of namespace b live.
     pub fn pin_dir(&self) -> PathBuf {
         self.0.pin_dir()

@@ -1,11 +1,13 @@
 //! `cargo xtask bench` ends here: the results of the xdp, udp and echo benchmarks (their
 //! `bench/results/*-latest.json`) merged into one dated record, `bench/results/<UTC date>.json`,
 //! copied to `bench/results/latest.json`, with the headline ratios in one `"ratios"` object and a
-//! markdown table, `bench/results/latest.md`. A ratio whose benchmark has not run is `null`
-//! (`tcp_reqs_vs_kernel` until TCP exists). Usage: report
+//! markdown table, `bench/results/latest.md`, and a PNG plot, `bench/results/latest.png`
+//! (Mpps per receiver in both layouts; echo latency percentiles). A ratio whose benchmark has not
+//! run is `null` (`tcp_reqs_vs_kernel` until TCP exists). Usage: report
 use std::{fs, path::PathBuf};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, anyhow};
+use plotters::prelude::*;
 use serde_json::{Value, json};
 
 fn read(dir: &std::path::Path, name: &str) -> Option<Value> {
@@ -127,6 +129,147 @@ fn main() -> Result<()> {
     }
     fs::write(dir.join("latest.md"), &md).context("write latest.md")?;
     print!("{md}");
-    println!("\nresults: bench/results/{date}.json, latest.json, latest.md");
+    let png = dir.join("latest.png");
+    match plot(&png, &date, udp.as_ref(), echo.as_ref()) {
+        Ok(()) => {
+            println!("\nresults: bench/results/{date}.json, latest.json, latest.md, latest.png")
+        }
+        Err(e) => {
+            println!("\nresults: bench/results/{date}.json, latest.json, latest.md");
+            eprintln!("no plot: {e:#}");
+        }
+    }
     Ok(())
+}
+
+/// The first of the usual sans-serif TrueType fonts present (Debian: fonts-dejavu-core, which
+/// `cargo xtask setup` installs), registered for plotters' glyph renderer.
+fn register_font() -> Result<()> {
+    const FONTS: [&str; 3] = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    ];
+    let bytes = FONTS
+        .iter()
+        .find_map(|p| fs::read(p).ok())
+        .ok_or_else(|| anyhow!("no TrueType font found (apt-get install fonts-dejavu-core)"))?;
+    plotters::style::register_font(
+        "sans-serif",
+        FontStyle::Normal,
+        Box::leak(bytes.into_boxed_slice()),
+    )
+    .map_err(|_| anyhow!("the font file is not a TrueType font"))
+}
+
+/// Left: received Mpps per receiver, pinned and busy-poll layouts side by side. Right: echo round
+/// trip p50/p99, kernel and netdemux.
+fn plot(
+    path: &std::path::Path,
+    date: &str,
+    udp: Option<&Value>,
+    echo: Option<&Value>,
+) -> Result<()> {
+    register_font()?;
+    let draw_err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
+    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| draw_err(&e))?;
+    let (left, right) = root.split_horizontally(800);
+    let layouts = [
+        ("pinned", RGBColor(70, 110, 180)),
+        ("busy_poll", RGBColor(230, 140, 40)),
+    ];
+
+    let rows: Vec<(String, [f64; 2])> = udp
+        .and_then(|u| u["receivers"].as_object())
+        .map(|rs| {
+            rs.iter()
+                .map(|(k, r)| {
+                    let m = |l: &str| r[l]["received_mpps"].as_f64().unwrap_or(0.0);
+                    (k.clone(), [m("pinned"), m("busy_poll")])
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    bars(
+        &left,
+        &format!("UDP receive, Mpps ({date})"),
+        &rows,
+        &layouts,
+    )
+    .map_err(|e| draw_err(&e))?;
+
+    let us = |side: &str, p: &str| echo.and_then(|e| e[side][p].as_f64()).unwrap_or(0.0);
+    let lat = vec![
+        (
+            "p50".to_string(),
+            [us("kernel_us", "p50"), us("netdemux_us", "p50")],
+        ),
+        (
+            "p99".to_string(),
+            [us("kernel_us", "p99"), us("netdemux_us", "p99")],
+        ),
+    ];
+    bars(
+        &right,
+        "UDP echo round trip, µs",
+        &lat,
+        &[
+            ("kernel", RGBColor(150, 150, 150)),
+            ("netdemux", RGBColor(40, 150, 90)),
+        ],
+    )
+    .map_err(|e| draw_err(&e))?;
+    root.present().map_err(|e| draw_err(&e))
+}
+
+/// A grouped bar chart: one group per row, one bar per series, with a legend.
+fn bars<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    title: &str,
+    rows: &[(String, [f64; 2])],
+    series: &[(&str, RGBColor); 2],
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let top = rows
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0, f64::max)
+        * 1.15
+        + 1e-9;
+    let n = rows.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..n, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(rows.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            match rows.get(i) {
+                Some((name, _)) if (x - i as f64 - 0.5).abs() < 1e-6 => name.replace('_', " "),
+                _ => String::new(),
+            }
+        })
+        .x_label_style(("sans-serif", 12))
+        .draw()?;
+    for (s, (name, color)) in series.iter().enumerate() {
+        let color = *color;
+        chart
+            .draw_series(rows.iter().enumerate().map(|(i, (_, v))| {
+                let x0 = i as f64 + 0.1 + 0.4 * s as f64;
+                Rectangle::new([(x0, 0.0), (x0 + 0.4, v[s])], color.filled())
+            }))?
+            .label(name.replace('_', "-"))
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
 }

@@ -20,6 +20,8 @@ const PACKAGES: &[&str] = &[
     "ethtool",
     "socat",
     "procps",
+    // The font of the benchmark report's plot.
+    "fonts-dejavu-core",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

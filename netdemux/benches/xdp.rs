@@ -25,30 +25,23 @@ struct Config {
     reps: usize,
 }
 
-/// A 64-byte Ethernet/IPv4/UDP frame to 198.18.0.2:`port`.
+/// A 64-byte Ethernet/IPv4/UDP frame 198.18.0.1:40000 -> 198.18.0.2:`port`.
 fn frame(port: u16) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
-    let total: u16 = 20 + 8 + 22;
-    f.extend_from_slice(&[
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ]);
-    f.extend_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
-    f.extend_from_slice(&40000u16.to_be_bytes());
-    f.extend_from_slice(&port.to_be_bytes());
-    f.extend_from_slice(&(8u16 + 22).to_be_bytes());
-    f.extend_from_slice(&[0, 0]);
-    f.resize(64, 0xab);
+    let mut f = vec![0u8; 64];
+    let (src, dst) = (
+        ([198, 18, 0, 1], 40000).into(),
+        ([198, 18, 0, 2], port).into(),
+    );
+    let n = netdemux::wire::udp::emit(
+        &mut f,
+        [2, 0, 0, 0, 0, 1],
+        [2, 0, 0, 0, 0, 2],
+        src,
+        dst,
+        &[0xab; 22],
+    )
+    .expect("a 64-byte frame");
+    assert_eq!(n, 64);
     f
 }
 

@@ -578,15 +578,7 @@ fn upgrading_the_program_under_traffic_keeps_bindings_counters_and_every_datagra
         u(&after["bindings"][0]["packets"]) > counted_before,
         "counters kept counting, not reset"
     );
-    let status: serde_json::Value =
-        serde_json::from_slice(&run(netdemux_bin(), &["status", "--json"]).stdout).unwrap();
-    let entry = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["netns"] == tb.ns_b.as_str())
-        .unwrap()
-        .clone();
+    let entry = tb.status_entry().unwrap();
     assert_eq!(entry["program_id"], up["program_id"]);
     assert_eq!(entry["state"], "attached");
     assert!(daemon.stop().success());

@@ -73,18 +73,18 @@ fn ping_pong(tb: &Testbed, dst: SocketAddr, n: u32) -> u32 {
     .unwrap()
 }
 
+/// `netdemux run` arguments: the echo on port 7000 of both of veth_b's addresses.
+const ECHO_V4_V6: &[&str] = &[
+    "--udp-echo",
+    "198.18.0.2:7000",
+    "--udp-echo",
+    "[2001:db8::2]:7000",
+];
+
 #[test]
 fn kernel_sockets_get_every_payload_back_over_ipv4_and_ipv6() {
     let tb = Testbed::new(2);
-    let _d = Daemon::start(
-        &tb,
-        &[
-            "--udp-echo",
-            "198.18.0.2:7000",
-            "--udp-echo",
-            "[2001:db8::2]:7000",
-        ],
-    );
+    let _d = Daemon::start(&tb, ECHO_V4_V6);
     for dst in ["198.18.0.2:7000", "[2001:db8::2]:7000"] {
         let dst: SocketAddr = dst.parse().unwrap();
         assert_eq!(ping_pong(&tb, dst, 10_000), 10_000, "{dst}");
@@ -107,15 +107,7 @@ fn kernel_sockets_get_every_payload_back_over_ipv4_and_ipv6() {
 #[test]
 fn socat_gets_its_lines_back() {
     let tb = Testbed::new(1);
-    let _d = Daemon::start(
-        &tb,
-        &[
-            "--udp-echo",
-            "198.18.0.2:7000",
-            "--udp-echo",
-            "[2001:db8::2]:7000",
-        ],
-    );
+    let _d = Daemon::start(&tb, ECHO_V4_V6);
     for (i, dst) in ["UDP4:198.18.0.2:7000", "UDP6:[2001:db8::2]:7000"]
         .iter()
         .cycle()
@@ -144,15 +136,7 @@ fn socat_gets_its_lines_back() {
 #[test]
 fn the_kernel_still_answers_unbound_ports_with_icmp_unreachable() {
     let tb = Testbed::new(1);
-    let _d = Daemon::start(
-        &tb,
-        &[
-            "--udp-echo",
-            "198.18.0.2:7000",
-            "--udp-echo",
-            "[2001:db8::2]:7000",
-        ],
-    );
+    let _d = Daemon::start(&tb, ECHO_V4_V6);
     for dst in ["198.18.0.2:7999", "[2001:db8::2]:7999"] {
         let dst: SocketAddr = dst.parse().unwrap();
         let err = in_netns(&tb.ns_a, move || {

@@ -315,16 +315,7 @@ fn detach_leaves_nothing_behind() {
         !std::path::Path::new(&tb.pin_dir()).exists(),
         "no pins left"
     );
-    let status = run(netdemux_bin(), &["status", "--json"]);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert!(
-        !status
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["netns"] == tb.ns_b.as_str()),
-        "status no longer lists it: {status}"
-    );
+    assert_eq!(tb.status_entry(), None, "status no longer lists it");
     // Re-attaching after a detach works and starts from an empty table.
     tb.attach("native");
     let list = tb.netdemux_ok(&["list", "--iface", &tb.veth_b, "--json"]);
@@ -347,15 +338,7 @@ fn skb_mode_is_reported_and_works() {
     assert_eq!(rx.join().unwrap().len(), 300);
     let stats = tb.stats();
     assert_eq!(binding_packets(&stats, "udp", "198.18.0.2:7000"), Some(300));
-    let status: serde_json::Value =
-        serde_json::from_slice(&run(netdemux_bin(), &["status", "--json"]).stdout).unwrap();
-    let entry = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["netns"] == tb.ns_b.as_str())
-        .expect("status lists the attachment")
-        .clone();
+    let entry = tb.status_entry().expect("status lists the attachment");
     assert_eq!(entry["mode"], "skb");
     assert_eq!(entry["state"], "attached");
     assert_eq!(entry["bindings"], 1);
@@ -417,15 +400,7 @@ fn state_of_a_vanished_interface_is_reported_stale_and_removable() {
     tb.netdemux_ok(&["bind", "--iface", &tb.veth_b, "udp", "198.18.0.2:7000"]);
     // The interface goes away (a container's veth deleted); its pins stay behind.
     must("ip", &["-n", &tb.ns_b, "link", "del", &tb.veth_b]);
-    let status: serde_json::Value =
-        serde_json::from_slice(&run(netdemux_bin(), &["status", "--json"]).stdout).unwrap();
-    let entry = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["netns"] == tb.ns_b.as_str())
-        .expect("status lists the leftover state")
-        .clone();
+    let entry = tb.status_entry().expect("status lists the leftover state");
     assert_eq!(entry["state"], "stale");
     // A new interface with the same name must not inherit the old state.
     must(

@@ -125,31 +125,13 @@ mod tests {
     use super::*;
     use crate::control::binding::Binding;
 
+    /// A datagram 198.18.0.1:40000 -> `dst`:`port`.
     fn udp4(dst: [u8; 4], port: u16, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0u8; 12];
-        f.extend_from_slice(&[0x08, 0x00]);
-        let total = (20 + 8 + payload.len()) as u16;
-        f.extend_from_slice(&[
-            0x45,
-            0,
-            (total >> 8) as u8,
-            total as u8,
-            0,
-            0,
-            0x40,
-            0,
-            64,
-            17,
-            0,
-            0,
-        ]);
-        f.extend_from_slice(&[198, 18, 0, 1]);
-        f.extend_from_slice(&dst);
-        f.extend_from_slice(&40000u16.to_be_bytes());
-        f.extend_from_slice(&port.to_be_bytes());
-        f.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-        f.extend_from_slice(&[0, 0]);
-        f.extend_from_slice(payload);
+        let mut f = vec![0u8; 128];
+        let src = "198.18.0.1:40000".parse().unwrap();
+        let dst = std::net::SocketAddr::from((dst, port));
+        let n = crate::wire::udp::emit(&mut f, [0; 6], [0; 6], src, dst, payload).unwrap();
+        f.truncate(n);
         f
     }
 

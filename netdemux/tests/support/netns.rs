@@ -86,6 +86,18 @@ impl Testbed {
         );
     }
 
+    /// Namespace b's entry in `netdemux status --json` (run from the root namespace), if any.
+    pub fn status_entry(&self) -> Option<serde_json::Value> {
+        let out = run(netdemux_bin(), &["status", "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+        status
+            .as_array()
+            .expect("status --json is a list")
+            .iter()
+            .find(|e| e["netns"] == self.ns_b.as_str())
+            .cloned()
+    }
+
     /// Where the pins of namespace b live.
     pub fn pin_dir(&self) -> PathBuf {
         self.0.pin_dir()

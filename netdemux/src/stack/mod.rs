@@ -2,3 +2,4 @@
 //! the time. It knows nothing of rings, threads or tokio.
 
 pub mod neighbours;
+pub mod tcp;

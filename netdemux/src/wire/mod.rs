@@ -1,7 +1,8 @@
 //! Packets in userspace: checksums (RFC 1071/1624); [`classify`] (the destination socket address
 //! of a frame, as the XDP program finds it: the data path's single pass); and per-layer
 //! representations with checked parse and emit — [`ethernet::EthernetRepr`], [`ip::IpRepr`],
-//! [`udp::UdpRepr`] (with checksum checks) and [`udp::emit`].
+//! [`udp::UdpRepr`] (with checksum checks) and [`udp::emit`]; [`tcp::TcpHeader`] (with the
+//! options netdemux uses), [`tcp::TcpPacket`] and [`tcp::emit`] likewise for TCP.
 //!
 //! Own code rather than a crate: etherparse and smoltcp::wire both parse well, but the data path
 //! needs exactly one pass over borrowed frame bytes that yields the binding key and the payload
@@ -13,6 +14,7 @@ pub mod checksum;
 mod classify;
 pub mod ethernet;
 pub mod ip;
+pub mod tcp;
 pub mod udp;
 
 /// Why bytes are not an acceptable header or packet.

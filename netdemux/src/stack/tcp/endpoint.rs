@@ -1,0 +1,629 @@
+//! The TCP connections of one queue worker: a flow table keyed by the 4-tuple (one hash lookup
+//! per segment), listeners with a bounded accept backlog and a bounded half-open queue, RSTs for
+//! segments that belong to nothing, ISNs per RFC 6528, and one timer heap — sans-IO like the
+//! connections it holds.
+
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap, VecDeque},
+    hash::{BuildHasher, RandomState},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Instant,
+};
+
+use serde::Serialize;
+
+use super::{
+    Seq,
+    connection::{Config, Connection, Events, State},
+};
+use crate::wire::tcp::{Flags, TcpHeader, TcpOptions};
+
+/// What the TCP stack of one worker counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Connections that reached ESTABLISHED (either side opened).
+    pub opened: u64,
+    /// Connections accepted from listeners (handshakes completed).
+    pub passive_opens: u64,
+    /// Connections this side opened (`connect`).
+    pub active_opens: u64,
+    /// Connections removed from the flow table.
+    pub closed: u64,
+    /// Segments sent again (RTO, fast retransmit, recovery).
+    pub retransmits: u64,
+    /// Retransmission timeouts.
+    pub rto_expirations: u64,
+    /// Loss recoveries entered by duplicate ACKs or SACK.
+    pub fast_retransmits: u64,
+    /// Segments that arrived ahead of a gap.
+    pub out_of_order: u64,
+    /// Out-of-order segments dropped because the reassembly limit was reached.
+    pub out_of_order_dropped: u64,
+    /// RSTs sent.
+    pub resets_sent: u64,
+    /// Valid RSTs received.
+    pub resets_received: u64,
+    /// Challenge ACKs sent for in-window RSTs and SYNs (RFC 5961).
+    pub challenge_acks: u64,
+    /// Segments rejected by PAWS (RFC 7323).
+    pub paws_rejected: u64,
+    /// SYNs dropped because a listener's accept backlog was full.
+    pub backlog_drops: u64,
+    /// SYNs dropped because a listener's half-open queue was full.
+    pub half_open_drops: u64,
+    /// SYNs dropped because the flow table was full.
+    pub flow_table_full: u64,
+    /// Zero-window probes sent.
+    pub window_probes: u64,
+    /// Keepalive probes sent.
+    pub keepalive_probes: u64,
+    /// Connections given up (retransmissions or keepalives unanswered).
+    pub timeouts: u64,
+    /// RSTs not sent because too many were waiting.
+    pub resets_suppressed: u64,
+}
+
+impl Counters {
+    /// Adds `other` to these counters.
+    pub fn add(&mut self, o: &Counters) {
+        macro_rules! sum {
+            ($($f:ident),*) => { $( self.$f += o.$f; )* };
+        }
+        sum!(
+            opened,
+            passive_opens,
+            active_opens,
+            closed,
+            retransmits,
+            rto_expirations,
+            fast_retransmits,
+            out_of_order,
+            out_of_order_dropped,
+            resets_sent,
+            resets_received,
+            challenge_acks,
+            paws_rejected,
+            backlog_drops,
+            half_open_drops,
+            flow_table_full,
+            window_probes,
+            keepalive_probes,
+            timeouts,
+            resets_suppressed
+        );
+    }
+}
+
+/// Limits of an endpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections in the flow table (all states).
+    pub max_connections: usize,
+    /// Connections in SYN-RECEIVED per listener.
+    pub max_half_open: usize,
+    /// Established connections waiting for `accept`, per listener (unless given at `listen`).
+    pub max_backlog: usize,
+    /// RSTs waiting to be sent.
+    pub max_pending_resets: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 16384,
+            max_half_open: 256,
+            max_backlog: 1024,
+            max_pending_resets: 256,
+        }
+    }
+}
+
+/// A connection's handle: stays valid until the connection is removed, never reused after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+/// Why an endpoint refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// Something already listens on this address.
+    AddressInUse,
+    /// The 4-tuple is taken.
+    ConnectionExists,
+    /// The flow table is full.
+    TooManyConnections,
+    /// The families of the two addresses differ.
+    FamilyMismatch,
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Error::AddressInUse => "address already in use",
+            Error::ConnectionExists => "a connection with these addresses exists",
+            Error::TooManyConnections => "the flow table is full",
+            Error::FamilyMismatch => "the local and remote addresses are of different families",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[derive(Debug)]
+struct Listener {
+    backlog: VecDeque<ConnId>,
+    max_backlog: usize,
+    half_open: usize,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    conn: Option<Box<Connection>>,
+    /// The listener this connection came from, while it is half-open.
+    half_open_of: Option<SocketAddr>,
+    /// The deadline last pushed to the timer heap.
+    scheduled: Option<Instant>,
+    /// True while the connection is in the transmit queue.
+    queued: bool,
+}
+
+type FlowKey = (SocketAddr, SocketAddr);
+
+/// The TCP connections and listeners of one queue worker.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: Config,
+    limits: Limits,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    flows: HashMap<FlowKey, ConnId>,
+    listeners: HashMap<SocketAddr, Listener>,
+    timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    transmit: VecDeque<ConnId>,
+    events: VecDeque<(ConnId, Events)>,
+    resets: VecDeque<(SocketAddr, SocketAddr, TcpHeader)>,
+    secret: RandomState,
+    clock_base: Instant,
+    /// What happened so far.
+    pub counters: Counters,
+}
+
+fn unspecified(addr: SocketAddr) -> SocketAddr {
+    let ip: IpAddr = if addr.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    SocketAddr::new(ip, addr.port())
+}
+
+impl Endpoint {
+    /// An endpoint whose connections use `config`, within `limits`; `now` starts its clocks.
+    pub fn new(config: Config, limits: Limits, now: Instant) -> Endpoint {
+        Endpoint {
+            config,
+            limits,
+            slots: Vec::new(),
+            free: Vec::new(),
+            flows: HashMap::new(),
+            listeners: HashMap::new(),
+            timers: BinaryHeap::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            resets: VecDeque::new(),
+            secret: RandomState::new(),
+            clock_base: now,
+            counters: Counters::default(),
+        }
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Connections in the flow table.
+    pub fn connections(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Connections per state, for `stats`.
+    pub fn states(&self) -> Vec<(State, usize)> {
+        let mut counts: Vec<(State, usize)> = Vec::new();
+        for conn in self.slots.iter().filter_map(|s| s.conn.as_ref()) {
+            match counts.iter_mut().find(|(s, _)| *s == conn.state()) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((conn.state(), 1)),
+            }
+        }
+        counts
+    }
+
+    /// Accepts connections to `addr` (an unspecified IP listens on every address of its
+    /// family), queueing at most `backlog` established ones for [`Endpoint::accept`].
+    pub fn listen(&mut self, addr: SocketAddr, backlog: Option<usize>) -> Result<(), Error> {
+        if self.listeners.contains_key(&addr) {
+            return Err(Error::AddressInUse);
+        }
+        self.listeners.insert(
+            addr,
+            Listener {
+                backlog: VecDeque::new(),
+                max_backlog: backlog.unwrap_or(self.limits.max_backlog).max(1),
+                half_open: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops listening on `addr`; connections waiting in its backlog are reset.
+    pub fn unlisten(&mut self, addr: SocketAddr, now: Instant) {
+        if let Some(l) = self.listeners.remove(&addr) {
+            for id in l.backlog {
+                self.with(id, now, |c, _| c.abort());
+            }
+        }
+    }
+
+    /// The next established connection of the listener on `addr`.
+    pub fn accept(&mut self, addr: SocketAddr) -> Option<ConnId> {
+        let l = self.listeners.get_mut(&addr)?;
+        while let Some(id) = l.backlog.pop_front() {
+            let alive = self
+                .slots
+                .get(id.index as usize)
+                .is_some_and(|s| s.generation == id.generation && s.conn.is_some());
+            if alive {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Established connections waiting in the backlog of `addr`.
+    pub fn backlog(&self, addr: SocketAddr) -> usize {
+        self.listeners.get(&addr).map_or(0, |l| l.backlog.len())
+    }
+
+    /// Opens a connection from `local` (a port the caller reserved) to `remote`.
+    pub fn connect(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+    ) -> Result<ConnId, Error> {
+        if local.is_ipv4() != remote.is_ipv4() {
+            return Err(Error::FamilyMismatch);
+        }
+        if self.flows.contains_key(&(local, remote)) {
+            return Err(Error::ConnectionExists);
+        }
+        if self.flows.len() >= self.limits.max_connections {
+            return Err(Error::TooManyConnections);
+        }
+        let (iss, ts_offset) = self.isn(local, remote, now);
+        let conn = Connection::connect(
+            local,
+            remote,
+            iss,
+            self.config,
+            now,
+            self.clock_base,
+            ts_offset,
+        );
+        self.counters.active_opens += 1;
+        let id = self.insert(conn, None);
+        self.after(id, now);
+        Ok(id)
+    }
+
+    /// RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock; the timestamp offset likewise
+    /// per connection (RFC 7323 §5.4).
+    fn isn(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> (Seq, u32) {
+        let f = self.secret.hash_one((local, remote));
+        let m = (now.saturating_duration_since(self.clock_base).as_micros() / 4) as u32;
+        (Seq(m.wrapping_add(f as u32)), (f >> 32) as u32)
+    }
+
+    fn insert(&mut self, conn: Connection, half_open_of: Option<SocketAddr>) -> ConnId {
+        let key = (conn.local(), conn.remote());
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                    half_open_of: None,
+                    scheduled: None,
+                    queued: false,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.conn = Some(Box::new(conn));
+        slot.half_open_of = half_open_of;
+        slot.scheduled = None;
+        slot.queued = false;
+        let id = ConnId {
+            index,
+            generation: slot.generation,
+        };
+        self.flows.insert(key, id);
+        id
+    }
+
+    /// Runs `f` on a connection, then books what changed (events, transmit queue, timers,
+    /// removal). Returns `None` when the handle is stale.
+    pub fn with<R>(
+        &mut self,
+        id: ConnId,
+        now: Instant,
+        f: impl FnOnce(&mut Connection, &mut Counters) -> R,
+    ) -> Option<R> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let conn = slot.conn.as_mut()?;
+        let r = f(conn, &mut self.counters);
+        self.after(id, now);
+        Some(r)
+    }
+
+    /// Read-only access to a connection.
+    pub fn get(&self, id: ConnId) -> Option<&Connection> {
+        let slot = self.slots.get(id.index as usize)?;
+        (slot.generation == id.generation)
+            .then_some(slot.conn.as_deref())
+            .flatten()
+    }
+
+    /// Books what changed on connection `id`.
+    fn after(&mut self, id: ConnId, now: Instant) {
+        let slot = &mut self.slots[id.index as usize];
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
+        conn.check_persist(now);
+        let events = conn.take_events();
+        let state = conn.state();
+        if let Some(listener) = slot.half_open_of
+            && state != State::SynReceived
+        {
+            slot.half_open_of = None;
+            if let Some(l) = self.listeners.get_mut(&listener) {
+                l.half_open = l.half_open.saturating_sub(1);
+                if events.contains(Events::CONNECTED) {
+                    l.backlog.push_back(id);
+                }
+            }
+            if events.contains(Events::CONNECTED) {
+                self.counters.passive_opens += 1;
+            }
+        }
+        if events.contains(Events::CONNECTED) {
+            self.counters.opened += 1;
+        }
+        if !events.is_empty() {
+            self.events.push_back((id, events));
+        }
+        if conn.is_finished() {
+            self.remove(id);
+            return;
+        }
+        if !slot.queued && conn.wants_to_transmit() {
+            slot.queued = true;
+            self.transmit.push_back(id);
+        }
+        let deadline = conn.poll_timeout();
+        if deadline.is_some() && deadline != slot.scheduled {
+            slot.scheduled = deadline;
+            if let Some(t) = deadline {
+                self.timers.push(Reverse((t, id.index, id.generation)));
+            }
+        }
+    }
+
+    fn remove(&mut self, id: ConnId) {
+        let slot = &mut self.slots[id.index as usize];
+        let Some(conn) = slot.conn.take() else {
+            return;
+        };
+        if let Some(listener) = slot.half_open_of.take()
+            && let Some(l) = self.listeners.get_mut(&listener)
+        {
+            l.half_open = l.half_open.saturating_sub(1);
+        }
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.scheduled = None;
+        self.free.push(id.index);
+        self.flows.remove(&(conn.local(), conn.remote()));
+        self.counters.closed += 1;
+    }
+
+    /// Processes a segment `remote` -> `local` (checksummed already).
+    pub fn input(
+        &mut self,
+        remote: SocketAddr,
+        local: SocketAddr,
+        h: &TcpHeader,
+        payload: &[u8],
+        now: Instant,
+    ) {
+        let syn_only = h.flags.contains(Flags::SYN) && !h.flags.contains(Flags::ACK);
+        if let Some(&id) = self.flows.get(&(local, remote)) {
+            let reopen = syn_only && self.get(id).is_some_and(|c| c.accepts_reopen(h));
+            if !reopen {
+                self.with(id, now, |c, counters| {
+                    c.handle_segment(h, payload, now, counters)
+                });
+                return;
+            }
+            // A new incarnation ends TIME_WAIT (RFC 6191).
+            self.remove(id);
+        }
+        if h.flags.contains(Flags::RST) {
+            return;
+        }
+        if syn_only {
+            let listener = if self.listeners.contains_key(&local) {
+                Some(local)
+            } else {
+                Some(unspecified(local)).filter(|a| self.listeners.contains_key(a))
+            };
+            if let Some(listener) = listener {
+                self.on_syn(listener, remote, local, h, now);
+                return;
+            }
+        }
+        self.reset_reply(remote, local, h, payload.len());
+    }
+
+    fn on_syn(
+        &mut self,
+        listener: SocketAddr,
+        remote: SocketAddr,
+        local: SocketAddr,
+        syn: &TcpHeader,
+        now: Instant,
+    ) {
+        let Some(l) = self.listeners.get_mut(&listener) else {
+            return;
+        };
+        if l.half_open >= self.limits.max_half_open {
+            self.counters.half_open_drops += 1;
+            return;
+        }
+        if l.backlog.len() + l.half_open >= l.max_backlog {
+            self.counters.backlog_drops += 1;
+            return;
+        }
+        if self.flows.len() >= self.limits.max_connections {
+            self.counters.flow_table_full += 1;
+            return;
+        }
+        l.half_open += 1;
+        let (iss, ts_offset) = self.isn(local, remote, now);
+        let conn = Connection::accept(
+            local,
+            remote,
+            syn,
+            iss,
+            self.config,
+            now,
+            self.clock_base,
+            ts_offset,
+        );
+        let id = self.insert(conn, Some(listener));
+        self.after(id, now);
+    }
+
+    /// RFC 9293 §3.10.7.1: a segment for no connection gets a RST (never one for a RST).
+    fn reset_reply(&mut self, remote: SocketAddr, local: SocketAddr, h: &TcpHeader, len: usize) {
+        if self.resets.len() >= self.limits.max_pending_resets {
+            self.counters.resets_suppressed += 1;
+            return;
+        }
+        let mut rst = TcpHeader {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            options: TcpOptions::default(),
+            ..TcpHeader::default()
+        };
+        if h.flags.contains(Flags::ACK) {
+            rst.seq = h.ack;
+            rst.flags = Flags::RST;
+        } else {
+            rst.ack = h.seq
+                + len
+                + usize::from(h.flags.contains(Flags::SYN))
+                + usize::from(h.flags.contains(Flags::FIN));
+            rst.flags = Flags::RST | Flags::ACK;
+        }
+        self.resets.push_back((local, remote, rst));
+    }
+
+    /// The earliest deadline of any connection.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
+            let current = self
+                .slots
+                .get(index as usize)
+                .is_some_and(|s| s.generation == generation && s.scheduled == Some(t));
+            if current {
+                return Some(t);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeouts(&mut self, now: Instant) {
+        while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let slot = &mut self.slots[index as usize];
+            if slot.generation != generation || slot.scheduled != Some(t) {
+                continue;
+            }
+            slot.scheduled = None;
+            let id = ConnId { index, generation };
+            self.with(id, now, |c, counters| c.handle_timeout(now, counters));
+        }
+    }
+
+    /// Hands every segment due to `emit(local, remote, header, payload)` until there is no
+    /// more or `emit` returns false (no room; the rest waits for the next call).
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        mut emit: impl FnMut(SocketAddr, SocketAddr, &TcpHeader, [&[u8]; 2]) -> bool,
+    ) {
+        while let Some(&(local, remote, rst)) = self.resets.front() {
+            if !emit(local, remote, &rst, [&[], &[]]) {
+                return;
+            }
+            self.resets.pop_front();
+            self.counters.resets_sent += 1;
+        }
+        while let Some(id) = self.transmit.pop_front() {
+            let slot = &mut self.slots[id.index as usize];
+            if slot.generation != id.generation {
+                continue;
+            }
+            slot.queued = false;
+            let Some(conn) = slot.conn.as_mut() else {
+                continue;
+            };
+            let (local, remote) = (conn.local(), conn.remote());
+            let done = conn.poll_transmit(now, &mut self.counters, &mut |h, p| {
+                emit(local, remote, h, p)
+            });
+            self.after(id, now);
+            if !done {
+                // Out of room: this connection goes first next time.
+                let slot = &mut self.slots[id.index as usize];
+                if slot.generation == id.generation && slot.queued {
+                    if let Some(pos) = self.transmit.iter().rposition(|x| *x == id) {
+                        self.transmit.remove(pos);
+                    }
+                    self.transmit.push_front(id);
+                }
+                return;
+            }
+        }
+    }
+
+    /// The next (connection, what changed) for the application.
+    pub fn poll_event(&mut self) -> Option<(ConnId, Events)> {
+        self.events.pop_front()
+    }
+}

@@ -1,0 +1,19 @@
+//! TCP, sans-IO (RFC 9293): a connection state machine per flow ([`connection`]), a flow table
+//! with listeners per queue worker ([`endpoint`]), and their parts — sequence numbers,
+//! reassembly, RTT estimation and congestion control. Input is a segment and the time; output
+//! is segments to send, events for the application, and the next deadline.
+
+pub mod assembler;
+pub mod congestion;
+pub mod connection;
+pub mod endpoint;
+pub mod rtt;
+pub mod send_buffer;
+pub mod seq;
+
+#[cfg(test)]
+mod tests;
+
+pub use connection::{Config, Connection, Events, State};
+pub use endpoint::{ConnId, Counters, Endpoint, Limits};
+pub use seq::Seq;

@@ -1,0 +1,930 @@
+//! Virtual-clock tests of the TCP state machine, grouped by state, and a seeded simulator with
+//! loss, reordering and duplication.
+
+mod sim;
+
+use std::time::Duration;
+
+use sim::{Dir, Faults, Net, Pump, Rng, addr};
+
+use super::{ConnId, Events, State, congestion::Algorithm, connection::Config};
+use crate::wire::tcp::{Flags, TcpHeader};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn state(net: &Net, server: bool, id: ConnId) -> Option<State> {
+    let ep = if server { &net.server } else { &net.client };
+    ep.get(id).map(|c| c.state())
+}
+
+/// Connects and accepts; returns (client, server) handles.
+fn open(net: &mut Net) -> (ConnId, ConnId) {
+    let c = net.connect();
+    assert!(net.run_until(SEC, |n| n.server.backlog(n.server_addr) == 1));
+    let s = net.accept().expect("accepted");
+    assert_eq!(state(net, false, c), Some(State::Established));
+    assert_eq!(state(net, true, s), Some(State::Established));
+    (c, s)
+}
+
+/// Sends `data` from the client to the server (or back) and returns what arrived.
+fn transfer(net: &mut Net, c: ConnId, s: ConnId, data: &[u8], to_server: bool, limit: Duration) {
+    let mut pump = Pump::new(data.to_vec());
+    let ok = net.run_until(limit, |n| {
+        let now = n.now;
+        if to_server {
+            pump.pump(&mut n.client, c, &mut n.server, s, now);
+        } else {
+            pump.pump(&mut n.server, s, &mut n.client, c, now);
+        }
+        pump.done()
+    });
+    assert!(
+        ok,
+        "transfer stalled at {} of {} bytes",
+        pump.received.len(),
+        data.len()
+    );
+    assert!(pump.received == data, "bytes differ");
+}
+
+fn flags(p: &sim::Packet) -> Flags {
+    p.header().flags
+}
+
+mod handshake {
+    use super::*;
+
+    #[test]
+    fn negotiates_mss_window_scale_timestamps_and_sack() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        let syn = net.sent(Dir::ToServer).next().unwrap().header();
+        assert_eq!(syn.flags, Flags::SYN);
+        assert_eq!(syn.options.mss, Some(1460));
+        assert_eq!(syn.options.window_scale, Some(3));
+        assert!(syn.options.sack_permitted);
+        assert!(syn.options.timestamps.is_some());
+        let synack = net.sent(Dir::ToClient).next().unwrap().header();
+        assert_eq!(synack.flags, Flags::SYN | Flags::ACK);
+        assert_eq!(synack.ack, syn.seq + 1);
+        assert_eq!(
+            synack.options.timestamps.unwrap().1,
+            syn.options.timestamps.unwrap().0
+        );
+        // Timestamps take 12 bytes of every segment.
+        assert_eq!(net.client.get(c).unwrap().mss(), 1448);
+        assert_eq!(net.server.get(s).unwrap().mss(), 1448);
+        assert_eq!(net.server.counters.passive_opens, 1);
+        assert_eq!(net.client.counters.active_opens, 1);
+    }
+
+    #[test]
+    fn without_options_falls_back_to_defaults() {
+        let plain = Config {
+            window_scale: false,
+            timestamps: false,
+            sack: false,
+            ..Config::default()
+        };
+        let mut net = Net::with(
+            plain,
+            Config::default(),
+            addr("198.18.0.1:40000"),
+            addr("198.18.0.2:80"),
+        );
+        let (c, s) = open(&mut net);
+        let synack = net.sent(Dir::ToClient).next().unwrap().header();
+        assert_eq!(synack.options.window_scale, None);
+        assert!(!synack.options.sack_permitted);
+        assert_eq!(synack.options.timestamps, None);
+        assert_eq!(net.server.get(s).unwrap().mss(), 1460);
+        let data = Rng::new(3).bytes(300_000);
+        transfer(&mut net, c, s, &data, true, 10 * SEC);
+        // Unscaled, the server's 256 KiB buffer shows as the largest 16-bit window (scaled by
+        // 3 it would read 32768).
+        assert!(net.sent(Dir::ToClient).any(|p| p.header().window == 65535));
+    }
+
+    #[test]
+    fn ipv6_announces_the_smaller_mss() {
+        let cfg = Config::default();
+        let mut net = Net::with(
+            cfg,
+            cfg,
+            addr("[2001:db8::1]:40000"),
+            addr("[2001:db8::2]:80"),
+        );
+        let (c, _) = open(&mut net);
+        let syn = net.sent(Dir::ToServer).next().unwrap().header();
+        assert_eq!(syn.options.mss, Some(1440));
+        assert_eq!(net.client.get(c).unwrap().mss(), 1428);
+    }
+
+    #[test]
+    fn lost_syn_and_syn_ack_are_retransmitted() {
+        let mut net = Net::new(Config::default());
+        let mut dropped = [false; 2];
+        net.drop_if = Some(Box::new(move |p| {
+            let first = &mut dropped[usize::from(p.dir == Dir::ToClient)];
+            if p.header().flags.contains(Flags::SYN) && !*first {
+                *first = true;
+                return true;
+            }
+            false
+        }));
+        let c = net.connect();
+        assert!(net.run_until(10 * SEC, |n| n.server.backlog(n.server_addr) == 1));
+        assert_eq!(state(&net, false, c), Some(State::Established));
+        assert!(net.client.counters.retransmits >= 1);
+        let syns = net
+            .sent(Dir::ToServer)
+            .filter(|p| flags(p) == Flags::SYN)
+            .count();
+        let syn_acks = net
+            .sent(Dir::ToClient)
+            .filter(|p| flags(p) == Flags::SYN | Flags::ACK);
+        // The client's second SYN makes the server answer again at once.
+        // The first SYN-ACK's own timer (1 s) beats the client's second SYN timer (2 s).
+        assert_eq!(syns, 2);
+        assert_eq!(syn_acks.count(), 2);
+    }
+
+    #[test]
+    fn syn_to_a_silent_peer_times_out_after_the_retries() {
+        let mut net = Net::new(Config {
+            syn_retries: 3,
+            ..Config::default()
+        });
+        net.drop_if = Some(Box::new(|_| true));
+        let c = net.connect();
+        assert!(net.run_until(120 * SEC, |n| n.client.get(c).is_none()));
+        let (events, _) = net.events();
+        assert!(events.iter().any(|(_, e)| e.contains(Events::TIMED_OUT)));
+        assert_eq!(net.sent(Dir::ToServer).count(), 4);
+        // Exponential backoff: 1 s, 2 s, 4 s, 8 s.
+        let times: Vec<_> = net.sent(Dir::ToServer).map(|p| p.at).collect();
+        for (w, expect) in times.windows(2).zip([1, 2, 4]) {
+            assert_eq!((w[1] - w[0]).as_secs(), expect);
+        }
+        assert_eq!(net.client.connections(), 0);
+    }
+
+    #[test]
+    fn simultaneous_open_establishes_both_sides() {
+        let mut net = Net::new(Config::default());
+        let a = net.connect();
+        let b = net
+            .server
+            .connect(net.server_addr, net.client_addr, net.now)
+            .unwrap();
+        assert!(net.run_until(5 * SEC, |n| {
+            state(n, false, a) == Some(State::Established)
+                && state(n, true, b) == Some(State::Established)
+        }));
+        let data = Rng::new(5).bytes(10_000);
+        transfer(&mut net, a, b, &data, true, 5 * SEC);
+    }
+
+    #[test]
+    fn a_port_without_listener_answers_rst() {
+        let mut net = Net::new(Config::default());
+        net.server_addr = addr("198.18.0.2:81");
+        let c = net.connect();
+        assert!(net.run_until(5 * SEC, |n| n.client.get(c).is_none()));
+        let (events, _) = net.events();
+        assert!(events.iter().any(|(_, e)| e.contains(Events::RESET)));
+        let rst = net.sent(Dir::ToClient).next().unwrap().header();
+        assert_eq!(rst.flags, Flags::RST | Flags::ACK);
+        assert_eq!(net.server.counters.resets_sent, 1);
+        assert_eq!(net.client.counters.resets_received, 1);
+    }
+
+    #[test]
+    fn half_open_and_backlog_limits_drop_syns_and_count() {
+        let mut net = Net::new(Config::default());
+        net.server.unlisten(net.server_addr, net.now);
+        net.server.listen(net.server_addr, Some(2)).unwrap();
+        let mut clients = Vec::new();
+        for port in 0..4 {
+            let local = addr(&format!("198.18.0.1:{}", 41000 + port));
+            clients.push(net.client.connect(local, net.server_addr, net.now).unwrap());
+        }
+        net.run_for(SEC / 2);
+        assert_eq!(net.server.backlog(net.server_addr), 2);
+        assert_eq!(net.server.counters.backlog_drops, 2);
+        // Accepting makes room: the retransmitted SYNs get in.
+        assert!(net.accept().is_some() && net.accept().is_some());
+        assert!(net.run_until(5 * SEC, |n| n.server.backlog(n.server_addr) == 2));
+        assert!(net.accept().is_some() && net.accept().is_some());
+        for c in clients {
+            assert_eq!(state(&net, false, c), Some(State::Established));
+        }
+    }
+
+    #[test]
+    fn an_ack_for_an_unknown_connection_gets_rst_with_its_sequence() {
+        let mut net = Net::new(Config::default());
+        let h = TcpHeader {
+            src_port: 40000,
+            dst_port: 80,
+            seq: super::super::Seq(1000),
+            ack: super::super::Seq(777),
+            flags: Flags::ACK,
+            window: 100,
+            ..TcpHeader::default()
+        };
+        net.server
+            .input(net.client_addr, net.server_addr, &h, b"xyz", net.now);
+        let mut out = Vec::new();
+        net.server.poll_transmit(net.now, |_, _, h, _| {
+            out.push(*h);
+            true
+        });
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].flags, Flags::RST);
+        assert_eq!(out[0].seq.0, 777);
+        // Never a RST for a RST.
+        let rst = TcpHeader {
+            flags: Flags::RST,
+            ..h
+        };
+        net.server
+            .input(net.client_addr, net.server_addr, &rst, b"", net.now);
+        net.server
+            .poll_transmit(net.now, |_, _, _, _| panic!("answered a RST"));
+    }
+}
+
+mod transfer {
+    use super::*;
+
+    #[test]
+    fn megabytes_both_ways_arrive_exactly() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        let up = Rng::new(11).bytes(3_000_000);
+        let down = Rng::new(12).bytes(3_000_000);
+        transfer(&mut net, c, s, &up, true, 30 * SEC);
+        transfer(&mut net, c, s, &down, false, 30 * SEC);
+        assert_eq!(net.client.counters.retransmits, 0);
+        assert_eq!(net.server.counters.retransmits, 0);
+    }
+
+    #[test]
+    fn window_scaling_keeps_more_than_64k_in_flight() {
+        let mut net = Net::new(Config::default());
+        net.delay = Duration::from_millis(20);
+        let (c, s) = open(&mut net);
+        let data = Rng::new(13).bytes(4_000_000);
+        transfer(&mut net, c, s, &data, true, 30 * SEC);
+        let most = net
+            .sent(Dir::ToClient)
+            .map(|p| usize::from(p.header().window) << 3)
+            .max()
+            .unwrap();
+        assert!(most > 65535, "largest window {most}");
+        assert!(net.client.get(c).unwrap().congestion_window() > 65535);
+    }
+
+    #[test]
+    fn nagle_holds_small_writes_while_data_is_in_flight() {
+        for nodelay in [false, true] {
+            let mut net = Net::new(Config::default());
+            let (c, _) = open(&mut net);
+            net.client.with(c, net.now, |c, _| c.set_nodelay(nodelay));
+            let before = net.sent(Dir::ToServer).count();
+            for _ in 0..5 {
+                net.client.with(c, net.now, |c, _| c.send(b"ab"));
+                net.step();
+            }
+            let small = net.sent(Dir::ToServer).count() - before;
+            if nodelay {
+                assert_eq!(small, 5, "nodelay sends every write");
+            } else {
+                assert!(small < 5, "Nagle coalesces ({small} segments)");
+            }
+        }
+    }
+
+    #[test]
+    fn delayed_ack_waits_for_a_second_segment_or_the_timer() {
+        let mut net = Net::new(Config::default());
+        let (c, _) = open(&mut net);
+        let before = net.sent(Dir::ToClient).count();
+        net.client.with(c, net.now, |c, _| c.send(b"one"));
+        // The ACK does not come with the next delivery, but when the delayed-ACK timer runs.
+        net.run_for(Duration::from_millis(5));
+        assert_eq!(net.sent(Dir::ToClient).count(), before);
+        net.run_for(Duration::from_millis(50));
+        assert_eq!(net.sent(Dir::ToClient).count(), before + 1);
+        // Two full segments are acknowledged at once.
+        let data = vec![7u8; 2 * 1448];
+        net.client.with(c, net.now, |c, _| c.send(&data));
+        let t0 = net.now;
+        net.run_for(Duration::from_millis(5));
+        let acks: Vec<_> = net.sent(Dir::ToClient).filter(|p| p.at > t0).collect();
+        assert_eq!(acks.len(), 1);
+        assert!(acks[0].at - t0 <= Duration::from_millis(2));
+    }
+}
+
+mod retransmission {
+    use super::*;
+
+    #[test]
+    fn rto_retransmits_with_backoff_then_recovers() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        let mut drop = 3;
+        net.drop_if = Some(Box::new(move |p| {
+            if p.dir == Dir::ToServer && p.payload_len() > 0 && drop > 0 {
+                drop -= 1;
+                return true;
+            }
+            false
+        }));
+        transfer(&mut net, c, s, b"hello", true, 10 * SEC);
+        let tries: Vec<_> = net
+            .sent(Dir::ToServer)
+            .filter(|p| p.payload_len() > 0)
+            .map(|p| p.at)
+            .collect();
+        assert_eq!(tries.len(), 4);
+        let gaps: Vec<_> = tries.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps[1] >= gaps[0] * 2 - Duration::from_millis(1),
+            "{gaps:?}"
+        );
+        assert!(
+            gaps[2] >= gaps[1] * 2 - Duration::from_millis(1),
+            "{gaps:?}"
+        );
+        assert_eq!(net.client.counters.rto_expirations, 3);
+    }
+
+    #[test]
+    fn gives_up_after_the_retry_limit() {
+        let mut net = Net::new(Config {
+            max_retries: 4,
+            ..Config::default()
+        });
+        let (c, _) = open(&mut net);
+        net.drop_if = Some(Box::new(|p| p.dir == Dir::ToServer));
+        net.client.with(c, net.now, |c, _| c.send(b"lost"));
+        assert!(net.run_until(300 * SEC, |n| n.client.get(c).is_none()));
+        assert_eq!(net.client.counters.timeouts, 1);
+        let (events, _) = net.events();
+        assert!(events.iter().any(|(_, e)| e.contains(Events::TIMED_OUT)));
+    }
+
+    fn one_lost_segment(sack: bool) -> Net {
+        let cfg = Config {
+            sack,
+            ..Config::default()
+        };
+        let mut net = Net::new(cfg);
+        let (c, s) = open(&mut net);
+        // Open the congestion window first.
+        transfer(&mut net, c, s, &Rng::new(1).bytes(200_000), true, 10 * SEC);
+        let mut dropped = false;
+        net.drop_if = Some(Box::new(move |p| {
+            if p.dir == Dir::ToServer && p.payload_len() > 0 && !dropped {
+                dropped = true;
+                return true;
+            }
+            false
+        }));
+        transfer(&mut net, c, s, &Rng::new(2).bytes(100_000), true, 10 * SEC);
+        net
+    }
+
+    #[test]
+    fn three_duplicate_acks_retransmit_without_waiting_for_the_timer() {
+        let net = one_lost_segment(false);
+        assert_eq!(net.client.counters.fast_retransmits, 1);
+        assert_eq!(net.client.counters.rto_expirations, 0);
+        assert_eq!(net.client.counters.retransmits, 1);
+        assert!(net.server.counters.out_of_order >= 3);
+    }
+
+    #[test]
+    fn sack_recovery_sends_only_the_holes() {
+        let cfg = Config::default();
+        let mut net = Net::new(cfg);
+        let (c, s) = open(&mut net);
+        transfer(&mut net, c, s, &Rng::new(1).bytes(300_000), true, 10 * SEC);
+        // Drop three separate segments of the next flight.
+        let mut n = 0;
+        net.drop_if = Some(Box::new(move |p| {
+            if p.dir == Dir::ToServer && p.payload_len() > 0 {
+                n += 1;
+                return [3, 6, 9].contains(&n);
+            }
+            false
+        }));
+        let t0 = net.now;
+        transfer(&mut net, c, s, &Rng::new(2).bytes(60_000), true, 10 * SEC);
+        assert_eq!(net.client.counters.rto_expirations, 0);
+        assert_eq!(net.client.counters.fast_retransmits, 1);
+        assert_eq!(
+            net.client.counters.retransmits, 3,
+            "exactly the three holes"
+        );
+        // The receiver reported them with SACK blocks.
+        assert!(
+            net.sent(Dir::ToClient)
+                .filter(|p| p.at >= t0)
+                .any(|p| p.header().options.sack.len() >= 2)
+        );
+    }
+
+    #[test]
+    fn newreno_partial_acks_repair_several_losses_in_one_window() {
+        let cfg = Config {
+            sack: false,
+            congestion: Algorithm::NewReno,
+            ..Config::default()
+        };
+        let mut net = Net::new(cfg);
+        let (c, s) = open(&mut net);
+        transfer(&mut net, c, s, &Rng::new(1).bytes(300_000), true, 10 * SEC);
+        let mut n = 0;
+        net.drop_if = Some(Box::new(move |p| {
+            if p.dir == Dir::ToServer && p.payload_len() > 0 {
+                n += 1;
+                return [3, 6].contains(&n);
+            }
+            false
+        }));
+        transfer(&mut net, c, s, &Rng::new(2).bytes(60_000), true, 10 * SEC);
+        assert_eq!(net.client.counters.rto_expirations, 0);
+        assert_eq!(net.client.counters.retransmits, 2);
+    }
+}
+
+mod window {
+    use super::*;
+
+    #[test]
+    fn zero_window_is_probed_and_transfer_resumes_when_the_reader_reads() {
+        let cfg = Config {
+            recv_buffer: 16 * 1024,
+            ..Config::default()
+        };
+        let mut net = Net::new(cfg);
+        let (c, s) = open(&mut net);
+        let data = Rng::new(21).bytes(100_000);
+        let mut sent = 0;
+        // The server does not read: the window closes.
+        net.run_until(3 * SEC, |n| {
+            sent += n
+                .client
+                .with(c, n.now, |c, _| c.send(&data[sent..]))
+                .unwrap();
+            false
+        });
+        assert_eq!(net.server.get(s).unwrap().readable(), 16 * 1024);
+        assert!(net.sent(Dir::ToClient).any(|p| p.header().window == 0));
+        assert!(
+            net.client.counters.window_probes >= 2,
+            "probes while the window is shut"
+        );
+        assert_eq!(net.client.counters.rto_expirations, 0);
+        // Now the server reads everything.
+        let mut got = Vec::new();
+        assert!(net.run_until(30 * SEC, |n| {
+            sent += n
+                .client
+                .with(c, n.now, |c, _| c.send(&data[sent..]))
+                .unwrap();
+            let mut buf = [0u8; 4096];
+            let k = n.server.with(s, n.now, |c, _| c.recv(&mut buf)).unwrap();
+            got.extend_from_slice(&buf[..k]);
+            got.len() == data.len()
+        }));
+        assert!(got == data);
+    }
+}
+
+mod close {
+    use super::*;
+
+    #[test]
+    fn active_close_goes_through_fin_wait_and_time_wait() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        net.client.with(c, net.now, |c, _| c.close());
+        assert_eq!(state(&net, false, c), Some(State::FinWait1));
+        assert!(net.run_until(SEC, |n| state(n, false, c) == Some(State::FinWait2)));
+        assert_eq!(state(&net, true, s), Some(State::CloseWait));
+        let (_, se) = net.events();
+        assert!(se.iter().any(|(_, e)| e.contains(Events::PEER_CLOSED)));
+        net.server.with(s, net.now, |c, _| c.close());
+        assert!(net.run_until(SEC, |n| state(n, false, c) == Some(State::TimeWait)));
+        assert!(
+            net.run_until(SEC, |n| n.server.get(s).is_none()),
+            "LAST_ACK -> CLOSED"
+        );
+        // TIME_WAIT lasts 2 MSL.
+        let t0 = net.now;
+        assert!(net.run_until(120 * SEC, |n| n.client.get(c).is_none()));
+        assert!(net.now - t0 >= Duration::from_secs(59));
+        assert_eq!(net.client.connections(), 0);
+        assert_eq!(net.server.connections(), 0);
+    }
+
+    #[test]
+    fn time_wait_acknowledges_a_retransmitted_fin() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        net.client.with(c, net.now, |c, _| c.close());
+        net.run_for(SEC / 10);
+        net.server.with(s, net.now, |c, _| c.close());
+        // The client's last ACK is lost: the server sends its FIN again.
+        let mut dropped = false;
+        net.drop_if = Some(Box::new(move |p| {
+            if p.dir == Dir::ToServer && !dropped {
+                dropped = true;
+                return true;
+            }
+            false
+        }));
+        assert!(net.run_until(10 * SEC, |n| n.server.get(s).is_none()));
+        assert_eq!(state(&net, false, c), Some(State::TimeWait));
+        assert_eq!(net.server.counters.retransmits, 1);
+    }
+
+    #[test]
+    fn simultaneous_close_goes_through_closing() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        net.client.with(c, net.now, |c, _| c.close());
+        net.server.with(s, net.now, |c, _| c.close());
+        net.step();
+        net.step();
+        let seen_closing = [state(&net, false, c), state(&net, true, s)]
+            .iter()
+            .any(|st| *st == Some(State::Closing) || *st == Some(State::TimeWait));
+        assert!(seen_closing);
+        assert!(net.run_until(SEC, |n| {
+            state(n, false, c) == Some(State::TimeWait)
+                && state(n, true, s) == Some(State::TimeWait)
+        }));
+    }
+
+    #[test]
+    fn close_after_data_delivers_everything_before_the_fin() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        let data = Rng::new(31).bytes(500_000);
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let mut closed = false;
+        assert!(net.run_until(20 * SEC, |n| {
+            if sent < data.len() {
+                sent += n
+                    .client
+                    .with(c, n.now, |c, _| c.send(&data[sent..]))
+                    .unwrap();
+            } else if !closed {
+                n.client.with(c, n.now, |c, _| c.close());
+                closed = true;
+            }
+            let mut buf = [0u8; 65536];
+            let k = n.server.with(s, n.now, |c, _| c.recv(&mut buf)).unwrap();
+            got.extend_from_slice(&buf[..k]);
+            n.server.get(s).unwrap().read_closed()
+        }));
+        assert!(got == data);
+    }
+
+    #[test]
+    fn close_in_syn_sent_ends_at_once() {
+        let mut net = Net::new(Config::default());
+        net.drop_if = Some(Box::new(|_| true));
+        let c = net.connect();
+        net.step();
+        net.client.with(c, net.now, |c, _| c.close());
+        assert!(net.client.get(c).is_none());
+    }
+
+    #[test]
+    fn close_in_syn_received_sends_fin_after_the_handshake() {
+        let mut net = Net::new(Config::default());
+        let c = net.connect();
+        net.step(); // SYN delivered, SYN-ACK on the way
+        let s = {
+            let id = net.server.accept(net.server_addr);
+            assert!(id.is_none(), "not established yet");
+            net.run_until(SEC, |n| n.server.backlog(n.server_addr) == 1);
+            net.accept().unwrap()
+        };
+        net.server.with(s, net.now, |c, _| c.close());
+        assert!(net.run_until(SEC, |n| state(n, false, c) == Some(State::CloseWait)));
+    }
+
+    #[test]
+    fn abort_sends_rst_and_the_peer_sees_a_reset() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        net.server.with(s, net.now, |c, _| c.abort());
+        assert!(net.server.get(s).is_none() || net.run_until(SEC, |n| n.server.get(s).is_none()));
+        assert!(net.run_until(SEC, |n| n.client.get(c).is_none()));
+        let (ce, _) = net.events();
+        assert!(ce.iter().any(|(_, e)| e.contains(Events::RESET)));
+        assert_eq!(net.server.counters.resets_sent, 1);
+    }
+
+    #[test]
+    fn fin_wait_2_gives_up_when_the_peer_never_closes() {
+        let mut net = Net::new(Config::default());
+        let (c, _) = open(&mut net);
+        net.client.with(c, net.now, |c, _| c.close());
+        assert!(net.run_until(SEC, |n| state(n, false, c) == Some(State::FinWait2)));
+        assert!(net.run_until(120 * SEC, |n| n.client.get(c).is_none()));
+    }
+
+    #[test]
+    fn a_new_syn_reopens_a_connection_in_time_wait() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        // The server closes first: it is the one in TIME_WAIT.
+        net.server.with(s, net.now, |c, _| c.close());
+        net.run_for(SEC / 10);
+        net.client.with(c, net.now, |c, _| c.close());
+        assert!(net.run_until(SEC, |n| {
+            state(n, true, s) == Some(State::TimeWait) && n.client.get(c).is_none()
+        }));
+        // The client opens a new connection with the same addresses.
+        let id = net
+            .client
+            .connect(net.client_addr, net.server_addr, net.now);
+        assert!(id.is_ok(), "the client's side is gone");
+        assert!(net.run_until(SEC, |n| n.server.backlog(n.server_addr) == 1));
+        assert!(net.server.counters.passive_opens == 2);
+    }
+}
+
+mod reset {
+    use super::*;
+
+    fn inject(net: &mut Net, to_server: bool, h: TcpHeader) {
+        let now = net.now;
+        if to_server {
+            net.server
+                .input(net.client_addr, net.server_addr, &h, b"", now);
+        } else {
+            net.client
+                .input(net.server_addr, net.client_addr, &h, b"", now);
+        }
+    }
+
+    fn last_from_client(net: &mut Net) -> TcpHeader {
+        net.run_for(Duration::from_millis(5));
+        net.sent(Dir::ToServer).last().unwrap().header()
+    }
+
+    #[test]
+    fn rst_with_the_exact_sequence_resets_others_get_a_challenge_ack() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        let from_client = last_from_client(&mut net);
+        let rcv_nxt = from_client.ack;
+        let base = TcpHeader {
+            src_port: 80,
+            dst_port: 40000,
+            flags: Flags::RST,
+            ..TcpHeader::default()
+        };
+        inject(
+            &mut net,
+            false,
+            TcpHeader {
+                seq: rcv_nxt + 10,
+                ..base
+            },
+        );
+        assert_eq!(net.client.counters.challenge_acks, 1);
+        assert_eq!(state(&net, false, c), Some(State::Established));
+        let challenge = last_from_client(&mut net);
+        assert_eq!(challenge.flags, Flags::ACK);
+        assert_eq!(challenge.ack, rcv_nxt);
+        // Far outside the window: ignored (a plain ACK, no reset).
+        inject(
+            &mut net,
+            false,
+            TcpHeader {
+                seq: rcv_nxt + 1_000_000_000,
+                ..base
+            },
+        );
+        assert_eq!(state(&net, false, c), Some(State::Established));
+        inject(
+            &mut net,
+            false,
+            TcpHeader {
+                seq: rcv_nxt,
+                ..base
+            },
+        );
+        assert_eq!(net.client.get(c).map(|c| c.state()), None);
+        assert_eq!(net.client.counters.resets_received, 1);
+        let _ = s;
+    }
+
+    #[test]
+    fn syn_on_an_established_connection_gets_a_challenge_ack() {
+        let mut net = Net::new(Config::default());
+        let (c, _) = open(&mut net);
+        let rcv_nxt = last_from_client(&mut net).ack;
+        inject(
+            &mut net,
+            false,
+            TcpHeader {
+                src_port: 80,
+                dst_port: 40000,
+                seq: rcv_nxt + 5,
+                flags: Flags::SYN,
+                window: 1000,
+                ..TcpHeader::default()
+            },
+        );
+        assert_eq!(state(&net, false, c), Some(State::Established));
+        assert_eq!(net.client.counters.challenge_acks, 1);
+    }
+
+    #[test]
+    fn rst_during_syn_received_removes_the_half_open_connection() {
+        let mut net = Net::new(Config::default());
+        let mut syn = None;
+        net.drop_if = Some(Box::new(|p| p.dir == Dir::ToClient));
+        let c = net.connect();
+        net.run_for(Duration::from_millis(5));
+        for p in net.sent(Dir::ToServer) {
+            syn = Some(p.header());
+        }
+        let syn = syn.unwrap();
+        assert_eq!(net.server.connections(), 1);
+        inject(
+            &mut net,
+            true,
+            TcpHeader {
+                seq: syn.seq + 1,
+                flags: Flags::RST,
+                ..syn
+            },
+        );
+        assert_eq!(net.server.connections(), 0);
+        let _ = c;
+    }
+}
+
+mod keepalive {
+    use super::*;
+
+    #[test]
+    fn idle_connection_is_probed_and_dropped_when_the_peer_is_gone() {
+        let cfg = Config {
+            keepalive: Some(Duration::from_secs(10)),
+            keepalive_interval: Duration::from_secs(2),
+            keepalive_probes: 3,
+            ..Config::default()
+        };
+        let mut net = Net::new(cfg);
+        let (c, s) = open(&mut net);
+        // While the peer answers, probes keep the connection.
+        net.run_for(Duration::from_secs(25));
+        assert!(net.client.counters.keepalive_probes >= 2);
+        assert_eq!(state(&net, false, c), Some(State::Established));
+        // The peer vanishes.
+        net.drop_if = Some(Box::new(|p| p.dir == Dir::ToClient));
+        assert!(net.run_until(60 * SEC, |n| n.client.get(c).is_none()));
+        assert_eq!(net.client.counters.timeouts, 1);
+        let _ = s;
+    }
+}
+
+mod simulator {
+    use super::*;
+
+    /// Transfers both ways over a link with loss, reordering and duplication, then closes;
+    /// checks every byte and that both flow tables end empty.
+    fn run(seed: u64, faults: Faults, cfg: Config, size: usize) {
+        let mut net = Net::new(cfg);
+        net.rng = Rng::new(seed);
+        net.faults = faults;
+        let c = net.connect();
+        assert!(
+            net.run_until(60 * SEC, |n| n.server.backlog(n.server_addr) == 1),
+            "seed {seed}: no handshake"
+        );
+        let s = net.accept().unwrap();
+        let up = Rng::new(seed + 100).bytes(size);
+        let down = Rng::new(seed + 200).bytes(size);
+        let mut a = Pump::new(up.clone());
+        let mut b = Pump::new(down.clone());
+        let (mut c_closed, mut s_closed) = (false, false);
+        let ok = net.run_until(600 * SEC, |n| {
+            let now = n.now;
+            a.pump(&mut n.client, c, &mut n.server, s, now);
+            b.pump(&mut n.server, s, &mut n.client, c, now);
+            if a.sent == up.len() && !c_closed {
+                n.client.with(c, now, |c, _| c.close());
+                c_closed = true;
+            }
+            if b.sent == down.len() && !s_closed {
+                n.server.with(s, now, |c, _| c.close());
+                s_closed = true;
+            }
+            a.done() && b.done()
+        });
+        if !ok {
+            // The last segments, to see how it got stuck.
+            for p in net.trace.iter().rev().take(40).rev() {
+                let h = p.header();
+                eprintln!(
+                    "{:?} {:?} {:?} seq {} ack {} win {} len {} ts {:?}",
+                    p.at - net.trace[0].at,
+                    p.dir,
+                    h.flags,
+                    h.seq,
+                    h.ack,
+                    h.window,
+                    p.payload_len(),
+                    h.options.timestamps
+                );
+            }
+        }
+        assert!(
+            ok,
+            "seed {seed}: stalled at {}/{} up, {}/{} down\nclient {:?}\nserver {:?}\n{:?}\n{:?}",
+            a.received.len(),
+            size,
+            b.received.len(),
+            size,
+            net.client.get(c).map(|c| c.summary()),
+            net.server.get(s).map(|c| c.summary()),
+            net.client.counters,
+            net.server.counters,
+        );
+        assert!(a.received == up, "seed {seed}: upstream bytes differ");
+        assert!(b.received == down, "seed {seed}: downstream bytes differ");
+        net.faults = Faults::default();
+        assert!(
+            net.run_until(300 * SEC, |n| n.client.connections() == 0
+                && n.server.connections() == 0),
+            "seed {seed}: flow tables not empty: {:?} / {:?}",
+            net.client.states(),
+            net.server.states()
+        );
+    }
+
+    #[test]
+    fn loss_reordering_and_duplication_never_corrupt_the_stream() {
+        let faults = Faults {
+            loss: 0.03,
+            reorder: 0.05,
+            duplicate: 0.02,
+        };
+        for seed in 1..=100 {
+            run(seed, faults, Config::default(), 200_000);
+        }
+    }
+
+    #[test]
+    fn heavy_loss_without_sack_or_timestamps_still_completes() {
+        let cfg = Config {
+            sack: false,
+            timestamps: false,
+            congestion: Algorithm::NewReno,
+            ..Config::default()
+        };
+        let faults = Faults {
+            loss: 0.10,
+            reorder: 0.10,
+            duplicate: 0.05,
+        };
+        for seed in 1..=50 {
+            run(seed, faults, cfg, 100_000);
+        }
+    }
+
+    #[test]
+    fn small_buffers_and_few_reassembly_ranges_still_complete() {
+        let cfg = Config {
+            recv_buffer: 8 * 1024,
+            send_buffer: 4 * 1024,
+            max_ooo_ranges: 2,
+            ..Config::default()
+        };
+        let faults = Faults {
+            loss: 0.05,
+            reorder: 0.2,
+            duplicate: 0.05,
+        };
+        for seed in 1..=50 {
+            run(seed, faults, cfg, 100_000);
+        }
+    }
+}

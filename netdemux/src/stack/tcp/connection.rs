@@ -247,6 +247,12 @@ pub struct Connection {
 
     rtt: RttEstimator,
     rto_at: Option<Instant>,
+    /// The tail-loss probe timer (RFC 8985 §7).
+    tlp_at: Option<Instant>,
+    /// A tail-loss probe is due.
+    tlp_due: bool,
+    /// A probe went out and no new data was acknowledged since.
+    tlp_sent: bool,
     /// The segment being timed without timestamps (Karn: never a retransmitted one).
     timed: Option<(Seq, Instant)>,
     retries: u32,
@@ -331,6 +337,9 @@ impl Connection {
             wscale_enabled: false,
             rtt: RttEstimator::new(cfg.min_rto),
             rto_at: None,
+            tlp_at: None,
+            tlp_due: false,
+            tlp_sent: false,
             timed: None,
             retries: 0,
             cc: cfg.congestion.build(mss),
@@ -606,6 +615,7 @@ impl Connection {
         self.state = State::Closed;
         self.events |= why;
         self.rto_at = None;
+        self.tlp_at = None;
         self.delack_at = None;
         self.persist_at = None;
         self.linger_at = None;
@@ -756,19 +766,23 @@ impl Connection {
         self.check_peer_fin(now);
     }
 
-    /// RFC 9293 §3.10.7.4's acceptability test, against the space this side can hold.
+    /// Whether a segment is acceptable, as Linux decides it (`tcp_sequence`): it must not lie
+    /// wholly before RCV.NXT and must start at or before the window's right edge. RFC 9293's
+    /// stricter table drops the ACKs of segments that arrive while the window is shut, which
+    /// the RFC itself says to make allowance for; here their ACKs count and any data beyond the
+    /// window is cut off by the receive buffer.
     fn acceptable(&self, seq: Seq, len: usize) -> bool {
         let wnd = self
             .recv
             .window()
             .max(self.rcv_adv.since(self.rcv_nxt).max(0) as usize);
-        let in_window = |s: Seq| s >= self.rcv_nxt && s.since(self.rcv_nxt) < wnd as i32;
-        match (len, wnd) {
-            (0, 0) => seq == self.rcv_nxt,
-            (0, _) => in_window(seq),
-            (_, 0) => false,
-            _ => in_window(seq) || in_window(seq + (len - 1)),
-        }
+        let starts_in_time = seq.since(self.rcv_nxt) <= wnd as i32;
+        let not_old = if len == 0 {
+            seq >= self.rcv_nxt
+        } else {
+            seq + len > self.rcv_nxt
+        };
+        starts_in_time && not_old
     }
 
     fn on_syn_sent(&mut self, h: &TcpHeader, now: Instant, c: &mut Counters) {
@@ -896,6 +910,9 @@ impl Connection {
                 }
             }
             self.rto_at = (self.snd_una != self.snd_max).then(|| now + self.rtt.rto());
+            self.tlp_sent = false;
+            self.tlp_at = None;
+            self.arm_tlp(now);
             if self.send.space() > space_before && self.can_send() && !self.fin_queued {
                 self.events |= Events::WRITABLE;
             }
@@ -918,7 +935,10 @@ impl Connection {
                 self.persist_at = None;
             }
         }
-        if self.recovery.is_none() && self.is_synchronized() && self.loss_detected() {
+        // After a tail-loss probe, a SACK means the segments before it were lost.
+        let probed = self.tlp_sent && self.sack_enabled && !self.scoreboard.is_empty();
+        if self.recovery.is_none() && self.is_synchronized() && (self.loss_detected() || probed) {
+            self.tlp_at = None;
             self.recovery = Some(self.snd_max);
             self.cc
                 .on_congestion_event(self.snd_max - self.snd_una, now);
@@ -993,6 +1013,10 @@ impl Connection {
             (seq, payload)
         };
         let offset = seq - self.rcv_nxt;
+        if offset + data.len() > self.recv.window() {
+            // Some of it lies beyond the window: tell the sender where the window is.
+            self.ack_now = true;
+        }
         let had_gaps = self.recv.ranges() > 0;
         match self.recv.insert(offset, data) {
             Ok(advanced) => {
@@ -1070,6 +1094,7 @@ impl Connection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.rto_at,
+            self.tlp_at,
             self.delack_at,
             self.persist_at,
             self.linger_at,
@@ -1098,6 +1123,13 @@ impl Connection {
             self.on_rto(now, c);
             if self.state == State::Closed {
                 return;
+            }
+        }
+        if self.tlp_at.is_some_and(|t| t <= now) {
+            self.tlp_at = None;
+            if !self.tlp_sent && self.recovery.is_none() && self.snd_una != self.snd_max {
+                self.tlp_due = true;
+                c.tail_loss_probes += 1;
             }
         }
         if self.delack_at.is_some_and(|t| t <= now) {
@@ -1141,6 +1173,8 @@ impl Connection {
             self.cc
                 .on_retransmission_timeout(self.snd_max - self.snd_una, now);
         }
+        self.tlp_at = None;
+        self.tlp_due = false;
         // Go back N: everything from SND.UNA is sent again, the scoreboard is forgotten.
         self.snd_nxt = self.snd_una;
         self.recovery = None;
@@ -1202,6 +1236,12 @@ impl Connection {
         if let Some(plan) = self.new_data() {
             return Some(plan);
         }
+        if self.tlp_due {
+            // New data if there is any to send, else the last segment again.
+            let mss = self.current_mss();
+            let last = self.snd_max - mss.min(self.snd_max - self.snd_una);
+            return Some(self.data_plan(last.max(self.snd_una), mss));
+        }
         if self.probe_now {
             return Some(if self.keepalive_sent > 0 {
                 Plan::Probe
@@ -1251,15 +1291,16 @@ impl Connection {
     /// next SACKed range.
     fn next_hole(&self) -> Option<(Seq, usize)> {
         let start = self.high_rxt.max(self.snd_una);
+        let mss = self.current_mss();
         if !self.uses_scoreboard() {
             return (self.high_rxt <= self.snd_una && self.snd_nxt > self.snd_una)
-                .then(|| (self.snd_una, self.mss.min(self.snd_nxt - self.snd_una)));
+                .then(|| (self.snd_una, mss.min(self.snd_nxt - self.snd_una)));
         }
         let mut at = self.snd_una;
         for &(l, r) in &self.scoreboard {
             let from = at.max(start);
             if l > from {
-                return Some((from, self.mss.min(l - from)));
+                return Some((from, mss.min(l - from)));
             }
             at = r;
         }
@@ -1280,16 +1321,36 @@ impl Connection {
     fn data_plan(&self, seq: Seq, len: usize) -> Plan {
         let offset = seq - self.snd_una;
         let len = len.min(self.send.len().saturating_sub(offset));
-        let fin_at = self.snd_una + self.send.len();
-        let fin = self.fin_queued && seq + len == fin_at;
+        let fin = self.fin_at() == Some(seq + len);
         Plan::Data { seq, len, fin }
+    }
+
+    /// Payload bytes the next segment may carry: the MSS less the SACK blocks that ride along
+    /// (NOP NOP + 8 bytes per block), so no segment outgrows the path's MTU.
+    fn current_mss(&self) -> usize {
+        if !self.sack_enabled || self.recv.ranges() == 0 {
+            return self.mss;
+        }
+        let options = TcpOptions {
+            timestamps: self.ts_enabled.then_some((0, 0)),
+            ..TcpOptions::default()
+        };
+        let blocks = self.recv.ranges().min(sack_capacity(&options));
+        self.mss.saturating_sub(4 + 8 * blocks).max(1)
+    }
+
+    /// Where this side's FIN goes: after the last byte written, once the application closed.
+    fn fin_at(&self) -> Option<Seq> {
+        if !self.fin_queued {
+            return None;
+        }
+        Some(self.fin_seq.unwrap_or(self.snd_una + self.send.len()))
     }
 
     fn new_data(&self) -> Option<Plan> {
         let offset = self.snd_nxt - self.snd_una;
-        let fin_at = self.snd_una + self.send.len();
         let unsent = self.send.len().saturating_sub(offset);
-        let fin_pending = self.fin_queued && self.snd_nxt <= fin_at;
+        let fin_pending = self.fin_at().is_some_and(|f| self.snd_nxt <= f);
         if unsent == 0 {
             return fin_pending.then_some(Plan::Data {
                 seq: self.snd_nxt,
@@ -1300,14 +1361,15 @@ impl Connection {
         let peer_room = (self.snd_una + self.snd_wnd).since(self.snd_nxt).max(0) as usize;
         let cc_room = self.cc.window().saturating_sub(self.pipe());
         let room = peer_room.min(cc_room);
-        let len = unsent.min(room).min(self.mss);
+        let mss = self.current_mss();
+        let len = unsent.min(room).min(mss);
         if len == 0 {
             return None;
         }
         let flight = self.snd_nxt - self.snd_una;
         let all = len == unsent;
         // RFC 1122 §4.2.3.4 (sender SWS avoidance) with Nagle's rule.
-        let send = len == self.mss
+        let send = len == mss
             || (all && (self.cfg.nodelay || flight == 0 || self.fin_queued))
             || (self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2 && flight == 0)
             || self.snd_nxt < self.snd_max;
@@ -1444,9 +1506,16 @@ impl Connection {
                 } else {
                     self.snd_nxt = self.snd_nxt.max(end);
                 }
+                let new_data = end > self.snd_max;
                 self.snd_max = self.snd_max.max(end);
                 self.rto_at.get_or_insert(now + self.rtt.rto());
                 self.probe_now = false;
+                if self.tlp_due {
+                    self.tlp_due = false;
+                    self.tlp_sent = true;
+                } else if new_data {
+                    self.arm_tlp(now);
+                }
             }
             Plan::Probe => {
                 self.probe_now = false;
@@ -1460,6 +1529,27 @@ impl Connection {
         self.owed_acks = self.owed_acks.saturating_sub(1);
         self.delack_at = None;
         self.unacked_bytes = 0;
+    }
+
+    /// Arms the tail-loss probe: 2 SRTT after the last new data (at least 10 ms; plus a
+    /// delayed ACK's worst case with one segment in flight), before the RTO would fire,
+    /// outside loss recovery, once per tail.
+    fn arm_tlp(&mut self, now: Instant) {
+        let Some(srtt) = self.rtt.srtt() else { return };
+        if self.tlp_sent || self.recovery.is_some() || self.snd_una == self.snd_max {
+            return;
+        }
+        // With one segment in flight the receiver may be delaying its ACK (RFC 8985 §7.2).
+        let flight = self.snd_max - self.snd_una;
+        let delack = if flight <= self.mss {
+            Duration::from_millis(200)
+        } else {
+            Duration::ZERO
+        };
+        let at = now + (srtt * 2 + delack).max(Duration::from_millis(10));
+        if self.rto_at.is_none_or(|rto| at < rto) {
+            self.tlp_at = Some(at);
+        }
     }
 
     fn arm_persist(&mut self, now: Instant) {
@@ -1489,7 +1579,7 @@ impl Connection {
         let offset = self.snd_nxt - self.snd_una;
         let unsent = self.send.len().saturating_sub(offset);
         let room = (self.snd_una + self.snd_wnd).since(self.snd_nxt).max(0) as usize;
-        let len = unsent.min(room).min(self.mss);
+        let len = unsent.min(room).min(self.current_mss());
         if len > 0 {
             self.data_plan(self.snd_nxt, len)
         } else {

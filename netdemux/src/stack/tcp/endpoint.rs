@@ -36,6 +36,8 @@ pub struct Counters {
     pub rto_expirations: u64,
     /// Loss recoveries entered by duplicate ACKs or SACK.
     pub fast_retransmits: u64,
+    /// Tail-loss probes sent (RFC 8985).
+    pub tail_loss_probes: u64,
     /// Segments that arrived ahead of a gap.
     pub out_of_order: u64,
     /// Out-of-order segments dropped because the reassembly limit was reached.
@@ -64,13 +66,10 @@ pub struct Counters {
     pub resets_suppressed: u64,
 }
 
-impl Counters {
-    /// Adds `other` to these counters.
-    pub fn add(&mut self, o: &Counters) {
-        macro_rules! sum {
-            ($($f:ident),*) => { $( self.$f += o.$f; )* };
-        }
-        sum!(
+/// Lists every counter once, for [`Counters::add`] and [`Counters::fields`].
+macro_rules! each_counter {
+    ($m:ident) => {
+        $m!(
             opened,
             passive_opens,
             active_opens,
@@ -78,6 +77,7 @@ impl Counters {
             retransmits,
             rto_expirations,
             fast_retransmits,
+            tail_loss_probes,
             out_of_order,
             out_of_order_dropped,
             resets_sent,
@@ -91,7 +91,28 @@ impl Counters {
             keepalive_probes,
             timeouts,
             resets_suppressed
-        );
+        )
+    };
+}
+
+/// How many counters [`Counters::fields`] lists.
+pub const COUNTERS: usize = 21;
+
+impl Counters {
+    /// Adds `other` to these counters.
+    pub fn add(&mut self, other: &Counters) {
+        macro_rules! sum {
+            ($($f:ident),*) => { $( self.$f += other.$f; )* };
+        }
+        each_counter!(sum);
+    }
+
+    /// Every counter with its name (the names `stats` and the metrics use).
+    pub fn fields(&self) -> [(&'static str, u64); COUNTERS] {
+        macro_rules! list {
+            ($($f:ident),*) => { [$( (stringify!($f), self.$f) ),*] };
+        }
+        each_counter!(list)
     }
 }
 

@@ -440,6 +440,38 @@ mod retransmission {
     }
 
     #[test]
+    fn a_lost_tail_is_repaired_by_a_probe_not_a_timeout() {
+        let mut net = Net::new(Config::default());
+        let (c, s) = open(&mut net);
+        transfer(&mut net, c, s, &Rng::new(1).bytes(200_000), true, 10 * SEC);
+        // The last two segments of the next write are lost: no duplicate ACK can follow them.
+        let mut n = 0;
+        net.drop_if = Some(Box::new(move |p| {
+            if p.dir == Dir::ToServer && p.payload_len() > 0 {
+                n += 1;
+                return n == 9 || n == 10;
+            }
+            false
+        }));
+        let t0 = net.now;
+        transfer(
+            &mut net,
+            c,
+            s,
+            &Rng::new(4).bytes(10 * 1448),
+            true,
+            10 * SEC,
+        );
+        assert_eq!(net.client.counters.tail_loss_probes, 1);
+        assert_eq!(net.client.counters.rto_expirations, 0);
+        assert!(
+            net.now - t0 < Duration::from_millis(100),
+            "{:?}",
+            net.now - t0
+        );
+    }
+
+    #[test]
     fn newreno_partial_acks_repair_several_losses_in_one_window() {
         let cfg = Config {
             sack: false,
@@ -529,7 +561,18 @@ mod close {
         // TIME_WAIT lasts 2 MSL.
         let t0 = net.now;
         assert!(net.run_until(120 * SEC, |n| n.client.get(c).is_none()));
-        assert!(net.now - t0 >= Duration::from_secs(59));
+        assert!(
+            net.now - t0 >= Duration::from_secs(59),
+            "{:?}",
+            net.now - t0
+        );
+        // One FIN each way, never a second.
+        let fins = |d| {
+            net.sent(d)
+                .filter(|p| flags(p).contains(Flags::FIN))
+                .count()
+        };
+        assert_eq!((fins(Dir::ToServer), fins(Dir::ToClient)), (1, 1));
         assert_eq!(net.client.connections(), 0);
         assert_eq!(net.server.connections(), 0);
     }

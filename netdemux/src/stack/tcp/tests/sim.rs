@@ -168,6 +168,15 @@ impl Net {
             });
         }
         for mut p in out {
+            // No segment outgrows the MSS the peer announced (1460 or 1440) plus a plain
+            // 20-byte header and timestamps: SACK blocks must come out of the payload.
+            let v6 = p.dst.is_ipv6();
+            assert!(
+                p.bytes.len() <= 20 + if v6 { 1440 } else { 1460 },
+                "a {}-byte segment: {:?}",
+                p.bytes.len(),
+                p.header()
+            );
             self.trace.push(p.clone());
             if self.drop_if.as_mut().is_some_and(|f| f(&p)) || self.rng.chance(self.faults.loss) {
                 continue;

@@ -174,11 +174,12 @@ pub enum Command {
         )]
         iface: Option<String>,
         /// Read the whole run from a TOML file (iface, netns, mode, queues, cpu, busy_poll,
-        /// spin, frames, ring_size, metrics, bindings, [services] udp_sink / udp_echo); no other
+        /// spin, frames, ring_size, metrics, bindings, [services] udp_sink / udp_echo /
+        /// tcp_echo / http); no other
         /// run option may be given with it.
         #[arg(long, value_name = "FILE.toml", conflicts_with_all = [
             "iface", "mode", "max_bindings", "queues", "zero_copy", "busy_poll", "spin", "cpu",
-            "udp_sink", "udp_echo", "frames", "ring_size", "metrics",
+            "udp_sink", "udp_echo", "tcp_echo", "http", "frames", "ring_size", "metrics",
         ])]
         config: Option<std::path::PathBuf>,
         /// XDP mode, if this run attaches.
@@ -210,6 +211,26 @@ pub enum Command {
         /// they were sent to (a wildcard address answers from each). Repeatable.
         #[arg(long = "udp-echo", value_name = "ADDR:PORT")]
         udp_echo: Vec<String>,
+        /// Accept TCP connections on ADDR:PORT (userspace TCP) and send back every byte each
+        /// connection sends; closes after the peer does. Repeatable.
+        #[arg(long = "tcp-echo", value_name = "ADDR:PORT")]
+        tcp_echo: Vec<String>,
+        /// Accept TCP connections on ADDR:PORT and answer HTTP/1.1 GET and HEAD requests with
+        /// 200 and a short fixed body, keeping connections alive (for curl and wrk).
+        /// Repeatable.
+        #[arg(long = "http", value_name = "ADDR:PORT")]
+        http: Vec<String>,
+        /// Testing only: drop this share (0-1) of the TCP services' segments, in both
+        /// directions, from a seeded generator.
+        #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
+        fault_loss: f64,
+        /// Testing only: deliver this share (0-1) of the TCP services' segments after the next
+        /// one, in both directions.
+        #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
+        fault_reorder: f64,
+        /// Seed of the fault injection.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        fault_seed: u64,
         /// UMEM frames per queue (power of two).
         #[arg(long, default_value_t = 4096, value_name = "N")]
         frames: u32,
@@ -496,10 +517,18 @@ pub fn run(cli: Cli) -> Result<()> {
             cpu,
             udp_sink,
             udp_echo,
+            tcp_echo,
+            http,
+            fault_loss,
+            fault_reorder,
+            fault_seed,
             frames,
             ring_size,
             metrics,
         } => {
+            let addrs = |list: &[String]| -> Result<Vec<std::net::SocketAddr>> {
+                list.iter().map(|a| parse_socket_addr(a)).collect()
+            };
             let cfg = RunConfig {
                 iface: iface.context("--iface is required without --config")?,
                 mode,
@@ -512,14 +541,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     Some(list) => parse_list(list)?.into_iter().map(|c| c as usize).collect(),
                     None => Vec::new(),
                 },
-                udp_sinks: udp_sink
-                    .iter()
-                    .map(|a| parse_socket_addr(a))
-                    .collect::<Result<_>>()?,
-                udp_echoes: udp_echo
-                    .iter()
-                    .map(|a| parse_socket_addr(a))
-                    .collect::<Result<_>>()?,
+                udp_sinks: addrs(&udp_sink)?,
+                udp_echoes: addrs(&udp_echo)?,
+                tcp_echoes: addrs(&tcp_echo)?,
+                https: addrs(&http)?,
+                faults: crate::runtime::faults::FaultConfig {
+                    loss: fault_loss,
+                    reorder: fault_reorder,
+                    seed: fault_seed,
+                },
                 frames,
                 ring_size,
                 metrics,
@@ -735,6 +765,17 @@ fn stats(
     }
 }
 
+/// A share between 0 and 1, for clap.
+fn share(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!(
+            "'{}' is not a share between 0 and 1, e.g. 0.02",
+            s.escape_debug()
+        )),
+    }
+}
+
 /// The snapshot as JSON, with the daemon's `queues` and `services` when one runs.
 fn with_daemon(snap: &Snapshot, daemon: Option<&DaemonReport>) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(snap)?;
@@ -777,6 +818,31 @@ fn render_daemon(daemon: Option<&DaemonReport>) -> String {
             "{:<10}{:<42}{:>14} packets{:>16} bytes",
             s.kind, s.addr, s.packets, s.bytes
         );
+    }
+    const TCP_SHOWN: [&str; 9] = [
+        "open",
+        "opened",
+        "closed",
+        "retransmits",
+        "out_of_order",
+        "resets_sent",
+        "resets_received",
+        "backlog_drops",
+        "half_open_drops",
+    ];
+    if d.queues.iter().any(|q| !q.tcp.is_empty()) {
+        let _ = write!(out, "\n{:<6}", "tcp");
+        for name in TCP_SHOWN {
+            let _ = write!(out, "{:>16}", name);
+        }
+        let _ = writeln!(out);
+        for q in d.queues.iter().filter(|q| !q.tcp.is_empty()) {
+            let _ = write!(out, "{:<6}", q.queue);
+            for name in TCP_SHOWN {
+                let _ = write!(out, "{:>16}", q.tcp.get(name).copied().unwrap_or(0));
+            }
+            let _ = writeln!(out);
+        }
     }
     out
 }

@@ -15,8 +15,13 @@ fn label(v: &str) -> String {
 
 /// One counter family: HELP and TYPE lines, then its samples.
 fn family(out: &mut String, name: &str, help: &str, samples: &[(String, u64)]) {
+    typed_family(out, name, help, "counter", samples);
+}
+
+/// One family of type `kind` (counter or gauge).
+fn typed_family(out: &mut String, name: &str, help: &str, kind: &str, samples: &[(String, u64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in samples {
         let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
@@ -141,6 +146,32 @@ pub fn render(snap: &Snapshot, daemon: Option<&DaemonReport>) -> String {
                 .iter()
                 .map(|q| (queue(q), field(q)))
                 .collect::<Vec<_>>(),
+        );
+    }
+    // TCP: one family per counter, `open` as a gauge.
+    let mut tcp_names: Vec<&String> = d.queues.iter().flat_map(|q| q.tcp.keys()).collect();
+    tcp_names.sort();
+    tcp_names.dedup();
+    for name in tcp_names {
+        let (metric, kind) = if name == "open" {
+            ("netdemux_tcp_open_connections".to_string(), "gauge")
+        } else {
+            (format!("netdemux_tcp_{name}_total"), "counter")
+        };
+        let samples: Vec<(String, u64)> = d
+            .queues
+            .iter()
+            .filter_map(|q| q.tcp.get(name).map(|v| (queue(q), *v)))
+            .collect();
+        typed_family(
+            &mut out,
+            &metric,
+            &format!(
+                "TCP stack of the built-in services: {}.",
+                name.replace('_', " ")
+            ),
+            kind,
+            &samples,
         );
     }
     let service = |s: &crate::runtime::control::ServiceReport| {

@@ -13,6 +13,8 @@
 //! [services]
 //! udp_echo = ["198.18.0.2:7", "[2001:db8::2]:7"]
 //! udp_sink = ["0.0.0.0:9000"]
+//! tcp_echo = ["198.18.0.2:7"]
+//! http = ["198.18.0.2:80", "[2001:db8::2]:80"]
 //! ```
 //!
 //! Unknown keys, wrong types and bad addresses are refused with the file's line number, in one
@@ -54,6 +56,8 @@ struct RunFile {
 struct Services {
     udp_sink: Option<Vec<String>>,
     udp_echo: Option<Vec<String>>,
+    tcp_echo: Option<Vec<String>>,
+    http: Option<Vec<String>>,
 }
 
 /// The 1-based line of byte offset `at` in `text`.
@@ -136,6 +140,9 @@ pub fn parse(text: &str, name: &str) -> Result<(RunConfig, Option<String>)> {
         },
         udp_sinks: addrs(&services.udp_sink)?,
         udp_echoes: addrs(&services.udp_echo)?,
+        tcp_echoes: addrs(&services.tcp_echo)?,
+        https: addrs(&services.http)?,
+        faults: Default::default(),
         frames: file.frames.unwrap_or(4096),
         ring_size: file.ring_size.unwrap_or(2048),
         metrics: file
@@ -168,6 +175,8 @@ bindings = ["tcp 198.18.0.2:443"]
 [services]
 udp_echo = ["198.18.0.2:7", "[2001:db8::2]:7"]
 udp_sink = ["0.0.0.0:9000"]
+tcp_echo = ["198.18.0.2:7"]
+http = ["198.18.0.2:80", "[2001:db8::2]:80"]
 "#;
 
     #[test]
@@ -180,6 +189,8 @@ udp_sink = ["0.0.0.0:9000"]
         assert!(cfg.busy_poll && !cfg.spin);
         assert_eq!(cfg.udp_echoes.len(), 2);
         assert_eq!(cfg.udp_sinks, vec!["0.0.0.0:9000".parse().unwrap()]);
+        assert_eq!(cfg.tcp_echoes, vec!["198.18.0.2:7".parse().unwrap()]);
+        assert_eq!(cfg.https.len(), 2);
         assert_eq!(
             cfg.bindings,
             vec![Binding::parse("tcp", "198.18.0.2:443").unwrap()]
@@ -211,7 +222,7 @@ udp_sink = ["0.0.0.0:9000"]
                 "port 0",
             ),
             (
-                "iface = \"eth0\"\n[services]\ntcp_echo = []\n",
+                "iface = \"eth0\"\n[services]\ntcp_sink = []\n",
                 "run.toml:3:",
                 "unknown field",
             ),

@@ -46,12 +46,16 @@ pub struct QueueReport {
     pub tx_dropped: u64,
     /// Frames no service claimed.
     pub unclaimed: u64,
+    /// The TCP stack's counters by name (`open` connections, `opened`, `closed`,
+    /// `retransmits`, `out_of_order`, `resets_sent`, ...); empty without TCP services.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tcp: std::collections::BTreeMap<String, u64>,
 }
 
 /// Counters of one service binding.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServiceReport {
-    /// `udp-sink` or `udp-echo`.
+    /// `udp-sink`, `udp-echo`, `tcp-echo` or `http`.
     pub kind: String,
     /// `ADDR:PORT`.
     pub addr: String,

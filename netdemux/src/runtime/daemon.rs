@@ -28,7 +28,7 @@ use super::{
 use crate::{
     control::{
         attach::{self, ModeRequest},
-        binding::{Binding, Proto},
+        binding::Binding,
         state,
     },
     services::{Kind, ServiceTable},
@@ -58,6 +58,12 @@ pub struct RunConfig {
     pub udp_sinks: Vec<SocketAddr>,
     /// UDP echo addresses.
     pub udp_echoes: Vec<SocketAddr>,
+    /// TCP echo addresses.
+    pub tcp_echoes: Vec<SocketAddr>,
+    /// HTTP responder addresses.
+    pub https: Vec<SocketAddr>,
+    /// Fault injection on the TCP services' segments (tests).
+    pub faults: super::faults::FaultConfig,
     /// UMEM frames per queue.
     pub frames: u32,
     /// RX/TX ring size.
@@ -168,8 +174,8 @@ fn serve(
     {
         let _lock = attachment.lock()?;
         let existing = attachment.maps.bindings()?;
-        let service_bindings = services.services().iter().map(|&(_, addr)| Binding {
-            proto: Proto::Udp,
+        let service_bindings = services.services().iter().map(|&(kind, addr)| Binding {
+            proto: kind.proto(),
             addr,
         });
         for b in service_bindings.chain(cfg.bindings.iter().copied()) {
@@ -211,6 +217,11 @@ fn serve(
         busy_poll: cfg.busy_poll,
         ..XskConfig::default()
     };
+    let mac = nic::mac_address(iface)?;
+    let tcp_config = crate::stack::tcp::Config {
+        mss: nic::tcp_mss(iface, xcfg.frame_size),
+        ..crate::stack::tcp::Config::default()
+    };
     let worker_stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     let mut stats = Vec::new();
@@ -242,6 +253,10 @@ fn serve(
             let wcfg = WorkerConfig {
                 spin: cfg.spin,
                 cpu: (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]),
+                mac,
+                tcp: tcp_config,
+                tcp_limits: crate::stack::tcp::Limits::default(),
+                faults: cfg.faults,
             };
             workers.push(worker::spawn(
                 sock,
@@ -376,11 +391,14 @@ fn service_list(cfg: &RunConfig) -> Vec<(Kind, SocketAddr)> {
     let sinks = cfg.udp_sinks.iter().map(|&a| (Kind::UdpSink, a));
     sinks
         .chain(cfg.udp_echoes.iter().map(|&a| (Kind::UdpEcho, a)))
+        .chain(cfg.tcp_echoes.iter().map(|&a| (Kind::TcpEcho, a)))
+        .chain(cfg.https.iter().map(|&a| (Kind::Http, a)))
         .collect()
 }
 
 fn build_report(stats: &[Arc<WorkerStats>], sinks: &ServiceTable) -> DaemonReport {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let has_tcp = sinks.services().iter().any(|(k, _)| k.is_tcp());
     let queues = stats
         .iter()
         .map(|s| QueueReport {
@@ -394,6 +412,11 @@ fn build_report(stats: &[Arc<WorkerStats>], sinks: &ServiceTable) -> DaemonRepor
             tx: load(&s.tx),
             tx_dropped: load(&s.tx_dropped),
             unclaimed: load(&s.unclaimed),
+            tcp: if has_tcp {
+                s.tcp_report()
+            } else {
+                Default::default()
+            },
         })
         .collect();
     let services = sinks

@@ -4,5 +4,6 @@
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod faults;
 pub mod metrics_http;
 pub mod worker;

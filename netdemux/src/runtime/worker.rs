@@ -20,11 +20,19 @@ use std::{net::IpAddr, os::fd::AsFd as _};
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
 
+use super::faults::{Fate, FaultConfig, Faults};
 use crate::{
     api::bridge::{Registry, TxRequest, WorkerLink},
-    services::{Kind, ServiceTable, udp_echo},
-    stack::neighbours::{Neighbours, Route},
-    wire::{classify, udp},
+    services::{Kind, ServiceTable, tcp::TcpServices, udp_echo},
+    stack::{
+        neighbours::{Neighbours, Route},
+        tcp,
+    },
+    wire::{
+        classify,
+        tcp::{TcpHeader, TcpPacket},
+        udp,
+    },
     xsk::{Verdict, XskSocket, XskStats},
 };
 
@@ -80,6 +88,18 @@ pub struct WorkerStats {
     pub invalid_descs: AtomicU64,
     /// Per-service counters, indexed like the [`ServiceTable`].
     pub services: Box<[ServiceCounters]>,
+    /// The TCP endpoint's counters, in [`tcp::Counters::fields`] order.
+    pub tcp: [AtomicU64; tcp::endpoint::COUNTERS],
+    /// TCP connections in the flow table.
+    pub tcp_open: AtomicU64,
+    /// TCP segments dropped before the stack: bad checksum or header.
+    pub tcp_bad_segments: AtomicU64,
+    /// TCP segments not sent because the peer's MAC address was unknown.
+    pub tcp_no_neighbour: AtomicU64,
+    /// TCP segments the fault injection dropped / reordered.
+    pub faults_dropped: AtomicU64,
+    /// See `faults_dropped`.
+    pub faults_reordered: AtomicU64,
 }
 
 impl WorkerStats {
@@ -97,6 +117,40 @@ impl WorkerStats {
             fill_ring_empty: AtomicU64::new(0),
             invalid_descs: AtomicU64::new(0),
             services: (0..services).map(|_| ServiceCounters::default()).collect(),
+            tcp: std::array::from_fn(|_| AtomicU64::new(0)),
+            tcp_open: AtomicU64::new(0),
+            tcp_bad_segments: AtomicU64::new(0),
+            tcp_no_neighbour: AtomicU64::new(0),
+            faults_dropped: AtomicU64::new(0),
+            faults_reordered: AtomicU64::new(0),
+        }
+    }
+
+    /// The TCP counters by name (empty when the worker has no TCP service).
+    pub fn tcp_report(&self) -> std::collections::BTreeMap<String, u64> {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = std::collections::BTreeMap::new();
+        let names = tcp::Counters::default().fields().map(|(name, _)| name);
+        for (name, value) in names.iter().zip(&self.tcp) {
+            out.insert(name.to_string(), load(value));
+        }
+        out.insert("open".into(), load(&self.tcp_open));
+        out.insert("bad_segments".into(), load(&self.tcp_bad_segments));
+        out.insert("no_neighbour".into(), load(&self.tcp_no_neighbour));
+        out.insert("faults_dropped".into(), load(&self.faults_dropped));
+        out.insert("faults_reordered".into(), load(&self.faults_reordered));
+        out
+    }
+
+    fn publish_tcp(&self, tcp: &TcpServices, faults: Option<&Faults>) {
+        for ((_, value), slot) in tcp.counters().fields().iter().zip(&self.tcp) {
+            slot.store(*value, Ordering::Relaxed);
+        }
+        self.tcp_open
+            .store(tcp.connections() as u64, Ordering::Relaxed);
+        if let Some(f) = faults {
+            self.faults_dropped.store(f.dropped, Ordering::Relaxed);
+            self.faults_reordered.store(f.reordered, Ordering::Relaxed);
         }
     }
 
@@ -117,6 +171,14 @@ pub struct WorkerConfig {
     pub spin: bool,
     /// Pin the worker thread to this CPU.
     pub cpu: Option<usize>,
+    /// The interface's MAC address (source of the TCP services' segments).
+    pub mac: [u8; 6],
+    /// Settings of the TCP services' connections.
+    pub tcp: tcp::Config,
+    /// Limits of the TCP services' flow table.
+    pub tcp_limits: tcp::Limits,
+    /// Fault injection on the TCP services' segments (tests only).
+    pub faults: FaultConfig,
 }
 
 /// Starts the worker of `sock` on its own thread. It runs until `stop` is set.
@@ -199,6 +261,111 @@ fn serve_api(sock: &mut XskSocket, api: &ApiHooks, neigh: &mut Neighbours<TxRequ
     }
 }
 
+/// TCP segments the fault injection holds back, one per direction.
+#[derive(Default)]
+struct Held {
+    /// A received segment: (remote, local, TCP header and payload).
+    rx: Option<(std::net::SocketAddr, std::net::SocketAddr, Vec<u8>)>,
+    /// A frame to send.
+    tx: Option<Vec<u8>>,
+}
+
+/// The TCP side of a worker: the services, the fault injection and what it holds.
+struct TcpSide {
+    services: TcpServices,
+    faults: Option<Faults>,
+    held: Held,
+    bad_segments: u64,
+    no_neighbour: u64,
+}
+
+impl TcpSide {
+    /// A checked segment for the services, through the fault injection.
+    fn receive(&mut self, p: &TcpPacket, segment: &[u8], now: Instant) {
+        let fate = self.faults.as_mut().map_or(Fate::Pass, Faults::fate);
+        match fate {
+            Fate::Drop => return,
+            Fate::Hold if self.held.rx.is_none() => {
+                self.held.rx = Some((p.src, p.dst, segment.to_vec()));
+                return;
+            }
+            _ => {}
+        }
+        let payload = &segment[segment.len() - p.payload_len..];
+        self.services.input(p.src, p.dst, &p.header, payload, now);
+        self.release_rx(now);
+    }
+
+    /// Delivers the held received segment, if any.
+    fn release_rx(&mut self, now: Instant) {
+        if let Some((remote, local, seg)) = self.held.rx.take()
+            && let Ok((h, len)) = TcpHeader::parse_unchecked(&seg)
+        {
+            self.services.input(remote, local, &h, &seg[len..], now);
+        }
+    }
+
+    /// Lets the services act, then sends what they have; true when frames still wait in the
+    /// TX ring (the kernel pushed back).
+    fn serve(
+        &mut self,
+        sock: &mut XskSocket,
+        neigh: &Neighbours<TxRequest>,
+        mac: [u8; 6],
+        now: Instant,
+    ) -> bool {
+        self.services.poll(now);
+        let TcpSide {
+            services,
+            faults,
+            held,
+            no_neighbour,
+            ..
+        } = self;
+        services.transmit(now, |local, remote, h, payload| {
+            let Some(peer) = neigh.lookup(remote.ip(), now) else {
+                // Counted; the connection's timers send it again.
+                *no_neighbour += 1;
+                return true;
+            };
+            let write = |frame: &mut [u8]| {
+                crate::wire::tcp::emit(frame, mac, peer, local, remote, h, payload)
+            };
+            match faults.as_mut().map_or(Fate::Pass, Faults::fate) {
+                Fate::Drop => return true,
+                Fate::Hold if held.tx.is_none() => {
+                    let mut frame = vec![0u8; 2048];
+                    if let Some(len) = write(&mut frame) {
+                        frame.truncate(len);
+                        held.tx = Some(frame);
+                    }
+                    return true;
+                }
+                _ => {}
+            }
+            if !sock.post(write) {
+                return false;
+            }
+            release_tx(sock, held);
+            true
+        });
+        // A segment held back goes after the others of this burst, not later.
+        release_tx(sock, held);
+        sock.flush_tx()
+    }
+}
+
+/// Sends the frame the fault injection held back, if any.
+fn release_tx(sock: &mut XskSocket, held: &mut Held) {
+    if let Some(frame) = held.tx.take() {
+        let copy = |out: &mut [u8]| {
+            out.get_mut(..frame.len())?.copy_from_slice(&frame);
+            Some(frame.len())
+        };
+        let _ = sock.post(copy);
+    }
+}
+
 fn run(
     sock: &mut XskSocket,
     services: &ServiceTable,
@@ -214,6 +381,14 @@ fn run(
         vec![0u64; n_services],
     );
     let mut neigh: Neighbours<TxRequest> = Neighbours::new(4096, 256);
+    let mut tcp =
+        TcpServices::new(services, cfg.tcp, cfg.tcp_limits, Instant::now()).map(|s| TcpSide {
+            services: s,
+            faults: Faults::new(cfg.faults),
+            held: Held::default(),
+            bad_segments: 0,
+            no_neighbour: 0,
+        });
     let mut last_kernel_read = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         sock.complete();
@@ -264,9 +439,47 @@ fn run(
                         Verdict::Recycle
                     }
                 },
+                Kind::TcpEcho | Kind::Http => {
+                    let Some(side) = tcp.as_mut() else {
+                        return Verdict::Recycle;
+                    };
+                    match TcpPacket::from_classified(frame, &c) {
+                        Ok(p) => {
+                            // Answers go back to the MAC the segment came from.
+                            let mut mac = [0u8; 6];
+                            mac.copy_from_slice(&frame[6..12]);
+                            neigh.learn(p.src.ip(), mac, now);
+                            let segment = &frame[c.l4_offset..p.payload_offset + p.payload_len];
+                            side.receive(&p, segment, now);
+                        }
+                        Err(_) => side.bad_segments += 1,
+                    }
+                    Verdict::Recycle
+                }
             }
         });
         drop(registry);
+        let mut wait_for = Duration::from_millis(100);
+        if let Some(side) = tcp.as_mut() {
+            let now = Instant::now();
+            if batch.rx == 0 {
+                side.release_rx(now);
+            }
+            if side.serve(sock, &neigh, cfg.mac, now) {
+                // The kernel pushed back: come back soon to kick the TX ring again.
+                wait_for = Duration::from_millis(1);
+            }
+            if let Some(t) = side.services.poll_timeout() {
+                wait_for = wait_for.min(t.saturating_duration_since(Instant::now()));
+            }
+            stats.publish_tcp(&side.services, side.faults.as_ref());
+            stats
+                .tcp_bad_segments
+                .store(side.bad_segments, Ordering::Relaxed);
+            stats
+                .tcp_no_neighbour
+                .store(side.no_neighbour, Ordering::Relaxed);
+        }
         if batch.rx > 0 {
             stats.rx.fetch_add(batch.rx as u64, Ordering::Relaxed);
             if batch.tx > 0 {
@@ -294,18 +507,16 @@ fn run(
             // Sleep until a frame arrives or the application has something to send.
             api.link.sleeping.store(true, Ordering::SeqCst);
             if api.link.tx.is_empty() && api.resolved.is_empty() {
-                let timeout = if neigh.pending() > 0 {
-                    Duration::from_millis(10)
-                } else {
-                    Duration::from_millis(100)
-                };
-                sock.wait_with(api.link.wake.as_fd(), timeout)
+                if neigh.pending() > 0 {
+                    wait_for = wait_for.min(Duration::from_millis(10));
+                }
+                sock.wait_with(api.link.wake.as_fd(), wait_for)
                     .with_context(|| format!("poll on queue {} failed", sock.queue()))?;
             }
             api.link.sleeping.store(false, Ordering::SeqCst);
             api.link.clear_wake();
-        } else {
-            sock.wait(Duration::from_millis(100))
+        } else if !wait_for.is_zero() {
+            sock.wait(wait_for)
                 .with_context(|| format!("poll on queue {} failed", sock.queue()))?;
         }
         if last_kernel_read.elapsed() >= Duration::from_millis(100) {

@@ -43,6 +43,10 @@ pub enum Kind {
     UdpSink,
     /// Answers with the same payload (`--udp-echo`).
     UdpEcho,
+    /// Sends back the bytes of each TCP connection (`--tcp-echo`).
+    TcpEcho,
+    /// Answers HTTP/1.1 GETs with a short fixed body (`--http`).
+    Http,
 }
 
 impl Kind {
@@ -51,6 +55,22 @@ impl Kind {
         match self {
             Kind::UdpSink => "udp-sink",
             Kind::UdpEcho => "udp-echo",
+            Kind::TcpEcho => "tcp-echo",
+            Kind::Http => "http",
+        }
+    }
+
+    /// True for the services that speak TCP.
+    pub fn is_tcp(self) -> bool {
+        matches!(self, Kind::TcpEcho | Kind::Http)
+    }
+
+    /// The protocol of the service's binding.
+    pub fn proto(self) -> Proto {
+        if self.is_tcp() {
+            Proto::Tcp
+        } else {
+            Proto::Udp
         }
     }
 }
@@ -68,7 +88,7 @@ impl ServiceTable {
         let mut t = ServiceTable::default();
         for &(kind, addr) in services {
             let key = Binding {
-                proto: Proto::Udp,
+                proto: kind.proto(),
                 addr,
             }
             .key();

@@ -132,3 +132,16 @@ pub fn link_addrs(iface: &str, v6: bool) -> Result<([u8; 6], Option<IpAddr>)> {
 pub fn mac_address(iface: &str) -> Result<[u8; 6]> {
     Ok(link_addrs(iface, false)?.0)
 }
+
+/// The MSS the TCP services announce on `iface`: its MTU less 40 bytes of IPv4 and TCP
+/// headers, no more than a UMEM frame of `frame_size` bytes holds (IPv6 connections announce
+/// 20 bytes less).
+pub fn tcp_mss(iface: &str, frame_size: u32) -> u16 {
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(1500);
+    // Ethernet, two VLAN tags, and the largest IPv6 + TCP headers must fit in a frame.
+    let frame_limit = frame_size.saturating_sub(14 + 8 + 40 + 60) + 40;
+    (mtu.min(frame_limit).clamp(576, 65535) - 40) as u16
+}

@@ -178,6 +178,11 @@ impl<T: Copy> Producer<T> {
         self.ring.needs_wakeup()
     }
 
+    /// Slots in the ring.
+    pub fn capacity(&self) -> u32 {
+        self.ring.size
+    }
+
     /// Descriptors produced but not yet consumed by the kernel.
     pub fn pending(&self) -> u32 {
         self.prod

@@ -461,7 +461,17 @@ impl XskSocket {
     /// idle frame and transmits it. False when no idle frame or TX slot is free, or `write` gave
     /// up: the caller counts the drop.
     pub fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-        if self.tx.free(1) == 0 {
+        let sent = self.post(write);
+        if sent {
+            self.kick_tx();
+        }
+        sent
+    }
+
+    /// Like [`XskSocket::transmit`] without telling the kernel: a batch of frames is posted,
+    /// then [`XskSocket::flush_tx`] sends them with one system call.
+    pub fn post(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        if self.tx.free(1) == 0 || self.free.is_empty() {
             self.complete();
             if self.tx.free(1) == 0 {
                 return false;
@@ -480,9 +490,7 @@ impl XskSocket {
                     options: 0,
                 };
                 let sent = self.tx.produce(&[desc]) == 1;
-                if sent {
-                    self.kick_tx();
-                } else {
+                if !sent {
                     self.free.push(addr);
                 }
                 sent
@@ -492,6 +500,22 @@ impl XskSocket {
                 false
             }
         }
+    }
+
+    /// Tells the kernel about the frames [`XskSocket::post`] queued: in copy mode each
+    /// sendto(2) moves at most 32 of them, so it repeats until the ring is drained or the kernel
+    /// pushes back. Returns true when frames are still waiting (kick again soon).
+    pub fn flush_tx(&self) -> bool {
+        if self.zero_copy {
+            self.kick_tx();
+            return false;
+        }
+        for _ in 0..(self.tx.capacity() / 32 + 2) {
+            if self.tx.pending() == 0 || !self.sendto() {
+                break;
+            }
+        }
+        self.tx.pending() > 0
     }
 
     /// Waits up to `timeout` for received frames or for `extra` to become readable (an eventfd

@@ -1,0 +1,153 @@
+//! A minimal HTTP/1.1 responder for load generators (wrk) and curl: any GET (or HEAD) gets
+//! `200 OK` with a short fixed body; connections are kept alive unless the client asks
+//! otherwise; requests may be pipelined. Anything else gets a clear error and the connection
+//! is closed. Request bodies are not read.
+
+/// The body of every 200 answer.
+pub const BODY: &[u8] = b"hello from netdemux\n";
+/// The most bytes a request head may take.
+pub const MAX_HEAD: usize = 8192;
+
+/// What to answer to one request head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The response bytes.
+    pub bytes: Vec<u8>,
+    /// Close the connection after sending it.
+    pub close: bool,
+}
+
+/// The end of the first request head in `buf` (the index after its blank line).
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn response(status: &str, body: &[u8], head_only: bool, close: bool, extra: &str) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nServer: netdemux\r\nContent-Type: text/plain\r\nContent-Length: \
+         {}\r\n{extra}{}\r\n",
+        body.len(),
+        if close { "Connection: close\r\n" } else { "" }
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// Answers the request head `head` (request line and headers, up to the blank line).
+pub fn answer(head: &[u8]) -> Answer {
+    let bad = |status: &str, body: &[u8]| Answer {
+        bytes: response(status, body, false, true, ""),
+        close: true,
+    };
+    let Ok(text) = std::str::from_utf8(head) else {
+        return bad("400 Bad Request", b"request head is not UTF-8\n");
+    };
+    let mut lines = text.split("\r\n");
+    let request_line = lines.next().unwrap_or("");
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return bad("400 Bad Request", b"malformed request line\n");
+    };
+    if target.is_empty() || !version.starts_with("HTTP/1.") {
+        return bad("400 Bad Request", b"malformed request line\n");
+    }
+    let mut close = version == "HTTP/1.0";
+    let mut has_body = false;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let Some((name, value)) = line.split_once(':') else {
+            return bad("400 Bad Request", b"malformed header\n");
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("connection") {
+            if value.eq_ignore_ascii_case("close") {
+                close = true;
+            } else if value.eq_ignore_ascii_case("keep-alive") {
+                close = false;
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            has_body = value != "0";
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            has_body = true;
+        }
+    }
+    match method {
+        "GET" | "HEAD" if !has_body => Answer {
+            bytes: response("200 OK", BODY, method == "HEAD", close, ""),
+            close,
+        },
+        "GET" | "HEAD" => bad("400 Bad Request", b"a GET with a body is not served\n"),
+        _ => Answer {
+            bytes: response(
+                "405 Method Not Allowed",
+                b"only GET and HEAD are served\n",
+                false,
+                true,
+                "Allow: GET, HEAD\r\n",
+            ),
+            close: true,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(a: &Answer) -> String {
+        String::from_utf8(a.bytes.clone()).unwrap()
+    }
+
+    #[test]
+    fn get_is_answered_and_kept_alive() {
+        let a = answer(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(!a.close);
+        let t = text(&a);
+        assert!(t.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(t.contains(&format!("Content-Length: {}\r\n", BODY.len())));
+        assert!(t.ends_with("\r\n\r\nhello from netdemux\n"));
+    }
+
+    #[test]
+    fn connection_close_and_http_1_0_close() {
+        assert!(answer(b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n").close);
+        assert!(answer(b"GET /x HTTP/1.0\r\n\r\n").close);
+        assert!(!answer(b"GET /x HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").close);
+    }
+
+    #[test]
+    fn head_has_no_body() {
+        let t = text(&answer(b"HEAD / HTTP/1.1\r\n\r\n"));
+        assert!(t.ends_with("\r\n\r\n"));
+        assert!(t.contains("Content-Length: 20"));
+    }
+
+    #[test]
+    fn other_methods_and_garbage_are_refused_and_closed() {
+        let post = answer(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\n");
+        assert!(post.close && text(&post).starts_with("HTTP/1.1 405"));
+        assert!(text(&post).contains("Allow: GET, HEAD"));
+        for bad in [
+            &b"GARBAGE\r\n\r\n"[..],
+            b"GET  HTTP/1.1\r\n\r\n",
+            b"GET / SPDY/3\r\n\r\n",
+            b"GET / HTTP/1.1\r\nno-colon\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\xff\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+        ] {
+            let a = answer(bad);
+            assert!(a.close, "{bad:?}");
+            assert!(text(&a).starts_with("HTTP/1.1 400"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn heads_are_found_at_their_blank_line() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nGET"), Some(18));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
+    }
+}

@@ -101,6 +101,8 @@ pub type Registry = crate::services::KeyMap<Arc<SocketShared>>;
 /// A worker's inbox from the application.
 pub struct WorkerLink {
     pub tx: ArrayQueue<TxRequest>,
+    /// TCP: connects, listens, stream kicks, segments handed over from other workers.
+    pub commands: ArrayQueue<super::tcp_bridge::Command>,
     pub wake: nix::sys::eventfd::EventFd,
     pub sleeping: AtomicBool,
     pub sent: AtomicU64,
@@ -111,6 +113,7 @@ impl WorkerLink {
     pub fn new() -> std::io::Result<Arc<Self>> {
         Ok(Arc::new(WorkerLink {
             tx: ArrayQueue::new(WORKER_TX_QUEUE),
+            commands: ArrayQueue::new(super::tcp_bridge::COMMANDS),
             wake: nix::sys::eventfd::EventFd::from_flags(
                 nix::sys::eventfd::EfdFlags::EFD_NONBLOCK
                     | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
@@ -124,6 +127,18 @@ impl WorkerLink {
     /// Application side: hands `req` to the worker, waking it if it sleeps.
     pub fn push(&self, req: TxRequest) -> Result<(), TxRequest> {
         self.tx.push(req)?;
+        if self.sleeping.load(Ordering::SeqCst) {
+            let _ = self.wake.write(1);
+        }
+        Ok(())
+    }
+
+    /// Hands a TCP command to the worker, waking it if it sleeps.
+    pub fn command(
+        &self,
+        cmd: super::tcp_bridge::Command,
+    ) -> Result<(), super::tcp_bridge::Command> {
+        self.commands.push(cmd)?;
         if self.sleeping.load(Ordering::SeqCst) {
             let _ = self.wake.write(1);
         }

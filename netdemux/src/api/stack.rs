@@ -18,6 +18,8 @@ use crossbeam_queue::ArrayQueue;
 
 use super::{
     bridge::{Registry, SocketShared, WorkerLink},
+    tcp::{BindingGuard, Hold, TcpListener, TcpStream},
+    tcp_bridge::{Command, ListenerShared, StreamShared, state as stream_state},
     udp::UdpSocket,
 };
 use crate::{
@@ -29,6 +31,7 @@ use crate::{
     },
     runtime::{
         control as daemon_control,
+        tcp_api::Outbound,
         worker::{self, ApiHooks, WorkerConfig, WorkerStats},
     },
     services::ServiceTable,
@@ -61,8 +64,21 @@ pub struct Stack {
     shared: Arc<StackShared>,
 }
 
+/// A worker's queue of neighbour answers: (address, its MAC if the kernel found one).
+type Answers = ArrayQueue<(IpAddr, Option<[u8; 6]>)>;
+
 pub(crate) struct StackShared {
-    pub(super) links: Vec<Arc<WorkerLink>>,
+    pub(super) links: Arc<[Arc<WorkerLink>]>,
+    /// Each worker's queue of neighbour answers.
+    resolved: Vec<Arc<Answers>>,
+    /// Which worker owns each outbound connection's local address.
+    outbound: Outbound,
+    /// Outbound streams dropped by the application whose connections have not closed yet.
+    lingering: Mutex<Vec<(Arc<StreamShared>, Hold)>>,
+    /// The next worker to own an outbound connection.
+    next_worker: std::sync::atomic::AtomicUsize,
+    netns: Option<String>,
+    ifindex: u32,
     registry: Arc<ArcSwap<Registry>>,
     attachment: Mutex<Attachment>,
     stop: Arc<AtomicBool>,
@@ -125,7 +141,199 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Listens for TCP connections on `addr` (a specific address, or the wildcard of a
+    /// family): SYNs to it leave the kernel path at once and are answered by the userspace
+    /// stack on every queue.
+    pub async fn tcp_listen(&self, addr: SocketAddr) -> Result<TcpListener> {
+        let addr = parse_socket_addr(&addr.to_string())?;
+        let binding = Binding {
+            proto: Proto::Tcp,
+            addr,
+        };
+        let shared = ListenerShared::new(addr);
+        // The workers listen before the binding exists, so no SYN finds neither.
+        for link in self.shared.links.iter() {
+            if link.command(Command::Listen(shared.clone())).is_err() {
+                bail!("the queue workers are overloaded with commands: try again");
+            }
+        }
+        let bound = self.shared.bind(&binding);
+        if let Err(e) = bound {
+            for link in self.shared.links.iter() {
+                let _ = link.command(Command::Unlisten(addr));
+            }
+            return Err(e);
+        }
+        Ok(TcpListener {
+            shared,
+            stack: self.shared.clone(),
+            guard: Arc::new(BindingGuard {
+                binding,
+                stack: Arc::downgrade(&self.shared),
+            }),
+        })
+    }
+
+    /// Opens a TCP connection to `remote` from the interface's address of the same family and
+    /// a port the kernel reserves for it (a bound kernel socket holds it, so the kernel never
+    /// gives it to anyone else); the port is steered to netdemux while the connection lives.
+    pub async fn tcp_connect(&self, remote: SocketAddr) -> Result<TcpStream> {
+        self.shared.reap();
+        let (tx, rx) = mpsc::channel();
+        let (netns, iface, ifindex) = (
+            self.shared.netns.clone(),
+            self.shared.iface.clone(),
+            self.shared.ifindex,
+        );
+        thread::Builder::new()
+            .name("netdemux-connect".into())
+            .spawn(move || {
+                let _ = tx.send(reserve(netns, &iface, ifindex, remote));
+            })
+            .context("cannot start a thread to reserve a port")?;
+        let (socket, local, mac) = rx.recv().context("the port reservation thread died")??;
+        let binding = Binding {
+            proto: Proto::Tcp,
+            addr: local,
+        };
+        let n = self.shared.links.len();
+        let worker = self.shared.next_worker.fetch_add(1, Ordering::Relaxed) % n;
+        self.shared.outbound.rcu(|m| {
+            let mut m = std::collections::HashMap::clone(m);
+            m.insert(local, worker);
+            m
+        });
+        if let Some(mac) = mac {
+            // The worker learns where to send the SYN before it sends it.
+            let _ = self.shared.resolved[worker].push((remote.ip(), Some(mac)));
+        }
+        if let Err(e) = self.shared.bind(&binding) {
+            self.shared.forget_outbound(local);
+            return Err(e);
+        }
+        let shared = StreamShared::new(local, remote, worker);
+        let hold = Hold {
+            socket: Some(socket),
+            guard: Arc::new(BindingGuard {
+                binding,
+                stack: Arc::downgrade(&self.shared),
+            }),
+        };
+        let stream = TcpStream::new(shared.clone(), self.shared.clone(), hold);
+        if self.shared.links[worker]
+            .command(Command::Connect(shared))
+            .is_err()
+        {
+            bail!("the queue workers are overloaded with commands: try again");
+        }
+        stream
+            .established()
+            .await
+            .with_context(|| format!("cannot connect to {remote}"))?;
+        Ok(stream)
+    }
+}
+
+/// Reserves a local port for a connection to `remote` (in the interface's namespace): the
+/// interface's address of `remote`'s family, a kernel socket bound to an ephemeral port on
+/// it, and the MAC address of `remote` (or its gateway) if the kernel knows or finds it.
+fn reserve(
+    netns: Option<String>,
+    iface: &str,
+    ifindex: u32,
+    remote: SocketAddr,
+) -> Result<(std::os::fd::OwnedFd, SocketAddr, Option<[u8; 6]>)> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6, SockaddrStorage, bind,
+        getsockname, socket,
+    };
+    if let Some(ns) = &netns {
+        netns::enter(ns)?;
+    }
+    let (_, ip) = nic::link_addrs(iface, remote.is_ipv6())?;
+    let ip = ip.with_context(|| {
+        format!(
+            "{iface} has no {} address to connect from",
+            if remote.is_ipv6() { "IPv6" } else { "IPv4" }
+        )
+    })?;
+    let family = if remote.is_ipv6() {
+        AddressFamily::Inet6
+    } else {
+        AddressFamily::Inet
+    };
+    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .context("cannot open a socket to reserve a port")?;
+    let any_port = SocketAddr::new(ip, 0);
+    match any_port {
+        SocketAddr::V4(a) => bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(a)),
+        SocketAddr::V6(a) => bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn6::from(a)),
+    }
+    .with_context(|| format!("cannot reserve a port on {ip}"))?;
+    let bound: SockaddrStorage = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd))
+        .context("cannot read the reserved port")?;
+    let port = bound
+        .as_sockaddr_in()
+        .map(|a| a.port())
+        .or_else(|| bound.as_sockaddr_in6().map(|a| a.port()))
+        .context("the reserved address has no port")?;
+    let mac = neigh::resolve(ifindex, remote.ip(), Duration::from_millis(900)).ok();
+    Ok((fd, SocketAddr::new(ip, port), mac))
+}
+
 impl StackShared {
+    /// Adds `binding` to the demux table.
+    fn bind(&self, binding: &Binding) -> Result<()> {
+        let mut a = self.attachment.lock().unwrap_or_else(|p| p.into_inner());
+        let _lock = a.lock()?;
+        a.maps.bind(binding)
+    }
+
+    /// Removes `binding` from the demux table.
+    pub(super) fn unbind(&self, binding: &Binding) {
+        let mut a = self.attachment.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(_lock) = a.lock() {
+            let _ = a.maps.unbind(binding);
+        }
+    }
+
+    fn forget_outbound(&self, local: SocketAddr) {
+        self.outbound.rcu(|m| {
+            let mut m = std::collections::HashMap::clone(m);
+            m.remove(&local);
+            m
+        });
+    }
+
+    /// Keeps an outbound stream's port until its connection has closed.
+    pub(super) fn linger(&self, stream: Arc<StreamShared>, hold: Hold) {
+        self.lingering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((stream, hold));
+        self.reap();
+    }
+
+    /// Releases the ports of outbound connections that have closed.
+    fn reap(&self) {
+        let done: Vec<(Arc<StreamShared>, Hold)> = {
+            let mut l = self.lingering.lock().unwrap_or_else(|p| p.into_inner());
+            let (done, keep) = l
+                .drain(..)
+                .partition(|(s, _)| s.state() > stream_state::OPEN);
+            *l = keep;
+            done
+        };
+        for (s, hold) in done {
+            if hold.socket.is_some() {
+                self.forget_outbound(s.local);
+            }
+            // The guard unbinds when its last holder goes.
+            drop(hold);
+        }
+    }
+
     fn forget(&self, binding: &Binding) {
         self.registry.rcu(|r| {
             let mut r = Registry::clone(r);
@@ -152,13 +360,22 @@ impl StackShared {
 
 impl Drop for StackShared {
     fn drop(&mut self) {
+        // Guards cannot reach a stack that is going: unbind what they held here.
+        for (_, hold) in self
+            .lingering
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            self.unbind(&hold.guard.binding);
+        }
         // Traffic back to the kernel first, then stop the workers.
         let mut a = self.attachment.lock().unwrap_or_else(|p| p.into_inner());
         for &q in &self.installed {
             let _ = a.maps.xsks.unset(q);
         }
         self.stop.store(true, Ordering::Relaxed);
-        for link in &self.links {
+        for link in self.links.iter() {
             let _ = link.wake.write(1);
         }
         for w in self
@@ -266,7 +483,16 @@ fn setup(b: StackBuilder) -> Result<Stack> {
     let stop = Arc::new(AtomicBool::new(false));
     let services = Arc::new(ServiceTable::default());
     let (resolve_tx, resolve_rx) = mpsc::sync_channel::<(IpAddr, usize)>(256);
-    let mut links = Vec::new();
+    let links: Arc<[Arc<WorkerLink>]> = queues
+        .iter()
+        .map(|_| WorkerLink::new())
+        .collect::<std::io::Result<Vec<_>>>()?
+        .into();
+    let outbound: Outbound = Arc::new(ArcSwap::from_pointee(Default::default()));
+    let tcp_config = crate::stack::tcp::Config {
+        mss: nic::tcp_mss(&iface, XskConfig::default().frame_size),
+        ..crate::stack::tcp::Config::default()
+    };
     let mut answers = Vec::new();
     let mut workers = Vec::new();
     let mut installed = Vec::new();
@@ -279,7 +505,7 @@ fn setup(b: StackBuilder) -> Result<Stack> {
             .set(q, sock.as_fd().as_raw_fd(), 0)
             .with_context(|| format!("cannot install the socket of queue {q}"))?;
         installed.push(q);
-        let link = WorkerLink::new()?;
+        let link = links[i].clone();
         let resolved = Arc::new(ArrayQueue::new(256));
         let hooks = ApiHooks {
             registry: registry.clone(),
@@ -288,6 +514,8 @@ fn setup(b: StackBuilder) -> Result<Stack> {
             index: i,
             resolve: resolve_tx.clone(),
             resolved: resolved.clone(),
+            links: links.clone(),
+            outbound: outbound.clone(),
         };
         let stats = Arc::new(WorkerStats::new(q, sock.zero_copy(), 0));
         workers.push(worker::spawn(
@@ -295,12 +523,16 @@ fn setup(b: StackBuilder) -> Result<Stack> {
             services.clone(),
             stats,
             stop.clone(),
-            WorkerConfig::default(),
+            WorkerConfig {
+                mac,
+                tcp: tcp_config,
+                ..WorkerConfig::default()
+            },
             Some(hooks),
         )?);
-        links.push(link);
         answers.push(resolved);
     }
+    let resolved_queues = answers.clone();
     drop(resolve_tx);
     // Resolves new peers through the kernel's neighbour table, off the data path.
     let resolver = {
@@ -323,6 +555,12 @@ fn setup(b: StackBuilder) -> Result<Stack> {
     Ok(Stack {
         shared: Arc::new(StackShared {
             links,
+            resolved: resolved_queues,
+            outbound,
+            lingering: Mutex::new(Vec::new()),
+            next_worker: std::sync::atomic::AtomicUsize::new(0),
+            netns: b.netns.clone(),
+            ifindex,
             registry,
             attachment: Mutex::new(attachment),
             stop,

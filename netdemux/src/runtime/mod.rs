@@ -6,4 +6,5 @@ pub mod control;
 pub mod daemon;
 pub mod faults;
 pub mod metrics_http;
+pub mod tcp_api;
 pub mod worker;

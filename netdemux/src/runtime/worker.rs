@@ -50,6 +50,11 @@ pub struct ApiHooks {
     pub resolve: std::sync::mpsc::SyncSender<(IpAddr, usize)>,
     /// The resolver's answers for this worker.
     pub resolved: Arc<ArrayQueue<(IpAddr, Option<[u8; 6]>)>>,
+    /// Every worker's inbox (TCP segments are handed to the worker that owns their
+    /// connection).
+    pub links: Arc<[Arc<WorkerLink>]>,
+    /// Which worker owns each outbound connection's local address.
+    pub outbound: super::tcp_api::Outbound,
 }
 
 /// Counters of one service on one queue.
@@ -322,36 +327,74 @@ impl TcpSide {
             no_neighbour,
             ..
         } = self;
+        let mut out = SegmentOut {
+            sock,
+            neigh,
+            mac,
+            faults: faults.as_mut(),
+            held,
+            no_neighbour,
+            now,
+        };
         services.transmit(now, |local, remote, h, payload| {
-            let Some(peer) = neigh.lookup(remote.ip(), now) else {
-                // Counted; the connection's timers send it again.
-                *no_neighbour += 1;
-                return true;
-            };
-            let write = |frame: &mut [u8]| {
-                crate::wire::tcp::emit(frame, mac, peer, local, remote, h, payload)
-            };
-            match faults.as_mut().map_or(Fate::Pass, Faults::fate) {
-                Fate::Drop => return true,
-                Fate::Hold if held.tx.is_none() => {
-                    let mut frame = vec![0u8; 2048];
-                    if let Some(len) = write(&mut frame) {
-                        frame.truncate(len);
-                        held.tx = Some(frame);
-                    }
-                    return true;
-                }
-                _ => {}
-            }
-            if !sock.post(write) {
-                return false;
-            }
-            release_tx(sock, held);
-            true
+            out.emit(local, remote, h, payload)
         });
-        // A segment held back goes after the others of this burst, not later.
-        release_tx(sock, held);
-        sock.flush_tx()
+        out.finish()
+    }
+}
+
+/// Where a worker's TCP segments go: the TX ring, through the fault injection.
+struct SegmentOut<'a> {
+    sock: &'a mut XskSocket,
+    neigh: &'a Neighbours<TxRequest>,
+    mac: [u8; 6],
+    faults: Option<&'a mut Faults>,
+    held: &'a mut Held,
+    no_neighbour: &'a mut u64,
+    now: Instant,
+}
+
+impl SegmentOut<'_> {
+    /// Posts one segment; false when the ring is full (the segment waits).
+    fn emit(
+        &mut self,
+        local: std::net::SocketAddr,
+        remote: std::net::SocketAddr,
+        h: &TcpHeader,
+        payload: [&[u8]; 2],
+    ) -> bool {
+        let Some(peer) = self.neigh.lookup(remote.ip(), self.now) else {
+            // Counted; the connection's timers send it again.
+            *self.no_neighbour += 1;
+            return true;
+        };
+        let mac = self.mac;
+        let write =
+            |frame: &mut [u8]| crate::wire::tcp::emit(frame, mac, peer, local, remote, h, payload);
+        match self.faults.as_mut().map_or(Fate::Pass, |f| f.fate()) {
+            Fate::Drop => return true,
+            Fate::Hold if self.held.tx.is_none() => {
+                let mut frame = vec![0u8; 2048];
+                if let Some(len) = write(&mut frame) {
+                    frame.truncate(len);
+                    self.held.tx = Some(frame);
+                }
+                return true;
+            }
+            _ => {}
+        }
+        if !self.sock.post(write) {
+            return false;
+        }
+        release_tx(self.sock, self.held);
+        true
+    }
+
+    /// Sends what was posted (a segment held back goes after the others of this burst, not
+    /// later); true when frames still wait in the TX ring.
+    fn finish(self) -> bool {
+        release_tx(self.sock, self.held);
+        self.sock.flush_tx()
     }
 }
 
@@ -389,11 +432,24 @@ fn run(
             bad_segments: 0,
             no_neighbour: 0,
         });
+    let mut api_tcp = api.map(|a| {
+        super::tcp_api::ApiTcp::new(
+            a.index,
+            a.links.clone(),
+            a.outbound.clone(),
+            cfg.tcp,
+            Instant::now(),
+        )
+    });
+    let (mut api_held, mut api_no_neighbour) = (Held::default(), 0u64);
     let mut last_kernel_read = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         sock.complete();
         if let Some(api) = api {
             serve_api(sock, api, &mut neigh);
+        }
+        if let (Some(api), Some(at)) = (api, api_tcp.as_mut()) {
+            at.commands(&api.link, Instant::now());
         }
         let registry = api.map(|a| a.registry.load());
         let mut unclaimed = 0u64;
@@ -404,6 +460,24 @@ fn run(
                 return Verdict::Recycle;
             };
             let Some((i, kind)) = services.find(&c.key) else {
+                if c.key.proto == netdemux_common::PROTO_TCP {
+                    // The application's TCP: its listeners, streams, and RSTs for the rest.
+                    let Some(at) = api_tcp.as_mut() else {
+                        unclaimed += 1;
+                        return Verdict::Recycle;
+                    };
+                    if let Ok(p) = TcpPacket::from_classified(frame, &c) {
+                        let mut mac = [0u8; 6];
+                        mac.copy_from_slice(&frame[6..12]);
+                        neigh.learn(p.src.ip(), mac, now);
+                        let segment = &frame[c.l4_offset..p.payload_offset + p.payload_len];
+                        let payload = &segment[segment.len() - p.payload_len..];
+                        at.input(p.src, p.dst, &p.header, payload, segment, now);
+                    } else {
+                        unclaimed += 1;
+                    }
+                    return Verdict::Recycle;
+                }
                 // An application socket?
                 let socket = registry
                     .as_ref()
@@ -480,6 +554,29 @@ fn run(
                 .tcp_no_neighbour
                 .store(side.no_neighbour, Ordering::Relaxed);
         }
+        if let Some(at) = api_tcp.as_mut() {
+            let now = Instant::now();
+            at.serve(now);
+            let mut out = SegmentOut {
+                sock,
+                neigh: &neigh,
+                mac: cfg.mac,
+                faults: None,
+                held: &mut api_held,
+                no_neighbour: &mut api_no_neighbour,
+                now,
+            };
+            at.endpoint()
+                .poll_transmit(now, |local, remote, h, payload| {
+                    out.emit(local, remote, h, payload)
+                });
+            if out.finish() {
+                wait_for = Duration::from_millis(1);
+            }
+            if let Some(t) = at.poll_timeout() {
+                wait_for = wait_for.min(t.saturating_duration_since(Instant::now()));
+            }
+        }
         if batch.rx > 0 {
             stats.rx.fetch_add(batch.rx as u64, Ordering::Relaxed);
             if batch.tx > 0 {
@@ -506,7 +603,7 @@ fn run(
         } else if let Some(api) = api {
             // Sleep until a frame arrives or the application has something to send.
             api.link.sleeping.store(true, Ordering::SeqCst);
-            if api.link.tx.is_empty() && api.resolved.is_empty() {
+            if api.link.tx.is_empty() && api.resolved.is_empty() && api.link.commands.is_empty() {
                 if neigh.pending() > 0 {
                     wait_for = wait_for.min(Duration::from_millis(10));
                 }

@@ -147,6 +147,21 @@ pub struct ConnId {
     generation: u32,
 }
 
+impl ConnId {
+    /// The handle as one number (for atomics shared with an application).
+    pub fn to_u64(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The handle [`ConnId::to_u64`] made.
+    pub fn from_u64(v: u64) -> ConnId {
+        ConnId {
+            index: v as u32,
+            generation: (v >> 32) as u32,
+        }
+    }
+}
+
 /// Why an endpoint refused a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -245,6 +260,11 @@ impl Endpoint {
     /// The connection settings.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// True when the flow table has the connection `local` <-> `remote`.
+    pub fn has_flow(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        self.flows.contains_key(&(local, remote))
     }
 
     /// Connections in the flow table.

@@ -1,9 +1,9 @@
-//! `cargo xtask bench` ends here: the results of the xdp, udp and echo benchmarks (their
+//! `cargo xtask bench` ends here: the results of the xdp, udp, echo and tcp benchmarks (their
 //! `bench/results/*-latest.json`) merged into one dated record, `bench/results/<UTC date>.json`,
 //! copied to `bench/results/latest.json`, with the headline ratios in one `"ratios"` object and a
 //! markdown table, `bench/results/latest.md`, and a PNG plot, `bench/results/latest.png`
 //! (Mpps per receiver in both layouts; echo latency percentiles). A ratio whose benchmark has not
-//! run is `null` (`tcp_reqs_vs_kernel` until TCP exists). Usage: report
+//! run is `null`. Usage: report
 use std::{fs, path::PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
@@ -36,11 +36,17 @@ fn utc_date() -> String {
 
 fn main() -> Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    let (xdp, udp, echo) = (
+    let (xdp, udp, echo, tcp) = (
         read(&dir, "xdp-latest.json"),
         read(&dir, "udp-latest.json"),
         read(&dir, "echo-latest.json"),
+        read(&dir, "tcp-latest.json"),
     );
+    let tcp_ratio = |k: &str| {
+        tcp.as_ref()
+            .map(|t| t["ratios"][k].clone())
+            .unwrap_or(Value::Null)
+    };
     // Headline ratios: the udp ones from the busy-poll layout (the one to run netdemux in), the
     // other layout's beside them.
     let udp_ratio = |layout: &str, k: &str| {
@@ -52,14 +58,17 @@ fn main() -> Result<()> {
         "hit_vs_drop": udp_ratio("busy_poll", "hit_vs_drop"),
         "stack_vs_kernel_udp": udp_ratio("busy_poll", "stack_vs_kernel_udp"),
         "miss_tax": udp_ratio("busy_poll", "miss_tax"),
-        "tcp_reqs_vs_kernel": Value::Null,
+        "tcp_reqs_vs_kernel": tcp_ratio("tcp_reqs_vs_kernel"),
+        "tcp_p50_vs_kernel": tcp_ratio("tcp_p50_vs_kernel"),
+        "tcp_p99_vs_kernel": tcp_ratio("tcp_p99_vs_kernel"),
         "program_hit_vs_empty": xdp.as_ref().map(|x| x["ratios"]["program_hit_vs_empty"].clone()).unwrap_or(Value::Null),
         "echo_p50_vs_kernel": echo.as_ref().map(|e| e["ratios"]["echo_p50_vs_kernel"].clone()).unwrap_or(Value::Null),
         "echo_p99_vs_kernel": echo.as_ref().map(|e| e["ratios"]["echo_p99_vs_kernel"].clone()).unwrap_or(Value::Null),
         "pinned_layout": udp.as_ref().map(|u| u["ratios"]["pinned"].clone()).unwrap_or(Value::Null),
     });
     let date = utc_date();
-    let record = json!({ "date": date, "ratios": ratios, "xdp": xdp, "udp": udp, "echo": echo });
+    let record =
+        json!({ "date": date, "ratios": ratios, "xdp": xdp, "udp": udp, "echo": echo, "tcp": tcp });
     let text = serde_json::to_string_pretty(&record)? + "\n";
     fs::write(dir.join(format!("{date}.json")), &text).context("write the dated results")?;
     fs::write(dir.join("latest.json"), &text).context("write latest.json")?;
@@ -108,9 +117,14 @@ fn main() -> Result<()> {
             &ratios["echo_p99_vs_kernel"],
         ),
         (
-            "TCP requests/s / kernel",
+            "HTTP keep-alive requests/s / kernel (tokio)",
             "≥ 1.5",
             &ratios["tcp_reqs_vs_kernel"],
+        ),
+        (
+            "HTTP request latency p99 / kernel (tokio)",
+            "≤ 1",
+            &ratios["tcp_p99_vs_kernel"],
         ),
     ] {
         md.push_str(&format!("| {name} | {goal} | {} |\n", f(value)));

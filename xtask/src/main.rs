@@ -5,7 +5,7 @@
 //! - `test`:  setup, then fmt check, clippy -D warnings, unit tests, BPF_PROG_TEST_RUN fixtures,
 //!   netns integration tests, and a short demo run (needs root)
 //! - `demo [--duration SECS]`: setup, build, and the demo on a veth testbed (needs root)
-//! - `bench [xdp|udp|echo|all] [--quick]`: setup, then the benchmarks (needs root)
+//! - `bench [xdp|udp|echo|tcp|all] [--quick]`: setup, then the benchmarks (needs root)
 //! - `fuzz [--seconds N]`: the cargo-fuzz targets in netdemux/fuzz, N seconds each (not in CI)
 //! - `man`: the man page, written to target/man/netdemux.1
 
@@ -16,8 +16,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Result, bail};
 
-const USAGE: &str =
-    "usage: cargo xtask <setup | build | test | demo [--duration SECS] | bench [xdp] [--quick]>";
+const USAGE: &str = "usage: cargo xtask <setup | build | test | demo [--duration SECS] | bench [xdp|udp|echo|tcp|all] [--quick]>";
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -161,7 +160,7 @@ fn man() -> Result<()> {
 }
 
 /// Fuzz targets in netdemux/fuzz, each run for the given time (not part of `test`).
-const FUZZ_TARGETS: [&str; 2] = ["wire_frames", "addresses"];
+const FUZZ_TARGETS: [&str; 3] = ["wire_frames", "addresses", "tcp_segments"];
 
 fn fuzz(rest: &[&str]) -> Result<()> {
     let seconds = match rest {
@@ -200,13 +199,13 @@ fn bench(rest: &[&str]) -> Result<()> {
     for arg in rest {
         match *arg {
             "--quick" => quick = true,
-            "xdp" | "udp" | "echo" => which.push(arg),
-            "all" => which.extend(["xdp", "udp", "echo"]),
-            other => bail!("unknown benchmark '{other}' (available: xdp, udp, echo, all)"),
+            "xdp" | "udp" | "echo" | "tcp" => which.push(arg),
+            "all" => which.extend(["xdp", "udp", "echo", "tcp"]),
+            other => bail!("unknown benchmark '{other}' (available: xdp, udp, echo, tcp, all)"),
         }
     }
     if which.is_empty() {
-        which.extend(["xdp", "udp", "echo"]);
+        which.extend(["xdp", "udp", "echo", "tcp"]);
     }
     setup::setup()?;
     for bench in which {

@@ -19,6 +19,9 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "ethtool",
     "socat",
+    // The TCP tests' and benchmark's clients.
+    "curl",
+    "wrk",
     "procps",
     // The font of the benchmark report's plot.
     "fonts-dejavu-core",

@@ -7,6 +7,7 @@ pub mod assembler;
 pub mod congestion;
 pub mod connection;
 pub mod endpoint;
+pub mod fuzzing;
 pub mod rtt;
 pub mod send_buffer;
 pub mod seq;

@@ -1,8 +1,9 @@
 //! The netdemux demo (`cargo xtask demo`): a veth testbed in two network namespaces; the XDP
 //! program attached in native mode and two UDP socket addresses bound; `netdemux run` answering
-//! them from AF_XDP sockets (`--udp-echo`, IPv4 and IPv6); real kernel clients in the peer
-//! namespace checking every answer, while UDP to an unbound port, TCP and ping keep going to the
-//! kernel untouched; a live counter table every second; a summary that checks every answer and
+//! them from AF_XDP sockets (`--udp-echo`, IPv4 and IPv6) and serving a TCP echo and HTTP on its
+//! userspace TCP stack (IPv4 and IPv6); real clients in the peer namespace (kernel sockets,
+//! socat, curl) checking every answer, while UDP to an unbound port, TCP to the kernel and ping
+//! keep going to the kernel untouched; a live counter table every second; a summary that checks every answer and
 //! every counter; and a clean teardown (also on Ctrl-C). Exits 0 only if every check passed.
 //!
 //! Usage: demo [--duration SECS]   (default 10; needs root)
@@ -180,7 +181,18 @@ fn kernel_tcp_flow(
         }
     });
     ready_rx.recv()?;
-    Ok(in_netns(&tb.ns_a, move || {
+    Ok(tcp_echo_client(tb, addr, stop, tally))
+}
+
+/// A client in namespace a that connects to the TCP echo at `addr`, sends a line, closes its
+/// side and checks the echo, every 100 ms.
+fn tcp_echo_client(
+    tb: &Testbed,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> thread::JoinHandle<()> {
+    in_netns(&tb.ns_a, move || {
         let mut i = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let msg = format!("hello {i}");
@@ -200,7 +212,46 @@ fn kernel_tcp_flow(
             };
             thread::sleep(Duration::from_millis(100));
         }
-    }))
+    })
+}
+
+/// Runs `cmd` in namespace a every 200 ms, feeding it `input(i)` and counting an answer equal
+/// to `expect(i)` as good (socat and curl as clients).
+fn command_client(
+    tb: &Testbed,
+    cmd: Vec<String>,
+    input: fn(u64) -> String,
+    expect: fn(u64) -> String,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> thread::JoinHandle<()> {
+    let ns = tb.ns_a.clone();
+    thread::spawn(move || {
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            tally.sent.fetch_add(1, Ordering::Relaxed);
+            let run = || -> std::io::Result<String> {
+                let mut child = std::process::Command::new("ip")
+                    .args(["netns", "exec", &ns])
+                    .args(&cmd)
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    stdin.write_all(input(i).as_bytes())?;
+                }
+                let out = child.wait_with_output()?;
+                Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+            };
+            match run() {
+                Ok(answer) if answer == expect(i) => tally.good.fetch_add(1, Ordering::Relaxed),
+                _ => tally.bad.fetch_add(1, Ordering::Relaxed),
+            };
+            i += 1;
+            thread::sleep(Duration::from_millis(200));
+        }
+    })
 }
 
 fn main() -> ExitCode {
@@ -246,6 +297,14 @@ fn demo() -> Result<bool> {
         "[2001:db8::2]:7000",
         "--udp-sink",
         "198.18.0.2:9000",
+        "--tcp-echo",
+        "198.18.0.2:7100",
+        "--tcp-echo",
+        "[2001:db8::2]:7100",
+        "--http",
+        "198.18.0.2:8000",
+        "--http",
+        "[2001:db8::2]:8000",
     ];
     println!(
         "$ netdemux --netns {} run --iface {} {}",
@@ -262,6 +321,10 @@ fn demo() -> Result<bool> {
         "udp [2001:db8::2]:7000 (netdemux echo)",
         "udp 198.18.0.2:7001 (not bound: kernel socket)",
         "tcp 198.18.0.2:8080 (not bound: kernel echo)",
+        "tcp 198.18.0.2:7100 (netdemux tcp-echo, kernel client)",
+        "tcp [2001:db8::2]:7100 (netdemux tcp-echo, socat)",
+        "http 198.18.0.2:8000 (netdemux http, curl)",
+        "http [2001:db8::2]:8000 (netdemux http, curl)",
     ]
     .iter()
     .map(|n| (n.to_string(), Arc::new(Tally::default())))
@@ -292,6 +355,34 @@ fn demo() -> Result<bool> {
         stop.clone(),
         tallies[3].1.clone(),
     )?);
+    clients.push(tcp_echo_client(
+        &tb,
+        SocketAddr::new(IpAddr::V4(IP_B), 7100),
+        stop.clone(),
+        tallies[4].1.clone(),
+    ));
+    let words = |v: &[&str]| v.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+    clients.push(command_client(
+        &tb,
+        words(&["socat", "-t", "2", "-", "TCP6:[2001:db8::2]:7100"]),
+        |i| format!("hello over socat {i}\n"),
+        |i| format!("hello over socat {i}\n"),
+        stop.clone(),
+        tallies[5].1.clone(),
+    ));
+    for (k, url) in [
+        (6, "http://198.18.0.2:8000/"),
+        (7, "http://[2001:db8::2]:8000/index.html"),
+    ] {
+        clients.push(command_client(
+            &tb,
+            words(&["curl", "-s", "--max-time", "2", url]),
+            |_| String::new(),
+            |_| "hello from netdemux\n".to_string(),
+            stop.clone(),
+            tallies[k].1.clone(),
+        ));
+    }
     let mut ping = std::process::Command::new("ip")
         .args([
             "netns",
@@ -309,7 +400,9 @@ fn demo() -> Result<bool> {
         .spawn()
         .context("cannot start ping")?;
 
-    println!("== traffic: echo clients on IPv4 and IPv6, UDP to an unbound port, TCP echoes, ping");
+    println!(
+        "== traffic: UDP and TCP echo clients and curl on IPv4 and IPv6, UDP to an unbound port, TCP to a kernel echo, ping"
+    );
     let tty = std::io::stdout().is_terminal();
     let start = Instant::now();
     let mut second = 0;
@@ -434,6 +527,24 @@ fn demo() -> Result<bool> {
         })
         .unwrap_or(0);
     let (echo_served, sunk) = (service("udp-echo"), service("udp-sink"));
+    let tcp_segments = service("tcp-echo") + service("http");
+    let tcp = |name: &str| -> u64 {
+        stats["queues"]
+            .as_array()
+            .map(|q| q.iter().map(|x| n(&x["tcp"][name])).sum())
+            .unwrap_or(0)
+    };
+    check(
+        format!(
+            "the TCP services: {} connections opened, {} closed, {} open now, {} segments received, {} resets sent",
+            tcp("opened"),
+            tcp("closed"),
+            tcp("open"),
+            tcp_segments,
+            tcp("resets_sent")
+        ),
+        tcp("opened") > 0 && tcp("open") == 0 && tcp("resets_sent") == 0,
+    );
     let echoed = tallies[0].1.get().0 + tallies[1].1.get().0;
     check(
         format!(
@@ -447,7 +558,7 @@ fn demo() -> Result<bool> {
         ),
         offered > 0 && sunk + ring_drops + xmit_errors == offered,
     );
-    let served = echo_served + sunk;
+    let served = echo_served + sunk + tcp_segments;
     let v = &stats["verdicts"];
     check(
         format!(

@@ -1,7 +1,8 @@
 //! The userspace TCP stack against the Linux kernel's as the peer: `netdemux run --http` and
 //! `--tcp-echo` in namespace b, curl and std::net sockets in namespace a, over IPv4 and IPv6;
 //! bulk transfers checked by SHA-256 with and without injected loss and reordering; many
-//! connections, after which the flow tables are empty again. Requires root.
+//! connections, after which the flow tables are empty again; a SYN flood from `netdemux gen`
+//! while established connections keep being served. Requires root.
 
 mod support;
 
@@ -351,4 +352,89 @@ fn a_connection_the_daemon_does_not_know_is_reset_by_netdemux() {
     })
     .join()
     .unwrap();
+}
+
+#[test]
+fn a_syn_flood_leaves_established_connections_served() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let tb = Testbed::new(1);
+    let _d = start(&tb, &[]);
+    // Three established connections that keep exchanging through the flood.
+    let stop = Arc::new(AtomicBool::new(false));
+    let conns = {
+        let stop = stop.clone();
+        in_netns(&tb.ns_a, move || {
+            let mut conns: Vec<TcpStream> = (0..3)
+                .map(|_| {
+                    let s =
+                        TcpStream::connect_timeout(&ECHO4.parse().unwrap(), Duration::from_secs(5))
+                            .expect("connect before the flood");
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    s
+                })
+                .collect();
+            let (mut rounds, mut slowest) = (0u64, Duration::ZERO);
+            while !stop.load(Ordering::Relaxed) {
+                for (i, s) in conns.iter_mut().enumerate() {
+                    let msg = [(rounds % 251) as u8; 100];
+                    let t = Instant::now();
+                    s.write_all(&msg).expect("write during the flood");
+                    let mut back = [0u8; 100];
+                    s.read_exact(&mut back)
+                        .unwrap_or_else(|e| panic!("connection {i} during the flood: {e}"));
+                    assert_eq!(back, msg);
+                    slowest = slowest.max(t.elapsed());
+                }
+                rounds += 1;
+            }
+            (rounds, slowest)
+        })
+    };
+    thread::sleep(Duration::from_millis(300));
+    let out = Command::new(netdemux_bin())
+        .args([
+            "--netns", &tb.ns_a, "gen", "--iface", &tb.veth_a, "--dst", ECHO4,
+        ])
+        .args([
+            "--proto",
+            "tcp-syn",
+            "--flows",
+            "4096",
+            "--duration",
+            "2",
+            "--json",
+        ])
+        .output()
+        .expect("netdemux gen runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flood: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pps = flood["pps"].as_f64().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let (rounds, slowest) = conns
+        .join()
+        .expect("the established connections were served");
+    eprintln!("flood {pps:.0} SYN/s; {rounds} rounds on 3 connections, slowest {slowest:?}");
+    assert!(pps >= 100_000.0, "the flood offered {pps:.0} SYN/s");
+    assert!(
+        rounds > 10,
+        "the established connections kept exchanging ({rounds} rounds)"
+    );
+    let stats = tb.stats();
+    let tcp = &stats["queues"][0]["tcp"];
+    eprintln!("tcp counters: {tcp}");
+    assert!(
+        tcp["half_open_drops"].as_u64().unwrap() > 0,
+        "the half-open queue stayed bounded"
+    );
+    assert!(
+        tcp["resets_received"].as_u64().unwrap() > 0,
+        "the peer reset the SYN-ACKs it never asked for"
+    );
 }

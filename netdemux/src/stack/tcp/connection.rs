@@ -318,14 +318,16 @@ impl Connection {
             snd_wl1: Seq(0),
             snd_wl2: iss,
             snd_shift: 0,
-            send: SendBuffer::new(cfg.send_buffer),
+            // A passive open allocates its buffers once the handshake completes, so a SYN
+            // flood costs no buffer memory (see `established`).
+            send: SendBuffer::new(0),
             fin_queued: false,
             fin_seq: None,
             irs: Seq(0),
             rcv_nxt: Seq(0),
             rcv_shift: 0,
             rcv_adv: Seq(0),
-            recv: RecvBuffer::new(cfg.recv_buffer, cfg.max_ooo_ranges),
+            recv: RecvBuffer::new(0, 0),
             peer_fin: None,
             fin_received: false,
             mss,
@@ -376,6 +378,8 @@ impl Connection {
     ) -> Connection {
         let mut c = Connection::new(local, remote, iss, cfg, now, clock_base, ts_offset);
         c.state = State::SynSent;
+        // The application may write before the handshake completes.
+        c.allocate_buffers();
         c
     }
 
@@ -413,7 +417,7 @@ impl Connection {
         self.wscale_enabled = self.cfg.window_scale && o.window_scale.is_some();
         if self.wscale_enabled {
             self.snd_shift = o.window_scale.unwrap_or(0).min(14);
-            self.rcv_shift = shift_for(self.recv.capacity());
+            self.rcv_shift = shift_for(self.cfg.recv_buffer);
         }
         let ours = usize::from(self.cfg.mss) - if self.local.is_ipv6() { 20 } else { 0 };
         self.mss = peer_mss.min(ours) - if self.ts_enabled { 12 } else { 0 };
@@ -827,7 +831,18 @@ impl Connection {
         }
     }
 
+    /// Gives the connection its send and receive buffers (once).
+    fn allocate_buffers(&mut self) {
+        if self.recv.capacity() == 0 {
+            self.recv = RecvBuffer::new(self.cfg.recv_buffer, self.cfg.max_ooo_ranges);
+        }
+        if self.send.space() == 0 && self.send.is_empty() {
+            self.send = SendBuffer::new(self.cfg.send_buffer);
+        }
+    }
+
     fn established(&mut self, now: Instant) {
+        self.allocate_buffers();
         self.state = if self.fin_queued {
             State::FinWait1
         } else {
@@ -1412,11 +1427,11 @@ impl Connection {
                     h.ack = Seq(0);
                 }
                 let passive = self.state == State::SynReceived;
-                h.window = self.recv.window().min(65535) as u16;
+                h.window = self.cfg.recv_buffer.min(65535) as u16;
                 let o = &mut h.options;
                 o.mss = Some(self.cfg.mss - if self.local.is_ipv6() { 20 } else { 0 });
                 if (passive && self.wscale_enabled) || (!passive && self.cfg.window_scale) {
-                    o.window_scale = Some(shift_for(self.recv.capacity()));
+                    o.window_scale = Some(shift_for(self.cfg.recv_buffer));
                 }
                 o.sack_permitted = (passive && self.sack_enabled) || (!passive && self.cfg.sack);
                 if (passive && self.ts_enabled) || (!passive && self.cfg.timestamps) {

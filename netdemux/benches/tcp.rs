@@ -4,6 +4,8 @@
 //!
 //! wrk in the peer namespace (1 thread, 16 connections) drives each responder for a few
 //! seconds; the two are measured alternately, 3 rounds each, and the medians are reported.
+//! Each round records the CPUs' busy share; netdemux rounds also its ring drop and TCP
+//! counters; the record holds both veth ends' offload settings.
 //! Default veth layout (no threaded NAPI), 1 queue; the netdemux worker waits in poll(2).
 //! Output: a markdown table and `bench/results/tcp-latest.json`. Usage: tcp [--quick]  (root)
 
@@ -18,6 +20,47 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
 const ADDR: &str = "198.18.0.2:8080";
+
+/// One measured round: (requests/s, p50 µs, p99 µs) and what else was recorded.
+type Round = ((f64, f64, f64), serde_json::Value);
+
+/// The offload settings of both veth ends, as ethtool shows them.
+fn offloads(tb: &Testbed) -> serde_json::Value {
+    let read = |ns: &str, dev: &str| -> serde_json::Value {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ethtool", "-k", dev])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let mut m = serde_json::Map::new();
+        for l in out.lines() {
+            let l = l.trim();
+            for key in [
+                "generic-receive-offload",
+                "tcp-segmentation-offload",
+                "tx-checksumming",
+                "rx-checksumming",
+            ] {
+                if let Some(v) = l.strip_prefix(&format!("{key}: ")) {
+                    m.insert(key.into(), v.split_whitespace().next().unwrap_or("").into());
+                }
+            }
+        }
+        m.into()
+    };
+    serde_json::json!({
+        "client_side": read(&tb.ns_a, &tb.veth_a),
+        "server_side": read(&tb.ns_b, &tb.veth_b),
+    })
+}
+
+/// wrk, with the CPUs' busy share over the run.
+fn measured(tb: &Testbed, seconds: u32) -> Result<Round> {
+    let before = netdemux::testbed::cpu_times();
+    let r = wrk(tb, seconds)?;
+    let busy = netdemux::testbed::cpu_busy(&before, &netdemux::testbed::cpu_times());
+    Ok((r, serde_json::json!({"cpu_busy": busy})))
+}
 
 /// One wrk run: (requests/s, p50 µs, p99 µs).
 fn wrk(tb: &Testbed, seconds: u32) -> Result<(f64, f64, f64)> {
@@ -118,24 +161,41 @@ fn main() -> Result<()> {
         bail!("the TCP benchmark creates namespaces: run it as root");
     }
     let tb = Testbed::new("ndh", 1, BIN)?;
-    let (mut kernel, mut ours) = (Vec::new(), Vec::new());
+    let settings = offloads(&tb);
+    let (mut kernel, mut ours): (Vec<Round>, Vec<Round>) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let (stop, h) = kernel_server(&tb);
-        let k = wrk(&tb, seconds);
+        let k = measured(&tb, seconds);
         let _ = stop.send(());
         let _ = h.join();
         kernel.push(k?);
 
         let d = Daemon::start(&tb, &["--http", ADDR])?;
         thread::sleep(Duration::from_millis(100));
-        let o = wrk(&tb, seconds);
+        let o = measured(&tb, seconds);
+        // The daemon's ring drop counters and TCP counters for this round.
+        let stats = tb.stats()?;
         d.stop()?;
-        ours.push(o?);
+        let (r, mut extra) = o?;
+        extra["queues"] = stats["queues"].clone();
+        ours.push((r, extra));
     }
     drop(tb);
-    let col = |v: &[(f64, f64, f64)], i: usize| {
-        let mut c: Vec<f64> = v.iter().map(|r| [r.0, r.1, r.2][i]).collect();
+    let col = |v: &[Round], i: usize| {
+        let mut c: Vec<f64> = v.iter().map(|(r, _)| [r.0, r.1, r.2][i]).collect();
         median(&mut c)
+    };
+    let rounds = |v: &[Round]| -> Vec<serde_json::Value> {
+        v.iter()
+            .map(|((rps, p50, p99), extra)| {
+                let mut o =
+                    serde_json::json!({"requests_per_s": rps, "p50_us": p50, "p99_us": p99});
+                if let (Some(o), Some(e)) = (o.as_object_mut(), extra.as_object()) {
+                    o.extend(e.clone());
+                }
+                o
+            })
+            .collect()
     };
     let (krps, k50, k99) = (col(&kernel, 0), col(&kernel, 1), col(&kernel, 2));
     let (orps, o50, o99) = (col(&ours, 0), col(&ours, 1), col(&ours, 2));
@@ -159,8 +219,9 @@ fn main() -> Result<()> {
         "quick": quick,
         "seconds_each": seconds,
         "rounds": 3,
-        "kernel": {"requests_per_s": krps, "p50_us": k50, "p99_us": k99, "rounds": kernel},
-        "netdemux": {"requests_per_s": orps, "p50_us": o50, "p99_us": o99, "rounds": ours},
+        "offloads": settings,
+        "kernel": {"requests_per_s": krps, "p50_us": k50, "p99_us": k99, "rounds": rounds(&kernel)},
+        "netdemux": {"requests_per_s": orps, "p50_us": o50, "p99_us": o99, "rounds": rounds(&ours)},
         "ratios": {
             "tcp_reqs_vs_kernel": orps / krps,
             "tcp_p50_vs_kernel": o50 / k50,

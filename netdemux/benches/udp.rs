@@ -94,35 +94,6 @@ impl Receiver {
     }
 }
 
-/// Busy share of each CPU between two /proc/stat readings.
-fn cpu_times() -> Vec<(u64, u64)> {
-    fs::read_to_string("/proc/stat")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
-        .map(|l| {
-            let v: Vec<u64> = l
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            let idle = v.get(3).unwrap_or(&0) + v.get(4).unwrap_or(&0);
-            (v.iter().take(8).sum::<u64>(), idle)
-        })
-        .collect()
-}
-
-fn busy(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
-    before
-        .iter()
-        .zip(after)
-        .map(|(b, a)| {
-            let total = a.0.saturating_sub(b.0).max(1) as f64;
-            1.0 - a.1.saturating_sub(b.1) as f64 / total
-        })
-        .collect()
-}
-
 fn ethtool_sum(tb: &Testbed, ns: &str, dev: &str, field: &str) -> u64 {
     let _ = tb;
     must("ip", &["netns", "exec", ns, "ethtool", "-S", dev])
@@ -456,19 +427,25 @@ fn main() -> Result<()> {
                     tear_down(&tb, r, s)?;
                     continue;
                 }
-                let (before, drops_before, cpu_before) =
-                    (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
+                let (before, drops_before, cpu_before) = (
+                    received(&tb, r, &s)?,
+                    receiver_drops(&tb, r)?,
+                    netdemux::testbed::cpu_times(),
+                );
                 let g = offer_load(&tb, secs, r == Receiver::Mix)?;
                 thread::sleep(Duration::from_millis(300));
-                let (after, drops_after, cpu_after) =
-                    (received(&tb, r, &s)?, receiver_drops(&tb, r)?, cpu_times());
+                let (after, drops_after, cpu_after) = (
+                    received(&tb, r, &s)?,
+                    receiver_drops(&tb, r)?,
+                    netdemux::testbed::cpu_times(),
+                );
                 let duration = g["duration_s"].as_f64().unwrap_or(secs);
                 let rate = (after - before) as f64 / duration;
                 let sample = serde_json::json!({
                     "offered_mpps": g["pps"].as_f64().unwrap_or(0.0) / 1e6,
                     "received_mpps": rate / 1e6,
                     "receiver_drops": drops_after - drops_before,
-                    "cpu_busy": busy(&cpu_before, &cpu_after),
+                    "cpu_busy": netdemux::testbed::cpu_busy(&cpu_before, &cpu_after),
                 });
                 eprintln!("rep {rep} {:<9} {:<52} {sample}", layout.key(), r.name());
                 samples[l][i].push(sample);

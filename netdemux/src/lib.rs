@@ -4,7 +4,7 @@
 //! program to AF_XDP sockets; everything else reaches the kernel untouched. This crate holds the
 //! control plane ([`control`]) and the command line ([`cli`]). See DESIGN.md for the full picture.
 
-pub use api::{Stack, StackBuilder, UdpSocket};
+pub use api::{Stack, StackBuilder, TcpListener, TcpStream, UdpSocket};
 
 pub mod api;
 pub mod cli;

@@ -357,3 +357,33 @@ pub fn in_netns<T: Send + 'static>(
         f()
     })
 }
+
+/// Per-CPU (total, idle) jiffies from /proc/stat, for [`cpu_busy`].
+pub fn cpu_times() -> Vec<(u64, u64)> {
+    std::fs::read_to_string("/proc/stat")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .map(|l| {
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let idle = v.get(3).unwrap_or(&0) + v.get(4).unwrap_or(&0);
+            (v.iter().take(8).sum::<u64>(), idle)
+        })
+        .collect()
+}
+
+/// The busy share of each CPU between two [`cpu_times`] readings.
+pub fn cpu_busy(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<f64> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| {
+            let total = a.0.saturating_sub(b.0).max(1) as f64;
+            1.0 - a.1.saturating_sub(b.1) as f64 / total
+        })
+        .collect()
+}

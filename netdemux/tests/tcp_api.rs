@@ -61,7 +61,7 @@ fn an_application_echo_on_tcp_listeners_over_ipv4_and_ipv6() {
         .expect("stack");
     for addr in ["198.18.0.2:9000", "[2001:db8::2]:9000"] {
         let listener = rt
-            .block_on(stack.tcp_listen(addr.parse().unwrap()))
+            .block_on(netdemux::TcpListener::bind(&stack, addr.parse().unwrap()))
             .expect("listen");
         assert_eq!(listener.local_addr(), addr.parse().unwrap());
         // The application: echo every connection.
@@ -146,7 +146,7 @@ fn netdemux_connects_to_kernel_listeners_and_the_kernel_sends_no_rst() {
         for i in 0..2u64 {
             let sent = data(10 + i, 300_000);
             let mut s = rt
-                .block_on(stack.tcp_connect(dst))
+                .block_on(netdemux::TcpStream::connect(&stack, dst))
                 .unwrap_or_else(|e| panic!("connect to {dst}: {e:#}"));
             assert_eq!(s.peer_addr(), dst);
             assert_eq!(s.local_addr().is_ipv4(), dst.is_ipv4());

@@ -29,6 +29,11 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
+    /// Listens on `addr` through `stack`: [`super::Stack::tcp_listen`].
+    pub async fn bind(stack: &super::Stack, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+        stack.tcp_listen(addr).await
+    }
+
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local
@@ -143,6 +148,11 @@ impl TcpStream {
             )),
             s => Err(ended(s)),
         }
+    }
+
+    /// Connects to `remote` through `stack`: [`super::Stack::tcp_connect`].
+    pub async fn connect(stack: &super::Stack, remote: SocketAddr) -> anyhow::Result<TcpStream> {
+        stack.tcp_connect(remote).await
     }
 
     /// This side's address.

@@ -246,8 +246,10 @@ pub struct StateInfo {
     pub object_hash: u64,
     /// Capacity of the binding table.
     pub max_bindings: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Non-zero while a daemon routes the program's log records (aya-log) into its logs:
+    /// only then does the program log its slow paths (malformed frames, redirects with no
+    /// socket on the queue). Zero otherwise.
+    pub log: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<BindKey>() == 20);

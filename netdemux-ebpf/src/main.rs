@@ -15,7 +15,8 @@ use aya_ebpf::{
     maps::{Array, PerCpuHashMap},
     programs::XdpContext,
 };
-use maps::{ACTIVE, BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, PORTS, PORTS1, XSKS};
+use aya_log_ebpf::debug;
+use maps::{ACTIVE, BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, INFO, PORTS, PORTS1, XSKS};
 use netdemux_common::{BindKey, BindStats, Counter, port_slot};
 use parse::{Frame, classify};
 
@@ -30,9 +31,24 @@ pub fn netdemux(ctx: XdpContext) -> u32 {
         Ok(mut key) => deliver(&ctx, &frame, &mut key, &count),
         Err(reason) => {
             count.add(reason);
+            if reason == Counter::PassMalformed && logging() {
+                debug!(
+                    &ctx,
+                    "malformed frame of {} bytes on queue {}: passed to the kernel",
+                    frame.len(),
+                    ctx.rx_queue_index()
+                );
+            }
             xdp_action::XDP_PASS
         }
     }
+}
+
+/// True while a daemon routes this program's log records into its logs (`StateInfo::log`):
+/// only the slow paths ask, so the hot paths never pay for logging.
+#[inline(always)]
+fn logging() -> bool {
+    INFO.get(0).is_some_and(|i| i.log != 0)
 }
 
 /// The per-CPU counters of the binding `key` matches in `binds` (exact address first, then the
@@ -93,6 +109,14 @@ fn deliver(ctx: &XdpContext, frame: &Frame, key: &mut BindKey, count: &Count) ->
         }
         Err(fallback) => {
             count.add(Counter::RedirectFailed);
+            if logging() {
+                debug!(
+                    ctx,
+                    "bound {}-byte frame on queue {} has no AF_XDP socket there: passed to the kernel",
+                    frame.len(),
+                    ctx.rx_queue_index()
+                );
+            }
             fallback
         }
     }

@@ -252,6 +252,11 @@ impl Daemon {
     /// Starts `netdemux --netns <ns_b> run --iface <veth_b> ARGS` and waits until it answers on
     /// its control socket.
     pub fn start(tb: &Testbed, args: &[&str]) -> Result<Daemon> {
+        Daemon::start_with_env(tb, args, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables (e.g. `RUST_LOG`).
+    pub fn start_with_env(tb: &Testbed, args: &[&str], env: &[(&str, &str)]) -> Result<Daemon> {
         let mut full = vec![
             "--netns",
             tb.ns_b.as_str(),
@@ -262,6 +267,7 @@ impl Daemon {
         full.extend_from_slice(args);
         let child = Command::new(&tb.bin)
             .args(&full)
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -307,6 +313,19 @@ impl Daemon {
     pub fn stop(mut self) -> Result<std::process::ExitStatus> {
         let child = self.child.take().context("already stopped")?;
         stop_child(child)
+    }
+
+    /// Like [`Daemon::stop`], also returning what the daemon wrote to stderr (keep it under
+    /// the pipe's 64 KiB: nobody reads it while the daemon runs).
+    pub fn stop_with_stderr(mut self) -> Result<(std::process::ExitStatus, String)> {
+        let mut child = self.child.take().context("already stopped")?;
+        let stderr = child.stderr.take();
+        let status = stop_child(child)?;
+        let mut text = String::new();
+        if let Some(mut e) = stderr {
+            std::io::Read::read_to_string(&mut e, &mut text)?;
+        }
+        Ok((status, text))
     }
 
     /// SIGKILL: no cleanup at all, as when a daemon crashes.

@@ -859,3 +859,35 @@ fn wait_stats_when_up(tb: &Testbed) -> serde_json::Value {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn the_programs_log_records_reach_the_daemons_logs_only_when_asked_for() {
+    let tb = Testbed::new(2);
+    let dst = SocketAddr::from((IP_B, 7000));
+    // Queue 1 has no socket: its bound frames are passed, a slow path the program logs.
+    let args = ["--udp-sink", "198.18.0.2:7000", "--queues", "0"];
+    let quiet = netdemux::testbed::Daemon::start(&tb, &args).expect("daemon");
+    send_spread(&tb.ns_a, dst, 200, 16).join().unwrap();
+    let stats = wait_stats(&tb, 5, |s| u(&s["verdicts"]["redirect_failed"]) > 0);
+    assert!(u(&stats["verdicts"]["redirect_failed"]) > 0, "{stats}");
+    let (_, quiet_log) = quiet.stop_with_stderr().unwrap();
+    assert!(!quiet_log.contains("has no AF_XDP socket"), "{quiet_log}");
+
+    let loud = netdemux::testbed::Daemon::start_with_env(
+        &tb,
+        &args,
+        &[("RUST_LOG", "warn,netdemux::xdp=debug")],
+    )
+    .expect("daemon");
+    let before = u(&tb.stats()["verdicts"]["redirect_failed"]);
+    send_spread(&tb.ns_a, dst, 200, 16).join().unwrap();
+    wait_stats(&tb, 5, |s| u(&s["verdicts"]["redirect_failed"]) > before);
+    thread::sleep(Duration::from_millis(300));
+    let (status, log) = loud.stop_with_stderr().unwrap();
+    assert!(status.success());
+    assert!(
+        log.lines()
+            .any(|l| l.contains("netdemux::xdp") && l.contains("has no AF_XDP socket there")),
+        "the program's records in the daemon's log: {log}"
+    );
+}

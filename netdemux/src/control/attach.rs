@@ -162,7 +162,7 @@ pub fn attach(iface: &str, request: ModeRequest, max_bindings: u32) -> Result<At
         netns_inode: state::netns_inode()?,
         object_hash: object::object_hash(),
         max_bindings,
-        reserved: 0,
+        log: 0,
     };
     maps.write_info(&info)?;
     let link = state::pinned_link(&tmp).context("the pinned XDP link cannot be read back")?;

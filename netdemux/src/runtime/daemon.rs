@@ -271,6 +271,19 @@ fn serve(
         Ok(())
     })();
 
+    // The program's own log records, when the logs ask for them (RUST_LOG=netdemux::xdp=debug).
+    let xdp_log_stop = Arc::new(AtomicBool::new(false));
+    let xdp_log = match (&started, super::xdp_log::wanted()) {
+        (Ok(()), true) => start_xdp_log(&mut attachment, xdp_log_stop.clone()),
+        _ => {
+            if attachment.info.log != 0 {
+                // Left on by a daemon that was killed: nobody reads the records now.
+                set_xdp_log(&mut attachment, false);
+            }
+            None
+        }
+    };
+
     let report = {
         let (stats, sinks) = (stats.clone(), services.clone());
         move || build_report(&stats, &sinks)
@@ -347,6 +360,11 @@ fn serve(
             }
         }
     }
+    if let Some(h) = xdp_log {
+        set_xdp_log(&mut attachment, false);
+        xdp_log_stop.store(true, Ordering::Relaxed);
+        let _ = h.join();
+    }
     control_stop.store(true, Ordering::Relaxed);
     if let Some(c) = control {
         let _ = c.join();
@@ -360,6 +378,37 @@ fn serve(
             // Still remove what this run bound before reporting the failure.
             let _ = unbind_all(iface, &added);
             Err(e)
+        }
+    }
+}
+
+/// Switches the program's logging on or off in the pinned state.
+fn set_xdp_log(attachment: &mut state::Attachment, on: bool) {
+    let mut info = attachment.info;
+    info.log = u32::from(on);
+    if let Err(e) = attachment.maps.write_info(&info) {
+        tracing::warn!("cannot switch the XDP program's logging: {e:#}");
+    }
+}
+
+/// Starts reading the program's log records and switches its logging on.
+fn start_xdp_log(
+    attachment: &mut state::Attachment,
+    stop: Arc<AtomicBool>,
+) -> Option<thread::JoinHandle<()>> {
+    let id = attachment.link.as_ref()?.prog_id;
+    match super::xdp_log::start(id, stop) {
+        Ok(h) => {
+            set_xdp_log(attachment, true);
+            tracing::info!(
+                program = id,
+                "XDP program log records go to target netdemux::xdp"
+            );
+            Some(h)
+        }
+        Err(e) => {
+            tracing::warn!("no XDP program logs: {e:#}");
+            None
         }
     }
 }

@@ -8,3 +8,4 @@ pub mod faults;
 pub mod metrics_http;
 pub mod tcp_api;
 pub mod worker;
+pub mod xdp_log;

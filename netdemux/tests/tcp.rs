@@ -272,6 +272,19 @@ fn thousand_sequential_and_two_hundred_concurrent_connections_leave_no_flow() {
     );
     assert_eq!(tcp_total(&tb, "opened"), 1000);
     assert_eq!(tcp_total(&tb, "closed"), 1000);
+    // The same counters in Prometheus format, parsed: one series per queue.
+    let prom = tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--prometheus"]);
+    let series = |name: &str| -> Vec<u64> {
+        prom.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let opened = series("netdemux_tcp_opened_total");
+    assert_eq!(opened.len(), 2, "one series per queue:\n{prom}");
+    assert_eq!(opened.iter().sum::<u64>(), 1000);
+    assert_eq!(series("netdemux_tcp_open_connections"), vec![0, 0]);
+    assert!(prom.contains("# TYPE netdemux_tcp_open_connections gauge"));
     in_netns(&tb.ns_a, || {
         // 200 connections open at once, then all exchange and close.
         let streams: Vec<TcpStream> = (0..200)

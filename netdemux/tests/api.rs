@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use support::netns::*;
+use support::{
+    api::{runtime, stack},
+    netns::*,
+};
 
 /// Sequential round trips from namespace a: each answer must come from `dst` with the payload.
 fn round_trips(tb: &Testbed, dst: SocketAddr, n: u32) -> u32 {
@@ -39,27 +42,12 @@ fn round_trips(tb: &Testbed, dst: SocketAddr, n: u32) -> u32 {
     .unwrap()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 #[test]
 fn an_application_echo_answers_over_ipv4_ipv6_and_a_wildcard() {
     let tb = Arc::new(Testbed::new(2));
     tb.add_second_address();
     let rt = runtime();
-    let stack = rt
-        .block_on(
-            netdemux::Stack::builder()
-                .iface(&tb.veth_b)
-                .netns(&tb.ns_b)
-                .build(),
-        )
-        .expect("the stack starts");
+    let stack = rt.block_on(stack(&tb));
     for addr in ["198.18.0.2:7000", "[2001:db8::2]:7000", "0.0.0.0:7100"] {
         let sock = rt.block_on(stack.udp_bind(addr.parse().unwrap())).unwrap();
         rt.spawn(async move {
@@ -112,12 +100,7 @@ fn an_application_sends_first_to_a_new_peer_and_unresolvable_peers_are_counted()
     ready_rx.recv().unwrap();
     let rt = runtime();
     rt.block_on(async {
-        let stack = netdemux::Stack::builder()
-            .iface(&tb.veth_b)
-            .netns(&tb.ns_b)
-            .build()
-            .await
-            .unwrap();
+        let stack = stack(&tb).await;
         let sock = stack
             .udp_bind("198.18.0.2:7200".parse().unwrap())
             .await
@@ -141,14 +124,7 @@ fn an_application_sends_first_to_a_new_peer_and_unresolvable_peers_are_counted()
 fn datagrams_with_bad_checksums_are_counted_and_not_delivered() {
     let tb = Testbed::new(1);
     let rt = runtime();
-    let stack = rt
-        .block_on(
-            netdemux::Stack::builder()
-                .iface(&tb.veth_b)
-                .netns(&tb.ns_b)
-                .build(),
-        )
-        .unwrap();
+    let stack = rt.block_on(stack(&tb));
     let sock = rt
         .block_on(stack.udp_bind("198.18.0.2:7300".parse().unwrap()))
         .unwrap();

@@ -12,16 +12,11 @@ use std::{
     time::Duration,
 };
 
-use support::netns::*;
+use support::{
+    api::{runtime, stack},
+    netns::*,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Pseudo-random bytes of length `n` from `seed`.
 fn data(seed: u64, n: usize) -> Vec<u8> {
@@ -51,14 +46,7 @@ fn out_rsts(ns: &str) -> u64 {
 fn an_application_echo_on_tcp_listeners_over_ipv4_and_ipv6() {
     let tb = Arc::new(Testbed::new(2));
     let rt = runtime();
-    let stack = rt
-        .block_on(
-            netdemux::Stack::builder()
-                .iface(&tb.veth_b)
-                .netns(&tb.ns_b)
-                .build(),
-        )
-        .expect("stack");
+    let stack = rt.block_on(stack(&tb));
     for addr in ["198.18.0.2:9000", "[2001:db8::2]:9000"] {
         let listener = rt
             .block_on(netdemux::TcpListener::bind(&stack, addr.parse().unwrap()))
@@ -114,14 +102,7 @@ fn an_application_echo_on_tcp_listeners_over_ipv4_and_ipv6() {
 fn netdemux_connects_to_kernel_listeners_and_the_kernel_sends_no_rst() {
     let tb = Arc::new(Testbed::new(2));
     let rt = runtime();
-    let stack = rt
-        .block_on(
-            netdemux::Stack::builder()
-                .iface(&tb.veth_b)
-                .netns(&tb.ns_b)
-                .build(),
-        )
-        .expect("stack");
+    let stack = rt.block_on(stack(&tb));
     let rsts_before = out_rsts(&tb.ns_b);
     for addr in ["198.18.0.1:9100", "[2001:db8::1]:9100"] {
         let dst: SocketAddr = addr.parse().unwrap();
@@ -183,14 +164,7 @@ fn netdemux_connects_to_kernel_listeners_and_the_kernel_sends_no_rst() {
 fn connecting_to_a_closed_port_is_refused() {
     let tb = Arc::new(Testbed::new(1));
     let rt = runtime();
-    let stack = rt
-        .block_on(
-            netdemux::Stack::builder()
-                .iface(&tb.veth_b)
-                .netns(&tb.ns_b)
-                .build(),
-        )
-        .expect("stack");
+    let stack = rt.block_on(stack(&tb));
     let err = rt
         .block_on(stack.tcp_connect("198.18.0.1:9999".parse().unwrap()))
         .err()

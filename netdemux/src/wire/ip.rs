@@ -150,6 +150,38 @@ impl IpRepr {
     }
 }
 
+/// Writes an untagged Ethernet header and an IP header (hop limit 64) for `l4_len` bytes of
+/// `protocol` from `src` to `dst` at the start of `frame`; returns where the L4 header goes,
+/// or `None` if the headers do not fit or the families differ.
+pub fn emit_headers(
+    frame: &mut [u8],
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    l4_len: usize,
+) -> Option<usize> {
+    if src.is_ipv4() != dst.is_ipv4() {
+        return None;
+    }
+    let ip = IpRepr {
+        src,
+        dst,
+        protocol,
+        payload_len: l4_len,
+        hop_limit: 64,
+    };
+    let eth = super::ethernet::EthernetRepr {
+        dst: dst_mac,
+        src: src_mac,
+        vlans: [None, None],
+        ethertype: ip.ethertype(),
+    };
+    let l3 = eth.emit(frame).ok()?;
+    Some(l3 + ip.emit(frame.get_mut(l3..)?).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,7 @@ use std::{
 use super::{
     Error, checksum,
     classify::{Classified, source},
-    ethernet::EthernetRepr,
-    ip::IpRepr,
+    ip::emit_headers,
 };
 use crate::{control::binding::Binding, stack::tcp::Seq};
 
@@ -433,31 +432,23 @@ pub fn emit(
     header: &TcpHeader,
     payload: [&[u8]; 2],
 ) -> Option<usize> {
-    if src.is_ipv4() != dst.is_ipv4() {
-        return None;
-    }
     let header = TcpHeader {
         src_port: src.port(),
         dst_port: dst.port(),
         ..*header
     };
     let hlen = header.header_len();
-    let ip = IpRepr {
-        src: src.ip(),
-        dst: dst.ip(),
-        protocol: PROTO_TCP,
-        payload_len: hlen + payload[0].len() + payload[1].len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        dst: dst_mac,
-        src: src_mac,
-        vlans: [None, None],
-        ethertype: ip.ethertype(),
-    };
-    let l3 = eth.emit(frame).ok()?;
-    let l4 = l3 + ip.emit(frame.get_mut(l3..)?).ok()?;
-    let len = l4 + ip.payload_len;
+    let l4_len = hlen + payload[0].len() + payload[1].len();
+    let l4 = emit_headers(
+        frame,
+        src_mac,
+        dst_mac,
+        src.ip(),
+        dst.ip(),
+        PROTO_TCP,
+        l4_len,
+    )?;
+    let len = l4 + l4_len;
     let seg = frame.get_mut(l4..len)?;
     let (head, data) = seg.split_at_mut(hlen);
     header.emit(head).ok()?;

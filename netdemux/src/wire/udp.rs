@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use super::{
     Error, checksum,
     classify::{Classified, classify, source},
-    ethernet::EthernetRepr,
-    ip::IpRepr,
+    ip::emit_headers,
 };
 use crate::control::binding::Binding;
 
@@ -76,26 +75,13 @@ pub fn emit(
     dst: SocketAddr,
     payload: &[u8],
 ) -> Option<usize> {
-    let ip = IpRepr {
-        src: src.ip(),
-        dst: dst.ip(),
-        protocol: 17,
-        payload_len: 8 + payload.len(),
-        hop_limit: 64,
-    };
-    let eth = EthernetRepr {
-        dst: dst_mac,
-        src: src_mac,
-        vlans: [None, None],
-        ethertype: ip.ethertype(),
-    };
-    let l3 = eth.emit(frame).ok()?;
-    let l4 = l3 + ip.emit(&mut frame[l3..]).ok()?;
-    let len = l4 + ip.payload_len;
+    let l4_len = 8 + payload.len();
+    let l4 = emit_headers(frame, src_mac, dst_mac, src.ip(), dst.ip(), 17, l4_len)?;
+    let len = l4 + l4_len;
     let seg = frame.get_mut(l4..len)?;
     seg[0..2].copy_from_slice(&src.port().to_be_bytes());
     seg[2..4].copy_from_slice(&dst.port().to_be_bytes());
-    seg[4..6].copy_from_slice(&(ip.payload_len as u16).to_be_bytes());
+    seg[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
     seg[6..8].copy_from_slice(&[0, 0]);
     seg[8..].copy_from_slice(payload);
     let c = checksum::l4(src.ip(), dst.ip(), 17, seg);

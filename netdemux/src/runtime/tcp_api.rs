@@ -38,6 +38,8 @@ pub struct ApiTcp {
     index: usize,
     outbound: Outbound,
     links: Arc<[Arc<WorkerLink>]>,
+    /// Connections accepted in this round (kept to reuse its allocation).
+    accepted: Vec<ConnId>,
 }
 
 impl ApiTcp {
@@ -56,6 +58,7 @@ impl ApiTcp {
             index,
             outbound,
             links,
+            accepted: Vec::new(),
         }
     }
 
@@ -140,8 +143,8 @@ impl ApiTcp {
     /// say they can go.
     pub fn serve(&mut self, now: Instant) {
         self.endpoint.handle_timeouts(now);
-        let listeners: Vec<Arc<ListenerShared>> = self.listeners.values().cloned().collect();
-        for l in listeners {
+        let mut accepted = std::mem::take(&mut self.accepted);
+        for l in self.listeners.values() {
             while let Some(id) = self.endpoint.accept(l.local) {
                 let Some(conn) = self.endpoint.get(id) else {
                     continue;
@@ -162,9 +165,15 @@ impl ApiTcp {
                         pending: None,
                     },
                 );
-                self.pump(id, now);
+                accepted.push(id);
             }
         }
+        // Bytes may have come with the handshake.
+        for &id in &accepted {
+            self.pump(id, now);
+        }
+        accepted.clear();
+        self.accepted = accepted;
         while let Some((id, events)) = self.endpoint.poll_event() {
             let ended = [
                 (Events::RESET, state::RESET),

@@ -11,10 +11,23 @@ pub const MAX_HEAD: usize = 8192;
 /// What to answer to one request head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
-    /// The response bytes.
-    pub bytes: Vec<u8>,
+    /// The response bytes (the 200 answers are built once and shared).
+    pub bytes: std::borrow::Cow<'static, [u8]>,
     /// Close the connection after sending it.
     pub close: bool,
+}
+
+/// The four 200 answers (GET or HEAD, kept alive or closing), built once.
+fn ok_answer(head_only: bool, close: bool) -> &'static [u8] {
+    static OK: std::sync::LazyLock<[Vec<u8>; 4]> = std::sync::LazyLock::new(|| {
+        [
+            response("200 OK", BODY, false, false, ""),
+            response("200 OK", BODY, false, true, ""),
+            response("200 OK", BODY, true, false, ""),
+            response("200 OK", BODY, true, true, ""),
+        ]
+    });
+    &OK[usize::from(head_only) * 2 + usize::from(close)]
 }
 
 /// The end of the first request head in `buf` (the index after its blank line).
@@ -39,7 +52,7 @@ fn response(status: &str, body: &[u8], head_only: bool, close: bool, extra: &str
 /// Answers the request head `head` (request line and headers, up to the blank line).
 pub fn answer(head: &[u8]) -> Answer {
     let bad = |status: &str, body: &[u8]| Answer {
-        bytes: response(status, body, false, true, ""),
+        bytes: response(status, body, false, true, "").into(),
         close: true,
     };
     let Ok(text) = std::str::from_utf8(head) else {
@@ -77,7 +90,7 @@ pub fn answer(head: &[u8]) -> Answer {
     }
     match method {
         "GET" | "HEAD" if !has_body => Answer {
-            bytes: response("200 OK", BODY, method == "HEAD", close, ""),
+            bytes: ok_answer(method == "HEAD", close).into(),
             close,
         },
         "GET" | "HEAD" => bad("400 Bad Request", b"a GET with a body is not served\n"),
@@ -88,7 +101,8 @@ pub fn answer(head: &[u8]) -> Answer {
                 false,
                 true,
                 "Allow: GET, HEAD\r\n",
-            ),
+            )
+            .into(),
             close: true,
         },
     }
@@ -99,7 +113,7 @@ mod tests {
     use super::*;
 
     fn text(a: &Answer) -> String {
-        String::from_utf8(a.bytes.clone()).unwrap()
+        String::from_utf8(a.bytes.to_vec()).unwrap()
     }
 
     #[test]

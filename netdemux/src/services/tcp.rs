@@ -154,13 +154,10 @@ fn serve_http(conn: &mut Connection, head: &mut Vec<u8>, scratch: &mut [u8]) {
             continue;
         }
         if head.len() >= http::MAX_HEAD {
-            let too_long = http::Answer {
-                bytes: b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\
-                         Connection: close\r\n\r\n"
-                    .to_vec(),
-                close: true,
-            };
-            conn.send(&too_long.bytes);
+            conn.send(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\
+                  Connection: close\r\n\r\n",
+            );
             conn.close();
             return;
         }

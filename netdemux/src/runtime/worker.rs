@@ -469,7 +469,11 @@ fn run(
                     if let Ok(p) = TcpPacket::from_classified(frame, &c) {
                         let mut mac = [0u8; 6];
                         mac.copy_from_slice(&frame[6..12]);
-                        neigh.learn(p.src.ip(), mac, now);
+                        if neigh.lookup(p.src.ip(), now) != Some(mac) {
+                            // A lookup per segment; an insert only when the peer is new (or
+                            // moved, or its entry aged out).
+                            neigh.learn(p.src.ip(), mac, now);
+                        }
                         let segment = &frame[c.l4_offset..p.payload_offset + p.payload_len];
                         let payload = &segment[segment.len() - p.payload_len..];
                         at.input(p.src, p.dst, &p.header, payload, segment, now);
@@ -522,7 +526,11 @@ fn run(
                             // Answers go back to the MAC the segment came from.
                             let mut mac = [0u8; 6];
                             mac.copy_from_slice(&frame[6..12]);
-                            neigh.learn(p.src.ip(), mac, now);
+                            if neigh.lookup(p.src.ip(), now) != Some(mac) {
+                                // A lookup per segment; an insert only when the peer is new (or
+                                // moved, or its entry aged out).
+                                neigh.learn(p.src.ip(), mac, now);
+                            }
                             let segment = &frame[c.l4_offset..p.payload_offset + p.payload_len];
                             side.receive(&p, segment, now);
                         }

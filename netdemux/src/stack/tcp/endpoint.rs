@@ -461,12 +461,14 @@ impl Endpoint {
             slot.queued = true;
             self.transmit.push_back(id);
         }
-        let deadline = conn.poll_timeout();
-        if deadline.is_some() && deadline != slot.scheduled {
-            slot.scheduled = deadline;
-            if let Some(t) = deadline {
-                self.timers.push(Reverse((t, id.index, id.generation)));
-            }
+        // Only an earlier deadline is pushed: every ACK moves the RTO later, and a later one is
+        // found when the entry already in the heap fires (handle_timeouts books it again) —
+        // one heap push and pop per RTO instead of per ACK.
+        if let Some(t) = conn.poll_timeout()
+            && slot.scheduled.is_none_or(|s| t < s)
+        {
+            slot.scheduled = Some(t);
+            self.timers.push(Reverse((t, id.index, id.generation)));
         }
     }
 
@@ -589,7 +591,8 @@ impl Endpoint {
         self.resets.push_back((local, remote, rst));
     }
 
-    /// The earliest deadline of any connection.
+    /// When to run [`Endpoint::handle_timeouts`] next: no later than any connection's
+    /// deadline (possibly earlier, when a deadline moved later since it was booked).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
             let current = self

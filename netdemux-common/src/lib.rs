@@ -11,6 +11,56 @@ pub const PROTO_TCP: u8 = 6;
 /// IANA protocol number of UDP.
 pub const PROTO_UDP: u8 = 17;
 
+/// The wire formats' numbers and sizes that both parsers use — the XDP program's
+/// (`netdemux-ebpf/src/parse.rs`) and userspace's (`netdemux::wire`) — so the two agree on every
+/// frame by construction.
+pub mod wire {
+    /// Ethernet header: two MAC addresses and the ethertype.
+    pub const ETH_HLEN: usize = 14;
+    /// Ethertype of IPv4.
+    pub const ETH_P_IPV4: u16 = 0x0800;
+    /// Ethertype of IPv6.
+    pub const ETH_P_IPV6: u16 = 0x86dd;
+    /// Ethertype of an 802.1Q VLAN tag.
+    pub const ETH_P_8021Q: u16 = 0x8100;
+    /// Ethertype of an 802.1ad (QinQ) service tag.
+    pub const ETH_P_8021AD: u16 = 0x88a8;
+    /// Bytes of one VLAN tag (TCI and the encapsulated ethertype).
+    pub const VLAN_TAG_LEN: usize = 4;
+    /// VLAN tags the parsers walk through (QinQ).
+    pub const MAX_VLAN_TAGS: usize = 2;
+
+    /// IPv4 header without options.
+    pub const IPV4_MIN_HLEN: usize = 20;
+    /// The MF flag and the fragment offset of the IPv4 header's flags word.
+    pub const IPV4_FRAG_MASK: u16 = 0x3fff;
+    /// IPv6 fixed header.
+    pub const IPV6_HLEN: usize = 40;
+
+    /// IPv6 extension header: hop-by-hop options.
+    pub const IPPROTO_HOPOPTS: u8 = 0;
+    /// IPv6 extension header: routing.
+    pub const IPPROTO_ROUTING: u8 = 43;
+    /// IPv6 extension header: fragment.
+    pub const IPPROTO_FRAGMENT: u8 = 44;
+    /// IPsec authentication header (its length is in 4-octet units, RFC 4302).
+    pub const IPPROTO_AH: u8 = 51;
+    /// IPv6 extension header: destination options.
+    pub const IPPROTO_DSTOPTS: u8 = 60;
+    /// IPv6 extension headers the parsers walk through before giving up.
+    pub const MAX_IPV6_EXT_HEADERS: usize = 8;
+
+    /// UDP header.
+    pub const UDP_HLEN: usize = 8;
+    /// TCP header without options.
+    pub const TCP_MIN_HLEN: usize = 20;
+
+    /// Bound on the offset of the L4 header in a frame. Real traffic stays far below it (an IPv6
+    /// header chain this long would not be forwarded by routers); it keeps offsets provably
+    /// small for the verifier, and userspace refuses the same frames.
+    pub const MAX_L4_OFFSET: usize = 1024;
+}
+
 /// Address family tag of a [`BindKey`] holding an IPv4 address.
 pub const FAMILY_V4: u8 = 4;
 /// Address family tag of a [`BindKey`] holding an IPv6 address.
@@ -128,6 +178,37 @@ impl BindKey {
     #[inline(always)]
     pub const fn port(&self) -> u16 {
         u16::from_be_bytes(self.port.to_ne_bytes())
+    }
+
+    /// The key of socket address `addr` for protocol number `proto`; the unspecified address
+    /// gives its family's wildcard.
+    pub fn from_socket_addr(proto: u8, addr: core::net::SocketAddr) -> BindKey {
+        match addr.ip() {
+            core::net::IpAddr::V4(ip) => {
+                let mut octets = [0u8; 16];
+                let v4 = ip.octets();
+                octets[0] = v4[0];
+                octets[1] = v4[1];
+                octets[2] = v4[2];
+                octets[3] = v4[3];
+                BindKey::new(octets, addr.port(), proto, FAMILY_V4)
+            }
+            core::net::IpAddr::V6(ip) => BindKey::new(ip.octets(), addr.port(), proto, FAMILY_V6),
+        }
+    }
+
+    /// The socket address this key stands for; `None` for a key whose family tag is unknown or
+    /// whose IPv4 address has bytes beyond the first four (no netdemux build writes those).
+    pub fn socket_addr(&self) -> Option<core::net::SocketAddr> {
+        let o = self.addr_octets();
+        let ip = match self.family {
+            FAMILY_V4 if o[4..].iter().all(|&b| b == 0) => {
+                core::net::IpAddr::V4(core::net::Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+            }
+            FAMILY_V6 => core::net::IpAddr::V6(core::net::Ipv6Addr::from(o)),
+            _ => return None,
+        };
+        Some(core::net::SocketAddr::new(ip, self.port()))
     }
 }
 

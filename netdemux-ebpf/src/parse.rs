@@ -5,34 +5,15 @@
 //! extension header lengths) are clamped to [`MAX_L4_OFFSET`] so the verifier can bound them.
 //! The result is either the key to look up or the reason the frame goes to the kernel.
 
-use netdemux_common::{BindKey, Counter, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
-
-const ETH_HLEN: usize = 14;
-const ETH_P_IPV4: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-/// 802.1Q and 802.1ad tags the parser walks through (QinQ).
-const MAX_VLAN_TAGS: usize = 2;
-
-const IPV4_MIN_HLEN: usize = 20;
-const IPV4_FRAG_MASK: u16 = 0x3fff; // MF flag and fragment offset
-const IPV6_HLEN: usize = 40;
-
-const IPPROTO_HOPOPTS: u8 = 0;
-const IPPROTO_ROUTING: u8 = 43;
-const IPPROTO_FRAGMENT: u8 = 44;
-const IPPROTO_AH: u8 = 51;
-const IPPROTO_DSTOPTS: u8 = 60;
-/// IPv6 extension headers the parser walks through before giving up (counted as malformed).
-const MAX_IPV6_EXT_HEADERS: usize = 8;
-
-const UDP_HLEN: usize = 8;
-const TCP_MIN_HLEN: usize = 20;
-
-/// Bound on the offset of the L4 header. Real traffic stays far below it (an IPv6 header chain
-/// this long would not be forwarded by routers); it keeps offsets provably small for the verifier.
-const MAX_L4_OFFSET: usize = 1024;
+use netdemux_common::{
+    BindKey, Counter, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP,
+    wire::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS,
+        IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPV4_FRAG_MASK, IPV4_MIN_HLEN,
+        IPV6_HLEN, MAX_IPV6_EXT_HEADERS, MAX_L4_OFFSET, MAX_VLAN_TAGS, TCP_MIN_HLEN, UDP_HLEN,
+        VLAN_TAG_LEN,
+    },
+};
 
 /// A frame between `start` and `end`, the packet pointers of the XDP context.
 pub struct Frame {
@@ -96,9 +77,9 @@ fn ethernet(frame: &Frame) -> Result<(u16, usize), Counter> {
             break;
         }
         // Tag: TCI (2 bytes), then the encapsulated ethertype.
-        let tag: &[u8; 4] = frame.bytes(off).ok_or(Counter::PassMalformed)?;
+        let tag: &[u8; VLAN_TAG_LEN] = frame.bytes(off).ok_or(Counter::PassMalformed)?;
         ethertype = be16([tag[2], tag[3]]);
-        off += 4;
+        off += VLAN_TAG_LEN;
     }
     Ok((ethertype, off))
 }

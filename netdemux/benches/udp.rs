@@ -366,7 +366,7 @@ fn attach_drop(tb: &Testbed) -> Result<aya::Ebpf> {
     in_netns(&tb.ns_b, move || -> Result<aya::Ebpf> {
         let mut ebpf = object::open(1)?;
         let prog = object::load_program(&mut ebpf, program_names::DROP)?;
-        let ifindex = netdemux::control::state::ifindex(&veth)?;
+        let ifindex = netdemux::control::iface::Interface::link(&veth)?.ifindex()?;
         prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver)?;
         Ok(ebpf)
     })

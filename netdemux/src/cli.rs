@@ -2,7 +2,6 @@
 //! verbs (`attach`, `detach`, `bind`, `unbind`). Every failure is one line on stderr and exit 1.
 
 use std::{
-    fmt::Write as _,
     io::Write as _,
     process::ExitCode,
     sync::{
@@ -20,14 +19,14 @@ use crate::{
     control::{
         attach::{self, ModeRequest},
         binding::{Binding, parse_socket_addr},
+        iface::Interface,
         netns, privilege, state,
         stats::{ListEntry, Snapshot},
     },
+    daemon::{self, RunConfig, parse_list},
     generator::{self, GenConfig, GenProto},
-    runtime::{
-        control::{self as daemon_control, DaemonReport},
-        daemon::{self, RunConfig, parse_list},
-    },
+    report::{DaemonReport, control_socket, prometheus, table},
+    runtime::faults::FaultConfig,
 };
 
 /// Kernel-bypass packet demultiplexer: packets to bound socket addresses go to AF_XDP sockets,
@@ -391,7 +390,7 @@ pub fn run(cli: Cli) -> Result<()> {
             upgrade: true,
             ..
         } => {
-            let u = attach::upgrade(&iface.iface)?;
+            let u = attach::upgrade(&Interface::resolve(&iface.iface)?)?;
             if json {
                 print_json(&u)?;
             } else {
@@ -408,7 +407,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             upgrade: false,
         } => {
-            let a = attach::attach(&iface.iface, mode, max_bindings)?;
+            let a = attach::attach(&Interface::resolve(&iface.iface)?, mode, max_bindings)?;
             if json {
                 print_json(&a)?;
             } else {
@@ -426,7 +425,7 @@ pub fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Detach { iface } => {
-            let d = attach::detach(&iface.iface)?;
+            let d = attach::detach(&Interface::resolve(&iface.iface)?)?;
             let what = if d.stale {
                 "removed stale state of"
             } else {
@@ -441,7 +440,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ..
         } => {
             let set = read_binding_file(&file)?;
-            let mut a = state::open(&iface.iface)?;
+            let mut a = state::open(&Interface::resolve(&iface.iface)?)?;
             let _lock = a.lock()?;
             let r = a.maps.replace(&set)?;
             if json {
@@ -464,20 +463,20 @@ pub fn run(cli: Cli) -> Result<()> {
                 bail!("bind needs udp|tcp and ADDR:PORT, or --from FILE");
             };
             let b = Binding::parse(&proto, &addr)?;
-            let mut a = state::open(&iface.iface)?;
+            let mut a = state::open(&Interface::resolve(&iface.iface)?)?;
             let _lock = a.lock()?;
             a.maps.bind(&b)?;
             println!("bound {b} on {}", a.iface);
         }
         Command::Unbind { binding } => {
             let b = Binding::parse(&binding.proto, &binding.addr)?;
-            let mut a = state::open(&binding.iface.iface)?;
+            let mut a = state::open(&Interface::resolve(&binding.iface.iface)?)?;
             let _lock = a.lock()?;
             a.maps.unbind(&b)?;
             println!("unbound {b} on {}", a.iface);
         }
         Command::List { iface, json } => {
-            let a = state::open(&iface.iface)?;
+            let a = state::open(&Interface::resolve(&iface.iface)?)?;
             let bindings = a.maps.bindings()?;
             if json {
                 let entries: Vec<ListEntry> = bindings.iter().map(ListEntry::from).collect();
@@ -494,12 +493,18 @@ pub fn run(cli: Cli) -> Result<()> {
             prometheus,
             watch,
             count,
-        } => stats(&iface.iface, json, prometheus, watch, count)?,
+        } => stats(
+            &Interface::resolve(&iface.iface)?,
+            json,
+            prometheus,
+            watch,
+            count,
+        )?,
         Command::Completions { .. } | Command::Man => unreachable!("handled before privileges"),
         Command::Run {
             config: Some(path), ..
         } => {
-            let (cfg, netns_name) = crate::runtime::config::load(&path)?;
+            let (cfg, netns_name) = daemon::config::load(&path)?;
             if let Some(ns) = netns_name.filter(|_| cli.netns.is_none()) {
                 netns::enter(&ns)?;
             }
@@ -545,7 +550,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 udp_echoes: addrs(&udp_echo)?,
                 tcp_echoes: addrs(&tcp_echo)?,
                 https: addrs(&http)?,
-                faults: crate::runtime::faults::FaultConfig {
+                faults: FaultConfig {
                     loss: fault_loss,
                     reorder: fault_reorder,
                     seed: fault_seed,
@@ -586,7 +591,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 bail!("--duration needs a positive number of seconds");
             }
             let cfg = GenConfig {
-                iface: iface.iface,
+                iface: Interface::link(&iface.iface)?,
                 dst: parse_socket_addr(&dst)?,
                 src,
                 proto,
@@ -657,6 +662,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// Checks the sizes, installs the signal handler and runs the daemon until SIGINT/SIGTERM.
 fn run_daemon(cfg: RunConfig) -> Result<()> {
+    let iface = Interface::existing(&cfg.iface)?;
     for (what, n) in [("--frames", cfg.frames), ("--ring-size", cfg.ring_size)] {
         if !n.is_power_of_two() || !(64..=65536).contains(&n) {
             bail!("{what} must be a power of two between 64 and 65536, got {n}");
@@ -666,7 +672,7 @@ fn run_daemon(cfg: RunConfig) -> Result<()> {
     let flag = stop.clone();
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))
         .context("cannot install the SIGINT/SIGTERM handler")?;
-    daemon::run(&cfg, stop)
+    daemon::run(&iface, &cfg, stop)
 }
 
 /// Reads a binding set: one `PROTO ADDR:PORT` per line, `#` comments, blank lines ignored.
@@ -716,25 +722,23 @@ fn command_name(command: &Command) -> &'static str {
 }
 
 fn stats(
-    iface: &str,
+    iface: &Interface,
     json: bool,
     prometheus: bool,
     watch: Option<f64>,
     count: Option<u64>,
 ) -> Result<()> {
     let a = state::open(iface)?;
+    let name = iface.name();
     let Some(every) = watch else {
-        let snap = Snapshot::read(iface, &a.maps)?;
-        let daemon = daemon_control::query(iface)?;
+        let snap = Snapshot::read(name, &a.maps)?;
+        let daemon = control_socket::query(iface)?;
         if prometheus {
-            print!(
-                "{}",
-                crate::control::metrics::render(&snap, daemon.as_ref())
-            );
+            print!("{}", prometheus::render(&snap, daemon.as_ref()));
         } else if json {
             print_json(&with_daemon(&snap, daemon.as_ref())?)?;
         } else {
-            print!("{}{}", snap.render(None), render_daemon(daemon.as_ref()));
+            print!("{}{}", snap.render(None), table::render(daemon.as_ref()));
         }
         return Ok(());
     };
@@ -746,14 +750,14 @@ fn stats(
     let mut printed = 0u64;
     loop {
         let now = Instant::now();
-        let snap = Snapshot::read(iface, &a.maps)
+        let snap = Snapshot::read(name, &a.maps)
             .with_context(|| format!("the state of {iface} went away (detached?)"))?;
-        let daemon = daemon_control::query(iface).ok().flatten();
+        let daemon = control_socket::query(iface).ok().flatten();
         if json {
             print_json(&with_daemon(&snap, daemon.as_ref())?)?;
         } else {
             let prev = previous.as_ref().map(|(s, t)| (s, now.duration_since(*t)));
-            println!("{}{}", snap.render(prev), render_daemon(daemon.as_ref()));
+            println!("{}{}", snap.render(prev), table::render(daemon.as_ref()));
         }
         std::io::stdout().flush()?;
         printed += 1;
@@ -784,65 +788,4 @@ fn with_daemon(snap: &Snapshot, daemon: Option<&DaemonReport>) -> Result<serde_j
         obj.insert("services".into(), serde_json::to_value(&d.services)?);
     }
     Ok(v)
-}
-
-/// The daemon's queue and service tables, or nothing when no daemon runs.
-fn render_daemon(daemon: Option<&DaemonReport>) -> String {
-    let Some(d) = daemon else {
-        return String::new();
-    };
-    let mut out = String::new();
-    let _ = writeln!(out, "\ndaemon pid {}", d.pid);
-    let _ = writeln!(
-        out,
-        "{:<6}{:<10}{:>12}{:>12}{:>14}{:>16}{:>10}{:>8}",
-        "queue", "mode", "rx", "rx_dropped", "rx_ring_full", "fill_ring_empty", "invalid", "tx"
-    );
-    for q in &d.queues {
-        let _ = writeln!(
-            out,
-            "{:<6}{:<10}{:>12}{:>12}{:>14}{:>16}{:>10}{:>8}",
-            q.queue,
-            q.mode,
-            q.rx,
-            q.rx_dropped,
-            q.rx_ring_full,
-            q.fill_ring_empty,
-            q.invalid_descs,
-            q.tx
-        );
-    }
-    for s in &d.services {
-        let _ = writeln!(
-            out,
-            "{:<10}{:<42}{:>14} packets{:>16} bytes",
-            s.kind, s.addr, s.packets, s.bytes
-        );
-    }
-    const TCP_SHOWN: [&str; 9] = [
-        "open",
-        "opened",
-        "closed",
-        "retransmits",
-        "out_of_order",
-        "resets_sent",
-        "resets_received",
-        "backlog_drops",
-        "half_open_drops",
-    ];
-    if d.queues.iter().any(|q| !q.tcp.is_empty()) {
-        let _ = write!(out, "\n{:<6}", "tcp");
-        for name in TCP_SHOWN {
-            let _ = write!(out, "{:>16}", name);
-        }
-        let _ = writeln!(out);
-        for q in d.queues.iter().filter(|q| !q.tcp.is_empty()) {
-            let _ = write!(out, "{:<6}", q.queue);
-            for name in TCP_SHOWN {
-                let _ = write!(out, "{:>16}", q.tcp.get(name).copied().unwrap_or(0));
-            }
-            let _ = writeln!(out);
-        }
-    }
-    out
 }

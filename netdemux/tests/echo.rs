@@ -203,7 +203,9 @@ fn a_storm_of_random_and_truncated_frames_disturbs_nothing() {
     // the echo, each template sent 2,000 times through XDP live frames from namespace a.
     let veth_a = tb.veth_a.clone();
     let storm = in_netns(&tb.ns_a, move || {
-        let ifindex = netdemux::control::state::ifindex(&veth_a).unwrap();
+        let ifindex = netdemux::control::iface::Interface::link(&veth_a)
+            .and_then(|i| i.ifindex())
+            .unwrap();
         let mut ebpf = netdemux::control::object::open(1).unwrap();
         let prog: &mut Xdp =
             netdemux::control::object::load_program(&mut ebpf, netdemux_common::program_names::GEN)

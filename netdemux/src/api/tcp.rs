@@ -5,32 +5,120 @@ use std::{
     future::poll_fn,
     io,
     net::SocketAddr,
-    os::fd::OwnedFd,
     pin::Pin,
-    sync::{Arc, Weak, atomic::Ordering},
+    sync::{Arc, atomic::Ordering, mpsc},
     task::{Context, Poll},
+    thread,
 };
 
+use anyhow::{Context as _, bail};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{
-    stack::StackShared,
-    tcp_bridge::{CHUNK, Chunk, Command, ListenerShared, StreamShared, state},
+    port,
+    stack::{BindingGuard, Hold, Stack, StackShared},
 };
-use crate::control::binding::Binding;
+use crate::{
+    bridge::tcp::{CHUNK, Chunk, Command, ListenerShared, StreamShared, StreamState},
+    control::binding::{Binding, Proto, parse_socket_addr},
+};
+
+impl Stack {
+    /// Listens for TCP connections on `addr` (a specific address, or the wildcard of a
+    /// family): SYNs to it leave the kernel path at once and are answered by the userspace
+    /// stack on every queue.
+    pub async fn tcp_listen(&self, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+        let addr = parse_socket_addr(&addr.to_string())?;
+        let binding = Binding {
+            proto: Proto::Tcp,
+            addr,
+        };
+        let shared = ListenerShared::new(addr);
+        let links = &self.shared.bridge.links;
+        // The workers listen before the binding exists, so no SYN finds neither.
+        for link in links.iter() {
+            if link.command(Command::Listen(shared.clone())).is_err() {
+                bail!("the queue workers are overloaded with commands: try again");
+            }
+        }
+        if let Err(e) = self.shared.plane.bind(&binding) {
+            for link in links.iter() {
+                let _ = link.command(Command::Unlisten(addr));
+            }
+            return Err(e);
+        }
+        Ok(TcpListener {
+            shared,
+            stack: self.shared.clone(),
+            guard: Arc::new(BindingGuard {
+                binding,
+                stack: Arc::downgrade(&self.shared),
+            }),
+        })
+    }
+
+    /// Opens a TCP connection to `remote` from the interface's address of the same family and
+    /// a port the kernel reserves for it (a bound kernel socket holds it, so the kernel never
+    /// gives it to anyone else); the port is steered to netdemux while the connection lives.
+    pub async fn tcp_connect(&self, remote: SocketAddr) -> anyhow::Result<TcpStream> {
+        self.shared.reap();
+        let (tx, rx) = mpsc::channel();
+        let (netns, iface) = (self.shared.netns.clone(), self.shared.plane.iface().clone());
+        thread::Builder::new()
+            .name("netdemux-connect".into())
+            .spawn(move || {
+                let _ = tx.send(port::reserve(netns.as_deref(), &iface, remote));
+            })
+            .context("cannot start a thread to reserve a port")?;
+        let reserved = rx.recv().context("the port reservation thread died")??;
+        let local = reserved.local;
+        let binding = Binding {
+            proto: Proto::Tcp,
+            addr: local,
+        };
+        let links = &self.shared.bridge.links;
+        let worker = self.shared.next_worker.fetch_add(1, Ordering::Relaxed) % links.len();
+        self.shared.set_outbound(local, Some(worker));
+        if let Some(mac) = reserved.peer_mac {
+            // The worker learns where to send the SYN before it sends it.
+            let _ = links[worker].resolved.push((remote.ip(), Some(mac)));
+        }
+        if let Err(e) = self.shared.plane.bind(&binding) {
+            self.shared.set_outbound(local, None);
+            return Err(e);
+        }
+        let shared = StreamShared::new(local, remote, worker);
+        let hold = Hold {
+            socket: Some(reserved.socket),
+            guard: Arc::new(BindingGuard {
+                binding,
+                stack: Arc::downgrade(&self.shared),
+            }),
+        };
+        let stream = TcpStream::new(shared.clone(), self.shared.clone(), hold);
+        if links[worker].command(Command::Connect(shared)).is_err() {
+            bail!("the queue workers are overloaded with commands: try again");
+        }
+        stream
+            .established()
+            .await
+            .with_context(|| format!("cannot connect to {remote}"))?;
+        Ok(stream)
+    }
+}
 
 /// A TCP listener bound through netdemux: connections to its address are accepted by the
 /// userspace stack on every queue worker. Dropping it unbinds the address.
 pub struct TcpListener {
-    pub(super) shared: Arc<ListenerShared>,
-    pub(super) stack: Arc<StackShared>,
+    shared: Arc<ListenerShared>,
+    stack: Arc<StackShared>,
     /// Shared with the streams it accepted: the address stays bound while any of them lives.
-    pub(super) guard: Arc<BindingGuard>,
+    guard: Arc<BindingGuard>,
 }
 
 impl TcpListener {
     /// Listens on `addr` through `stack`: [`super::Stack::tcp_listen`].
-    pub async fn bind(stack: &super::Stack, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    pub async fn bind(stack: &Stack, addr: SocketAddr) -> anyhow::Result<TcpListener> {
         stack.tcp_listen(addr).await
     }
 
@@ -66,33 +154,10 @@ impl TcpListener {
 impl Drop for TcpListener {
     fn drop(&mut self) {
         // New connections stop; the accepted ones keep the address bound until they close.
-        for link in self.stack.links.iter() {
+        for link in self.stack.bridge.links.iter() {
             let _ = link.command(Command::Unlisten(self.shared.local));
         }
     }
-}
-
-/// A binding that is removed when the last holder lets go.
-pub(super) struct BindingGuard {
-    pub(super) binding: Binding,
-    pub(super) stack: Weak<StackShared>,
-}
-
-impl Drop for BindingGuard {
-    fn drop(&mut self) {
-        if let Some(stack) = self.stack.upgrade() {
-            stack.unbind(&self.binding);
-        }
-    }
-}
-
-/// What a stream holds while its connection lives (even after the application dropped it):
-/// the binding that steers its packets to netdemux, and for an outbound stream the kernel
-/// socket that keeps its port from the kernel.
-pub(super) struct Hold {
-    /// Held, not read: while it is open the kernel keeps the port.
-    pub(super) socket: Option<OwnedFd>,
-    pub(super) guard: Arc<BindingGuard>,
 }
 
 /// A TCP connection on netdemux's userspace stack. Reads and writes move pooled chunks
@@ -105,10 +170,14 @@ pub struct TcpStream {
     current: Option<(Chunk, usize)>,
 }
 
-fn ended(state: u8) -> io::Error {
+fn ended(state: StreamState) -> io::Error {
     match state {
-        state::TIMED_OUT => io::Error::new(io::ErrorKind::TimedOut, "the peer stopped answering"),
-        state::CLOSED => io::Error::new(io::ErrorKind::BrokenPipe, "the connection is closed"),
+        StreamState::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, "the peer stopped answering")
+        }
+        StreamState::Closed => {
+            io::Error::new(io::ErrorKind::BrokenPipe, "the connection is closed")
+        }
         _ => io::Error::new(
             io::ErrorKind::ConnectionReset,
             "the peer reset the connection",
@@ -117,7 +186,7 @@ fn ended(state: u8) -> io::Error {
 }
 
 impl TcpStream {
-    pub(super) fn new(shared: Arc<StreamShared>, stack: Arc<StackShared>, hold: Hold) -> TcpStream {
+    fn new(shared: Arc<StreamShared>, stack: Arc<StackShared>, hold: Hold) -> TcpStream {
         TcpStream {
             shared,
             stack,
@@ -127,22 +196,22 @@ impl TcpStream {
     }
 
     /// Waits until an outbound connection is established (or refused).
-    pub(super) async fn established(&self) -> io::Result<()> {
+    async fn established(&self) -> io::Result<()> {
         poll_fn(|cx| {
             let s = self.shared.state();
-            if s != state::CONNECTING {
+            if s != StreamState::Connecting {
                 return Poll::Ready(s);
             }
             self.shared.write_waker.register(cx.waker());
             match self.shared.state() {
-                state::CONNECTING => Poll::Pending,
+                StreamState::Connecting => Poll::Pending,
                 s => Poll::Ready(s),
             }
         })
         .await;
         match self.shared.state() {
-            state::OPEN => Ok(()),
-            state::RESET => Err(io::Error::new(
+            StreamState::Open => Ok(()),
+            StreamState::Reset => Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
                 "the peer refused the connection",
             )),
@@ -151,7 +220,7 @@ impl TcpStream {
     }
 
     /// Connects to `remote` through `stack`: [`super::Stack::tcp_connect`].
-    pub async fn connect(stack: &super::Stack, remote: SocketAddr) -> anyhow::Result<TcpStream> {
+    pub async fn connect(stack: &Stack, remote: SocketAddr) -> anyhow::Result<TcpStream> {
         stack.tcp_connect(remote).await
     }
 
@@ -179,7 +248,7 @@ impl TcpStream {
 
     /// Tells the owning worker that something changed.
     fn kick(&self) {
-        if let Some(link) = self.stack.links.get(self.shared.worker) {
+        if let Some(link) = self.stack.bridge.links.get(self.shared.worker) {
             let _ = link.command(Command::Kick(self.shared.clone()));
         }
     }
@@ -216,7 +285,7 @@ impl AsyncRead for TcpStream {
             if eof && this.shared.rx.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            if st == state::RESET || st == state::TIMED_OUT {
+            if st == StreamState::Reset || st == StreamState::TimedOut {
                 return Poll::Ready(Err(ended(st)));
             }
             this.shared.read_waker.register(cx.waker());
@@ -244,7 +313,7 @@ impl AsyncWrite for TcpStream {
         }
         loop {
             let st = self.shared.state();
-            if st != state::OPEN && st != state::CONNECTING {
+            if st != StreamState::Open && st != StreamState::Connecting {
                 return Poll::Ready(Err(ended(st)));
             }
             if data.is_empty() {

@@ -10,9 +10,10 @@ use std::{
     task::{Context, Poll},
 };
 
-use super::{
-    bridge::{MAX_PAYLOAD, SocketShared, TxRequest},
-    stack::StackShared,
+use super::stack::{Stack, StackShared};
+use crate::{
+    bridge::udp::{MAX_PAYLOAD, SocketShared, TxRequest},
+    control::binding::{Binding, Proto, parse_socket_addr},
 };
 
 /// Peers remembered by a wildcard socket to answer from the right address.
@@ -21,11 +22,39 @@ const PEER_MEMORY: usize = 4096;
 /// A UDP socket bound through netdemux: datagrams to its address arrive over AF_XDP, datagrams
 /// it sends leave through the AF_XDP TX rings. Dropping it unbinds the address.
 pub struct UdpSocket {
-    pub(super) shared: Arc<SocketShared>,
-    pub(super) stack: Arc<StackShared>,
+    shared: Arc<SocketShared>,
+    stack: Arc<StackShared>,
     /// For a wildcard socket: the local address each peer last wrote to, so the answer leaves
     /// from it. Touched by the application only, never by the data path.
-    pub(super) peers: Mutex<HashMap<SocketAddr, IpAddr>>,
+    peers: Mutex<HashMap<SocketAddr, IpAddr>>,
+}
+
+impl Stack {
+    /// Binds a UDP socket on `addr` (a specific address, or the wildcard of a family); datagrams
+    /// to it leave the kernel path at once.
+    pub async fn udp_bind(&self, addr: SocketAddr) -> anyhow::Result<UdpSocket> {
+        let addr = parse_socket_addr(&addr.to_string())?;
+        let binding = Binding {
+            proto: Proto::Udp,
+            addr,
+        };
+        let shared = SocketShared::new(addr);
+        // The socket is registered before the binding exists, so no datagram finds neither.
+        self.shared.update_sockets(|r| {
+            r.insert(binding.key(), shared.clone());
+        });
+        if let Err(e) = self.shared.plane.bind(&binding) {
+            self.shared.update_sockets(|r| {
+                r.remove(&binding.key());
+            });
+            return Err(e);
+        }
+        Ok(UdpSocket {
+            shared,
+            stack: self.shared.clone(),
+            peers: Mutex::new(Default::default()),
+        })
+    }
 }
 
 impl UdpSocket {
@@ -139,7 +168,8 @@ impl UdpSocket {
         // One worker per peer keeps its datagrams in order.
         let mut h = std::collections::hash_map::DefaultHasher::new();
         target.hash(&mut h);
-        let link = &self.stack.links[h.finish() as usize % self.stack.links.len()];
+        let links = &self.stack.bridge.links;
+        let link = &links[h.finish() as usize % links.len()];
         match link.push(req) {
             Ok(()) => Poll::Ready(Ok(buf.len())),
             Err(req) => {
@@ -158,6 +188,6 @@ impl UdpSocket {
 
 impl Drop for UdpSocket {
     fn drop(&mut self) {
-        self.stack.unregister(self.shared.local);
+        self.stack.unregister_udp(self.shared.local);
     }
 }

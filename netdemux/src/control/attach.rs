@@ -16,6 +16,7 @@ use netdemux_common::{LAYOUT_VERSION, STATE_MAGIC, StateInfo, attach_mode};
 use serde::Serialize;
 
 use super::{
+    iface::Interface,
     maps::{DemuxMaps, pin_names},
     object, state, sys,
 };
@@ -80,12 +81,12 @@ fn attach_error(err: ProgramError, iface: &str, mode: XdpMode) -> anyhow::Error 
 }
 
 /// Loads the program, attaches it to `iface` and pins its maps and link.
-pub fn attach(iface: &str, request: ModeRequest, max_bindings: u32) -> Result<Attached> {
+pub fn attach(iface: &Interface, request: ModeRequest, max_bindings: u32) -> Result<Attached> {
     if max_bindings == 0 {
         bail!("--max-bindings must be at least 1");
     }
-    let ifindex = state::ifindex(iface)?;
-    let final_dir = state::dir_for(iface)?;
+    let ifindex = iface.ifindex()?;
+    let final_dir = iface.state_dir()?;
     if final_dir.exists() {
         return Err(match state::open(iface) {
             Ok(a) => anyhow!(
@@ -105,7 +106,7 @@ pub fn attach(iface: &str, request: ModeRequest, max_bindings: u32) -> Result<At
         "{}{}-{}",
         state::TMP_PREFIX,
         std::process::id(),
-        state::encode_dir_name(iface)
+        state::encode_dir_name(iface.name())
     ));
     let _ = fs::remove_dir_all(&tmp);
     state::create_dir(&tmp)?;
@@ -129,7 +130,7 @@ pub fn attach(iface: &str, request: ModeRequest, max_bindings: u32) -> Result<At
                 break;
             }
             Err(e) => {
-                let err = attach_error(e, iface, mode);
+                let err = attach_error(e, iface.name(), mode);
                 if request == ModeRequest::Auto && mode == XdpMode::Driver {
                     note = Some(format!(
                         "native mode refused ({err:#}); attached in skb mode"
@@ -159,29 +160,29 @@ pub fn attach(iface: &str, request: ModeRequest, max_bindings: u32) -> Result<At
         } else {
             attach_mode::SKB
         },
-        netns_inode: state::netns_inode()?,
+        netns_inode: iface.netns_inode(),
         object_hash: object::object_hash(),
         max_bindings,
         log: 0,
     };
     maps.write_info(&info)?;
     let link = state::pinned_link(&tmp).context("the pinned XDP link cannot be read back")?;
-    fs::rename(&tmp, &final_dir)
+    fs::rename(&tmp, final_dir)
         .with_context(|| format!("cannot move {} to {}", tmp.display(), final_dir.display()))?;
     cleanup.0 = None;
     tracing::info!(
-        iface,
+        iface = iface.name(),
         mode = state::mode_name(info.mode),
         program = link.prog_id,
         "attached"
     );
     Ok(Attached {
-        iface: iface.to_string(),
+        iface: iface.name().to_string(),
         mode: state::mode_name(info.mode),
         program_id: link.prog_id,
         link_id: link.id,
         max_bindings,
-        pins: final_dir,
+        pins: final_dir.to_path_buf(),
         note,
     })
 }
@@ -204,7 +205,7 @@ pub struct Upgraded {
 /// Replaces the attached program with this build's, atomically (`bpf_link_update`): the pinned
 /// maps — bindings, counters, XSKMAP — are reused as they are, so traffic and a running daemon
 /// go on undisturbed. Refused for state of another layout version.
-pub fn upgrade(iface: &str) -> Result<Upgraded> {
+pub fn upgrade(iface: &Interface) -> Result<Upgraded> {
     let a = state::open(iface)?;
     let old = a.link.context("the attachment has no readable link")?;
     let bindings = a.maps.bindings()?.len();
@@ -235,7 +236,7 @@ pub fn upgrade(iface: &str) -> Result<Upgraded> {
     maps.write_info(&info)?;
     let now = state::pinned_link(&a.dir).context("the pinned link cannot be read back")?;
     Ok(Upgraded {
-        iface: iface.to_string(),
+        iface: iface.name().to_string(),
         old_program_id: old.prog_id,
         program_id: now.prog_id,
         link_id: now.id,
@@ -254,24 +255,24 @@ pub struct Detached {
     pub stale: bool,
 }
 
-/// Detaches from `iface` (in the current network namespace) and removes every pin.
-pub fn detach(iface: &str) -> Result<Detached> {
-    let dir = state::dir_for(iface)?;
+/// Detaches from `iface` and removes every pin (also of state whose interface is gone).
+pub fn detach(iface: &Interface) -> Result<Detached> {
+    let dir = iface.state_dir()?;
     if !dir.exists() {
         bail!(
             "netdemux is not attached to {iface} in this network namespace: nothing to detach \
              (`netdemux status` lists attachments)"
         );
     }
-    let link = state::pinned_link(&dir);
+    let link = state::pinned_link(dir);
     let stale = state::open(iface).is_err();
-    remove_state(&dir)?;
+    remove_state(dir)?;
     if let Some(link) = link {
-        wait_link_gone(link.id, iface)?;
+        wait_link_gone(link.id, iface.name())?;
     }
-    tracing::info!(iface, stale, "detached");
+    tracing::info!(iface = iface.name(), stale, "detached");
     Ok(Detached {
-        iface: iface.to_string(),
+        iface: iface.name().to_string(),
         link_id: link.map(|l| l.id),
         stale,
     })

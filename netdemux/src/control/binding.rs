@@ -3,12 +3,12 @@
 
 use std::{
     fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    net::{IpAddr, SocketAddr},
     str::FromStr,
 };
 
 use anyhow::{Result, bail};
-use netdemux_common::{BindKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+use netdemux_common::{BindKey, PROTO_TCP, PROTO_UDP};
 use serde::Serialize;
 
 /// Transport protocol of a binding.
@@ -122,15 +122,7 @@ impl Binding {
 
     /// The key the XDP program looks up.
     pub fn key(&self) -> BindKey {
-        let (addr, family) = match self.addr.ip() {
-            IpAddr::V4(ip) => {
-                let mut addr = [0u8; 16];
-                addr[..4].copy_from_slice(&ip.octets());
-                (addr, FAMILY_V4)
-            }
-            IpAddr::V6(ip) => (ip.octets(), FAMILY_V6),
-        };
-        BindKey::new(addr, self.addr.port(), self.proto.number(), family)
+        BindKey::from_socket_addr(self.proto.number(), self.addr)
     }
 
     /// The binding a map key stands for; `None` for a key no netdemux build would write.
@@ -140,17 +132,9 @@ impl Binding {
             PROTO_UDP => Proto::Udp,
             _ => return None,
         };
-        let octets = key.addr_octets();
-        let ip = match key.family {
-            FAMILY_V4 if octets[4..].iter().all(|&b| b == 0) => {
-                IpAddr::V4(Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3]))
-            }
-            FAMILY_V6 => IpAddr::V6(Ipv6Addr::from(octets)),
-            _ => return None,
-        };
         Some(Binding {
             proto,
-            addr: SocketAddr::new(ip, key.port()),
+            addr: key.socket_addr()?,
         })
     }
 }
@@ -163,6 +147,8 @@ impl fmt::Display for Binding {
 
 #[cfg(test)]
 mod tests {
+    use netdemux_common::{FAMILY_V4, FAMILY_V6};
+
     use super::*;
 
     #[test]

@@ -3,9 +3,9 @@
 
 pub mod attach;
 pub mod binding;
+pub mod iface;
+pub mod kernel_neighbours;
 pub mod maps;
-pub mod metrics;
-pub mod neigh;
 pub mod netns;
 pub mod object;
 pub mod privilege;

@@ -26,6 +26,7 @@ use nix::{
 };
 
 use super::{
+    iface::Interface,
     maps::{DemuxMaps, pin_names},
     sys,
 };
@@ -104,14 +105,13 @@ pub fn root() -> Result<PathBuf> {
 /// Inode of the initial network namespace: a kernel constant (`PROC_NET_INIT_INO`).
 const INIT_NET_INODE: u64 = 0xefff_fff9;
 
-/// The name of the current network namespace's folder: `init` or `netns-<inode>`.
-pub fn netns_key() -> Result<String> {
-    let own = netns_inode()?;
-    Ok(if own == INIT_NET_INODE {
+/// The folder name of the network namespace with inode `inode`: `init` or `netns-<inode>`.
+pub fn netns_key_of(inode: u64) -> String {
+    if inode == INIT_NET_INODE {
         "init".to_string()
     } else {
-        format!("netns-{own}")
-    })
+        format!("netns-{inode}")
+    }
 }
 
 /// The inode of the current network namespace.
@@ -131,18 +131,6 @@ pub fn check_iface_name(iface: &str) -> Result<()> {
         bail!("'{shown}' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
     }
     Ok(())
-}
-
-/// The index of `iface` in the current network namespace.
-pub fn ifindex(iface: &str) -> Result<u32> {
-    check_iface_name(iface)?;
-    match nix::net::if_::if_nametoindex(iface) {
-        Ok(idx) => Ok(idx),
-        Err(_) => bail!(
-            "no interface named '{iface}' in this network namespace (`ip link` lists them; \
-             --netns NAME selects another namespace)"
-        ),
-    }
 }
 
 /// The bpffs refuses names with dots (reserved by the kernel), which interface names may have
@@ -170,12 +158,6 @@ pub fn decode_dir_name(name: &str) -> Option<String> {
 
 /// Prefix of a state directory under construction (never produced by [`encode_dir_name`]).
 pub const TMP_PREFIX: &str = "%tmp-";
-
-/// The state directory of `iface` in the current network namespace.
-pub fn dir_for(iface: &str) -> Result<PathBuf> {
-    check_iface_name(iface)?;
-    Ok(root()?.join(netns_key()?).join(encode_dir_name(iface)))
-}
 
 /// Creates `dir` and its parents, root-only.
 pub fn create_dir(dir: &Path) -> Result<()> {
@@ -206,7 +188,7 @@ pub struct Attachment {
     /// Its state directory.
     pub dir: PathBuf,
     /// The interface it serves.
-    pub iface: String,
+    pub iface: Interface,
     /// The pinned maps.
     pub maps: DemuxMaps,
     /// What was recorded when it was attached.
@@ -246,24 +228,24 @@ pub fn check_info(info: &StateInfo, dir: &Path, iface: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reopens the attachment of `iface` in the current network namespace, refusing state that is
-/// missing, from an incompatible build, or left behind by an interface that is gone.
-pub fn open(iface: &str) -> Result<Attachment> {
-    let dir = dir_for(iface)?;
+/// Reopens the attachment of `iface`, refusing state that is missing, from an incompatible
+/// build, or left behind by an interface that is gone.
+pub fn open(iface: &Interface) -> Result<Attachment> {
+    let dir = iface.state_dir()?;
     if !dir.exists() {
-        let _ = ifindex(iface)?; // say "no such interface" first if that is the real problem
+        iface.ifindex()?; // say "no such interface" first if that is the real problem
         bail!(
             "netdemux is not attached to {iface} in this network namespace: run \
              `netdemux attach --iface {iface}` first (`netdemux status` lists attachments)"
         );
     }
-    let maps = DemuxMaps::open_pinned(&dir).with_context(|| {
+    let maps = DemuxMaps::open_pinned(dir).with_context(|| {
         format!("the state of {iface} is damaged: run `netdemux detach --iface {iface}`, then attach again")
     })?;
     let info = maps.read_info()?;
-    check_info(&info, &dir, iface)?;
-    let link = pinned_link(&dir);
-    let current = nix::net::if_::if_nametoindex(iface).ok();
+    check_info(&info, dir, iface.name())?;
+    let link = pinned_link(dir);
+    let current = iface.ifindex().ok();
     let live = link.is_some_and(|l| l.ifindex != 0 && Some(l.ifindex) == current);
     if !live || current != Some(info.ifindex) {
         bail!(
@@ -272,8 +254,8 @@ pub fn open(iface: &str) -> Result<Attachment> {
         );
     }
     Ok(Attachment {
-        dir,
-        iface: iface.to_string(),
+        dir: dir.to_path_buf(),
+        iface: iface.clone(),
         maps,
         info,
         link,

@@ -10,20 +10,22 @@ use super::{
     binding::{Binding, Proto},
     maps::{DemuxMaps, Verdicts},
 };
+use crate::counters::CounterSet;
 
-/// Frames passed to the kernel, by reason.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-pub struct PassReasons {
-    /// Not IPv4 or IPv6.
-    pub not_ip: u64,
-    /// IP, but not TCP or UDP.
-    pub not_tcp_udp: u64,
-    /// TCP or UDP to an unbound socket address.
-    pub no_binding: u64,
-    /// IP fragments.
-    pub fragment: u64,
-    /// Truncated or malformed headers.
-    pub malformed: u64,
+crate::counters! {
+    /// Frames passed to the kernel, by reason: the program's `Counter::PASS_REASONS`, in order.
+    pub struct PassReasons / AtomicPassReasons {
+        /// Not IPv4 or IPv6.
+        not_ip: counter [table],
+        /// IP, but not TCP or UDP.
+        not_tcp_udp: counter [table],
+        /// TCP or UDP to an unbound socket address.
+        no_binding: counter [table],
+        /// IP fragments.
+        fragment: counter [table],
+        /// Truncated or malformed headers.
+        malformed: counter [table],
+    }
 }
 
 /// The verdict counters as printed.
@@ -43,18 +45,16 @@ pub struct VerdictStats {
 
 impl From<&Verdicts> for VerdictStats {
     fn from(v: &Verdicts) -> Self {
+        let mut pass_reasons = PassReasons::default();
+        for (i, (counter, _)) in Counter::PASS_REASONS.iter().enumerate() {
+            *pass_reasons.get_mut(i) = v.get(*counter);
+        }
         VerdictStats {
             seen: v.get(Counter::Seen),
             passed: v.passed(),
             redirected: v.get(Counter::Redirected),
             redirect_failed: v.get(Counter::RedirectFailed),
-            pass_reasons: PassReasons {
-                not_ip: v.get(Counter::PassNotIp),
-                not_tcp_udp: v.get(Counter::PassNotTcpUdp),
-                no_binding: v.get(Counter::PassNoBinding),
-                fragment: v.get(Counter::PassFragment),
-                malformed: v.get(Counter::PassMalformed),
-            },
+            pass_reasons,
         }
     }
 }
@@ -117,41 +117,24 @@ impl Snapshot {
         let v = &self.verdicts;
         let mut out = String::new();
         let _ = writeln!(out, "netdemux on {}", self.iface);
-        let rows: [(&str, u64, Option<u64>); 9] = [
-            ("seen", v.seen, prev_v.map(|p| p.seen)),
-            ("redirected", v.redirected, prev_v.map(|p| p.redirected)),
+        let mut rows: Vec<(String, u64, Option<u64>)> = vec![
+            ("seen".into(), v.seen, prev_v.map(|p| p.seen)),
             (
-                "redirect_failed",
+                "redirected".into(),
+                v.redirected,
+                prev_v.map(|p| p.redirected),
+            ),
+            (
+                "redirect_failed".into(),
                 v.redirect_failed,
                 prev_v.map(|p| p.redirect_failed),
             ),
-            ("passed", v.passed, prev_v.map(|p| p.passed)),
-            (
-                "  not_ip",
-                v.pass_reasons.not_ip,
-                prev_v.map(|p| p.pass_reasons.not_ip),
-            ),
-            (
-                "  not_tcp_udp",
-                v.pass_reasons.not_tcp_udp,
-                prev_v.map(|p| p.pass_reasons.not_tcp_udp),
-            ),
-            (
-                "  no_binding",
-                v.pass_reasons.no_binding,
-                prev_v.map(|p| p.pass_reasons.no_binding),
-            ),
-            (
-                "  fragment",
-                v.pass_reasons.fragment,
-                prev_v.map(|p| p.pass_reasons.fragment),
-            ),
-            (
-                "  malformed",
-                v.pass_reasons.malformed,
-                prev_v.map(|p| p.pass_reasons.malformed),
-            ),
+            ("passed".into(), v.passed, prev_v.map(|p| p.passed)),
         ];
+        for (i, (field, value)) in v.pass_reasons.each().enumerate() {
+            let before = prev_v.map(|p| p.pass_reasons.get(i));
+            rows.push((format!("  {}", field.name), value, before));
+        }
         let _ = writeln!(out, "{:<18}{:>14}", "verdict", "frames");
         for (name, value, before) in rows {
             let _ = writeln!(out, "{name:<18}{value:>14}{}", rate(value, before));
@@ -206,5 +189,17 @@ impl From<&Binding> for ListEntry {
             proto: b.proto,
             addr: b.addr.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pass_reasons_are_the_programs_in_its_order() {
+        let ours: Vec<&str> = PassReasons::FIELDS.iter().map(|f| f.name).collect();
+        let program: Vec<&str> = Counter::PASS_REASONS.iter().map(|(_, n)| *n).collect();
+        assert_eq!(ours, program);
     }
 }

@@ -25,11 +25,14 @@ use aya::{
     maps::Array,
     programs::{TestRun as _, TestRunAttrs, TestRunOptions, Xdp},
 };
-use netdemux_common::{GenSettings, map_names, program_names};
+use netdemux_common::{
+    GenSettings, map_names, program_names,
+    wire::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN},
+};
 use serde::Serialize;
 
 use crate::{
-    control::{neigh, object, state},
+    control::{iface::Interface, kernel_neighbours, object},
     xsk::nic,
 };
 pub use frames::GenProto;
@@ -49,8 +52,8 @@ const BATCH: u32 = 64;
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct GenConfig {
-    /// Sending interface (in the current network namespace).
-    pub iface: String,
+    /// Sending interface.
+    pub iface: Interface,
     /// Destination of the hits.
     pub dst: SocketAddr,
     /// Source address (default: the interface's first address of the destination's family).
@@ -142,8 +145,8 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
             cfg.dst
         );
     }
-    let ifindex = state::ifindex(&cfg.iface)?;
-    let (src_mac, if_ip) = nic::link_addrs(&cfg.iface, cfg.dst.is_ipv6())?;
+    let ifindex = cfg.iface.ifindex()?;
+    let (src_mac, if_ip) = nic::link_addrs(cfg.iface.name(), cfg.dst.is_ipv6())?;
     let src_ip = cfg.src.or(if_ip).with_context(|| {
         format!(
             "{} has no {} address: give one with --src",
@@ -153,14 +156,13 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
     })?;
     let dst_mac = match cfg.dst_mac {
         Some(m) => m,
-        None => {
-            neigh::resolve(ifindex, cfg.dst.ip(), Duration::from_secs(2)).with_context(|| {
+        None => kernel_neighbours::resolve(ifindex, cfg.dst.ip(), Duration::from_secs(2))
+            .with_context(|| {
                 format!(
                     "no MAC address for {} (give one with --dst-mac)",
                     cfg.dst.ip()
                 )
-            })?
-        }
+            })?,
     };
     let macs = Macs {
         src: src_mac,
@@ -174,7 +176,12 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
         Some(m) => frames::build(cfg.proto, macs, src_ip, BASE_PORT, m, cfg.size)?,
         None => Vec::new(),
     });
-    let l4 = 14 + if cfg.dst.is_ipv6() { 40 } else { 20 };
+    let l4 = (ETH_HLEN
+        + if cfg.dst.is_ipv6() {
+            IPV6_HLEN
+        } else {
+            IPV4_MIN_HLEN
+        }) as u32;
     let settings = GenSettings {
         flows: cfg.flows as u32,
         base_port: BASE_PORT as u32,
@@ -289,7 +296,7 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
     let packets = sent.load(Ordering::Relaxed);
     let pps = packets as f64 / elapsed;
     Ok(GenReport {
-        iface: cfg.iface.clone(),
+        iface: cfg.iface.name().to_string(),
         dst: cfg.dst.to_string(),
         proto: match cfg.proto {
             GenProto::Udp => "udp",

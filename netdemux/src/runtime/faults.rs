@@ -1,6 +1,14 @@
-//! Fault injection for tests (`netdemux run --fault-loss/--fault-reorder`): a seeded share of
-//! the TCP segments of the built-in services is dropped, and another share held back and
-//! delivered after the next one (reordered), in both directions. Off unless asked for.
+//! Fault injection for tests (`netdemux run --fault-loss/--fault-reorder`): [`Faulty`] wraps a
+//! queue's socket and drops a seeded share of its TCP frames, and holds another share back to
+//! deliver after the next one (reordered), in both directions. Other frames pass untouched. Off
+//! unless asked for; the worker runs on the bare socket then.
+
+use std::{io, os::fd::BorrowedFd, time::Duration};
+
+use netdemux_common::PROTO_TCP;
+
+use super::frames::Frames;
+use crate::xsk::{Batch, Verdict, XskStats};
 
 /// How much to disturb.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -72,6 +80,145 @@ impl Faults {
         } else {
             Fate::Pass
         }
+    }
+}
+
+/// A socket whose TCP frames are disturbed as [`Faults`] decides.
+pub struct Faulty<S> {
+    inner: S,
+    faults: Faults,
+    /// A received TCP frame held back: delivered after the next one.
+    held_rx: Option<Vec<u8>>,
+    /// A TCP frame to send held back: posted after the next one.
+    held_tx: Option<Vec<u8>>,
+    /// Where frames to send are built before their fate is known (a UMEM frame's size).
+    scratch: Vec<u8>,
+}
+
+fn is_tcp(frame: &[u8]) -> bool {
+    crate::wire::classify(frame).is_some_and(|c| c.key.proto == PROTO_TCP)
+}
+
+impl<S: Frames> Faulty<S> {
+    /// Wraps `inner`, whose frames are `frame_size` bytes.
+    pub fn new(inner: S, faults: Faults, frame_size: usize) -> Self {
+        Faulty {
+            inner,
+            faults,
+            held_rx: None,
+            held_tx: None,
+            scratch: vec![0; frame_size],
+        }
+    }
+
+    /// Posts the frame held back, if any.
+    fn release_tx(&mut self) {
+        if let Some(frame) = self.held_tx.take() {
+            let _ = self.inner.post(|out| {
+                out.get_mut(..frame.len())?.copy_from_slice(&frame);
+                Some(frame.len())
+            });
+        }
+    }
+}
+
+impl<S: Frames> Frames for Faulty<S> {
+    fn queue(&self) -> u32 {
+        self.inner.queue()
+    }
+
+    fn zero_copy(&self) -> bool {
+        self.inner.zero_copy()
+    }
+
+    fn complete(&mut self) -> usize {
+        self.inner.complete()
+    }
+
+    fn receive(&mut self, mut f: impl FnMut(&mut [u8]) -> Verdict) -> Batch {
+        let (faults, held) = (&mut self.faults, &mut self.held_rx);
+        let batch = self.inner.receive(|frame| {
+            if !is_tcp(frame) {
+                return f(frame);
+            }
+            match faults.fate() {
+                Fate::Drop => return Verdict::Recycle,
+                Fate::Hold if held.is_none() => {
+                    *held = Some(frame.to_vec());
+                    return Verdict::Recycle;
+                }
+                _ => {}
+            }
+            let verdict = f(frame);
+            if let Some(mut late) = held.take() {
+                // A TCP frame is never answered in place: its verdict is Recycle.
+                let _ = f(&mut late);
+            }
+            verdict
+        });
+        if batch.rx == 0
+            && let Some(mut late) = self.held_rx.take()
+        {
+            let _ = f(&mut late);
+        }
+        batch
+    }
+
+    fn post(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        let Some(len) = write(&mut self.scratch) else {
+            return false;
+        };
+        let Some(frame) = self.scratch.get(..len) else {
+            return false;
+        };
+        if is_tcp(frame) {
+            match self.faults.fate() {
+                Fate::Drop => return true,
+                Fate::Hold if self.held_tx.is_none() => {
+                    self.held_tx = Some(frame.to_vec());
+                    return true;
+                }
+                _ => {}
+            }
+        }
+        let copied = self.inner.post(|out| {
+            out.get_mut(..len)?.copy_from_slice(frame);
+            Some(len)
+        });
+        if copied {
+            self.release_tx();
+        }
+        copied
+    }
+
+    fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        let posted = self.post(write);
+        if posted {
+            self.inner.flush_tx();
+        }
+        posted
+    }
+
+    fn flush_tx(&mut self) -> bool {
+        // A frame held back goes after the others of this burst, not later.
+        self.release_tx();
+        self.inner.flush_tx()
+    }
+
+    fn kick(&self) {
+        self.inner.kick()
+    }
+
+    fn wait(&self, extra: Option<BorrowedFd<'_>>, timeout: Duration) -> io::Result<bool> {
+        self.inner.wait(extra, timeout)
+    }
+
+    fn stats(&self) -> io::Result<XskStats> {
+        self.inner.stats()
+    }
+
+    fn faults(&self) -> Option<(u64, u64)> {
+        Some((self.faults.dropped, self.faults.reordered))
     }
 }
 

@@ -1,11 +1,10 @@
-//! The daemon (`netdemux run`): one worker thread per RX queue moving frames from its AF_XDP
-//! socket to the services, and a control socket through which the CLI reads the counters.
+//! The data plane: [`dataplane`] starts it once for the daemon and the library alike (the
+//! privileged set-up, then one [`worker`] per RX queue, and a guard that undoes a half-finished
+//! start); a worker runs over its socket's [`frames`], which [`faults`] can wrap for tests; the
+//! [`resolver`] asks the kernel about neighbours for an application's sends.
 
-pub mod config;
-pub mod control;
-pub mod daemon;
+pub mod dataplane;
 pub mod faults;
-pub mod metrics_http;
-pub mod tcp_api;
+pub mod frames;
+pub mod resolver;
 pub mod worker;
-pub mod xdp_log;

@@ -7,4 +7,4 @@ mod table;
 pub mod tcp;
 pub mod udp_echo;
 
-pub use table::{KeyHasher, KeyMap, Kind, ServiceTable};
+pub use table::{Kind, ServiceTable};

@@ -1,40 +1,15 @@
 //! Which binding belongs to which service. Shared read-only by all queue workers; lookups
 //! allocate nothing.
 
-use std::{
-    collections::HashMap,
-    hash::{BuildHasherDefault, Hasher},
-    net::SocketAddr,
-};
+use std::net::SocketAddr;
 
 use anyhow::{Result, bail};
 use netdemux_common::BindKey;
 
-use crate::control::binding::{Binding, Proto};
-
-/// A multiplicative hasher for binding keys on the per-frame path. Only for tables whose keys
-/// the operator chose (services, bound sockets): their size is fixed, so crafted lookups cannot
-/// degrade them. Tables keyed by what the network sends keep SipHash.
-#[derive(Default)]
-pub struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x517c_c1b7_2722_0a95);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// A `HashMap` keyed by binding keys, with [`KeyHasher`].
-pub type KeyMap<V> = HashMap<BindKey, V, BuildHasherDefault<KeyHasher>>;
+use crate::{
+    control::binding::{Binding, Proto},
+    key_map::KeyMap,
+};
 
 /// A built-in service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,7 +1,14 @@
 //! The destination socket address of an Ethernet frame (VLAN, IPv4 with options, IPv6 with
 //! extension headers, TCP/UDP), mirroring `netdemux-ebpf/src/parse.rs`.
 
-use netdemux_common::{BindKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP};
+use netdemux_common::{
+    BindKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP,
+    wire::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS,
+        IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPV4_FRAG_MASK, IPV4_MIN_HLEN, IPV6_HLEN,
+        MAX_IPV6_EXT_HEADERS, MAX_L4_OFFSET, MAX_VLAN_TAGS, TCP_MIN_HLEN, UDP_HLEN, VLAN_TAG_LEN,
+    },
+};
 
 /// What [`classify`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,53 +32,60 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The destination of `frame`, or `None` for anything that is not an unfragmented, well-formed
-/// TCP or UDP packet over IPv4 or IPv6.
+/// TCP or UDP packet over IPv4 or IPv6. It accepts what the XDP program redirects, and refuses
+/// besides a TCP header whose data offset runs past the IP payload (the program looks no
+/// further than the ports).
 pub fn classify(frame: &[u8]) -> Option<Classified> {
     let mut ethertype = be16(frame, 12)?;
-    let mut off = 14;
-    for _ in 0..2 {
-        if ethertype != 0x8100 && ethertype != 0x88a8 {
+    let mut off = ETH_HLEN;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
         ethertype = be16(frame, off + 2)?;
-        off += 4;
+        off += VLAN_TAG_LEN;
     }
     let l3 = off;
     let (addr, family, proto, l4, ip_end) = match ethertype {
-        0x0800 => {
-            let ip = frame.get(off..off + 20)?;
+        ETH_P_IPV4 => {
+            let ip = frame.get(off..off + IPV4_MIN_HLEN)?;
             let ihl = ((ip[0] & 0x0f) as usize) * 4;
             let total = be16(ip, 2)? as usize;
-            if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || off + total > frame.len() {
+            if ip[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || total < ihl || off + total > frame.len() {
                 return None;
             }
-            if be16(ip, 6)? & 0x3fff != 0 {
+            if be16(ip, 6)? & IPV4_FRAG_MASK != 0 {
                 return None; // fragment
             }
             let mut addr = [0u8; 16];
             addr[..4].copy_from_slice(&ip[16..20]);
             (addr, FAMILY_V4, ip[9], off + ihl, off + total)
         }
-        0x86dd => {
-            let ip = frame.get(off..off + 40)?;
+        ETH_P_IPV6 => {
+            let ip = frame.get(off..off + IPV6_HLEN)?;
             if ip[0] >> 4 != 6 {
                 return None;
             }
-            let ip_end = off + 40 + be16(ip, 4)? as usize;
+            let ip_end = off + IPV6_HLEN + be16(ip, 4)? as usize;
             if ip_end > frame.len() {
                 return None;
             }
             let mut next = ip[6];
-            let mut l4 = off + 40;
-            for _ in 0..8 {
+            let mut l4 = off + IPV6_HLEN;
+            for _ in 0..MAX_IPV6_EXT_HEADERS {
                 let len = match next {
                     PROTO_TCP | PROTO_UDP => break,
-                    0 | 43 | 60 => (*frame.get(l4 + 1)? as usize + 1) * 8,
-                    51 => (*frame.get(l4 + 1)? as usize + 2) * 4,
-                    _ => return None, // fragment (44), ESP, ICMPv6, ...
+                    IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                        (*frame.get(l4 + 1)? as usize + 1) * 8
+                    }
+                    IPPROTO_AH => (*frame.get(l4 + 1)? as usize + 2) * 4,
+                    _ => return None, // fragment, ESP, ICMPv6, ...
                 };
                 next = *frame.get(l4)?;
                 l4 += len;
+                if l4 > MAX_L4_OFFSET || l4 > ip_end {
+                    return None;
+                }
             }
             let mut addr = [0u8; 16];
             addr.copy_from_slice(&ip[24..40]);
@@ -80,18 +94,22 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
         _ => return None,
     };
     let (hlen, payload_offset) = match proto {
-        PROTO_UDP => (8, l4 + 8),
+        PROTO_UDP => (UDP_HLEN, l4 + UDP_HLEN),
         PROTO_TCP => {
             let doff = ((*frame.get(l4 + 12)? >> 4) as usize) * 4;
-            (20, l4 + doff.max(20))
+            (TCP_MIN_HLEN, l4 + doff.max(TCP_MIN_HLEN))
         }
         _ => return None,
     };
-    if l4 + hlen > ip_end || payload_offset > ip_end {
+    if l4 > MAX_L4_OFFSET || l4 + hlen > ip_end || payload_offset > ip_end {
         return None;
     }
     let port = be16(frame, l4 + 2)?;
-    let plain = if family == FAMILY_V4 { 20 } else { 40 };
+    let plain = if family == FAMILY_V4 {
+        IPV4_MIN_HLEN
+    } else {
+        IPV6_HLEN
+    };
     Some(Classified {
         key: BindKey::new(addr, port, proto, family),
         l3_offset: l3,
@@ -123,7 +141,6 @@ pub fn source(frame: &[u8], c: &Classified) -> Option<std::net::SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::binding::Binding;
 
     /// A datagram 198.18.0.1:40000 -> `dst`:`port`.
     fn udp4(dst: [u8; 4], port: u16, payload: &[u8]) -> Vec<u8> {
@@ -142,7 +159,7 @@ mod tests {
         assert_eq!(source(&f, &c), Some("198.18.0.1:40000".parse().unwrap()));
         assert_eq!(
             c.key,
-            Binding::parse("udp", "198.18.0.2:7000").unwrap().key()
+            BindKey::from_socket_addr(PROTO_UDP, "198.18.0.2:7000".parse().unwrap())
         );
         assert_eq!(
             &f[c.payload_offset..c.payload_offset + c.payload_len],

@@ -1,13 +1,8 @@
 //! Ethernet II headers with up to two VLAN tags (802.1Q, 802.1ad).
 
-use super::Error;
+use netdemux_common::wire::{ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, VLAN_TAG_LEN};
 
-/// IPv4 ethertype.
-pub const ETHERTYPE_IPV4: u16 = 0x0800;
-/// IPv6 ethertype.
-pub const ETHERTYPE_IPV6: u16 = 0x86dd;
-const TPID_8021Q: u16 = 0x8100;
-const TPID_8021AD: u16 = 0x88a8;
+use super::Error;
 
 /// An Ethernet header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +27,7 @@ fn be16(b: &[u8], at: usize) -> Result<u16, Error> {
 impl EthernetRepr {
     /// Parses the header at the start of `frame`; returns it and its length.
     pub fn parse(frame: &[u8]) -> Result<(EthernetRepr, usize), Error> {
-        if frame.len() < 14 {
+        if frame.len() < ETH_HLEN {
             return Err(Error::Truncated);
         }
         let mut r = EthernetRepr {
@@ -41,21 +36,21 @@ impl EthernetRepr {
             vlans: [None, None],
             ethertype: be16(frame, 12)?,
         };
-        let mut len = 14;
+        let mut len = ETH_HLEN;
         for slot in r.vlans.iter_mut() {
-            if r.ethertype != TPID_8021Q && r.ethertype != TPID_8021AD {
+            if r.ethertype != ETH_P_8021Q && r.ethertype != ETH_P_8021AD {
                 break;
             }
             *slot = Some((r.ethertype, be16(frame, len)?));
             r.ethertype = be16(frame, len + 2)?;
-            len += 4;
+            len += VLAN_TAG_LEN;
         }
         Ok((r, len))
     }
 
     /// Length of the header, tags included.
     pub fn header_len(&self) -> usize {
-        14 + 4 * self.vlans.iter().flatten().count()
+        ETH_HLEN + VLAN_TAG_LEN * self.vlans.iter().flatten().count()
     }
 
     /// Writes the header at the start of `buf`; returns its length.
@@ -77,20 +72,22 @@ impl EthernetRepr {
 
 #[cfg(test)]
 mod tests {
+    use netdemux_common::wire::{ETH_P_IPV4, ETH_P_IPV6};
+
     use super::*;
 
     #[test]
     fn round_trips_with_and_without_tags() {
         for vlans in [
             [None, None],
-            [Some((TPID_8021Q, 100)), None],
-            [Some((TPID_8021AD, 7)), Some((TPID_8021Q, 100))],
+            [Some((ETH_P_8021Q, 100)), None],
+            [Some((ETH_P_8021AD, 7)), Some((ETH_P_8021Q, 100))],
         ] {
             let r = EthernetRepr {
                 dst: [2, 0, 0, 0, 0, 2],
                 src: [2, 0, 0, 0, 0, 1],
                 vlans,
-                ethertype: ETHERTYPE_IPV6,
+                ethertype: ETH_P_IPV6,
             };
             let mut buf = [0u8; 32];
             let n = r.emit(&mut buf).unwrap();
@@ -103,8 +100,8 @@ mod tests {
         let r = EthernetRepr {
             dst: [0; 6],
             src: [0; 6],
-            vlans: [Some((TPID_8021Q, 1)), None],
-            ethertype: ETHERTYPE_IPV4,
+            vlans: [Some((ETH_P_8021Q, 1)), None],
+            ethertype: ETH_P_IPV4,
         };
         let mut buf = [0u8; 18];
         r.emit(&mut buf).unwrap();

@@ -3,6 +3,11 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use netdemux_common::wire::{
+    ETH_P_IPV4, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
+    IPPROTO_ROUTING, IPV4_FRAG_MASK, IPV4_MIN_HLEN, IPV6_HLEN, MAX_IPV6_EXT_HEADERS,
+};
+
 use super::{Error, checksum};
 
 /// An IP header, either family.
@@ -35,15 +40,17 @@ impl IpRepr {
         match get(packet, 0)? >> 4 {
             4 => {
                 let ihl = ((get(packet, 0)? & 0x0f) as usize) * 4;
-                let header = packet.get(..ihl.max(20)).ok_or(Error::Truncated)?;
+                let header = packet
+                    .get(..ihl.max(IPV4_MIN_HLEN))
+                    .ok_or(Error::Truncated)?;
                 let total = be16(packet, 2)? as usize;
-                if ihl < 20 || total < ihl {
+                if ihl < IPV4_MIN_HLEN || total < ihl {
                     return Err(Error::Malformed);
                 }
                 if total > packet.len() {
                     return Err(Error::Truncated);
                 }
-                if be16(packet, 6)? & 0x3fff != 0 {
+                if be16(packet, 6)? & IPV4_FRAG_MASK != 0 {
                     return Err(Error::Unsupported); // a fragment
                 }
                 if !checksum::verifies(0, header) {
@@ -62,18 +69,20 @@ impl IpRepr {
                 Ok((r, ihl))
             }
             6 => {
-                let header = packet.get(..40).ok_or(Error::Truncated)?;
-                let end = 40 + be16(header, 4)? as usize;
+                let header = packet.get(..IPV6_HLEN).ok_or(Error::Truncated)?;
+                let end = IPV6_HLEN + be16(header, 4)? as usize;
                 if end > packet.len() {
                     return Err(Error::Truncated);
                 }
                 let mut next = header[6];
-                let mut off = 40;
-                for _ in 0..8 {
+                let mut off = IPV6_HLEN;
+                for _ in 0..MAX_IPV6_EXT_HEADERS {
                     let len = match next {
-                        0 | 43 | 60 => (get(packet, off + 1)? as usize + 1) * 8,
-                        51 => (get(packet, off + 1)? as usize + 2) * 4,
-                        44 => return Err(Error::Unsupported), // a fragment
+                        IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                            (get(packet, off + 1)? as usize + 1) * 8
+                        }
+                        IPPROTO_AH => (get(packet, off + 1)? as usize + 2) * 4,
+                        IPPROTO_FRAGMENT => return Err(Error::Unsupported), // a fragment
                         _ => break,
                     };
                     next = get(packet, off)?;
@@ -103,15 +112,19 @@ impl IpRepr {
 
     /// Length of the header [`IpRepr::emit`] writes.
     pub fn header_len(&self) -> usize {
-        if self.src.is_ipv4() { 20 } else { 40 }
+        if self.src.is_ipv4() {
+            IPV4_MIN_HLEN
+        } else {
+            IPV6_HLEN
+        }
     }
 
     /// The ethertype of this family.
     pub fn ethertype(&self) -> u16 {
         if self.src.is_ipv4() {
-            super::ethernet::ETHERTYPE_IPV4
+            ETH_P_IPV4
         } else {
-            super::ethernet::ETHERTYPE_IPV6
+            ETH_P_IPV6
         }
     }
 

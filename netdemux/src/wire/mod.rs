@@ -2,7 +2,7 @@
 //! of a frame, as the XDP program finds it: the data path's single pass); and per-layer
 //! representations with checked parse and emit — [`ethernet::EthernetRepr`], [`ip::IpRepr`],
 //! [`udp::UdpRepr`] (with checksum checks) and [`udp::emit`]; [`tcp::TcpHeader`] (with the
-//! options netdemux uses), [`tcp::TcpPacket`] and [`tcp::emit`] likewise for TCP.
+//! options netdemux uses, and [`seq::Seq`] numbers), [`tcp::TcpPacket`] and [`tcp::emit`] likewise for TCP.
 //!
 //! Own code rather than a crate: etherparse and smoltcp::wire both parse well, but the data path
 //! needs exactly one pass over borrowed frame bytes that yields the binding key and the payload
@@ -14,6 +14,7 @@ pub mod checksum;
 mod classify;
 pub mod ethernet;
 pub mod ip;
+pub mod seq;
 pub mod tcp;
 pub mod udp;
 

@@ -13,15 +13,15 @@ use std::{
     ops,
 };
 
+use netdemux_common::PROTO_TCP;
+
 use super::{
     Error, checksum,
     classify::{Classified, source},
     ip::emit_headers,
+    seq::Seq,
 };
-use crate::{control::binding::Binding, stack::tcp::Seq};
 
-/// The IP protocol number of TCP.
-const PROTO_TCP: u8 = 6;
 /// The most option bytes a header can carry (data offset 15).
 const MAX_OPTIONS: usize = 40;
 /// The largest window-scale shift (RFC 7323 §2.3).
@@ -402,7 +402,7 @@ impl TcpPacket {
             return Err(Error::Malformed);
         }
         let src = source(frame, c).ok_or(Error::Malformed)?;
-        let dst = Binding::from_key(&c.key).ok_or(Error::Malformed)?.addr;
+        let dst = c.key.socket_addr().ok_or(Error::Malformed)?;
         let end = c
             .payload_offset
             .checked_add(c.payload_len)
@@ -999,7 +999,12 @@ mod tests {
         // A UDP classification is not TCP.
         let c = classify(&DATA4).unwrap();
         let udp = Classified {
-            key: netdemux_common::BindKey::new(c.key.addr_octets(), 7000, 17, c.key.family),
+            key: netdemux_common::BindKey::new(
+                c.key.addr_octets(),
+                7000,
+                netdemux_common::PROTO_UDP,
+                c.key.family,
+            ),
             ..c
         };
         assert_eq!(

@@ -8,7 +8,7 @@ use super::{
     classify::{Classified, classify, source},
     ip::emit_headers,
 };
-use crate::control::binding::Binding;
+use netdemux_common::PROTO_UDP;
 
 /// A parsed UDP datagram: who sent it, to whom, and where its payload is in the frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,11 +32,11 @@ impl UdpRepr {
 
     /// Like [`UdpRepr::parse`], for a frame already classified as `c`.
     pub fn from_classified(frame: &[u8], c: &Classified) -> Result<UdpRepr, Error> {
-        if c.key.proto != 17 {
+        if c.key.proto != PROTO_UDP {
             return Err(Error::Malformed);
         }
         let src = source(frame, c).ok_or(Error::Malformed)?;
-        let dst = Binding::from_key(&c.key).ok_or(Error::Malformed)?.addr;
+        let dst = c.key.socket_addr().ok_or(Error::Malformed)?;
         let seg = frame
             .get(c.l4_offset..c.payload_offset + c.payload_len)
             .ok_or(Error::Malformed)?;
@@ -49,7 +49,7 @@ impl UdpRepr {
             src.is_ipv4()
         } else {
             checksum::verifies(
-                checksum::pseudo_header(src.ip(), dst.ip(), 17, seg.len()),
+                checksum::pseudo_header(src.ip(), dst.ip(), PROTO_UDP, seg.len()),
                 seg,
             )
         };
@@ -76,7 +76,15 @@ pub fn emit(
     payload: &[u8],
 ) -> Option<usize> {
     let l4_len = 8 + payload.len();
-    let l4 = emit_headers(frame, src_mac, dst_mac, src.ip(), dst.ip(), 17, l4_len)?;
+    let l4 = emit_headers(
+        frame,
+        src_mac,
+        dst_mac,
+        src.ip(),
+        dst.ip(),
+        PROTO_UDP,
+        l4_len,
+    )?;
     let len = l4 + l4_len;
     let seg = frame.get_mut(l4..len)?;
     seg[0..2].copy_from_slice(&src.port().to_be_bytes());
@@ -84,7 +92,7 @@ pub fn emit(
     seg[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
     seg[6..8].copy_from_slice(&[0, 0]);
     seg[8..].copy_from_slice(payload);
-    let c = checksum::l4(src.ip(), dst.ip(), 17, seg);
+    let c = checksum::l4(src.ip(), dst.ip(), PROTO_UDP, seg);
     seg[6..8].copy_from_slice(&c.to_be_bytes());
     Some(len)
 }
@@ -230,7 +238,7 @@ mod tests {
             );
             let seg = &f[c.l4_offset..];
             assert!(
-                verifies(pseudo_header(src.ip(), dst.ip(), 17, seg.len()), seg),
+                verifies(pseudo_header(src.ip(), dst.ip(), PROTO_UDP, seg.len()), seg),
                 "{dst}"
             );
             if src.is_ipv4() {

@@ -11,110 +11,12 @@ use std::{
     time::Instant,
 };
 
-use serde::Serialize;
-
 use super::{
     Seq,
     connection::{Config, Connection, Events, State},
+    counters::Counters,
 };
 use crate::wire::tcp::{Flags, TcpHeader, TcpOptions};
-
-/// What the TCP stack of one worker counted.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
-    /// Connections that reached ESTABLISHED (either side opened).
-    pub opened: u64,
-    /// Connections accepted from listeners (handshakes completed).
-    pub passive_opens: u64,
-    /// Connections this side opened (`connect`).
-    pub active_opens: u64,
-    /// Connections removed from the flow table.
-    pub closed: u64,
-    /// Segments sent again (RTO, fast retransmit, recovery).
-    pub retransmits: u64,
-    /// Retransmission timeouts.
-    pub rto_expirations: u64,
-    /// Loss recoveries entered by duplicate ACKs or SACK.
-    pub fast_retransmits: u64,
-    /// Tail-loss probes sent (RFC 8985).
-    pub tail_loss_probes: u64,
-    /// Segments that arrived ahead of a gap.
-    pub out_of_order: u64,
-    /// Out-of-order segments dropped because the reassembly limit was reached.
-    pub out_of_order_dropped: u64,
-    /// RSTs sent.
-    pub resets_sent: u64,
-    /// Valid RSTs received.
-    pub resets_received: u64,
-    /// Challenge ACKs sent for in-window RSTs and SYNs (RFC 5961).
-    pub challenge_acks: u64,
-    /// Segments rejected by PAWS (RFC 7323).
-    pub paws_rejected: u64,
-    /// SYNs dropped because a listener's accept backlog was full.
-    pub backlog_drops: u64,
-    /// SYNs dropped because a listener's half-open queue was full.
-    pub half_open_drops: u64,
-    /// SYNs dropped because the flow table was full.
-    pub flow_table_full: u64,
-    /// Zero-window probes sent.
-    pub window_probes: u64,
-    /// Keepalive probes sent.
-    pub keepalive_probes: u64,
-    /// Connections given up (retransmissions or keepalives unanswered).
-    pub timeouts: u64,
-    /// RSTs not sent because too many were waiting.
-    pub resets_suppressed: u64,
-}
-
-/// Lists every counter once, for [`Counters::add`] and [`Counters::fields`].
-macro_rules! each_counter {
-    ($m:ident) => {
-        $m!(
-            opened,
-            passive_opens,
-            active_opens,
-            closed,
-            retransmits,
-            rto_expirations,
-            fast_retransmits,
-            tail_loss_probes,
-            out_of_order,
-            out_of_order_dropped,
-            resets_sent,
-            resets_received,
-            challenge_acks,
-            paws_rejected,
-            backlog_drops,
-            half_open_drops,
-            flow_table_full,
-            window_probes,
-            keepalive_probes,
-            timeouts,
-            resets_suppressed
-        )
-    };
-}
-
-/// How many counters [`Counters::fields`] lists.
-pub const COUNTERS: usize = 21;
-
-impl Counters {
-    /// Adds `other` to these counters.
-    pub fn add(&mut self, other: &Counters) {
-        macro_rules! sum {
-            ($($f:ident),*) => { $( self.$f += other.$f; )* };
-        }
-        each_counter!(sum);
-    }
-
-    /// Every counter with its name (the names `stats` and the metrics use).
-    pub fn fields(&self) -> [(&'static str, u64); COUNTERS] {
-        macro_rules! list {
-            ($($f:ident),*) => { [$( (stringify!($f), self.$f) ),*] };
-        }
-        each_counter!(list)
-    }
-}
 
 /// Limits of an endpoint.
 #[derive(Clone, Copy, Debug)]

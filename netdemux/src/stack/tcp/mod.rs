@@ -6,15 +6,17 @@
 pub mod assembler;
 pub mod congestion;
 pub mod connection;
+pub mod counters;
 pub mod endpoint;
+#[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod rtt;
 pub mod send_buffer;
-pub mod seq;
 
 #[cfg(test)]
 mod tests;
 
+pub use crate::wire::seq::Seq;
 pub use connection::{Config, Connection, Events, State};
-pub use endpoint::{ConnId, Counters, Endpoint, Limits};
-pub use seq::Seq;
+pub use counters::{AtomicCounters, Counters};
+pub use endpoint::{ConnId, Endpoint, Limits};

@@ -19,75 +19,20 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use serde::{Deserialize, Serialize};
 
-use crate::control::state;
+use super::DaemonReport;
+use crate::control::{iface::Interface, state};
 
-/// Counters of one RX queue.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct QueueReport {
-    /// RX queue index.
-    pub queue: u32,
-    /// `copy` or `zero-copy`.
-    pub mode: String,
-    /// Frames received from the RX ring.
-    pub rx: u64,
-    /// Frames the kernel dropped for this socket (ring full, no fill buffer).
-    pub rx_dropped: u64,
-    /// Frames dropped because the RX ring was full.
-    pub rx_ring_full: u64,
-    /// Times the fill ring was empty.
-    pub fill_ring_empty: u64,
-    /// Invalid descriptors.
-    pub invalid_descs: u64,
-    /// Frames transmitted.
-    pub tx: u64,
-    /// Frames dropped because the TX ring was full.
-    pub tx_dropped: u64,
-    /// Frames no service claimed.
-    pub unclaimed: u64,
-    /// The TCP stack's counters by name (`open` connections, `opened`, `closed`,
-    /// `retransmits`, `out_of_order`, `resets_sent`, ...); empty without TCP services.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub tcp: std::collections::BTreeMap<String, u64>,
-}
-
-/// Counters of one service binding.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ServiceReport {
-    /// `udp-sink`, `udp-echo`, `tcp-echo` or `http`.
-    pub kind: String,
-    /// `ADDR:PORT`.
-    pub addr: String,
-    /// Datagrams.
-    pub packets: u64,
-    /// Payload bytes.
-    pub bytes: u64,
-    /// Datagrams an echo did not answer (IP options or extension headers).
-    pub unanswered: u64,
-}
-
-/// What the daemon reports.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DaemonReport {
-    /// The daemon's process id.
-    pub pid: u32,
-    /// Per-queue counters.
-    pub queues: Vec<QueueReport>,
-    /// Per-service counters.
-    pub services: Vec<ServiceReport>,
-}
-
-/// Where the control socket of `iface` (in the current network namespace) is.
-pub fn socket_path(iface: &str) -> Result<PathBuf> {
-    Ok(PathBuf::from("/run/netdemux")
-        .join(state::netns_key()?)
-        .join(format!("{}.sock", state::encode_dir_name(iface))))
+/// Where the control socket of `iface` is.
+pub fn socket_path(iface: &Interface) -> PathBuf {
+    PathBuf::from("/run/netdemux")
+        .join(iface.netns_key())
+        .join(format!("{}.sock", state::encode_dir_name(iface.name())))
 }
 
 /// Asks the daemon serving `iface` for its counters; `None` when no daemon runs.
-pub fn query(iface: &str) -> Result<Option<DaemonReport>> {
-    let path = socket_path(iface)?;
+pub fn query(iface: &Interface) -> Result<Option<DaemonReport>> {
+    let path = socket_path(iface);
     let stream = match UnixStream::connect(&path) {
         Ok(s) => s,
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
@@ -107,8 +52,8 @@ pub fn query(iface: &str) -> Result<Option<DaemonReport>> {
 
 /// Binds the control socket of `iface`, refusing if a live daemon already answers there and
 /// removing a stale socket file left by one that died.
-pub fn bind(iface: &str) -> Result<(UnixListener, PathBuf)> {
-    let path = socket_path(iface)?;
+pub fn bind(iface: &Interface) -> Result<(UnixListener, PathBuf)> {
+    let path = socket_path(iface);
     if let Some(report) = query(iface).ok().flatten() {
         bail!(
             "a netdemux daemon (pid {}) already serves {iface}: stop it first (kill {})",

@@ -31,17 +31,36 @@ pub struct Chunk {
 }
 
 /// Where a stream is.
-pub mod state {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StreamState {
     /// The handshake has not completed.
-    pub const CONNECTING: u8 = 0;
+    Connecting = 0,
     /// Open.
-    pub const OPEN: u8 = 1;
+    Open = 1,
     /// Ended normally.
-    pub const CLOSED: u8 = 2;
+    Closed = 2,
     /// Reset by the peer (or refused).
-    pub const RESET: u8 = 3;
+    Reset = 3,
     /// The peer stopped answering.
-    pub const TIMED_OUT: u8 = 4;
+    TimedOut = 4,
+}
+
+impl StreamState {
+    fn from_u8(v: u8) -> StreamState {
+        match v {
+            0 => StreamState::Connecting,
+            1 => StreamState::Open,
+            2 => StreamState::Closed,
+            3 => StreamState::Reset,
+            _ => StreamState::TimedOut,
+        }
+    }
+
+    /// True once the connection has ended (closed, reset or timed out).
+    pub fn has_ended(self) -> bool {
+        !matches!(self, StreamState::Connecting | StreamState::Open)
+    }
 }
 
 /// One stream, as both sides see it.
@@ -58,7 +77,9 @@ pub struct StreamShared {
     pub tx_free: ArrayQueue<Box<[u8]>>,
     pub read_waker: AtomicWaker,
     pub write_waker: AtomicWaker,
-    pub state: AtomicU8,
+    /// A [`StreamState`]; read and written through [`StreamShared::state`] and
+    /// [`StreamShared::set_state`].
+    state: AtomicU8,
     /// The peer closed and every byte before its FIN is in `rx`.
     pub read_eof: AtomicBool,
     /// The application shut its side down: FIN after what is in `tx`.
@@ -90,7 +111,7 @@ impl StreamShared {
             tx_free: pool(),
             read_waker: AtomicWaker::new(),
             write_waker: AtomicWaker::new(),
-            state: AtomicU8::new(state::CONNECTING),
+            state: AtomicU8::new(StreamState::Connecting as u8),
             read_eof: AtomicBool::new(false),
             write_shutdown: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
@@ -98,14 +119,14 @@ impl StreamShared {
         })
     }
 
-    /// The stream's state (see [`state`]).
-    pub fn state(&self) -> u8 {
-        self.state.load(Ordering::Acquire)
+    /// The stream's state.
+    pub fn state(&self) -> StreamState {
+        StreamState::from_u8(self.state.load(Ordering::Acquire))
     }
 
     /// Worker side: records a new state and wakes both directions.
-    pub fn set_state(&self, s: u8) {
-        self.state.store(s, Ordering::Release);
+    pub fn set_state(&self, s: StreamState) {
+        self.state.store(s as u8, Ordering::Release);
         self.read_waker.wake();
         self.write_waker.wake();
     }

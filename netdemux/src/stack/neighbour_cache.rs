@@ -14,7 +14,7 @@ pub const RESOLVE_WAIT: Duration = Duration::from_secs(1);
 pub const ENTRY_LIFETIME: Duration = Duration::from_secs(60);
 
 /// A bounded neighbour cache with a pending queue of items of type `T`.
-pub struct Neighbours<T> {
+pub struct NeighbourCache<T> {
     entries: HashMap<IpAddr, ([u8; 6], Instant)>,
     capacity: usize,
     pending: VecDeque<(IpAddr, Instant, T)>,
@@ -23,7 +23,7 @@ pub struct Neighbours<T> {
     pub dropped: u64,
 }
 
-/// What [`Neighbours::send`] decided.
+/// What [`NeighbourCache::send`] decided.
 pub enum Route<T> {
     /// Send now, to this MAC.
     Now([u8; 6], T),
@@ -35,10 +35,10 @@ pub enum Route<T> {
     Dropped(T),
 }
 
-impl<T> Neighbours<T> {
+impl<T> NeighbourCache<T> {
     /// A cache of at most `capacity` entries and `pending_capacity` waiting sends.
     pub fn new(capacity: usize, pending_capacity: usize) -> Self {
-        Neighbours {
+        NeighbourCache {
             entries: HashMap::with_capacity(capacity),
             capacity,
             pending: VecDeque::with_capacity(pending_capacity),
@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn known_peers_go_now_unknown_ones_wait_for_the_kernel() {
         let t0 = Instant::now();
-        let mut n = Neighbours::new(4, 4);
+        let mut n = NeighbourCache::new(4, 4);
         n.learn(ip("198.18.0.1"), A, t0);
         assert!(matches!(n.send(ip("198.18.0.1"), 1, t0), Route::Now(A, 1)));
         assert!(matches!(n.send(ip("198.18.0.9"), 2, t0), Route::Resolve(_)));
@@ -159,7 +159,7 @@ mod tests {
     #[test]
     fn unresolved_sends_expire_and_a_full_queue_drops() {
         let t0 = Instant::now();
-        let mut n = Neighbours::new(4, 2);
+        let mut n = NeighbourCache::new(4, 2);
         assert!(matches!(
             n.send(ip("2001:db8::9"), 1, t0),
             Route::Resolve(_)
@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn the_cache_is_bounded_and_entries_age_out() {
         let t0 = Instant::now();
-        let mut n: Neighbours<()> = Neighbours::new(2, 1);
+        let mut n: NeighbourCache<()> = NeighbourCache::new(2, 1);
         n.learn(ip("198.18.0.1"), A, t0);
         n.learn(ip("198.18.0.2"), A, t0 + Duration::from_secs(1));
         n.learn(ip("198.18.0.3"), A, t0 + Duration::from_secs(2));

@@ -1,10 +1,11 @@
-//! What the queue workers and the application share.
+//! UDP between a queue worker and the application: per socket, a queue of received datagrams
+//! and two pools of buffers; per send, a request that carries its buffer back to its socket.
 
 use std::{
     net::SocketAddr,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
 };
 
@@ -17,8 +18,6 @@ pub const MAX_PAYLOAD: usize = 2048;
 pub const RX_QUEUE: usize = 1024;
 /// Datagrams a socket may have on their way to the wire.
 pub const TX_BUFFERS: usize = 512;
-/// Datagrams waiting for a worker to transmit them.
-pub const WORKER_TX_QUEUE: usize = 1024;
 
 /// A received datagram.
 pub struct RxDatagram {
@@ -96,57 +95,4 @@ impl SocketShared {
 }
 
 /// Bound sockets by binding key; replaced whole (read-copy-update) when one is added or removed.
-pub type Registry = crate::services::KeyMap<Arc<SocketShared>>;
-
-/// A worker's inbox from the application.
-pub struct WorkerLink {
-    pub tx: ArrayQueue<TxRequest>,
-    /// TCP: connects, listens, stream kicks, segments handed over from other workers.
-    pub commands: ArrayQueue<super::tcp_bridge::Command>,
-    pub wake: nix::sys::eventfd::EventFd,
-    pub sleeping: AtomicBool,
-    pub sent: AtomicU64,
-    pub dropped: AtomicU64,
-}
-
-impl WorkerLink {
-    pub fn new() -> std::io::Result<Arc<Self>> {
-        Ok(Arc::new(WorkerLink {
-            tx: ArrayQueue::new(WORKER_TX_QUEUE),
-            commands: ArrayQueue::new(super::tcp_bridge::COMMANDS),
-            wake: nix::sys::eventfd::EventFd::from_flags(
-                nix::sys::eventfd::EfdFlags::EFD_NONBLOCK
-                    | nix::sys::eventfd::EfdFlags::EFD_CLOEXEC,
-            )?,
-            sleeping: AtomicBool::new(false),
-            sent: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-        }))
-    }
-
-    /// Application side: hands `req` to the worker, waking it if it sleeps.
-    pub fn push(&self, req: TxRequest) -> Result<(), TxRequest> {
-        self.tx.push(req)?;
-        if self.sleeping.load(Ordering::SeqCst) {
-            let _ = self.wake.write(1);
-        }
-        Ok(())
-    }
-
-    /// Hands a TCP command to the worker, waking it if it sleeps.
-    pub fn command(
-        &self,
-        cmd: super::tcp_bridge::Command,
-    ) -> Result<(), super::tcp_bridge::Command> {
-        self.commands.push(cmd)?;
-        if self.sleeping.load(Ordering::SeqCst) {
-            let _ = self.wake.write(1);
-        }
-        Ok(())
-    }
-
-    /// Worker side: clears a pending wake-up.
-    pub fn clear_wake(&self) {
-        let _ = self.wake.read();
-    }
-}
+pub type Registry = crate::key_map::KeyMap<Arc<SocketShared>>;

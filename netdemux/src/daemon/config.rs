@@ -26,7 +26,7 @@ use std::{net::SocketAddr, path::Path};
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
 
-use super::daemon::{RunConfig, parse_list};
+use super::{RunConfig, parse_list};
 use crate::control::{
     attach::ModeRequest,
     binding::{Binding, parse_socket_addr},

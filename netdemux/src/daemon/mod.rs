@@ -1,0 +1,311 @@
+//! `netdemux run`: the data plane ([`crate::runtime::dataplane`]) with the built-in services,
+//! a control socket through which `netdemux stats` reads the live counters, optionally a
+//! Prometheus endpoint ([`metrics_http`]) and the XDP program's own log records ([`xdp_log`]),
+//! until SIGINT/SIGTERM. The whole run can come from a TOML file ([`config`]).
+//!
+//! Shutdown order keeps the NIC working: the sockets leave the XSKMAP first, so matching traffic
+//! falls back to the kernel at once; then the workers stop and the sockets close; then the
+//! bindings this run added are removed, and the program is detached if this run attached it.
+
+pub mod config;
+pub mod metrics_http;
+pub mod xdp_log;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use anyhow::Result;
+
+use crate::{
+    control::{
+        attach::ModeRequest, binding::Binding, iface::Interface, maps::DemuxMaps, state,
+        stats::Snapshot,
+    },
+    report::{control_socket, prometheus},
+    runtime::{
+        dataplane::{self, DataPlane, DataPlaneConfig},
+        faults::FaultConfig,
+    },
+    services::{Kind, ServiceTable},
+    xsk::{XskConfig, ZeroCopy},
+};
+
+/// Everything `netdemux run` is told.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Interface.
+    pub iface: String,
+    /// XDP mode if this run attaches.
+    pub mode: ModeRequest,
+    /// Binding table capacity if this run attaches.
+    pub max_bindings: u32,
+    /// RX queues to serve (all when `None`).
+    pub queues: Option<Vec<u32>>,
+    /// Require zero-copy.
+    pub zero_copy: bool,
+    /// Preferred busy polling.
+    pub busy_poll: bool,
+    /// Spin instead of poll(2).
+    pub spin: bool,
+    /// CPUs to pin workers to, queue i on `cpus[i % len]`.
+    pub cpus: Vec<usize>,
+    /// UDP sink addresses.
+    pub udp_sinks: Vec<SocketAddr>,
+    /// UDP echo addresses.
+    pub udp_echoes: Vec<SocketAddr>,
+    /// TCP echo addresses.
+    pub tcp_echoes: Vec<SocketAddr>,
+    /// HTTP responder addresses.
+    pub https: Vec<SocketAddr>,
+    /// Fault injection on TCP frames (tests).
+    pub faults: FaultConfig,
+    /// UMEM frames per queue.
+    pub frames: u32,
+    /// RX/TX ring size.
+    pub ring_size: u32,
+    /// Serve Prometheus metrics on this address.
+    pub metrics: Option<SocketAddr>,
+    /// Further bindings to hold while running (no service behind them).
+    pub bindings: Vec<Binding>,
+}
+
+/// Parses a queue or CPU list such as `0,2-3`.
+pub fn parse_list(s: &str) -> Result<Vec<u32>> {
+    let shown = s.escape_debug();
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let bad = || anyhow::anyhow!("'{shown}' is not a list like 0,2-3");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if a > b || b - a > 4096 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Runs the daemon on `iface` until `stop` is set (by SIGINT/SIGTERM) or a worker fails.
+pub fn run(iface: &Interface, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<()> {
+    let services = Arc::new(ServiceTable::new(&service_list(cfg))?);
+    let mut prepared = dataplane::prepare(iface, dataplane_config(cfg))?;
+    if let Some(a) = prepared.attached() {
+        println!(
+            "attached to {iface} in {} mode (program {})",
+            a.mode, a.program_id
+        );
+        if let Some(note) = &a.note {
+            println!("note: {note}");
+        }
+    }
+    let (listener, socket_path) = control_socket::bind(iface)?;
+    tracing::info!(
+        iface = iface.name(),
+        attached_here = prepared.attached().is_some(),
+        "daemon starting"
+    );
+    let service_bindings = services.services().iter().map(|&(kind, addr)| Binding {
+        proto: kind.proto(),
+        addr,
+    });
+    let started = prepared
+        .hold(service_bindings.chain(cfg.bindings.iter().copied()))
+        .and_then(|()| prepared.start(services.clone()));
+    let result = match started {
+        Ok(plane) => serve(plane, cfg, &services, listener, &stop),
+        Err(e) => Err(e),
+    };
+    match &result {
+        Ok(()) => tracing::info!(iface = iface.name(), "daemon stopped"),
+        Err(e) => tracing::error!(iface = iface.name(), "daemon failed: {e:#}"),
+    }
+    control_socket::remove_socket(&socket_path);
+    result
+}
+
+/// The data plane's part of a run's configuration.
+fn dataplane_config(cfg: &RunConfig) -> DataPlaneConfig {
+    DataPlaneConfig {
+        mode: cfg.mode,
+        max_bindings: cfg.max_bindings,
+        queues: cfg.queues.clone(),
+        xsk: XskConfig {
+            frames: cfg.frames,
+            ring_size: cfg.ring_size,
+            zero_copy: if cfg.zero_copy {
+                ZeroCopy::Require
+            } else {
+                ZeroCopy::Auto
+            },
+            busy_poll: cfg.busy_poll,
+            ..XskConfig::default()
+        },
+        spin: cfg.spin,
+        cpus: cfg.cpus.clone(),
+        faults: cfg.faults,
+        application: false,
+    }
+}
+
+/// Serves until `stop` is set or a worker fails, then shuts down in order.
+fn serve(
+    mut plane: DataPlane,
+    cfg: &RunConfig,
+    services: &ServiceTable,
+    listener: std::os::unix::net::UnixListener,
+    stop: &Arc<AtomicBool>,
+) -> Result<()> {
+    let iface = plane.iface().clone();
+    // The program's own log records, when the logs ask for them (RUST_LOG=netdemux::xdp=debug).
+    let xdp_log_stop = Arc::new(AtomicBool::new(false));
+    let xdp_log = if xdp_log::wanted() {
+        start_xdp_log(&mut plane.attachment(), xdp_log_stop.clone())
+    } else {
+        let mut a = plane.attachment();
+        if a.info.log != 0 {
+            // Left on by a daemon that was killed: nobody reads the records now.
+            set_xdp_log(&mut a, false);
+        }
+        None
+    };
+    let threads_stop = Arc::new(AtomicBool::new(false));
+    let threads = start_threads(&plane, cfg, listener, &threads_stop);
+    if threads.is_ok() {
+        let modes: Vec<String> = plane
+            .queues()
+            .iter()
+            .map(|s| format!("{} ({})", s.queue, s.mode()))
+            .collect();
+        let service_names: Vec<String> = services
+            .services()
+            .iter()
+            .map(|(k, a)| format!("{} {a}", k.name()))
+            .collect();
+        println!(
+            "serving {iface}: queues {}; {}; stats: netdemux stats --iface {iface}",
+            modes.join(", "),
+            if service_names.is_empty() {
+                "no services".to_string()
+            } else {
+                service_names.join(", ")
+            }
+        );
+        // Wait for a signal, or for a worker to end on its own (an error).
+        while !stop.load(Ordering::Relaxed) && !plane.worker_ended() {
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    // Shutdown: traffic back to the kernel first, then the workers, then our threads.
+    let stopped = plane.stop();
+    if let Some(h) = xdp_log {
+        set_xdp_log(&mut plane.attachment(), false);
+        xdp_log_stop.store(true, Ordering::Relaxed);
+        let _ = h.join();
+    }
+    threads_stop.store(true, Ordering::Relaxed);
+    let threads = threads.map(|handles| {
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+    // Then the bindings this run added, or the attachment it made.
+    let detached = plane.finish();
+    if let Ok(true) = detached {
+        println!("detached from {iface}");
+    }
+    stopped.and(threads).and(detached.map(|_| ()))
+}
+
+/// The control socket's thread and, with `--metrics`, the metrics endpoint's.
+fn start_threads(
+    plane: &DataPlane,
+    cfg: &RunConfig,
+    listener: std::os::unix::net::UnixListener,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<thread::JoinHandle<()>>> {
+    let mut handles = vec![control_socket::serve(
+        listener,
+        stop.clone(),
+        plane.reporter(),
+    )?];
+    if let Some(addr) = cfg.metrics {
+        let maps = DemuxMaps::open_pinned(&plane.attachment().dir)?;
+        let (report, name) = (plane.reporter(), plane.iface().name().to_string());
+        let render = move || match Snapshot::read(&name, &maps) {
+            Ok(snap) => prometheus::render(&snap, Some(&report())),
+            Err(e) => format!("# netdemux: cannot read the counters: {e:#}\n"),
+        };
+        handles.push(metrics_http::serve(addr, stop.clone(), render)?);
+    }
+    Ok(handles)
+}
+
+/// Switches the program's logging on or off in the pinned state.
+fn set_xdp_log(attachment: &mut state::Attachment, on: bool) {
+    let mut info = attachment.info;
+    info.log = u32::from(on);
+    if let Err(e) = attachment.maps.write_info(&info) {
+        tracing::warn!("cannot switch the XDP program's logging: {e:#}");
+    }
+}
+
+/// Starts reading the program's log records and switches its logging on.
+fn start_xdp_log(
+    attachment: &mut state::Attachment,
+    stop: Arc<AtomicBool>,
+) -> Option<thread::JoinHandle<()>> {
+    let id = attachment.link.as_ref()?.prog_id;
+    match xdp_log::start(id, stop) {
+        Ok(h) => {
+            set_xdp_log(attachment, true);
+            tracing::info!(
+                program = id,
+                "XDP program log records go to target netdemux::xdp"
+            );
+            Some(h)
+        }
+        Err(e) => {
+            tracing::warn!("no XDP program logs: {e:#}");
+            None
+        }
+    }
+}
+
+/// The services a run was given, sinks first.
+fn service_list(cfg: &RunConfig) -> Vec<(Kind, SocketAddr)> {
+    let sinks = cfg.udp_sinks.iter().map(|&a| (Kind::UdpSink, a));
+    sinks
+        .chain(cfg.udp_echoes.iter().map(|&a| (Kind::UdpEcho, a)))
+        .chain(cfg.tcp_echoes.iter().map(|&a| (Kind::TcpEcho, a)))
+        .chain(cfg.https.iter().map(|&a| (Kind::Http, a)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_lists() {
+        assert_eq!(parse_list("0").unwrap(), vec![0]);
+        assert_eq!(parse_list("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert_eq!(parse_list("3,1,1-2").unwrap(), vec![1, 2, 3]);
+        for bad in ["", "a", "1-", "3-1", "-1", "0,,1", "0-100000"] {
+            assert!(parse_list(bad).is_err(), "{bad:?}");
+        }
+    }
+}

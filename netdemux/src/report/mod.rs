@@ -1,0 +1,140 @@
+//! What a running data plane reports, and to whom: the counters of each queue worker and each
+//! built-in service — each declared once here, with [`crate::counters!`] — the [`DaemonReport`]
+//! that the daemon's [`control_socket`] hands to `netdemux stats`, and the two ways of showing
+//! it: the text [`table`] and the [`prometheus`] exposition.
+
+pub mod control_socket;
+pub mod prometheus;
+pub mod table;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stack::tcp;
+
+crate::counters! {
+    /// The counters of one queue worker's AF_XDP socket.
+    pub struct QueueCounters / AtomicQueueCounters {
+        /// Frames received from the AF_XDP RX ring.
+        rx: counter [table],
+        /// Frames the kernel dropped for the socket (RX ring full, no fill buffer).
+        rx_dropped: counter [table],
+        /// Frames dropped because the RX ring was full.
+        rx_ring_full: counter [table],
+        /// Times the fill ring was empty when a frame arrived.
+        fill_ring_empty: counter [table],
+        /// Invalid descriptors in the fill and TX rings.
+        invalid_descs: counter [table],
+        /// Frames posted for transmission.
+        tx: counter [table],
+        /// Frames dropped because the TX ring was full.
+        tx_dropped: counter,
+        /// Redirected frames no service or socket claimed (e.g. unbound between the program's
+        /// lookup and the worker's).
+        unclaimed: counter,
+    }
+}
+
+crate::counters! {
+    /// The counters of one built-in service on one queue (or summed over queues).
+    pub struct ServiceCounters / AtomicServiceCounters {
+        /// Datagrams or segments the service received.
+        packets: counter [table],
+        /// Their payload bytes.
+        bytes: counter [table],
+        /// Datagrams an echo did not answer (IP options or extension headers).
+        unanswered: counter,
+    }
+}
+
+crate::counters! {
+    /// What a queue worker counts about TCP besides the stack's own [`tcp::Counters`].
+    pub struct WorkerTcpCounters / AtomicWorkerTcpCounters {
+        /// TCP connections in the worker's flow table.
+        open: gauge(open_connections) [table],
+        /// TCP segments dropped before the stack: bad checksum or header.
+        bad_segments: counter,
+        /// TCP segments not sent because the peer's MAC address was unknown.
+        no_neighbour: counter,
+        /// TCP frames the fault injection dropped (tests only).
+        faults_dropped: counter,
+        /// TCP frames the fault injection delivered late (tests only).
+        faults_reordered: counter,
+    }
+}
+
+/// The TCP counters of one queue: the worker's and its stack's, in one JSON object.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TcpReport {
+    /// The worker's.
+    #[serde(flatten)]
+    pub worker: WorkerTcpCounters,
+    /// The stack's.
+    #[serde(flatten)]
+    pub stack: tcp::Counters,
+}
+
+/// Counters of one RX queue.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueueReport {
+    /// RX queue index.
+    pub queue: u32,
+    /// `copy` or `zero-copy`.
+    pub mode: String,
+    /// The socket's counters.
+    #[serde(flatten)]
+    pub counters: QueueCounters,
+    /// The TCP counters; absent without TCP services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpReport>,
+}
+
+/// Counters of one service binding, summed over queues.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServiceReport {
+    /// `udp-sink`, `udp-echo`, `tcp-echo` or `http`.
+    pub kind: String,
+    /// `ADDR:PORT`.
+    pub addr: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub counters: ServiceCounters,
+}
+
+/// What the daemon reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DaemonReport {
+    /// The daemon's process id.
+    pub pid: u32,
+    /// Per-queue counters.
+    pub queues: Vec<QueueReport>,
+    /// Per-service counters.
+    pub services: Vec<ServiceReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_keeps_its_shape() {
+        let mut q = QueueReport {
+            queue: 1,
+            mode: "copy".into(),
+            ..Default::default()
+        };
+        q.counters.rx = 5;
+        let v = serde_json::to_value(&q).unwrap();
+        assert_eq!(v["rx"], 5, "queue counters sit beside queue and mode: {v}");
+        assert!(v.get("tcp").is_none(), "no tcp object without TCP services");
+        q.tcp = Some(TcpReport::default());
+        q.tcp.as_mut().unwrap().worker.open = 2;
+        q.tcp.as_mut().unwrap().stack.opened = 3;
+        let v = serde_json::to_value(&q).unwrap();
+        assert_eq!(
+            (v["tcp"]["open"].as_u64(), v["tcp"]["opened"].as_u64()),
+            (Some(2), Some(3))
+        );
+        let back: QueueReport = serde_json::from_value(v).unwrap();
+        assert_eq!(back, q);
+    }
+}

@@ -1,0 +1,84 @@
+//! What a queue worker needs from its socket: received frames lent one at a time, frames to
+//! build and post, and waiting. [`XskSocket`] is the real one; `faults::Faulty` wraps one to
+//! drop and reorder TCP frames in tests. The worker is generic over this, so a wrapper costs
+//! nothing when it is not used.
+
+use std::{io, os::fd::BorrowedFd, time::Duration};
+
+use crate::xsk::{Batch, Verdict, XskSocket, XskStats};
+
+/// A queue's frames, as a worker drives them.
+pub trait Frames {
+    /// The RX queue.
+    fn queue(&self) -> u32;
+    /// True when the socket runs in zero-copy mode.
+    fn zero_copy(&self) -> bool;
+    /// Takes back transmitted frames and refills the fill ring.
+    fn complete(&mut self) -> usize;
+    /// Lends up to a batch of received frames to `f` (see [`XskSocket::receive`]).
+    fn receive(&mut self, f: impl FnMut(&mut [u8]) -> Verdict) -> Batch;
+    /// Builds a frame with `write` and queues it for transmission without telling the kernel;
+    /// false when there is no room (the caller tries again later or counts a drop).
+    fn post(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool;
+    /// [`Frames::post`], then tells the kernel.
+    fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool;
+    /// Tells the kernel about posted frames; true when some still wait (kick again soon).
+    fn flush_tx(&mut self) -> bool;
+    /// Lets the kernel make progress without blocking (spinning and busy-polling workers).
+    fn kick(&self);
+    /// Waits up to `timeout` for frames, or for `extra` (an eventfd) when given.
+    fn wait(&self, extra: Option<BorrowedFd<'_>>, timeout: Duration) -> io::Result<bool>;
+    /// The kernel's counters of the socket.
+    fn stats(&self) -> io::Result<XskStats>;
+    /// Frames a wrapper dropped and delayed on purpose (tests): (dropped, reordered).
+    fn faults(&self) -> Option<(u64, u64)> {
+        None
+    }
+}
+
+impl Frames for XskSocket {
+    fn queue(&self) -> u32 {
+        XskSocket::queue(self)
+    }
+
+    fn zero_copy(&self) -> bool {
+        XskSocket::zero_copy(self)
+    }
+
+    fn complete(&mut self) -> usize {
+        XskSocket::complete(self)
+    }
+
+    #[inline]
+    fn receive(&mut self, f: impl FnMut(&mut [u8]) -> Verdict) -> Batch {
+        XskSocket::receive(self, f)
+    }
+
+    #[inline]
+    fn post(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        XskSocket::post(self, write)
+    }
+
+    fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        XskSocket::transmit(self, write)
+    }
+
+    fn flush_tx(&mut self) -> bool {
+        XskSocket::flush_tx(self)
+    }
+
+    fn kick(&self) {
+        XskSocket::kick(self)
+    }
+
+    fn wait(&self, extra: Option<BorrowedFd<'_>>, timeout: Duration) -> io::Result<bool> {
+        match extra {
+            Some(fd) => XskSocket::wait_with(self, fd, timeout),
+            None => XskSocket::wait(self, timeout),
+        }
+    }
+
+    fn stats(&self) -> io::Result<XskStats> {
+        XskSocket::stats(self)
+    }
+}

@@ -1,0 +1,120 @@
+//! Ingress: one received frame to where it belongs, in one classification. A built-in UDP
+//! service answers or counts it in place; a TCP segment goes to the worker's TCP sockets (a
+//! service's or the application's); a UDP datagram to an application's socket. What nothing
+//! claims is counted.
+
+use std::{sync::atomic::Ordering, time::Instant};
+
+use netdemux_common::PROTO_TCP;
+
+use super::tcp_sockets::TcpSockets;
+use crate::{
+    bridge::udp::{Registry, TxRequest},
+    report::{QueueCounters, ServiceCounters, WorkerTcpCounters},
+    services::{Kind, ServiceTable, udp_echo},
+    stack::neighbour_cache::NeighbourCache,
+    wire::{self, classify, tcp::TcpPacket, udp::UdpRepr},
+    xsk::Verdict,
+};
+
+/// What one frame may touch: the worker's tables and its local counters.
+pub(super) struct Dispatch<'a> {
+    pub services: &'a ServiceTable,
+    pub service_counters: &'a mut [ServiceCounters],
+    pub counters: &'a mut QueueCounters,
+    pub tcp_counters: &'a mut WorkerTcpCounters,
+    pub neighbours: &'a mut NeighbourCache<TxRequest>,
+    pub tcp: Option<&'a mut TcpSockets>,
+    /// The application's UDP sockets, when this worker serves an application.
+    pub sockets: Option<&'a Registry>,
+    pub now: Instant,
+}
+
+/// The source MAC address of a frame.
+fn source_mac(frame: &[u8]) -> [u8; 6] {
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&frame[6..12]);
+    mac
+}
+
+impl Dispatch<'_> {
+    /// What becomes of one received frame.
+    pub fn frame(&mut self, frame: &mut [u8]) -> Verdict {
+        let Some(c) = classify(frame) else {
+            self.counters.unclaimed += 1;
+            return Verdict::Recycle;
+        };
+        if let Some((i, kind)) = self.services.find(&c.key) {
+            let counters = &mut self.service_counters[i];
+            counters.packets += 1;
+            counters.bytes += c.payload_len as u64;
+            return match kind {
+                Kind::UdpSink => Verdict::Recycle,
+                Kind::UdpEcho => match udp_echo::reply_in_place(frame, &c) {
+                    Some(len) => Verdict::Transmit(len),
+                    None => {
+                        counters.unanswered += 1;
+                        Verdict::Recycle
+                    }
+                },
+                Kind::TcpEcho | Kind::Http => self.tcp_segment(frame, &c),
+            };
+        }
+        if c.key.proto == PROTO_TCP {
+            // The application's TCP: its listeners, streams, and RSTs for the rest.
+            if self.tcp.is_none() || self.sockets.is_none() {
+                self.counters.unclaimed += 1;
+                return Verdict::Recycle;
+            }
+            return self.tcp_segment(frame, &c);
+        }
+        self.datagram(frame, &c)
+    }
+
+    /// A TCP segment for the worker's TCP sockets.
+    fn tcp_segment(&mut self, frame: &[u8], c: &wire::Classified) -> Verdict {
+        let Some(tcp) = self.tcp.as_deref_mut() else {
+            return Verdict::Recycle;
+        };
+        match TcpPacket::from_classified(frame, c) {
+            Ok(p) => {
+                // Answers go back to the MAC the segment came from: a lookup per segment, an
+                // insert only when the peer is new (or moved, or its entry aged out).
+                let mac = source_mac(frame);
+                if self.neighbours.lookup(p.src.ip(), self.now) != Some(mac) {
+                    self.neighbours.learn(p.src.ip(), mac, self.now);
+                }
+                let segment = &frame[c.l4_offset..p.payload_offset + p.payload_len];
+                let payload = &segment[segment.len() - p.payload_len..];
+                tcp.input(p.src, p.dst, &p.header, payload, segment, self.now);
+            }
+            Err(_) => self.tcp_counters.bad_segments += 1,
+        }
+        Verdict::Recycle
+    }
+
+    /// A UDP datagram for an application's socket.
+    fn datagram(&mut self, frame: &[u8], c: &wire::Classified) -> Verdict {
+        let socket = self
+            .sockets
+            .and_then(|r| r.get(&c.key).or_else(|| r.get(&c.key.wildcard())));
+        let Some(socket) = socket else {
+            self.counters.unclaimed += 1;
+            return Verdict::Recycle;
+        };
+        match UdpRepr::from_classified(frame, c) {
+            Ok(r) => {
+                let payload = &frame[r.payload_offset..r.payload_offset + r.payload_len];
+                socket.deliver(payload, r.src, r.dst);
+                // Answers go back to the MAC the datagram came from.
+                self.neighbours
+                    .learn(r.src.ip(), source_mac(frame), self.now);
+            }
+            Err(wire::Error::Checksum) => {
+                socket.checksum_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => self.counters.unclaimed += 1,
+        }
+        Verdict::Recycle
+    }
+}

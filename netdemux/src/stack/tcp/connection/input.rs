@@ -1,0 +1,446 @@
+//! Input: a segment from the peer — acceptance, RST/SYN validation (RFC 5961), PAWS, the
+//! handshake's last steps, ACK processing (RTT samples, window updates, entering recovery),
+//! data into the reassembly buffer, and the peer's FIN.
+
+use std::time::{Duration, Instant};
+
+use super::{Connection, Events, OOW_ACK_INTERVAL, Plan, State};
+use crate::{
+    stack::tcp::{Counters, assembler::RecvBuffer, send_buffer::SendBuffer},
+    wire::{
+        seq::Seq,
+        tcp::{Flags, TcpHeader},
+    },
+};
+
+impl Connection {
+    /// Processes a segment from the peer (already checksummed and addressed to this
+    /// connection).
+    pub fn handle_segment(
+        &mut self,
+        h: &TcpHeader,
+        payload: &[u8],
+        now: Instant,
+        c: &mut Counters,
+    ) {
+        match self.state {
+            State::Closed => return,
+            State::SynSent => return self.on_syn_sent(h, now, c),
+            _ => {}
+        }
+        let stripped;
+        let h = if self.state == State::SynReceived
+            && h.flags.contains(Flags::SYN)
+            && h.seq == self.irs
+        {
+            // The peer's SYN again: alone, it asks for our SYN-ACK again; with an ACK (a
+            // simultaneous open), its ACK counts.
+            if !h.flags.contains(Flags::ACK) {
+                self.ack_now = true;
+                return;
+            }
+            stripped = TcpHeader {
+                seq: h.seq + 1,
+                flags: Flags(h.flags.0 & !Flags::SYN.0),
+                ..*h
+            };
+            &stripped
+        } else {
+            h
+        };
+        let rst = h.flags.contains(Flags::RST);
+        let syn = h.flags.contains(Flags::SYN);
+        let fin = h.flags.contains(Flags::FIN);
+        let seg_len = payload.len() + usize::from(syn) + usize::from(fin);
+        // PAWS (RFC 7323 §5): an older timestamp is an old duplicate.
+        if self.ts_enabled
+            && !rst
+            && let Some((tsval, _)) = h.options.timestamps
+            && (tsval.wrapping_sub(self.ts_recent) as i32) < 0
+        {
+            c.paws_rejected += 1;
+            self.ack_now = true;
+            return;
+        }
+        if !self.acceptable(h.seq, seg_len) {
+            // Answered with an ACK, except RSTs; bare ACKs at most every 500 ms, so two sides
+            // that disagree cannot keep each other busy (Linux's tcp_invalid_ratelimit).
+            let bare = seg_len == 0;
+            let recently = self
+                .last_oow_ack
+                .is_some_and(|t| now.saturating_duration_since(t) < OOW_ACK_INTERVAL);
+            if !(rst || (bare && recently)) {
+                self.ack_now = true;
+                if bare {
+                    self.last_oow_ack = Some(now);
+                }
+            }
+            if self.state == State::TimeWait && fin {
+                self.linger_at = Some(now + self.cfg.time_wait);
+            }
+            return;
+        }
+        self.last_heard = now;
+        self.keepalive_sent = 0;
+        if self.state == State::FinWait2 {
+            // FIN_WAIT_2 ends only when the peer goes quiet for that long.
+            self.linger_at = Some(now + self.cfg.fin_wait2);
+        }
+        if rst {
+            // RFC 5961 §3: only the exact next sequence number resets; others get a challenge.
+            if h.seq == self.rcv_nxt {
+                c.resets_received += 1;
+                self.finish(Events::RESET);
+            } else {
+                c.challenge_acks += 1;
+                self.ack_now = true;
+            }
+            return;
+        }
+        if syn {
+            // RFC 5961 §4: a SYN inside the window is answered with a challenge ACK.
+            c.challenge_acks += 1;
+            self.ack_now = true;
+            return;
+        }
+        if !h.flags.contains(Flags::ACK) {
+            return;
+        }
+        if self.state == State::SynReceived {
+            if h.ack <= self.snd_una || h.ack > self.snd_max {
+                self.rst = Some(Plan::Rst {
+                    seq: h.ack,
+                    aborting: false,
+                });
+                return;
+            }
+            self.established(now);
+        }
+        if h.ack > self.snd_max {
+            // Acknowledges something never sent (RFC 9293 §3.10.7.4).
+            self.ack_now = true;
+            return;
+        }
+        self.process_ack(h, payload.len(), now, c);
+        if self.fin_seq.is_some_and(|f| self.snd_una > f) {
+            match self.state {
+                State::FinWait1 => {
+                    self.state = State::FinWait2;
+                    self.linger_at = Some(now + self.cfg.fin_wait2);
+                }
+                State::Closing => self.enter_time_wait(now),
+                State::LastAck => {
+                    self.finish(Events::CLOSED);
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if !payload.is_empty() {
+            if matches!(
+                self.state,
+                State::Established | State::FinWait1 | State::FinWait2
+            ) {
+                self.receive_data(h.seq, payload, now, c);
+            } else {
+                self.ack_now = true;
+            }
+        }
+        if fin && self.peer_fin.is_none() {
+            self.peer_fin = Some(h.seq + payload.len());
+        }
+        self.check_peer_fin(now);
+    }
+
+    /// Whether a segment is acceptable, as Linux decides it (`tcp_sequence`): it must not lie
+    /// wholly before RCV.NXT and must start at or before the window's right edge. RFC 9293's
+    /// stricter table drops the ACKs of segments that arrive while the window is shut, which
+    /// the RFC itself says to make allowance for; here their ACKs count and any data beyond the
+    /// window is cut off by the receive buffer.
+    pub(super) fn acceptable(&self, seq: Seq, len: usize) -> bool {
+        let wnd = self
+            .recv
+            .window()
+            .max(self.rcv_adv.since(self.rcv_nxt).max(0) as usize);
+        let starts_in_time = seq.since(self.rcv_nxt) <= wnd as i32;
+        let not_old = if len == 0 {
+            seq >= self.rcv_nxt
+        } else {
+            seq + len > self.rcv_nxt
+        };
+        starts_in_time && not_old
+    }
+
+    pub(super) fn on_syn_sent(&mut self, h: &TcpHeader, now: Instant, c: &mut Counters) {
+        let has_ack = h.flags.contains(Flags::ACK);
+        let ack_ok = has_ack && h.ack > self.iss && h.ack <= self.snd_max;
+        if has_ack && !ack_ok {
+            if !h.flags.contains(Flags::RST) {
+                self.rst = Some(Plan::Rst {
+                    seq: h.ack,
+                    aborting: false,
+                });
+            }
+            return;
+        }
+        if h.flags.contains(Flags::RST) {
+            if ack_ok {
+                c.resets_received += 1;
+                self.finish(Events::RESET);
+            }
+            return;
+        }
+        if !h.flags.contains(Flags::SYN) {
+            return;
+        }
+        self.irs = h.seq;
+        self.rcv_nxt = h.seq + 1;
+        self.negotiate(h);
+        self.last_heard = now;
+        if ack_ok {
+            self.snd_wl2 = h.ack;
+            let sample = self.rtt_sample(h, now);
+            if let Some(rtt) = sample {
+                self.rtt.sample(rtt);
+            }
+            self.snd_una = h.ack;
+            self.established(now);
+            self.ack_now = true;
+        } else {
+            // Simultaneous open: answer with SYN-ACK (same ISS).
+            self.state = State::SynReceived;
+            self.snd_nxt = self.iss;
+        }
+    }
+
+    /// Gives the connection its send and receive buffers (once).
+    pub(super) fn allocate_buffers(&mut self) {
+        if self.recv.capacity() == 0 {
+            self.recv = RecvBuffer::new(self.cfg.recv_buffer, self.cfg.max_ooo_ranges);
+        }
+        if self.send.space() == 0 && self.send.is_empty() {
+            self.send = SendBuffer::new(self.cfg.send_buffer);
+        }
+    }
+
+    pub(super) fn established(&mut self, now: Instant) {
+        self.allocate_buffers();
+        self.state = if self.fin_queued {
+            State::FinWait1
+        } else {
+            State::Established
+        };
+        self.retries = 0;
+        self.rcv_adv = self.rcv_nxt;
+        self.events |= Events::CONNECTED | Events::WRITABLE;
+        if self.snd_una == self.snd_max {
+            self.rto_at = None;
+        }
+        self.last_heard = now;
+    }
+
+    pub(super) fn rtt_sample(&mut self, h: &TcpHeader, now: Instant) -> Option<Duration> {
+        if let Some((seq, sent)) = self.timed
+            && h.ack > seq
+        {
+            self.timed = None;
+            return Some(now.saturating_duration_since(sent));
+        }
+        if self.ts_enabled
+            && let Some((_, tsecr)) = h.options.timestamps
+        {
+            let ms = self.tsval(now).wrapping_sub(tsecr);
+            if tsecr != 0 && ms < 1 << 31 {
+                return Some(Duration::from_millis(u64::from(ms)));
+            }
+        }
+        None
+    }
+
+    pub(super) fn process_ack(
+        &mut self,
+        h: &TcpHeader,
+        payload_len: usize,
+        now: Instant,
+        c: &mut Counters,
+    ) {
+        if self.ts_enabled
+            && h.seq <= self.rcv_nxt
+            && let Some((tsval, _)) = h.options.timestamps
+        {
+            self.ts_recent = tsval;
+        }
+        let new_wnd = usize::from(h.window) << self.snd_shift;
+        let flight_before = self.snd_max - self.snd_una;
+        if self.sack_enabled {
+            self.update_scoreboard(&h.options.sack, h.ack);
+        }
+        if h.ack > self.snd_una {
+            let acked = h.ack - self.snd_una;
+            let mut data = acked;
+            if self.snd_una == self.iss {
+                data -= 1; // our SYN
+            }
+            if self.fin_seq.is_some_and(|f| h.ack > f) {
+                data -= 1; // our FIN
+            }
+            let space_before = self.send.space();
+            self.send.consume(data);
+            self.snd_una = h.ack;
+            if self.snd_nxt < h.ack {
+                self.snd_nxt = h.ack;
+            }
+            let sample = self.rtt_sample(h, now);
+            if let Some(rtt) = sample {
+                self.rtt.sample(rtt);
+            }
+            self.retries = 0;
+            self.persist_backoffs = 0;
+            match self.recovery {
+                Some(point) if h.ack >= point => {
+                    self.recovery = None;
+                    self.dupacks = 0;
+                }
+                Some(_) => {
+                    // Partial ACK (RFC 6582): the next hole is retransmitted at once.
+                    self.high_rxt = self.high_rxt.max(self.snd_una);
+                    self.dupacks = 0;
+                }
+                None => {
+                    self.dupacks = 0;
+                    self.cc
+                        .on_ack(data, sample, self.rtt.min_rtt(), flight_before, now);
+                }
+            }
+            self.rto_at = (self.snd_una != self.snd_max).then(|| now + self.rtt.rto());
+            self.tlp_sent = false;
+            self.tlp_at = None;
+            self.arm_tlp(now);
+            if self.send.space() > space_before && self.can_send() && !self.fin_queued {
+                self.events |= Events::WRITABLE;
+            }
+        } else if h.ack == self.snd_una
+            && payload_len == 0
+            && !h.flags.contains(Flags::FIN)
+            && new_wnd == self.snd_wnd
+            && self.snd_max != self.snd_una
+        {
+            // A duplicate ACK (RFC 5681 §2).
+            self.dupacks += 1;
+        }
+        // Window update (RFC 9293 §3.10.7.4), only from newer segments.
+        if self.snd_wl1 < h.seq || (self.snd_wl1 == h.seq && self.snd_wl2 <= h.ack) {
+            self.snd_wnd = new_wnd;
+            self.max_snd_wnd = self.max_snd_wnd.max(new_wnd);
+            self.snd_wl1 = h.seq;
+            self.snd_wl2 = h.ack;
+            if new_wnd > 0 {
+                self.persist_at = None;
+            }
+        }
+        // After a tail-loss probe, a SACK means the segments before it were lost.
+        let probed = self.tlp_sent && self.sack_enabled && !self.scoreboard.is_empty();
+        if self.recovery.is_none() && self.is_synchronized() && (self.loss_detected() || probed) {
+            self.tlp_at = None;
+            self.recovery = Some(self.snd_max);
+            self.cc
+                .on_congestion_event(self.snd_max - self.snd_una, now);
+            self.high_rxt = self.snd_una;
+            self.timed = None;
+            c.fast_retransmits += 1;
+        }
+    }
+
+    pub(super) fn receive_data(
+        &mut self,
+        seq: Seq,
+        payload: &[u8],
+        now: Instant,
+        c: &mut Counters,
+    ) {
+        let (seq, data) = if seq < self.rcv_nxt {
+            let skip = self.rcv_nxt - seq;
+            if skip >= payload.len() {
+                self.ack_now = true;
+                return;
+            }
+            (self.rcv_nxt, &payload[skip..])
+        } else {
+            (seq, payload)
+        };
+        let offset = seq - self.rcv_nxt;
+        if offset + data.len() > self.recv.window() {
+            // Some of it lies beyond the window: tell the sender where the window is.
+            self.ack_now = true;
+        }
+        let had_gaps = self.recv.ranges() > 0;
+        match self.recv.insert(offset, data) {
+            Ok(advanced) => {
+                if offset > 0 {
+                    c.out_of_order += 1;
+                    self.owed_acks = (self.owed_acks + 1).min(64);
+                }
+                if advanced > 0 {
+                    self.rcv_nxt += advanced;
+                    self.events |= Events::READABLE;
+                    if had_gaps {
+                        // A hole filled: tell the sender at once (RFC 5681 §4.2).
+                        self.ack_now = true;
+                    }
+                    self.unacked_bytes += advanced;
+                    if self.unacked_bytes >= 2 * self.mss {
+                        self.ack_now = true;
+                    } else if self.delack_at.is_none() {
+                        self.delack_at = Some(now + self.cfg.delayed_ack);
+                    }
+                }
+            }
+            Err(_) => {
+                c.out_of_order_dropped += 1;
+                self.ack_now = true;
+            }
+        }
+    }
+
+    pub(super) fn check_peer_fin(&mut self, now: Instant) {
+        if self.fin_received || self.peer_fin != Some(self.rcv_nxt) {
+            return;
+        }
+        self.fin_received = true;
+        self.rcv_nxt += 1;
+        self.ack_now = true;
+        self.events |= Events::PEER_CLOSED | Events::READABLE;
+        match self.state {
+            State::SynReceived | State::Established => self.state = State::CloseWait,
+            State::FinWait1 => {
+                if self.fin_seq.is_some_and(|f| self.snd_una > f) {
+                    self.enter_time_wait(now);
+                } else {
+                    self.state = State::Closing;
+                }
+            }
+            State::FinWait2 => self.enter_time_wait(now),
+            _ => {}
+        }
+    }
+
+    pub(super) fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.linger_at = Some(now + self.cfg.time_wait);
+        self.rto_at = None;
+        self.persist_at = None;
+        self.delack_at = None;
+    }
+
+    /// True when a new SYN from the peer may end this TIME_WAIT and start a new connection
+    /// (RFC 6191: its timestamp, or else its sequence number, is newer).
+    pub fn accepts_reopen(&self, syn: &TcpHeader) -> bool {
+        if self.state != State::TimeWait {
+            return false;
+        }
+        match (self.ts_enabled, syn.options.timestamps) {
+            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
+            _ => syn.seq > self.rcv_nxt,
+        }
+    }
+}

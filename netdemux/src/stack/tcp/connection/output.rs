@@ -1,0 +1,309 @@
+//! Output: what the next segment is (RST, SYN, retransmission, new data under the windows and
+//! Nagle, probe, ACK), its header and options, and the bookkeeping once it went out.
+
+use std::time::Instant;
+
+use super::{Connection, Events, Plan, State, shift_for};
+use crate::{
+    stack::tcp::Counters,
+    wire::{
+        seq::Seq,
+        tcp::{Flags, TcpHeader, TcpOptions, sack_capacity},
+    },
+};
+
+impl Connection {
+    /// Hands the segments to send now to `emit`, one call each, until there is nothing more
+    /// or `emit` returns false (no room: the segment was not sent and is offered again next
+    /// time). Returns false when `emit` refused one.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        c: &mut Counters,
+        emit: &mut dyn FnMut(&TcpHeader, [&[u8]; 2]) -> bool,
+    ) -> bool {
+        // Bounded: one call sends at most a window's worth of segments.
+        for _ in 0..256 {
+            let Some(plan) = self.next_plan() else {
+                return true;
+            };
+            let header = self.header_for(plan, now);
+            let payload = match plan {
+                Plan::Data { seq, len, .. } => self.send.slices(seq - self.snd_una, len),
+                _ => [&[][..], &[][..]],
+            };
+            if !emit(&header, payload) {
+                return false;
+            }
+            self.commit(plan, now, c);
+        }
+        true
+    }
+
+    /// True when [`Connection::poll_transmit`] would emit something now.
+    pub fn wants_to_transmit(&self) -> bool {
+        self.next_plan().is_some()
+    }
+
+    pub(super) fn next_plan(&self) -> Option<Plan> {
+        if let Some(rst) = self.rst {
+            return Some(rst);
+        }
+        match self.state {
+            State::Closed => return None,
+            State::SynSent | State::SynReceived => {
+                let resend = self.state == State::SynReceived && self.ack_now;
+                return (self.snd_nxt == self.iss || resend).then_some(Plan::Syn);
+            }
+            _ => {}
+        }
+        if let Some(plan) = self.retransmission() {
+            return Some(plan);
+        }
+        if let Some(plan) = self.new_data() {
+            return Some(plan);
+        }
+        if self.tlp_due {
+            // New data if there is any to send, else the last segment again.
+            let mss = self.current_mss();
+            let last = self.snd_max - mss.min(self.snd_max - self.snd_una);
+            return Some(self.data_plan(last.max(self.snd_una), mss));
+        }
+        if self.probe_now {
+            return Some(if self.keepalive_sent > 0 {
+                Plan::Probe
+            } else {
+                self.persist_plan()
+            });
+        }
+        (self.ack_now || self.owed_acks > 0).then_some(Plan::Ack)
+    }
+
+    /// A data segment from `seq` of at most `len` bytes, with the FIN if it ends there.
+    pub(super) fn data_plan(&self, seq: Seq, len: usize) -> Plan {
+        let offset = seq - self.snd_una;
+        let len = len.min(self.send.len().saturating_sub(offset));
+        let fin = self.fin_at() == Some(seq + len);
+        Plan::Data { seq, len, fin }
+    }
+
+    /// Payload bytes the next segment may carry: the MSS less the SACK blocks that ride along
+    /// (NOP NOP + 8 bytes per block), so no segment outgrows the path's MTU.
+    pub(super) fn current_mss(&self) -> usize {
+        if !self.sack_enabled || self.recv.ranges() == 0 {
+            return self.mss;
+        }
+        let options = TcpOptions {
+            timestamps: self.ts_enabled.then_some((0, 0)),
+            ..TcpOptions::default()
+        };
+        let blocks = self.recv.ranges().min(sack_capacity(&options));
+        self.mss.saturating_sub(4 + 8 * blocks).max(1)
+    }
+
+    /// Where this side's FIN goes: after the last byte written, once the application closed.
+    pub(super) fn fin_at(&self) -> Option<Seq> {
+        if !self.fin_queued {
+            return None;
+        }
+        Some(self.fin_seq.unwrap_or(self.snd_una + self.send.len()))
+    }
+
+    pub(super) fn new_data(&self) -> Option<Plan> {
+        let offset = self.snd_nxt - self.snd_una;
+        let unsent = self.send.len().saturating_sub(offset);
+        let fin_pending = self.fin_at().is_some_and(|f| self.snd_nxt <= f);
+        if unsent == 0 {
+            return fin_pending.then_some(Plan::Data {
+                seq: self.snd_nxt,
+                len: 0,
+                fin: true,
+            });
+        }
+        let peer_room = (self.snd_una + self.snd_wnd).since(self.snd_nxt).max(0) as usize;
+        let cc_room = self.cc.window().saturating_sub(self.pipe());
+        let room = peer_room.min(cc_room);
+        let mss = self.current_mss();
+        let len = unsent.min(room).min(mss);
+        if len == 0 {
+            return None;
+        }
+        let flight = self.snd_nxt - self.snd_una;
+        let all = len == unsent;
+        // RFC 1122 §4.2.3.4 (sender SWS avoidance) with Nagle's rule.
+        let send = len == mss
+            || (all && (self.cfg.nodelay || flight == 0 || self.fin_queued))
+            || (self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2 && flight == 0)
+            || self.snd_nxt < self.snd_max;
+        send.then(|| self.data_plan(self.snd_nxt, len))
+    }
+
+    pub(super) fn header_for(&mut self, plan: Plan, now: Instant) -> TcpHeader {
+        // Segments without data carry the highest sequence number sent: after a timeout
+        // SND.NXT is the go-back-N pointer, and the peer has seen more than that.
+        let mut h = TcpHeader {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq: self.snd_max,
+            ack: self.rcv_nxt,
+            flags: Flags::ACK,
+            window: 0,
+            options: TcpOptions::default(),
+        };
+        match plan {
+            Plan::Rst { seq, aborting } => {
+                h.seq = seq;
+                h.flags = if aborting {
+                    Flags::RST | Flags::ACK
+                } else {
+                    Flags::RST
+                };
+                if !aborting {
+                    h.ack = Seq(0);
+                }
+                return h;
+            }
+            Plan::Syn => {
+                h.seq = self.iss;
+                h.flags = if self.state == State::SynReceived {
+                    Flags::SYN | Flags::ACK
+                } else {
+                    Flags::SYN
+                };
+                if self.state == State::SynSent {
+                    h.ack = Seq(0);
+                }
+                let passive = self.state == State::SynReceived;
+                h.window = self.cfg.recv_buffer.min(65535) as u16;
+                let o = &mut h.options;
+                o.mss = Some(self.cfg.mss - if self.local.is_ipv6() { 20 } else { 0 });
+                if (passive && self.wscale_enabled) || (!passive && self.cfg.window_scale) {
+                    o.window_scale = Some(shift_for(self.cfg.recv_buffer));
+                }
+                o.sack_permitted = (passive && self.sack_enabled) || (!passive && self.cfg.sack);
+                if (passive && self.ts_enabled) || (!passive && self.cfg.timestamps) {
+                    o.timestamps =
+                        Some((self.tsval(now), if passive { self.ts_recent } else { 0 }));
+                }
+                return h;
+            }
+            Plan::Data { seq, len, fin } => {
+                h.seq = seq;
+                if fin {
+                    h.flags |= Flags::FIN;
+                }
+                if len > 0 && seq + len == self.snd_una + self.send.len() {
+                    h.flags |= Flags::PSH;
+                }
+            }
+            Plan::Probe => h.seq = self.snd_una - 1,
+            Plan::Ack => {}
+        }
+        h.window = (self.advertise() >> self.rcv_shift).min(65535) as u16;
+        if self.ts_enabled {
+            h.options.timestamps = Some((self.tsval(now), self.ts_recent));
+        }
+        if self.sack_enabled && self.recv.ranges() > 0 {
+            let mut ranges = [(0usize, 0usize); 4];
+            let n = self.recv.sack_ranges(&mut ranges);
+            let cap = sack_capacity(&h.options);
+            for &(l, r) in &ranges[..n.min(cap)] {
+                h.options.sack.push(self.rcv_nxt + l, self.rcv_nxt + r);
+            }
+        }
+        h
+    }
+
+    /// The window to advertise, moving the right edge only in steps worth announcing
+    /// (RFC 1122 receiver SWS avoidance) and never to the left.
+    pub(super) fn advertise(&mut self) -> usize {
+        let right = self.rcv_nxt + self.recv.window();
+        let step = (self.recv.capacity() / 2).min(self.mss);
+        // While holes wait to be filled the window stays put, so the sender's duplicate ACKs
+        // stay duplicates (RFC 5681 §2 counts only ACKs that leave the window unchanged).
+        let holding = self.recv.ranges() > 0;
+        if self.rcv_adv < self.rcv_nxt || (!holding && right.since(self.rcv_adv) >= step as i32) {
+            self.rcv_adv = right;
+        }
+        self.rcv_adv.since(self.rcv_nxt).max(0) as usize
+    }
+
+    /// Records that `plan` went out.
+    pub(super) fn commit(&mut self, plan: Plan, now: Instant, c: &mut Counters) {
+        match plan {
+            Plan::Rst { aborting, .. } => {
+                self.rst = None;
+                c.resets_sent += 1;
+                if aborting {
+                    self.finish(Events::default());
+                }
+                return;
+            }
+            Plan::Syn => {
+                if self.snd_max != self.iss {
+                    c.retransmits += 1;
+                    self.timed = None;
+                } else {
+                    self.timed = Some((self.iss, now));
+                }
+                self.snd_nxt = self.iss + 1;
+                self.snd_max = self.snd_max.max(self.snd_nxt);
+                self.rto_at.get_or_insert(now + self.rtt.rto());
+            }
+            Plan::Data { seq, len, fin } => {
+                let end = seq + len + usize::from(fin);
+                if seq < self.snd_max {
+                    c.retransmits += 1;
+                    if self.timed.is_some_and(|(t, _)| t >= seq) {
+                        self.timed = None;
+                    }
+                } else if self.timed.is_none() {
+                    self.timed = Some((seq, now));
+                }
+                if fin {
+                    self.fin_seq = Some(seq + len);
+                }
+                if self.recovery.is_some() && seq < self.snd_nxt {
+                    self.high_rxt = self.high_rxt.max(end);
+                } else {
+                    self.snd_nxt = self.snd_nxt.max(end);
+                }
+                let new_data = end > self.snd_max;
+                self.snd_max = self.snd_max.max(end);
+                self.rto_at.get_or_insert(now + self.rtt.rto());
+                self.probe_now = false;
+                if self.tlp_due {
+                    self.tlp_due = false;
+                    self.tlp_sent = true;
+                } else if new_data {
+                    self.arm_tlp(now);
+                }
+            }
+            Plan::Probe => {
+                self.probe_now = false;
+                if self.snd_wnd == 0 && self.send.len() > self.snd_nxt - self.snd_una {
+                    self.arm_persist(now);
+                }
+            }
+            Plan::Ack => {}
+        }
+        self.ack_now = false;
+        self.owed_acks = self.owed_acks.saturating_sub(1);
+        self.delack_at = None;
+        self.unacked_bytes = 0;
+    }
+
+    /// What the persist timer sends: the bytes that fit into a small window (RFC 1122
+    /// §4.2.3.4 lets the timer override silly-window avoidance), or a probe into a shut one.
+    pub(super) fn persist_plan(&self) -> Plan {
+        let offset = self.snd_nxt - self.snd_una;
+        let unsent = self.send.len().saturating_sub(offset);
+        let room = (self.snd_una + self.snd_wnd).since(self.snd_nxt).max(0) as usize;
+        let len = unsent.min(room).min(self.current_mss());
+        if len > 0 {
+            self.data_plan(self.snd_nxt, len)
+        } else {
+            Plan::Probe
+        }
+    }
+}

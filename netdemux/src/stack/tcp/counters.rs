@@ -1,0 +1,49 @@
+//! What the TCP stack of one worker counts: every connection and the endpoint add to one set.
+
+crate::counters! {
+    /// What the TCP stack of one worker counted.
+    pub struct Counters / AtomicCounters {
+        /// Connections that reached ESTABLISHED (either side opened).
+        opened: counter [table],
+        /// Connections accepted from listeners (handshakes completed).
+        passive_opens: counter,
+        /// Connections this side opened (`connect`).
+        active_opens: counter,
+        /// Connections removed from the flow table.
+        closed: counter [table],
+        /// Segments sent again (RTO, fast retransmit, recovery).
+        retransmits: counter [table],
+        /// Retransmission timeouts.
+        rto_expirations: counter,
+        /// Loss recoveries entered by duplicate ACKs or SACK.
+        fast_retransmits: counter,
+        /// Tail-loss probes sent (RFC 8985).
+        tail_loss_probes: counter,
+        /// Segments that arrived ahead of a gap.
+        out_of_order: counter [table],
+        /// Out-of-order segments dropped because the reassembly limit was reached.
+        out_of_order_dropped: counter,
+        /// RSTs sent.
+        resets_sent: counter [table],
+        /// Valid RSTs received.
+        resets_received: counter [table],
+        /// Challenge ACKs sent for in-window RSTs and SYNs (RFC 5961).
+        challenge_acks: counter,
+        /// Segments rejected by PAWS (RFC 7323).
+        paws_rejected: counter,
+        /// SYNs dropped because a listener's accept backlog was full.
+        backlog_drops: counter [table],
+        /// SYNs dropped because a listener's half-open queue was full.
+        half_open_drops: counter [table],
+        /// SYNs dropped because the flow table was full.
+        flow_table_full: counter,
+        /// Zero-window probes sent.
+        window_probes: counter,
+        /// Keepalive probes sent.
+        keepalive_probes: counter,
+        /// Connections given up (retransmissions or keepalives unanswered).
+        timeouts: counter,
+        /// RSTs not sent because too many were waiting.
+        resets_suppressed: counter,
+    }
+}

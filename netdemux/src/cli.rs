@@ -18,9 +18,10 @@ use netdemux_common::DEFAULT_MAX_BINDINGS;
 use crate::{
     control::{
         attach::{self, ModeRequest},
+        attachment,
         binding::{Binding, parse_socket_addr},
         iface::Interface,
-        netns, privilege, state,
+        netns, privilege,
         stats::{ListEntry, Snapshot},
     },
     daemon::{self, RunConfig, parse_list},
@@ -440,7 +441,7 @@ pub fn run(cli: Cli) -> Result<()> {
             ..
         } => {
             let set = read_binding_file(&file)?;
-            let mut a = state::open(&Interface::resolve(&iface.iface)?)?;
+            let mut a = attachment::open(&Interface::resolve(&iface.iface)?)?;
             let _lock = a.lock()?;
             let r = a.maps.replace(&set)?;
             if json {
@@ -463,20 +464,20 @@ pub fn run(cli: Cli) -> Result<()> {
                 bail!("bind needs udp|tcp and ADDR:PORT, or --from FILE");
             };
             let b = Binding::parse(&proto, &addr)?;
-            let mut a = state::open(&Interface::resolve(&iface.iface)?)?;
+            let mut a = attachment::open(&Interface::resolve(&iface.iface)?)?;
             let _lock = a.lock()?;
             a.maps.bind(&b)?;
             println!("bound {b} on {}", a.iface);
         }
         Command::Unbind { binding } => {
             let b = Binding::parse(&binding.proto, &binding.addr)?;
-            let mut a = state::open(&Interface::resolve(&binding.iface.iface)?)?;
+            let mut a = attachment::open(&Interface::resolve(&binding.iface.iface)?)?;
             let _lock = a.lock()?;
             a.maps.unbind(&b)?;
             println!("unbound {b} on {}", a.iface);
         }
         Command::List { iface, json } => {
-            let a = state::open(&Interface::resolve(&iface.iface)?)?;
+            let a = attachment::open(&Interface::resolve(&iface.iface)?)?;
             let bindings = a.maps.bindings()?;
             if json {
                 let entries: Vec<ListEntry> = bindings.iter().map(ListEntry::from).collect();
@@ -728,7 +729,7 @@ fn stats(
     watch: Option<f64>,
     count: Option<u64>,
 ) -> Result<()> {
-    let a = state::open(iface)?;
+    let a = attachment::open(iface)?;
     let name = iface.name();
     let Some(every) = watch else {
         let snap = Snapshot::read(name, &a.maps)?;

@@ -527,7 +527,7 @@ fn a_thousand_bind_unbind_cycles_do_not_disturb_a_binding_that_stays() {
     let veth = tb.veth_b.clone();
     let churn = in_netns(&tb.ns_b, move || {
         let iface = netdemux::control::iface::Interface::resolve(&veth).unwrap();
-        let mut a = netdemux::control::state::open(&iface).unwrap();
+        let mut a = netdemux::control::attachment::open(&iface).unwrap();
         let same_port =
             netdemux::control::binding::Binding::parse("udp", "198.18.0.9:7000").unwrap();
         for i in 0..1000u16 {

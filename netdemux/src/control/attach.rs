@@ -16,6 +16,7 @@ use netdemux_common::{LAYOUT_VERSION, STATE_MAGIC, StateInfo, attach_mode};
 use serde::Serialize;
 
 use super::{
+    attachment,
     iface::Interface,
     maps::{DemuxMaps, pin_names},
     object, state, sys,
@@ -88,7 +89,7 @@ pub fn attach(iface: &Interface, request: ModeRequest, max_bindings: u32) -> Res
     let ifindex = iface.ifindex()?;
     let final_dir = iface.state_dir()?;
     if final_dir.exists() {
-        return Err(match state::open(iface) {
+        return Err(match attachment::open(iface) {
             Ok(a) => anyhow!(
                 "netdemux is already attached to {iface} ({} mode, program {}): use it as it is, \
                  or `netdemux detach --iface {iface}` first",
@@ -206,7 +207,7 @@ pub struct Upgraded {
 /// maps — bindings, counters, XSKMAP — are reused as they are, so traffic and a running daemon
 /// go on undisturbed. Refused for state of another layout version.
 pub fn upgrade(iface: &Interface) -> Result<Upgraded> {
-    let a = state::open(iface)?;
+    let a = attachment::open(iface)?;
     let old = a.link.context("the attachment has no readable link")?;
     let bindings = a.maps.bindings()?.len();
     let mut loader = aya::EbpfLoader::new();
@@ -265,7 +266,7 @@ pub fn detach(iface: &Interface) -> Result<Detached> {
         );
     }
     let link = state::pinned_link(dir);
-    let stale = state::open(iface).is_err();
+    let stale = attachment::open(iface).is_err();
     remove_state(dir)?;
     if let Some(link) = link {
         wait_link_gone(link.id, iface.name())?;

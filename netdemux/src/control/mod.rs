@@ -2,6 +2,7 @@
 //! table and counters that the CLI reads and changes while traffic flows.
 
 pub mod attach;
+pub mod attachment;
 pub mod binding;
 pub mod iface;
 pub mod kernel_neighbours;

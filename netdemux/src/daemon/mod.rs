@@ -25,8 +25,8 @@ use anyhow::Result;
 
 use crate::{
     control::{
-        attach::ModeRequest, binding::Binding, iface::Interface, maps::DemuxMaps, state,
-        stats::Snapshot,
+        attach::ModeRequest, attachment::Attachment, binding::Binding, iface::Interface,
+        maps::DemuxMaps, stats::Snapshot,
     },
     report::{control_socket, prometheus},
     runtime::{
@@ -255,7 +255,7 @@ fn start_threads(
 }
 
 /// Switches the program's logging on or off in the pinned state.
-fn set_xdp_log(attachment: &mut state::Attachment, on: bool) {
+fn set_xdp_log(attachment: &mut Attachment, on: bool) {
     let mut info = attachment.info;
     info.log = u32::from(on);
     if let Err(e) = attachment.maps.write_info(&info) {
@@ -265,7 +265,7 @@ fn set_xdp_log(attachment: &mut state::Attachment, on: bool) {
 
 /// Starts reading the program's log records and switches its logging on.
 fn start_xdp_log(
-    attachment: &mut state::Attachment,
+    attachment: &mut Attachment,
     stop: Arc<AtomicBool>,
 ) -> Option<thread::JoinHandle<()>> {
     let id = attachment.link.as_ref()?.prog_id;

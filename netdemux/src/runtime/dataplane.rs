@@ -34,10 +34,10 @@ use crate::{
     bridge::Bridge,
     control::{
         attach::{self, Attached, ModeRequest},
+        attachment::{self, Attachment},
         binding::Binding,
         iface::Interface,
-        object,
-        state::{self, Attachment},
+        object, state,
     },
     counters::AtomicSet as _,
     report::{DaemonReport, ServiceCounters, ServiceReport, control_socket},
@@ -102,7 +102,7 @@ impl Undo {
             return Ok(true);
         }
         if !self.added.is_empty() {
-            let mut a = state::open(&self.iface)?;
+            let mut a = attachment::open(&self.iface)?;
             let _lock = a.lock()?;
             for b in &self.added {
                 let _ = a.maps.unbind(b);
@@ -193,7 +193,7 @@ fn attach_or_reuse(
     iface: &Interface,
     cfg: &DataPlaneConfig,
 ) -> Result<(Attachment, Option<Attached>)> {
-    match state::open(iface) {
+    match attachment::open(iface) {
         Ok(a) => {
             // Reusing an attachment: its program must be this build's, or the data path could
             // differ from what the workers expect.
@@ -207,7 +207,7 @@ fn attach_or_reuse(
         }
         Err(_) if !iface.state_dir()?.exists() => {
             let attached = attach::attach(iface, cfg.mode, cfg.max_bindings)?;
-            match state::open(iface) {
+            match attachment::open(iface) {
                 Ok(a) => Ok((a, Some(attached))),
                 Err(e) => {
                     let _ = attach::detach(iface);

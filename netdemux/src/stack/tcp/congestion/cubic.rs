@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Algorithm, Base, CongestionControl};
+use super::controller::{Algorithm, Base, CongestionControl};
 
 /// CUBIC's C, in MSS per second cubed (RFC 9438 §5).
 pub(super) const C: f64 = 0.4;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Algorithm, Base, CongestionControl};
+use super::controller::{Algorithm, Base, CongestionControl};
 
 /// NewReno's window: halved on loss, one MSS more per window acknowledged (RFC 5681, RFC 3465
 /// byte counting).

@@ -1,6 +1,8 @@
 //! The controllers on a virtual clock: slow start, congestion avoidance, events and timeouts,
 //! each checked against the RFC's numbers.
 
+use std::time::{Duration, Instant};
+
 use super::{
     cubic::{ALPHA, C},
     *,

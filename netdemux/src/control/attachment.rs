@@ -1,0 +1,76 @@
+//! An attachment reopened from its pins: the maps, what was recorded when it was made, and
+//! its link — refused when the state is missing, from an incompatible build, or left behind by
+//! an interface that is gone.
+
+use std::{fs, path::PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use netdemux_common::StateInfo;
+use nix::fcntl::{Flock, FlockArg};
+
+use super::{
+    iface::Interface,
+    maps::DemuxMaps,
+    state::{check_info, pinned_link},
+    sys,
+};
+
+/// An attachment reopened from its pins.
+pub struct Attachment {
+    /// Its state directory.
+    pub dir: PathBuf,
+    /// The interface it serves.
+    pub iface: Interface,
+    /// The pinned maps.
+    pub maps: DemuxMaps,
+    /// What was recorded when it was attached.
+    pub info: StateInfo,
+    /// The pinned link, as the kernel reports it.
+    pub link: Option<sys::XdpLinkInfo>,
+}
+
+impl Attachment {
+    /// Takes an exclusive lock on the state directory, held until the returned file is dropped:
+    /// serialises commands that change the binding table (and its port counts).
+    pub fn lock(&self) -> Result<Flock<fs::File>> {
+        let dir = fs::File::open(&self.dir)
+            .with_context(|| format!("cannot open {}", self.dir.display()))?;
+        Flock::lock(dir, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| errno)
+            .with_context(|| format!("cannot lock {}", self.dir.display()))
+    }
+}
+
+/// Reopens the attachment of `iface`, refusing state that is missing, from an incompatible
+/// build, or left behind by an interface that is gone.
+pub fn open(iface: &Interface) -> Result<Attachment> {
+    let dir = iface.state_dir()?;
+    if !dir.exists() {
+        iface.ifindex()?; // say "no such interface" first if that is the real problem
+        bail!(
+            "netdemux is not attached to {iface} in this network namespace: run \
+             `netdemux attach --iface {iface}` first (`netdemux status` lists attachments)"
+        );
+    }
+    let maps = DemuxMaps::open_pinned(dir).with_context(|| {
+        format!("the state of {iface} is damaged: run `netdemux detach --iface {iface}`, then attach again")
+    })?;
+    let info = maps.read_info()?;
+    check_info(&info, dir, iface.name())?;
+    let link = pinned_link(dir);
+    let current = iface.ifindex().ok();
+    let live = link.is_some_and(|l| l.ifindex != 0 && Some(l.ifindex) == current);
+    if !live || current != Some(info.ifindex) {
+        bail!(
+            "the state of {iface} is stale (the interface it was attached to is gone or was \
+             replaced): run `netdemux detach --iface {iface}` to remove it, then attach again"
+        );
+    }
+    Ok(Attachment {
+        dir: dir.to_path_buf(),
+        iface: iface.clone(),
+        maps,
+        info,
+        link,
+    })
+}

@@ -9,7 +9,10 @@
 mod support;
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use netdemux::control::{binding::Binding, maps::DemuxMaps, object};
+use netdemux::{
+    control::{binding::Binding, maps::DemuxMaps, object},
+    services::{Kind, ServiceTable},
+};
 use netdemux_common::{BindStats, Counter};
 use support::frames::*;
 
@@ -307,6 +310,19 @@ fn cases() -> Vec<Case> {
             Pass(Counter::PassMalformed),
         ),
         case(
+            "ipv6 transport header beyond the parsers' offset bound",
+            {
+                // Two destination-options headers of 512 bytes: the UDP header starts at
+                // 14 + 40 + 1024, past MAX_L4_OFFSET, inside the frame.
+                let mut chain = ext(DSTOPTS, DSTOPTS, 63);
+                chain.extend(ext(DSTOPTS, UDP, 63));
+                chain.extend(l4(UDP, 7000));
+                assert!(14 + 40 + 1024 > MAX_L4_OFFSET);
+                cat(&[&eth(&[], ETH_IPV6), &ipv6(DSTOPTS, v6(2), &chain)])
+            },
+            Pass(Counter::PassMalformed),
+        ),
+        case(
             "ipv6 chain of 8 extension headers (the most parsed)",
             {
                 let mut chain = Vec::new();
@@ -559,6 +575,59 @@ fn fixture_table() {
     assert_eq!(
         v.get(Counter::Seen),
         v.passed() + v.get(Counter::Redirected) + v.get(Counter::RedirectFailed)
+    );
+}
+
+/// The same table through userspace's single pass (`wire::classify`, then the exact-then-
+/// wildcard lookup the workers do): the claim that the classifier mirrors the XDP parser,
+/// tested. A frame the program redirects must classify to the binding it hit; a frame passed
+/// for want of a binding must classify to a key that finds none; every other pass (not IP, not
+/// TCP/UDP, fragment, malformed) must not classify at all. No kernel needed.
+#[test]
+fn fixture_table_through_the_userspace_classifier() {
+    let services: Vec<(Kind, std::net::SocketAddr)> = BINDINGS
+        .iter()
+        .map(|(p, a)| {
+            let b = Binding::parse(p, a).unwrap();
+            let kind = if *p == "udp" {
+                Kind::UdpSink
+            } else {
+                Kind::TcpEcho
+            };
+            (kind, b.addr)
+        })
+        .collect();
+    let table = ServiceTable::new(&services).unwrap();
+    let cases = cases();
+    let mut failures = Vec::new();
+    for c in &cases {
+        let classified = netdemux::wire::classify(&c.frame);
+        let found = classified
+            .and_then(|k| table.find(&k.key))
+            .map(|(i, kind)| Binding {
+                proto: kind.proto(),
+                addr: table.services()[i].1,
+            });
+        let ok = match &c.want {
+            Hit(p, a) => found == Some(Binding::parse(p, a).unwrap()),
+            Pass(Counter::PassNoBinding) => classified.is_some() && found.is_none(),
+            Pass(_) => classified.is_none(),
+        };
+        if !ok {
+            failures.push(format!(
+                "{}: classified {:?}, found {:?}",
+                c.name,
+                classified.map(|k| k.key),
+                found
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases disagree with the XDP program:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
     );
 }
 

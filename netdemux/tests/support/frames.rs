@@ -4,22 +4,22 @@
 //! the program parses (lengths, versions, flags, next-header chains) is laid out as on the wire.
 #![allow(dead_code)]
 
-pub const ETH_IPV4: u16 = 0x0800;
-pub const ETH_IPV6: u16 = 0x86dd;
+// The numbers both parsers use, from the one table they share.
+pub use netdemux_common::{
+    PROTO_TCP as TCP, PROTO_UDP as UDP,
+    wire::{
+        ETH_P_8021AD as VLAN_8021AD, ETH_P_8021Q as VLAN_8021Q, ETH_P_IPV4 as ETH_IPV4,
+        ETH_P_IPV6 as ETH_IPV6, IPPROTO_AH as AH, IPPROTO_DSTOPTS as DSTOPTS,
+        IPPROTO_FRAGMENT as FRAGMENT, IPPROTO_HOPOPTS as HOPOPTS, IPPROTO_ROUTING as ROUTING,
+        MAX_L4_OFFSET,
+    },
+};
+
+// Numbers the parsers never look for (they pass such frames on).
 pub const ETH_ARP: u16 = 0x0806;
 pub const ETH_LLDP: u16 = 0x88cc;
-pub const VLAN_8021Q: u16 = 0x8100;
-pub const VLAN_8021AD: u16 = 0x88a8;
-
-pub const UDP: u8 = 17;
-pub const TCP: u8 = 6;
 pub const ICMP: u8 = 1;
 pub const ICMPV6: u8 = 58;
-pub const HOPOPTS: u8 = 0;
-pub const ROUTING: u8 = 43;
-pub const FRAGMENT: u8 = 44;
-pub const AH: u8 = 51;
-pub const DSTOPTS: u8 = 60;
 pub const NO_NEXT: u8 = 59;
 
 pub const SRC4: [u8; 4] = [198, 18, 0, 1];

@@ -220,12 +220,12 @@ pub enum Command {
         /// Repeatable.
         #[arg(long = "http", value_name = "ADDR:PORT")]
         http: Vec<String>,
-        /// Testing only: drop this share (0-1) of the TCP services' segments, in both
-        /// directions, from a seeded generator.
+        /// Testing only: drop this share (0-1) of the TCP frames the workers receive and send,
+        /// from a seeded generator.
         #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
         fault_loss: f64,
-        /// Testing only: deliver this share (0-1) of the TCP services' segments after the next
-        /// one, in both directions.
+        /// Testing only: deliver this share (0-1) of the TCP frames after the next one, in both
+        /// directions.
         #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
         fault_reorder: f64,
         /// Seed of the fault injection.

@@ -317,7 +317,7 @@ fn cases() -> Vec<Case> {
                 let mut chain = ext(DSTOPTS, DSTOPTS, 63);
                 chain.extend(ext(DSTOPTS, UDP, 63));
                 chain.extend(l4(UDP, 7000));
-                assert!(14 + 40 + 1024 > MAX_L4_OFFSET);
+                const { assert!(14 + 40 + 1024 > MAX_L4_OFFSET) };
                 cat(&[&eth(&[], ETH_IPV6), &ipv6(DSTOPTS, v6(2), &chain)])
             },
             Pass(Counter::PassMalformed),

@@ -1,5 +1,7 @@
-//! Typed handles on the program's four maps, whether just loaded or reopened from their pins,
-//! and the operations the CLI performs on them: bind, unbind, list, counter readout.
+//! Typed handles on the program's pinned maps — the two binding sets and their port counts, the
+//! active-set selector, the verdict counters, the XSKMAP and the state description: eight pins
+//! with the link ([`pin_names`]) — whether just loaded or reopened from their pins, and the
+//! operations the CLI performs on them: bind, unbind, replace, list, counter readout.
 
 use std::{io, path::Path};
 

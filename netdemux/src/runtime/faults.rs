@@ -44,10 +44,6 @@ pub enum Fate {
 pub struct Faults {
     cfg: FaultConfig,
     state: u64,
-    /// Segments dropped.
-    pub dropped: u64,
-    /// Segments held back.
-    pub reordered: u64,
 }
 
 impl Faults {
@@ -56,8 +52,6 @@ impl Faults {
         (!cfg.is_off()).then(|| Faults {
             cfg,
             state: cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
-            dropped: 0,
-            reordered: 0,
         })
     }
 
@@ -72,10 +66,8 @@ impl Faults {
     pub fn fate(&mut self) -> Fate {
         let x = self.uniform();
         if x < self.cfg.loss {
-            self.dropped += 1;
             Fate::Drop
         } else if x < self.cfg.loss + self.cfg.reorder {
-            self.reordered += 1;
             Fate::Hold
         } else {
             Fate::Pass
@@ -93,6 +85,10 @@ pub struct Faulty<S> {
     held_tx: Option<Vec<u8>>,
     /// Where frames to send are built before their fate is known (a UMEM frame's size).
     scratch: Vec<u8>,
+    /// TCP frames dropped.
+    dropped: u64,
+    /// TCP frames held back and delivered late (a hold while one is held already passes).
+    reordered: u64,
 }
 
 fn is_tcp(frame: &[u8]) -> bool {
@@ -108,6 +104,8 @@ impl<S: Frames> Faulty<S> {
             held_rx: None,
             held_tx: None,
             scratch: vec![0; frame_size],
+            dropped: 0,
+            reordered: 0,
         }
     }
 
@@ -137,13 +135,18 @@ impl<S: Frames> Frames for Faulty<S> {
 
     fn receive(&mut self, mut f: impl FnMut(&mut [u8]) -> Verdict) -> Batch {
         let (faults, held) = (&mut self.faults, &mut self.held_rx);
+        let (dropped, reordered) = (&mut self.dropped, &mut self.reordered);
         let batch = self.inner.receive(|frame| {
             if !is_tcp(frame) {
                 return f(frame);
             }
             match faults.fate() {
-                Fate::Drop => return Verdict::Recycle,
+                Fate::Drop => {
+                    *dropped += 1;
+                    return Verdict::Recycle;
+                }
                 Fate::Hold if held.is_none() => {
+                    *reordered += 1;
                     *held = Some(frame.to_vec());
                     return Verdict::Recycle;
                 }
@@ -173,8 +176,12 @@ impl<S: Frames> Frames for Faulty<S> {
         };
         if is_tcp(frame) {
             match self.faults.fate() {
-                Fate::Drop => return true,
+                Fate::Drop => {
+                    self.dropped += 1;
+                    return true;
+                }
                 Fate::Hold if self.held_tx.is_none() => {
+                    self.reordered += 1;
                     self.held_tx = Some(frame.to_vec());
                     return true;
                 }
@@ -218,13 +225,68 @@ impl<S: Frames> Frames for Faulty<S> {
     }
 
     fn faults(&self) -> Option<(u64, u64)> {
-        Some((self.faults.dropped, self.faults.reordered))
+        Some((self.dropped, self.reordered))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
+    use crate::{
+        runtime::frames::fake::FakeFrames,
+        wire::{self, tcp::TcpHeader},
+    };
+
+    fn tcp_frame(port: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 256];
+        let (src, dst): (SocketAddr, SocketAddr) = (
+            "198.18.0.1:40000".parse().unwrap(),
+            "198.18.0.2:80".parse().unwrap(),
+        );
+        let h = TcpHeader {
+            src_port: port,
+            dst_port: 80,
+            ..TcpHeader::default()
+        };
+        let n = wire::tcp::emit(&mut f, [2; 6], [4; 6], src, dst, &h, [b"x", b""]).unwrap();
+        f.truncate(n);
+        f
+    }
+
+    fn udp_frame(port: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 256];
+        let src = SocketAddr::from(([198, 18, 0, 1], port));
+        let dst = "198.18.0.2:53".parse().unwrap();
+        let n = wire::udp::emit(&mut f, [2; 6], [4; 6], src, dst, b"x").unwrap();
+        f.truncate(n);
+        f
+    }
+
+    fn faulty(loss: f64, reorder: f64) -> Faulty<FakeFrames> {
+        let faults = Faults::new(FaultConfig {
+            loss,
+            reorder,
+            seed: 3,
+        })
+        .unwrap();
+        Faulty::new(FakeFrames::default(), faults, 4096)
+    }
+
+    /// Receives everything queued; returns the frames the worker saw, in order.
+    fn receive_all(s: &mut Faulty<FakeFrames>) -> Vec<Vec<u8>> {
+        let mut seen = Vec::new();
+        loop {
+            let b = s.receive(|f| {
+                seen.push(f.to_vec());
+                Verdict::Recycle
+            });
+            if b.rx == 0 {
+                return seen;
+            }
+        }
+    }
 
     #[test]
     fn shares_come_out_as_configured() {
@@ -239,9 +301,62 @@ mod tests {
         let share = |fate| fates.iter().filter(|&&x| x == fate).count() as f64 / 1e5;
         assert!((share(Fate::Drop) - 0.02).abs() < 0.003);
         assert!((share(Fate::Hold) - 0.03).abs() < 0.003);
+    }
+
+    #[test]
+    fn tcp_frames_are_lost_both_ways_and_others_pass() {
+        let mut s = faulty(1.0, 0.0);
+        s.inner
+            .rx
+            .extend([tcp_frame(1), udp_frame(2), tcp_frame(3)]);
         assert_eq!(
-            f.dropped as usize + f.reordered as usize,
-            fates.len() - fates.iter().filter(|&&x| x == Fate::Pass).count()
+            receive_all(&mut s),
+            vec![udp_frame(2)],
+            "only the datagram arrives"
         );
+        assert!(s.post(|f| {
+            let t = tcp_frame(4);
+            f[..t.len()].copy_from_slice(&t);
+            Some(t.len())
+        }));
+        assert!(s.transmit(|f| {
+            let u = udp_frame(5);
+            f[..u.len()].copy_from_slice(&u);
+            Some(u.len())
+        }));
+        s.flush_tx();
+        assert_eq!(
+            s.inner.sent,
+            vec![udp_frame(5)],
+            "the segment was dropped, the datagram sent"
+        );
+        assert_eq!(s.faults(), Some((3, 0)));
+    }
+
+    #[test]
+    fn a_held_frame_goes_after_the_next_one_or_when_nothing_else_comes() {
+        let mut s = faulty(0.0, 1.0);
+        s.inner
+            .rx
+            .extend([tcp_frame(1), tcp_frame(2), tcp_frame(3)]);
+        // 1 is held and comes after 2; 3 is held and comes when the ring is empty.
+        assert_eq!(
+            receive_all(&mut s),
+            vec![tcp_frame(2), tcp_frame(1), tcp_frame(3)]
+        );
+        for port in [4, 5] {
+            s.post(|f| {
+                let t = tcp_frame(port);
+                f[..t.len()].copy_from_slice(&t);
+                Some(t.len())
+            });
+        }
+        s.flush_tx();
+        assert_eq!(
+            s.inner.sent,
+            vec![tcp_frame(5), tcp_frame(4)],
+            "reordered on the way out"
+        );
+        assert_eq!(s.faults(), Some((0, 3)));
     }
 }

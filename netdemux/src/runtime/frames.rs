@@ -82,3 +82,85 @@ impl Frames for XskSocket {
         XskSocket::stats(self)
     }
 }
+
+/// An in-memory socket for tests: frames to receive are queued, frames sent are collected.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A queue's frames in memory.
+    #[derive(Default)]
+    pub(crate) struct FakeFrames {
+        /// Frames the next `receive` calls hand out, a batch at a time.
+        pub rx: VecDeque<Vec<u8>>,
+        /// Frames posted (in-place answers included), in order.
+        pub sent: Vec<Vec<u8>>,
+        /// Frames posted and not flushed yet.
+        pub posted: Vec<Vec<u8>>,
+    }
+
+    impl Frames for FakeFrames {
+        fn queue(&self) -> u32 {
+            0
+        }
+
+        fn zero_copy(&self) -> bool {
+            false
+        }
+
+        fn complete(&mut self) -> usize {
+            0
+        }
+
+        fn receive(&mut self, mut f: impl FnMut(&mut [u8]) -> Verdict) -> Batch {
+            let mut batch = Batch::default();
+            for _ in 0..crate::xsk::socket::BATCH {
+                let Some(mut frame) = self.rx.pop_front() else {
+                    break;
+                };
+                batch.rx += 1;
+                if let Verdict::Transmit(len) = f(&mut frame) {
+                    frame.truncate(len as usize);
+                    self.sent.push(frame);
+                    batch.tx += 1;
+                }
+            }
+            batch
+        }
+
+        fn post(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+            let mut frame = vec![0u8; 4096];
+            match write(&mut frame) {
+                Some(len) => {
+                    frame.truncate(len);
+                    self.posted.push(frame);
+                    true
+                }
+                None => false,
+            }
+        }
+
+        fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+            let posted = self.post(write);
+            self.flush_tx();
+            posted
+        }
+
+        fn flush_tx(&mut self) -> bool {
+            self.sent.append(&mut self.posted);
+            false
+        }
+
+        fn kick(&self) {}
+
+        fn wait(&self, _: Option<BorrowedFd<'_>>, _: Duration) -> io::Result<bool> {
+            Ok(false)
+        }
+
+        fn stats(&self) -> io::Result<XskStats> {
+            Ok(XskStats::default())
+        }
+    }
+}

@@ -4,7 +4,8 @@
 //! the program parses (lengths, versions, flags, next-header chains) is laid out as on the wire.
 #![allow(dead_code)]
 
-// The numbers both parsers use, from the one table they share.
+// The numbers both parsers use, from the one table they share (not every test uses each).
+#[allow(unused_imports)]
 pub use netdemux_common::{
     PROTO_TCP as TCP, PROTO_UDP as UDP,
     wire::{

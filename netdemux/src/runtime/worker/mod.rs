@@ -258,35 +258,46 @@ impl<S: Frames> Worker<S> {
         }
     }
 
-    /// Phase 4b: waits for frames or the application, or spins; reads the kernel's counters.
-    fn idle(&mut self, batch: &Batch, mut wait_for: Duration) -> Result<()> {
-        let queue = self.sock.queue();
-        if batch.rx > 0 {
-        } else if self.cfg.spin {
-            self.sock.kick();
-        } else if let Some(app) = &self.application {
-            // Sleep until a frame arrives or the application has something to send.
-            let link = &app.bridge.links[app.index];
-            link.sleeping.store(true, Ordering::SeqCst);
-            if link.is_empty() {
-                if self.neighbours.pending() > 0 {
-                    wait_for = wait_for.min(Duration::from_millis(10));
-                }
-                self.sock
-                    .wait(Some(link.wake.as_fd()), wait_for)
-                    .with_context(|| format!("poll on queue {queue} failed"))?;
-            }
-            link.sleeping.store(false, Ordering::SeqCst);
-            link.clear_wake();
-        } else if !wait_for.is_zero() {
-            self.sock
-                .wait(None, wait_for)
-                .with_context(|| format!("poll on queue {queue} failed"))?;
+    /// Phase 4b: after an empty round, waits for frames or the application (or spins); reads
+    /// the kernel's counters every [`KERNEL_COUNTERS_EVERY`].
+    fn idle(&mut self, batch: &Batch, wait_for: Duration) -> Result<()> {
+        if batch.rx == 0 {
+            self.wait(wait_for)
+                .with_context(|| format!("poll on queue {} failed", self.sock.queue()))?;
         }
         if self.last_kernel_read.elapsed() >= KERNEL_COUNTERS_EVERY {
             self.read_kernel_counters();
         }
         Ok(())
+    }
+
+    /// Waits up to `wait_for` for a frame or, with an application, for its next request.
+    fn wait(&mut self, mut wait_for: Duration) -> std::io::Result<()> {
+        if self.cfg.spin {
+            self.sock.kick();
+            return Ok(());
+        }
+        let Some(app) = &self.application else {
+            if !wait_for.is_zero() {
+                self.sock.wait(None, wait_for)?;
+            }
+            return Ok(());
+        };
+        let link = &app.bridge.links[app.index];
+        link.sleeping.store(true, Ordering::SeqCst);
+        let waited = if link.is_empty() {
+            if self.neighbours.pending() > 0 {
+                wait_for = wait_for.min(Duration::from_millis(10));
+            }
+            self.sock
+                .wait(Some(link.wake.as_fd()), wait_for)
+                .map(|_| ())
+        } else {
+            Ok(())
+        };
+        link.sleeping.store(false, Ordering::SeqCst);
+        link.clear_wake();
+        waited
     }
 
     /// The kernel's socket counters, into the published ones.

@@ -24,9 +24,9 @@ crate::counters! {
         fill_ring_empty: counter [table],
         /// Invalid descriptors in the fill and TX rings.
         invalid_descs: counter [table],
-        /// Frames posted for transmission.
+        /// Received frames answered in place and posted for transmission (the UDP echo).
         tx: counter [table],
-        /// Frames dropped because the TX ring was full.
+        /// In-place answers dropped because the TX ring was full.
         tx_dropped: counter,
         /// Redirected frames no service or socket claimed (e.g. unbound between the program's
         /// lookup and the worker's).

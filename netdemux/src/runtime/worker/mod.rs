@@ -161,9 +161,10 @@ impl<S: Frames> Worker<S> {
     /// Runs the loop until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<()> {
         while !stop.load(Ordering::Relaxed) {
-            self.maintain(Instant::now());
-            let batch = self.ingress(Instant::now());
-            let wait_for = self.egress(Instant::now());
+            let now = Instant::now();
+            self.maintain(now);
+            let batch = self.ingress(now);
+            let wait_for = self.egress();
             self.publish(&batch);
             self.idle(&batch, wait_for)?;
         }
@@ -192,7 +193,7 @@ impl<S: Frames> Worker<S> {
     }
 
     /// Phase 2: one batch of received frames.
-    pub(crate) fn ingress(&mut self, now: Instant) -> Batch {
+    fn ingress(&mut self, now: Instant) -> Batch {
         let sockets = self.application.as_ref().map(|a| a.bridge.sockets.load());
         let mut dispatch = Dispatch {
             services: &self.services,
@@ -213,11 +214,13 @@ impl<S: Frames> Worker<S> {
 
     /// Phase 3: TCP timers and reactions, the segments due, one flush. Returns how long the
     /// worker may sleep.
-    fn egress(&mut self, now: Instant) -> Duration {
+    fn egress(&mut self) -> Duration {
         let mut wait_for = Duration::from_millis(100);
         let Some(tcp) = self.tcp.as_mut() else {
             return wait_for;
         };
+        // After the batch: timers see the time the segments were answered at.
+        let now = Instant::now();
         tcp.poll(now);
         let mut out = SegmentOut {
             sock: &mut self.sock,

@@ -3,9 +3,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
+use netdemux_common::wire::{ETH_HLEN, IPV4_MIN_HLEN, IPV6_HLEN, TCP_MIN_HLEN, UDP_HLEN};
 
-use crate::wire::checksum;
+use crate::wire::{
+    self,
+    seq::Seq,
+    tcp::{Flags, TcpHeader},
+};
 
 /// What the generator sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -27,16 +32,19 @@ pub struct Macs {
 
 /// Smallest `--size` (Ethernet frame including the 4-byte FCS) for a protocol and family.
 pub fn min_size(proto: GenProto, v6: bool) -> usize {
-    let l3 = if v6 { 40 } else { 20 };
+    let l3 = if v6 { IPV6_HLEN } else { IPV4_MIN_HLEN };
     let l4 = match proto {
-        GenProto::Udp => 8,
-        GenProto::TcpSyn => 20,
+        GenProto::Udp => UDP_HLEN,
+        GenProto::TcpSyn => TCP_MIN_HLEN,
     };
-    (14 + l3 + l4 + 4).max(64)
+    (ETH_HLEN + l3 + l4 + FCS_LEN).max(64)
 }
 
+/// Bytes of the Ethernet frame check sequence, which the NIC adds.
+const FCS_LEN: usize = 4;
+
 /// A frame from `src_ip:sport` to `dst`, `size` bytes on the wire including the FCS (which the
-/// NIC adds, so the template is `size - 4` bytes).
+/// NIC adds, so the template is `size - 4` bytes), written by `wire`'s emitters.
 pub fn build(
     proto: GenProto,
     macs: Macs,
@@ -55,68 +63,37 @@ pub fn build(
             min_size(proto, v6)
         );
     }
-    let len = size - 4;
-    let l3_len = if v6 { 40 } else { 20 };
-    let l4_len = len - 14 - l3_len;
-    let (proto_num, mut l4) = match proto {
+    let len = size - FCS_LEN;
+    let mut f = vec![0u8; len];
+    let src = SocketAddr::new(src_ip, sport);
+    let written = match proto {
         GenProto::Udp => {
-            let mut h = Vec::with_capacity(l4_len);
-            h.extend_from_slice(&sport.to_be_bytes());
-            h.extend_from_slice(&dst.port().to_be_bytes());
-            h.extend_from_slice(&(l4_len as u16).to_be_bytes());
-            h.extend_from_slice(&[0, 0]);
-            h.resize(l4_len, 0x5a);
-            (17u8, h)
+            let l3 = if v6 { IPV6_HLEN } else { IPV4_MIN_HLEN };
+            let payload = vec![0x5a; len - ETH_HLEN - l3 - UDP_HLEN];
+            wire::udp::emit(&mut f, macs.src, macs.dst, src, dst, &payload)
         }
         GenProto::TcpSyn => {
-            let mut h = Vec::with_capacity(l4_len);
-            h.extend_from_slice(&sport.to_be_bytes());
-            h.extend_from_slice(&dst.port().to_be_bytes());
-            h.extend_from_slice(&0x1000_0000u32.wrapping_add(sport as u32).to_be_bytes()); // seq
-            h.extend_from_slice(&0u32.to_be_bytes()); // ack
-            h.extend_from_slice(&[0x50, 0x02, 0xfa, 0xf0, 0, 0, 0, 0]); // doff 5, SYN, window
+            let syn = TcpHeader {
+                src_port: sport,
+                dst_port: dst.port(),
+                seq: Seq(0x1000_0000u32.wrapping_add(u32::from(sport))),
+                flags: Flags::SYN,
+                window: 0xfaf0,
+                ..TcpHeader::default()
+            };
             // A SYN carries no payload: what the size asks beyond the header is Ethernet
-            // padding after the IP datagram, outside the checksum.
-            (6u8, h)
+            // padding after the IP datagram (zeros), outside the checksum.
+            wire::tcp::emit(&mut f, macs.src, macs.dst, src, dst, &syn, [&[], &[]])
         }
     };
-    let ck = checksum::l4(src_ip, dst.ip(), proto_num, &l4);
-    let at = if proto_num == 17 { 6 } else { 16 };
-    l4[at..at + 2].copy_from_slice(&ck.to_be_bytes());
-
-    let mut f = Vec::with_capacity(len);
-    f.extend_from_slice(&macs.dst);
-    f.extend_from_slice(&macs.src);
-    match (src_ip, dst.ip()) {
-        (IpAddr::V4(s), IpAddr::V4(d)) => {
-            f.extend_from_slice(&0x0800u16.to_be_bytes());
-            let total = (20 + l4.len()) as u16;
-            let mut ip = vec![0x45, 0];
-            ip.extend_from_slice(&total.to_be_bytes());
-            ip.extend_from_slice(&[0, 0, 0x40, 0, 64, proto_num, 0, 0]);
-            ip.extend_from_slice(&s.octets());
-            ip.extend_from_slice(&d.octets());
-            let c = checksum::ipv4_header(&ip);
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
-            f.extend_from_slice(&ip);
-        }
-        (IpAddr::V6(s), IpAddr::V6(d)) => {
-            f.extend_from_slice(&0x86ddu16.to_be_bytes());
-            f.extend_from_slice(&[0x60, 0, 0, 0]);
-            f.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-            f.extend_from_slice(&[proto_num, 64]);
-            f.extend_from_slice(&s.octets());
-            f.extend_from_slice(&d.octets());
-        }
-        _ => unreachable!("families checked above"),
-    }
-    f.extend_from_slice(&l4);
-    f.resize(len, 0);
+    written.context("the frame does not fit its size")?;
     Ok(f)
 }
 
 #[cfg(test)]
 mod tests {
+    use netdemux_common::{PROTO_TCP, PROTO_UDP};
+
     use super::*;
     use crate::wire::{checksum::pseudo_header, checksum::verifies, classify};
 
@@ -142,7 +119,7 @@ mod tests {
             let l4 = c.payload_offset - 8;
             let seg = &f[l4..c.payload_offset + c.payload_len];
             assert!(
-                verifies(pseudo_header(src, dst.ip(), 17, seg.len()), seg),
+                verifies(pseudo_header(src, dst.ip(), PROTO_UDP, seg.len()), seg),
                 "{dst} {size}"
             );
             if src.is_ipv4() {
@@ -170,8 +147,18 @@ mod tests {
         let dst: SocketAddr = "198.18.0.2:80".parse().unwrap();
         let f = build(GenProto::TcpSyn, MACS, src, 40000, dst, 64).unwrap();
         let c = classify(&f).unwrap();
-        assert_eq!(c.key.proto, 6);
+        assert_eq!(c.key.proto, PROTO_TCP);
         assert_eq!(f[14 + 20 + 13], 0x02, "SYN flag");
-        assert!(verifies(pseudo_header(src, dst.ip(), 6, 20), &f[34..54]));
+        assert_eq!(
+            &f[14 + 20 + 4..14 + 20 + 8],
+            &0x1000_9c40u32.to_be_bytes(),
+            "seq"
+        );
+        assert_eq!(f[14 + 20 + 12], 0x50, "no options");
+        assert!(verifies(
+            pseudo_header(src, dst.ip(), PROTO_TCP, 20),
+            &f[34..54]
+        ));
+        assert!(f[54..].iter().all(|&b| b == 0), "Ethernet padding");
     }
 }

@@ -9,29 +9,34 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use netdemux_common::{
+    PROTO_UDP,
+    wire::{IPV4_MIN_HLEN, IPV6_HLEN, UDP_HLEN},
+};
+
 use crate::wire::{Classified, checksum};
 
 /// Rewrites `frame`, a UDP datagram as classified in `c`, into its answer; returns the length to
 /// transmit, or `None` for datagrams it does not answer (IPv4 options or IPv6 extension headers,
 /// whose echo would carry source routes or options back unchanged).
 pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Option<u32> {
-    if c.ip_extras || c.l4_offset + 8 > frame.len() {
+    if c.ip_extras || c.l4_offset + UDP_HLEN > frame.len() {
         return None;
     }
     let (l3, l4) = (c.l3_offset, c.l4_offset);
     let udp_len = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]) as usize;
-    if udp_len < 8 || udp_len != c.payload_len + 8 {
+    if udp_len < UDP_HLEN || udp_len != c.payload_len + UDP_HLEN {
         return None;
     }
     swap(frame, 0, 6, 6);
     let (src, dst): (IpAddr, IpAddr) = match l4 - l3 {
-        20 => {
+        IPV4_MIN_HLEN => {
             swap(frame, l3 + 12, l3 + 16, 4);
             let a =
                 |at: usize| Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
             (a(l3 + 12).into(), a(l3 + 16).into())
         }
-        40 => {
+        IPV6_HLEN => {
             swap(frame, l3 + 8, l3 + 24, 16);
             let a = |at: usize| -> Ipv6Addr {
                 let mut o = [0u8; 16];
@@ -45,7 +50,7 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Option<u32> {
     swap(frame, l4, l4 + 2, 2);
     let segment = &mut frame[l4..l4 + udp_len];
     segment[6..8].fill(0);
-    let sum = checksum::l4(src, dst, 17, segment);
+    let sum = checksum::l4(src, dst, PROTO_UDP, segment);
     segment[6..8].copy_from_slice(&sum.to_be_bytes());
     Some(frame.len() as u32)
 }

@@ -49,7 +49,11 @@ pub fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
 /// UDP a computed 0 is sent as 0xffff (RFC 768: 0 means "no checksum").
 pub fn l4(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> u16 {
     let c = finish(sum(pseudo_header(src, dst, proto, segment.len()), segment));
-    if proto == 17 && c == 0 { 0xffff } else { c }
+    if proto == netdemux_common::PROTO_UDP && c == 0 {
+        0xffff
+    } else {
+        c
+    }
 }
 
 /// The checksum after one 16-bit word it covers changed from `old` to `new` (RFC 1624, eqn. 3).

@@ -2,8 +2,9 @@
 //!
 //! - `setup`: install what a fresh machine lacks (Debian packages, nightly rust-src, bpf-linker)
 //! - `build`: release build of `netdemux` (the XDP program is embedded by its build script)
-//! - `test`:  setup, then fmt check, clippy -D warnings, unit tests, BPF_PROG_TEST_RUN fixtures,
-//!   netns integration tests, and a short demo run (needs root)
+//! - `test`:  setup, then fmt check, clippy -D warnings, a compile check of the fuzz targets,
+//!   unit tests, BPF_PROG_TEST_RUN fixtures, netns integration tests, and a short demo run
+//!   (needs root)
 //! - `demo [--duration SECS]`: setup, build, and the demo on a veth testbed (needs root)
 //! - `bench [xdp|udp|echo|tcp|all] [--quick]`: setup, then the benchmarks (needs root)
 //! - `fuzz [--seconds N]`: the cargo-fuzz targets in netdemux/fuzz, N seconds each (not in CI)
@@ -98,6 +99,17 @@ fn test() -> Result<()> {
             "--",
             "-D",
             "warnings",
+        ],
+    )?;
+    println!("== the fuzz targets compile (their own workspace; `cargo xtask fuzz` runs them)");
+    cmd::run(
+        "cargo",
+        &[
+            "check",
+            "-q",
+            "--manifest-path",
+            "netdemux/fuzz/Cargo.toml",
+            "--bins",
         ],
     )?;
     println!("== cargo test (unit, BPF_PROG_TEST_RUN fixtures, netns integration, CLI)");

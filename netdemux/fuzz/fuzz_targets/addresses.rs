@@ -5,8 +5,8 @@
 use libfuzzer_sys::fuzz_target;
 use netdemux::{
     control::binding::{Binding, parse_socket_addr},
+    daemon::parse_list,
     generator::parse_mac,
-    runtime::daemon::parse_list,
 };
 
 fuzz_target!(|data: &[u8]| {

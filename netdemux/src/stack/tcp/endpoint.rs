@@ -169,6 +169,11 @@ impl Endpoint {
         self.flows.contains_key(&(local, remote))
     }
 
+    /// The handle of the connection `local` <-> `remote`, if there is one.
+    pub fn flow(&self, local: SocketAddr, remote: SocketAddr) -> Option<ConnId> {
+        self.flows.get(&(local, remote)).copied()
+    }
+
     /// Connections in the flow table.
     pub fn connections(&self) -> usize {
         self.flows.len()

@@ -36,7 +36,7 @@ impl Connection {
             // The peer's SYN again: alone, it asks for our SYN-ACK again; with an ACK (a
             // simultaneous open), its ACK counts.
             if !h.flags.contains(Flags::ACK) {
-                self.ack_now = true;
+                self.synack_now = true;
                 return;
             }
             stripped = TcpHeader {
@@ -196,6 +196,8 @@ impl Connection {
         self.irs = h.seq;
         self.rcv_nxt = h.seq + 1;
         self.negotiate(h);
+        // The right edge of the window our SYN offered.
+        self.rcv_adv = self.rcv_nxt + self.syn_window();
         self.last_heard = now;
         if ack_ok {
             self.snd_wl2 = h.ack;
@@ -231,7 +233,8 @@ impl Connection {
             State::Established
         };
         self.retries = 0;
-        self.rcv_adv = self.rcv_nxt;
+        // The edge the SYN or SYN-ACK offered stays: a window never shrinks (RFC 9293 §3.8.6).
+        self.rcv_adv = self.rcv_adv.max(self.rcv_nxt);
         self.events |= Events::CONNECTED | Events::WRITABLE;
         if self.snd_una == self.snd_max {
             self.rto_at = None;

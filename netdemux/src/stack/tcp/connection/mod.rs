@@ -274,6 +274,8 @@ pub struct Connection {
     scoreboard: Vec<(Seq, Seq)>,
 
     ack_now: bool,
+    /// The peer's SYN came again in SYN-RECEIVED: answer with the SYN-ACK again.
+    synack_now: bool,
     /// When an unacceptable bare ACK was last answered.
     last_oow_ack: Option<Instant>,
     /// Duplicate ACKs owed: one per out-of-order segment (RFC 5681 §4.2), even when a batch
@@ -358,6 +360,7 @@ impl Connection {
             high_rxt: iss,
             scoreboard: Vec::with_capacity(SCOREBOARD_RANGES),
             ack_now: false,
+            synack_now: false,
             last_oow_ack: None,
             owed_acks: 0,
             unacked_bytes: 0,
@@ -409,7 +412,13 @@ impl Connection {
         c.irs = syn.seq;
         c.rcv_nxt = syn.seq + 1;
         c.negotiate(syn);
+        c.rcv_adv = c.rcv_nxt + c.syn_window();
         c
+    }
+
+    /// The window our SYN or SYN-ACK offers (never scaled, RFC 7323 §2.2).
+    fn syn_window(&self) -> usize {
+        self.cfg.recv_buffer.min(65535)
     }
 
     /// Adopts what the peer's SYN offered.

@@ -52,8 +52,13 @@ impl Connection {
         match self.state {
             State::Closed => return None,
             State::SynSent | State::SynReceived => {
-                let resend = self.state == State::SynReceived && self.ack_now;
-                return (self.snd_nxt == self.iss || resend).then_some(Plan::Syn);
+                let syn_received = self.state == State::SynReceived;
+                if self.snd_nxt == self.iss || (syn_received && self.synack_now) {
+                    return Some(Plan::Syn);
+                }
+                // An unacceptable segment in SYN-RECEIVED gets a bare ACK (RFC 9293
+                // §3.10.7.4; Linux's tcp_check_req likewise).
+                return (syn_received && self.ack_now).then_some(Plan::Ack);
             }
             _ => {}
         }
@@ -174,7 +179,7 @@ impl Connection {
                     h.ack = Seq(0);
                 }
                 let passive = self.state == State::SynReceived;
-                h.window = self.cfg.recv_buffer.min(65535) as u16;
+                h.window = self.syn_window() as u16;
                 let o = &mut h.options;
                 o.mss = Some(self.cfg.mss - if self.local.is_ipv6() { 20 } else { 0 });
                 if (passive && self.wscale_enabled) || (!passive && self.cfg.window_scale) {
@@ -240,6 +245,7 @@ impl Connection {
                 return;
             }
             Plan::Syn => {
+                self.synack_now = false;
                 if self.snd_max != self.iss {
                     c.retransmits += 1;
                     self.timed = None;

@@ -1,6 +1,8 @@
 //! Virtual-clock tests of the TCP state machine, grouped by state, and a seeded simulator with
 //! loss, reordering and duplication.
 
+mod conformance;
+pub(crate) mod script;
 mod sim;
 
 use std::time::Duration;

@@ -59,21 +59,16 @@ impl Connection {
             && (tsval.wrapping_sub(self.ts_recent) as i32) < 0
         {
             c.paws_rejected += 1;
-            self.ack_now = true;
+            if !self.answer_rate_limited(payload.is_empty() || syn, now) {
+                self.ack_now = true;
+            }
             return;
         }
         if !self.acceptable(h.seq, seg_len) {
-            // Answered with an ACK, except RSTs; bare ACKs at most every 500 ms, so two sides
-            // that disagree cannot keep each other busy (Linux's tcp_invalid_ratelimit).
-            let bare = seg_len == 0;
-            let recently = self
-                .last_oow_ack
-                .is_some_and(|t| now.saturating_duration_since(t) < OOW_ACK_INTERVAL);
-            if !(rst || (bare && recently)) {
+            // Answered with an ACK, except RSTs; pure ACKs and SYNs at most every 500 ms, so
+            // two sides that disagree cannot keep each other busy.
+            if !rst && !self.answer_rate_limited(seg_len == 0 || syn, now) {
                 self.ack_now = true;
-                if bare {
-                    self.last_oow_ack = Some(now);
-                }
             }
             if self.state == State::TimeWait && fin {
                 self.linger_at = Some(now + self.cfg.time_wait);
@@ -92,15 +87,13 @@ impl Connection {
                 c.resets_received += 1;
                 self.finish(Events::RESET);
             } else {
-                c.challenge_acks += 1;
-                self.ack_now = true;
+                self.challenge_ack(now, c);
             }
             return;
         }
         if syn {
             // RFC 5961 §4: a SYN inside the window is answered with a challenge ACK.
-            c.challenge_acks += 1;
-            self.ack_now = true;
+            self.challenge_ack(now, c);
             return;
         }
         if !h.flags.contains(Flags::ACK) {
@@ -119,6 +112,12 @@ impl Connection {
         if h.ack > self.snd_max {
             // Acknowledges something never sent (RFC 9293 §3.10.7.4).
             self.ack_now = true;
+            return;
+        }
+        if h.ack < self.snd_una - self.max_snd_wnd {
+            // RFC 5961 §5.2: an ACK older than the largest window the peer ever offered is a
+            // blind injection, not a late segment: challenge, and drop its data.
+            self.challenge_ack(now, c);
             return;
         }
         self.process_ack(h, payload.len(), now, c);
@@ -147,9 +146,40 @@ impl Connection {
             }
         }
         if fin && self.peer_fin.is_none() {
-            self.peer_fin = Some(h.seq + payload.len());
+            let at = h.seq + payload.len();
+            self.peer_fin = Some(at);
+            if at > self.rcv_nxt {
+                // Ahead of missing data: an out-of-order segment, acknowledged at once (RFC
+                // 5681 §4.2), so the sender learns of the hole.
+                self.ack_now = true;
+            }
         }
         self.check_peer_fin(now);
+    }
+
+    /// Linux's `tcp_oow_rate_limited`: true (skip the answer) when `limited` — the segment is a
+    /// pure ACK or a SYN, not data — and an answer of this kind went out less than 500 ms ago
+    /// (`tcp_invalid_ratelimit`); otherwise the answer goes, and limited ones are timed.
+    fn answer_rate_limited(&mut self, limited: bool, now: Instant) -> bool {
+        if !limited {
+            return false;
+        }
+        let recently = self
+            .last_oow_ack
+            .is_some_and(|t| now.saturating_duration_since(t) < OOW_ACK_INTERVAL);
+        if !recently {
+            self.last_oow_ack = Some(now);
+        }
+        recently
+    }
+
+    /// A challenge ACK (RFC 5961), at most one per 500 ms on the clock the other answers share
+    /// (RFC 5961 §7; Linux's `tcp_send_challenge_ack`).
+    fn challenge_ack(&mut self, now: Instant, c: &mut Counters) {
+        if !self.answer_rate_limited(true, now) {
+            c.challenge_acks += 1;
+            self.ack_now = true;
+        }
     }
 
     /// Whether a segment is acceptable, as Linux decides it (`tcp_sequence`): it must not lie

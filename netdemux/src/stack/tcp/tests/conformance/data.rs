@@ -1,22 +1,8 @@
 //! Data both ways: acknowledgment (immediate, delayed, duplicate, SACK), the receive window and
 //! its updates, Nagle, the initial window.
 
+use super::open_and;
 use crate::stack::tcp::tests::script::run;
-
-/// The opening of most scripts: a passive open, MSS 1000 both ways, no other options, a 65535
-/// byte receive buffer (the whole window, unscaled).
-const OPEN: &str = r#"
-        config mss=1000 recv_buffer=65535
-        +0    app listen
-        +0    < S 0:0(0) win 65535 <mss 1000>
-        +0    > S. 0:0(0) ack 1 win 65535 <mss 1000>
-        +.01  < . 1:1(0) ack 1 win 65535
-        +0    app accept
-"#;
-
-fn open_and(rest: &str) {
-    run(&format!("{OPEN}{rest}"));
-}
 
 #[test]
 fn every_second_full_segment_is_acknowledged_at_once() {

@@ -204,7 +204,7 @@ impl Connection {
             Plan::Probe => h.seq = self.snd_una - 1,
             Plan::Ack => {}
         }
-        h.window = (self.advertise() >> self.rcv_shift).min(65535) as u16;
+        h.window = self.window_field();
         if self.ts_enabled {
             h.options.timestamps = Some((self.tsval(now), self.ts_recent));
         }
@@ -231,6 +231,22 @@ impl Connection {
             self.rcv_adv = right;
         }
         self.rcv_adv.since(self.rcv_nxt).max(0) as usize
+    }
+
+    /// The window field: the window to advertise in units of our scale, rounded up so the
+    /// edge never recedes by what truncation would cut (Linux's tcp_select_window aligns the
+    /// same way); the edge it announces is what segments are judged by from now on. In
+    /// SYN-RECEIVED the SYN-ACK's window is only shifted, as Linux's request socket does.
+    fn window_field(&mut self) -> u16 {
+        let window = self.advertise();
+        let field = if self.state == State::SynReceived {
+            window >> self.rcv_shift
+        } else {
+            window.div_ceil(1 << self.rcv_shift)
+        }
+        .min(65535);
+        self.rcv_adv = self.rcv_adv.max(self.rcv_nxt + (field << self.rcv_shift));
+        field as u16
     }
 
     /// Records that `plan` went out.

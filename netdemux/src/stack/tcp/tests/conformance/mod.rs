@@ -7,7 +7,9 @@
 mod close;
 mod data;
 mod handshake;
+mod options;
 mod reset;
+mod window;
 
 use super::script::run;
 

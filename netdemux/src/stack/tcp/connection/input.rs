@@ -9,7 +9,7 @@ use crate::{
     stack::tcp::{Counters, assembler::RecvBuffer, send_buffer::SendBuffer},
     wire::{
         seq::Seq,
-        tcp::{Flags, TcpHeader},
+        tcp::{Flags, SackBlocks, TcpHeader},
     },
 };
 
@@ -305,6 +305,12 @@ impl Connection {
         }
         let new_wnd = usize::from(h.window) << self.snd_shift;
         let flight_before = self.snd_max - self.snd_una;
+        let una_before = self.snd_una;
+        let sacked_before = self.sacked_bytes();
+        let dsack = self
+            .sack_enabled
+            .then(|| dsack(&h.options.sack, h.ack))
+            .flatten();
         if self.sack_enabled {
             self.update_scoreboard(&h.options.sack, h.ack);
         }
@@ -345,10 +351,11 @@ impl Connection {
                         .on_ack(data, sample, self.rtt.min_rtt(), flight_before, now);
                 }
             }
+            if self.loss_recover.is_some_and(|point| self.snd_una >= point) {
+                self.loss_recover = None;
+            }
             self.rto_at = (self.snd_una != self.snd_max).then(|| now + self.rtt.rto());
-            self.tlp_sent = false;
             self.tlp_at = None;
-            self.arm_tlp(now);
             if self.send.space() > space_before && self.can_send() && !self.fin_queued {
                 self.events |= Events::WRITABLE;
             }
@@ -371,9 +378,12 @@ impl Connection {
                 self.persist_at = None;
             }
         }
+        let news = h.ack > una_before || self.sacked_bytes() > sacked_before;
+        self.tlp_episode(h.ack, dsack, news, flight_before, now);
         // After a tail-loss probe, a SACK means the segments before it were lost.
-        let probed = self.tlp_sent && self.sack_enabled && !self.scoreboard.is_empty();
-        if self.recovery.is_none() && self.is_synchronized() && (self.loss_detected() || probed) {
+        let probed = self.tlp_end.is_some() && self.sack_enabled && !self.scoreboard.is_empty();
+        let open = self.recovery.is_none() && self.loss_recover.is_none();
+        if open && self.is_synchronized() && (self.loss_detected() || probed) {
             self.tlp_at = None;
             self.recovery = Some(self.snd_max);
             self.cc
@@ -381,6 +391,39 @@ impl Connection {
             self.high_rxt = self.snd_una;
             self.timed = None;
             c.fast_retransmits += 1;
+        }
+        if h.ack > una_before {
+            self.arm_tlp(now);
+        }
+    }
+
+    /// RFC 8985 §7.4.2 (Linux's tcp_process_tlp_ack): once the ACKs reach the probe's end,
+    /// decide whether it repaired a loss. `dsack` is the ACK's D-SACK block, `news` whether
+    /// it acknowledged or SACKed anything new.
+    fn tlp_episode(
+        &mut self,
+        ack: Seq,
+        dsack: Option<(Seq, Seq)>,
+        news: bool,
+        flight: usize,
+        now: Instant,
+    ) {
+        let Some(end) = self.tlp_end else { return };
+        if ack < end {
+            return;
+        }
+        let probe_dsacked = dsack.is_some_and(|(l, r)| l <= self.tlp_seq && r > self.tlp_seq);
+        if !self.tlp_retrans || probe_dsacked {
+            // New data probed, or the original and the probe both arrived: no loss.
+            self.tlp_end = None;
+        } else if ack > end {
+            // The probe's ACK came without a D-SACK of the original: the original was lost
+            // and the probe repaired it. That is a congestion signal.
+            self.cc.on_congestion_event(flight, now);
+            self.tlp_end = None;
+        } else if !news {
+            // A pure duplicate ACK: the original and the probe both arrived.
+            self.tlp_end = None;
         }
     }
 
@@ -476,4 +519,13 @@ impl Connection {
             _ => syn.seq > self.rcv_nxt,
         }
     }
+}
+
+/// The D-SACK block of an ACK, if it has one (RFC 2883 §4): the first block lies below the
+/// cumulative ACK, or inside the second block.
+fn dsack(blocks: &SackBlocks, ack: Seq) -> Option<(Seq, Seq)> {
+    let b = blocks.as_slice();
+    let &(l, r) = b.first()?;
+    let inside_second = b.get(1).is_some_and(|&(l2, r2)| l >= l2 && r <= r2);
+    (r <= ack || inside_second).then_some((l, r))
 }

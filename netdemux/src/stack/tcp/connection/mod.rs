@@ -259,8 +259,12 @@ pub struct Connection {
     tlp_at: Option<Instant>,
     /// A tail-loss probe is due.
     tlp_due: bool,
-    /// A probe went out and no new data was acknowledged since.
-    tlp_sent: bool,
+    /// RFC 8985's TLP.end_seq: SND.MAX when a probe went out, until its episode ends.
+    tlp_end: Option<Seq>,
+    /// The probe was a retransmission (of the segment starting at `tlp_seq`), not new data.
+    tlp_retrans: bool,
+    /// Where the retransmitted probe started.
+    tlp_seq: Seq,
     /// The segment being timed without timestamps (Karn: never a retransmitted one).
     timed: Option<(Seq, Instant)>,
     retries: u32,
@@ -268,6 +272,9 @@ pub struct Connection {
     dupacks: u32,
     /// In loss recovery until SND.UNA reaches this point.
     recovery: Option<Seq>,
+    /// After a retransmission timeout, RFC 6582's recover point (SND.MAX then): until SND.UNA
+    /// passes it, duplicate ACKs and SACKs start no fast recovery (Linux's Loss state).
+    loss_recover: Option<Seq>,
     /// Everything below this was retransmitted in the current recovery.
     high_rxt: Seq,
     /// SACKed ranges above SND.UNA, sorted and disjoint.
@@ -351,12 +358,15 @@ impl Connection {
             rto_at: None,
             tlp_at: None,
             tlp_due: false,
-            tlp_sent: false,
+            tlp_end: None,
+            tlp_retrans: false,
+            tlp_seq: iss,
             timed: None,
             retries: 0,
             cc: cfg.congestion.build(mss),
             dupacks: 0,
             recovery: None,
+            loss_recover: None,
             high_rxt: iss,
             scoreboard: Vec::with_capacity(SCOREBOARD_RANGES),
             ack_now: false,

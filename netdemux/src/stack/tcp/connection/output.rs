@@ -69,10 +69,12 @@ impl Connection {
             return Some(plan);
         }
         if self.tlp_due {
-            // New data if there is any to send, else the last segment again.
+            // New data if there is any to send, else the last segment the peer has not
+            // SACKed again.
             let mss = self.current_mss();
-            let last = self.snd_max - mss.min(self.snd_max - self.snd_una);
-            return Some(self.data_plan(last.max(self.snd_una), mss));
+            let end = self.unsacked_tail();
+            let last = end - mss.min(end - self.snd_una);
+            return Some(self.data_plan(last.max(self.snd_una), mss.min(end - last)));
         }
         if self.probe_now {
             return Some(if self.keepalive_sent > 0 {
@@ -115,21 +117,30 @@ impl Connection {
     }
 
     pub(super) fn new_data(&self) -> Option<Plan> {
-        let offset = self.snd_nxt - self.snd_una;
+        // Going back N after a timeout, the peer's SACKed ranges are skipped.
+        let (start, sacked_next) = if self.snd_nxt < self.snd_max {
+            self.unsacked_from(self.snd_nxt)
+        } else {
+            (self.snd_nxt, None)
+        };
+        let offset = start - self.snd_una;
         let unsent = self.send.len().saturating_sub(offset);
-        let fin_pending = self.fin_at().is_some_and(|f| self.snd_nxt <= f);
+        let fin_pending = self.fin_at().is_some_and(|f| start <= f);
         if unsent == 0 {
             return fin_pending.then_some(Plan::Data {
-                seq: self.snd_nxt,
+                seq: start,
                 len: 0,
                 fin: true,
             });
         }
-        let peer_room = (self.snd_una + self.snd_wnd).since(self.snd_nxt).max(0) as usize;
+        let peer_room = (self.snd_una + self.snd_wnd).since(start).max(0) as usize;
         let cc_room = self.cc.window().saturating_sub(self.pipe());
         let room = peer_room.min(cc_room);
         let mss = self.current_mss();
-        let len = unsent.min(room).min(mss);
+        let mut len = unsent.min(room).min(mss);
+        if let Some(sacked) = sacked_next {
+            len = len.min(sacked - start);
+        }
         if len == 0 {
             return None;
         }
@@ -139,8 +150,8 @@ impl Connection {
         let send = len == mss
             || (all && (self.cfg.nodelay || flight == 0 || self.fin_queued))
             || (self.max_snd_wnd > 0 && len >= self.max_snd_wnd / 2 && flight == 0)
-            || self.snd_nxt < self.snd_max;
-        send.then(|| self.data_plan(self.snd_nxt, len))
+            || start < self.snd_max;
+        send.then(|| self.data_plan(start, len))
     }
 
     pub(super) fn header_for(&mut self, plan: Plan, now: Instant) -> TcpHeader {
@@ -296,7 +307,9 @@ impl Connection {
                 self.probe_now = false;
                 if self.tlp_due {
                     self.tlp_due = false;
-                    self.tlp_sent = true;
+                    self.tlp_end = Some(self.snd_max);
+                    self.tlp_retrans = !new_data;
+                    self.tlp_seq = seq;
                 } else if new_data {
                     self.arm_tlp(now);
                 }

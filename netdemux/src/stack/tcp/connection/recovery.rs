@@ -58,13 +58,56 @@ impl Connection {
         }
     }
 
-    /// Bytes in flight as RFC 6675's `pipe` estimates them.
+    /// Bytes in flight as RFC 6675's `pipe` estimates them. After a timeout, what lies between
+    /// SND.UNA and the go-back-N pointer minus what the peer SACKed there.
     pub(super) fn pipe(&self) -> usize {
         let flight = self.snd_nxt - self.snd_una;
-        if self.recovery.is_none() {
-            return flight;
+        if self.recovery.is_some() {
+            return flight.saturating_sub(self.sacked_bytes() + self.lost_unretransmitted());
         }
-        flight.saturating_sub(self.sacked_bytes() + self.lost_unretransmitted())
+        if self.loss_recover.is_some() {
+            return flight.saturating_sub(self.sacked_below(self.snd_nxt));
+        }
+        flight
+    }
+
+    /// SACKed bytes between SND.UNA and `upto`.
+    pub(super) fn sacked_below(&self, upto: Seq) -> usize {
+        self.scoreboard
+            .iter()
+            .filter(|&&(l, _)| l < upto)
+            .map(|&(l, r)| r.min(upto) - l)
+            .sum()
+    }
+
+    /// The end of the highest data the peer has not SACKed (SND.MAX unless the tail was
+    /// SACKed).
+    pub(super) fn unsacked_tail(&self) -> Seq {
+        let mut end = self.snd_max;
+        for &(l, r) in self.scoreboard.iter().rev() {
+            if r < end {
+                break;
+            }
+            end = end.min(l);
+        }
+        end.max(self.snd_una)
+    }
+
+    /// Going back N after a timeout: the first sequence number at or after `from` that the
+    /// peer has not SACKed, and where the next SACKed range after it begins (if one does).
+    pub(super) fn unsacked_from(&self, from: Seq) -> (Seq, Option<Seq>) {
+        let mut at = from;
+        for &(l, r) in &self.scoreboard {
+            if r <= at {
+                continue;
+            }
+            if l <= at {
+                at = r;
+                continue;
+            }
+            return (at, Some(l));
+        }
+        (at, None)
     }
 
     /// True when recovery follows the peer's SACK blocks (else NewReno's one hole at a time).

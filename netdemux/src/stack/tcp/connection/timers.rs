@@ -44,7 +44,8 @@ impl Connection {
         }
         if self.tlp_at.is_some_and(|t| t <= now) {
             self.tlp_at = None;
-            if !self.tlp_sent && self.recovery.is_none() && self.snd_una != self.snd_max {
+            let open = self.recovery.is_none() && self.loss_recover.is_none();
+            if self.tlp_end.is_none() && open && self.snd_una != self.snd_max {
                 self.tlp_due = true;
                 c.tail_loss_probes += 1;
             }
@@ -92,21 +93,29 @@ impl Connection {
         }
         self.tlp_at = None;
         self.tlp_due = false;
-        // Go back N: everything from SND.UNA is sent again, the scoreboard is forgotten.
+        self.tlp_end = None;
+        // Go back N from SND.UNA, skipping what the peer SACKed: the scoreboard stays (RFC
+        // 6675 §5.1 allows it; Linux keeps its SACK marks). Until what was sent before the
+        // timeout is acknowledged, no fast recovery (RFC 6582's recover point).
         self.snd_nxt = self.snd_una;
         self.recovery = None;
+        if self.is_synchronized() {
+            self.loss_recover = Some(self.snd_max);
+        }
         self.dupacks = 0;
-        self.scoreboard.clear();
         self.high_rxt = self.snd_una;
         self.timed = None;
     }
 
     /// Arms the tail-loss probe: 2 SRTT after the last new data (at least 10 ms; plus a
     /// delayed ACK's worst case with one segment in flight), before the RTO would fire,
-    /// outside loss recovery, once per tail.
+    /// outside loss recovery, one probe outstanding at a time. (Linux probes only while
+    /// nothing is out of order and leaves the rest to RACK's reordering timer; without RACK,
+    /// a probe is what repairs a lost tail that SACKs cannot reveal.)
     pub(super) fn arm_tlp(&mut self, now: Instant) {
         let Some(srtt) = self.rtt.srtt() else { return };
-        if self.tlp_sent || self.recovery.is_some() || self.snd_una == self.snd_max {
+        let recovering = self.recovery.is_some() || self.loss_recover.is_some();
+        if self.tlp_end.is_some() || recovering || self.snd_una == self.snd_max {
             return;
         }
         // With one segment in flight the receiver may be delaying its ACK (RFC 8985 §7.2).

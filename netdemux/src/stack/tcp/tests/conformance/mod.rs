@@ -9,6 +9,7 @@ mod data;
 mod handshake;
 mod options;
 mod reset;
+mod retransmission;
 mod window;
 
 use super::script::run;

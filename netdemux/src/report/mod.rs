@@ -51,6 +51,8 @@ crate::counters! {
     pub struct WorkerTcpCounters / AtomicWorkerTcpCounters {
         /// TCP connections in the worker's flow table.
         open: gauge(open_connections) [table],
+        /// 4-tuples in TIME_WAIT (small records, not connections).
+        time_wait: gauge(time_wait_records),
         /// TCP segments dropped before the stack: bad checksum or header.
         bad_segments: counter,
         /// TCP segments not sent because the peer's MAC address was unknown.

@@ -246,6 +246,7 @@ impl<S: Frames> Worker<S> {
     fn publish(&mut self, batch: &Batch) {
         if let Some(tcp) = &self.tcp {
             self.tcp_counters.open = tcp.connections() as u64;
+            self.tcp_counters.time_wait = tcp.time_waits() as u64;
             if let Some((dropped, reordered)) = self.sock.faults() {
                 self.tcp_counters.faults_dropped = dropped;
                 self.tcp_counters.faults_reordered = reordered;

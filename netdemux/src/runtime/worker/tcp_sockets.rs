@@ -108,6 +108,11 @@ impl TcpSockets {
         self.endpoint.connections()
     }
 
+    /// 4-tuples in TIME_WAIT.
+    pub fn time_waits(&self) -> usize {
+        self.endpoint.time_waits()
+    }
+
     /// A checked segment `remote` -> `local`; `segment` is its TCP header and payload.
     pub fn input(
         &mut self,

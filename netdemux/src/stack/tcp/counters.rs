@@ -45,5 +45,7 @@ crate::counters! {
         timeouts: counter,
         /// RSTs not sent because too many were waiting.
         resets_suppressed: counter,
+        /// Connections that skipped TIME_WAIT because its table was full.
+        time_wait_overflow: counter,
     }
 }

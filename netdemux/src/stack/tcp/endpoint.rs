@@ -15,6 +15,7 @@ use super::{
     Seq,
     connection::{Config, Connection, Events, State},
     counters::Counters,
+    time_wait::{TimeWaits, Verdict},
 };
 use crate::wire::tcp::{Flags, TcpHeader, TcpOptions};
 
@@ -27,8 +28,10 @@ pub struct Limits {
     pub max_half_open: usize,
     /// Established connections waiting for `accept`, per listener (unless given at `listen`).
     pub max_backlog: usize,
-    /// RSTs waiting to be sent.
+    /// RSTs and TIME_WAIT answers waiting to be sent.
     pub max_pending_resets: usize,
+    /// TIME_WAIT records (Linux: tcp_max_tw_buckets); past it a connection skips TIME_WAIT.
+    pub max_time_wait: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +41,7 @@ impl Default for Limits {
             max_half_open: 256,
             max_backlog: 1024,
             max_pending_resets: 256,
+            max_time_wait: 16384,
         }
     }
 }
@@ -123,7 +127,9 @@ pub struct Endpoint {
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     transmit: VecDeque<ConnId>,
     events: VecDeque<(ConnId, Events)>,
-    resets: VecDeque<(SocketAddr, SocketAddr, TcpHeader)>,
+    /// RSTs and TIME_WAIT's ACKs waiting to be sent.
+    control: VecDeque<(SocketAddr, SocketAddr, TcpHeader)>,
+    time_waits: TimeWaits,
     secret: RandomState,
     clock_base: Instant,
     /// What happened so far.
@@ -152,7 +158,8 @@ impl Endpoint {
             timers: BinaryHeap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
-            resets: VecDeque::new(),
+            control: VecDeque::new(),
+            time_waits: TimeWaits::default(),
             secret: RandomState::new(),
             clock_base: now,
             counters: Counters::default(),
@@ -167,6 +174,22 @@ impl Endpoint {
     /// True when the flow table has the connection `local` <-> `remote`.
     pub fn has_flow(&self, local: SocketAddr, remote: SocketAddr) -> bool {
         self.flows.contains_key(&(local, remote))
+    }
+
+    /// The state of `local` <-> `remote`: its connection's, TIME_WAIT for a TIME_WAIT record,
+    /// `None` for neither.
+    pub fn state_of(&self, local: SocketAddr, remote: SocketAddr) -> Option<State> {
+        if self.time_waits.contains(local, remote) {
+            return Some(State::TimeWait);
+        }
+        self.flow(local, remote)
+            .and_then(|id| self.get(id))
+            .map(|c| c.state())
+    }
+
+    /// TIME_WAIT records held.
+    pub fn time_waits(&self) -> usize {
+        self.time_waits.len()
     }
 
     /// The handle of the connection `local` <-> `remote`, if there is one.
@@ -364,6 +387,20 @@ impl Endpoint {
             self.remove(id);
             return;
         }
+        if state == State::TimeWait && !conn.wants_to_transmit() && conn.readable() == 0 {
+            // Done for its owner once it read everything (until then the connection stays, as
+            // Linux keeps a closed socket's data readable); a small record keeps TIME_WAIT.
+            let record = conn.time_wait_record(now);
+            let (local, remote) = (conn.local(), conn.remote());
+            self.events.push_back((id, Events::CLOSED));
+            self.remove(id);
+            if self.time_waits.len() < self.limits.max_time_wait {
+                self.time_waits.insert(local, remote, record);
+            } else {
+                self.counters.time_wait_overflow += 1;
+            }
+            return;
+        }
         if !slot.queued && conn.wants_to_transmit() {
             slot.queued = true;
             self.transmit.push_back(id);
@@ -405,17 +442,41 @@ impl Endpoint {
         payload: &[u8],
         now: Instant,
     ) {
+        let mut reopen = None;
+        if self.time_waits.contains(local, remote) {
+            let (control, counters, max) = (
+                &mut self.control,
+                &mut self.counters,
+                self.limits.max_pending_resets,
+            );
+            let verdict = self.time_waits.input(
+                local,
+                remote,
+                h,
+                payload.len(),
+                self.config.time_wait,
+                self.clock_base,
+                now,
+                &mut |answer| {
+                    if control.len() < max {
+                        control.push_back((local, remote, answer));
+                    } else {
+                        counters.resets_suppressed += 1;
+                    }
+                },
+            );
+            match verdict {
+                Verdict::Done => return,
+                // A new incarnation (RFC 6191), above the old sequence space.
+                Verdict::Reopen(isn) => reopen = Some(isn),
+            }
+        }
         let syn_only = h.flags.contains(Flags::SYN) && !h.flags.contains(Flags::ACK);
         if let Some(&id) = self.flows.get(&(local, remote)) {
-            let reopen = syn_only && self.get(id).is_some_and(|c| c.accepts_reopen(h));
-            if !reopen {
-                self.with(id, now, |c, counters| {
-                    c.handle_segment(h, payload, now, counters)
-                });
-                return;
-            }
-            // A new incarnation ends TIME_WAIT (RFC 6191).
-            self.remove(id);
+            self.with(id, now, |c, counters| {
+                c.handle_segment(h, payload, now, counters)
+            });
+            return;
         }
         if h.flags.contains(Flags::RST) {
             return;
@@ -427,19 +488,21 @@ impl Endpoint {
                 Some(unspecified(local)).filter(|a| self.listeners.contains_key(a))
             };
             if let Some(listener) = listener {
-                self.on_syn(listener, remote, local, h, now);
+                self.on_syn(listener, remote, local, h, reopen, now);
                 return;
             }
         }
         self.reset_reply(remote, local, h, payload.len());
     }
 
+    /// A SYN for `listener`; `isn` is the ISN a TIME_WAIT reopen chose.
     fn on_syn(
         &mut self,
         listener: SocketAddr,
         remote: SocketAddr,
         local: SocketAddr,
         syn: &TcpHeader,
+        isn: Option<Seq>,
         now: Instant,
     ) {
         let Some(l) = self.listeners.get_mut(&listener) else {
@@ -459,6 +522,7 @@ impl Endpoint {
         }
         l.half_open += 1;
         let (iss, ts_offset) = self.isn(local, remote, now);
+        let iss = isn.unwrap_or(iss);
         let conn = Connection::accept(
             local,
             remote,
@@ -475,7 +539,7 @@ impl Endpoint {
 
     /// RFC 9293 §3.10.7.1: a segment for no connection gets a RST (never one for a RST).
     fn reset_reply(&mut self, remote: SocketAddr, local: SocketAddr, h: &TcpHeader, len: usize) {
-        if self.resets.len() >= self.limits.max_pending_resets {
+        if self.control.len() >= self.limits.max_pending_resets {
             self.counters.resets_suppressed += 1;
             return;
         }
@@ -495,27 +559,33 @@ impl Endpoint {
                 + usize::from(h.flags.contains(Flags::FIN));
             rst.flags = Flags::RST | Flags::ACK;
         }
-        self.resets.push_back((local, remote, rst));
+        self.control.push_back((local, remote, rst));
     }
 
     /// When to run [`Endpoint::handle_timeouts`] next: no later than any connection's
     /// deadline (possibly earlier, when a deadline moved later since it was booked).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        let mut next = None;
         while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
             let current = self
                 .slots
                 .get(index as usize)
                 .is_some_and(|s| s.generation == generation && s.scheduled == Some(t));
             if current {
-                return Some(t);
+                next = Some(t);
+                break;
             }
             self.timers.pop();
         }
-        None
+        [next, self.time_waits.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Runs every timer due at `now`.
     pub fn handle_timeouts(&mut self, now: Instant) {
+        self.time_waits.expire(now);
         while let Some(&Reverse((t, index, generation))) = self.timers.peek() {
             if t > now {
                 break;
@@ -538,12 +608,14 @@ impl Endpoint {
         now: Instant,
         mut emit: impl FnMut(SocketAddr, SocketAddr, &TcpHeader, [&[u8]; 2]) -> bool,
     ) {
-        while let Some(&(local, remote, rst)) = self.resets.front() {
-            if !emit(local, remote, &rst, [&[], &[]]) {
+        while let Some(&(local, remote, h)) = self.control.front() {
+            if !emit(local, remote, &h, [&[], &[]]) {
                 return;
             }
-            self.resets.pop_front();
-            self.counters.resets_sent += 1;
+            self.control.pop_front();
+            if h.flags.contains(Flags::RST) {
+                self.counters.resets_sent += 1;
+            }
         }
         while let Some(id) = self.transmit.pop_front() {
             let slot = &mut self.slots[id.index as usize];

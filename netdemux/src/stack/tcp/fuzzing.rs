@@ -102,6 +102,7 @@ pub fn run(data: &[u8]) {
         max_half_open: 4,
         max_backlog: 4,
         max_pending_resets: 8,
+        max_time_wait: 4,
     };
     let client_addr: SocketAddr = "198.18.0.1:40000".parse().expect("literal");
     let server_addr: SocketAddr = "198.18.0.2:80".parse().expect("literal");

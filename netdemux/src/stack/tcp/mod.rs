@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod fuzzing;
 pub mod rtt;
 pub mod send_buffer;
+pub mod time_wait;
 
 #[cfg(test)]
 mod tests;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Connection, Events, OOW_ACK_INTERVAL, Plan, State};
 use crate::{
-    stack::tcp::{Counters, assembler::RecvBuffer, send_buffer::SendBuffer},
+    stack::tcp::{Counters, assembler::RecvBuffer, send_buffer::SendBuffer, time_wait},
     wire::{
         seq::Seq,
         tcp::{Flags, SackBlocks, TcpHeader},
@@ -508,15 +508,17 @@ impl Connection {
         self.delack_at = None;
     }
 
-    /// True when a new SYN from the peer may end this TIME_WAIT and start a new connection
-    /// (RFC 6191: its timestamp, or else its sequence number, is newer).
-    pub fn accepts_reopen(&self, syn: &TcpHeader) -> bool {
-        if self.state != State::TimeWait {
-            return false;
-        }
-        match (self.ts_enabled, syn.options.timestamps) {
-            (true, Some((tsval, _))) => (tsval.wrapping_sub(self.ts_recent) as i32) > 0,
-            _ => syn.seq > self.rcv_nxt,
+    /// What TIME_WAIT keeps of this connection (in TIME_WAIT): the endpoint moves it to its
+    /// TIME_WAIT table and lets the connection and its buffers go.
+    pub fn time_wait_record(&self, now: Instant) -> time_wait::Record {
+        let window = self.rcv_adv.since(self.rcv_nxt).max(0) as usize;
+        time_wait::Record {
+            snd_nxt: self.snd_max,
+            rcv_nxt: self.rcv_nxt,
+            window: (window >> self.rcv_shift).min(65535) as u16,
+            timestamps: self.ts_enabled.then_some((self.ts_recent, self.ts_offset)),
+            expires: self.linger_at.unwrap_or(now + self.cfg.time_wait),
+            last_ack: self.last_oow_ack,
         }
     }
 }

@@ -650,20 +650,16 @@ impl Runner {
     fn expect(&mut self, w: &[&str]) -> Result<(), String> {
         match w {
             ["state", name] => {
-                let state = self
-                    .ep
-                    .flow(self.local, self.remote)
-                    .and_then(|id| self.ep.get(id))
-                    .map(|c| c.state());
+                let state = self.ep.state_of(self.local, self.remote);
                 let shown = state.map_or("gone", State::name);
                 if shown != *name {
                     return Err(format!("state is {shown}"));
                 }
                 Ok(())
             }
-            ["gone"] => match self.ep.flow(self.local, self.remote) {
+            ["gone"] => match self.ep.state_of(self.local, self.remote) {
                 None => Ok(()),
-                Some(_) => Err("the connection is still in the flow table".into()),
+                Some(s) => Err(format!("still there, in {}", s.name())),
             },
             ["counter", name, n] => {
                 let want: u64 = num(Some(n), "count")?;

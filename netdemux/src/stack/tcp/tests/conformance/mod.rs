@@ -10,6 +10,7 @@ mod handshake;
 mod options;
 mod reset;
 mod retransmission;
+mod time_wait;
 mod window;
 
 use super::script::run;

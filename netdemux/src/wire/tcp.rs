@@ -183,8 +183,8 @@ fn be32(b: &[u8], at: usize) -> Result<u32, Error> {
     Ok(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
 }
 
-/// Stores the option `kind` whose data (after kind and length) is `data` into `o`; unknown kinds
-/// are skipped, known ones with the wrong length are malformed.
+/// Stores the option `kind` whose data (after kind and length) is `data` into `o`; unknown kinds,
+/// and known ones with the wrong length, are skipped (as Linux's tcp_parse_options does).
 fn parse_option(o: &mut TcpOptions, kind: u8, data: &[u8]) -> Result<(), Error> {
     match (kind, data.len()) {
         (OPT_MSS, 2) => o.mss = Some(be16(data, 0)?),
@@ -197,15 +197,14 @@ fn parse_option(o: &mut TcpOptions, kind: u8, data: &[u8]) -> Result<(), Error> 
                 let _ = o.sack.push(Seq(be32(b, 0)?), Seq(be32(b, 4)?));
             }
         }
-        (OPT_MSS | OPT_WINDOW_SCALE | OPT_SACK_PERMITTED | OPT_TIMESTAMPS | OPT_SACK, _) => {
-            return Err(Error::Malformed);
-        }
         _ => {}
     }
     Ok(())
 }
 
-/// Parses the option bytes of a header (after its first 20 bytes).
+/// Parses the option bytes of a header (after its first 20 bytes). Like Linux, it never
+/// refuses a segment for its options: a length below 2, or an option running past the header,
+/// ends the parsing and keeps what came before.
 fn parse_options(bytes: &[u8]) -> Result<TcpOptions, Error> {
     let mut o = TcpOptions::default();
     let mut at = 0;
@@ -214,11 +213,12 @@ fn parse_options(bytes: &[u8]) -> Result<TcpOptions, Error> {
             OPT_EOL => break,
             OPT_NOP => at += 1,
             _ => {
-                let len = *bytes.get(at + 1).ok_or(Error::Malformed)? as usize;
-                if len < 2 {
-                    return Err(Error::Malformed);
-                }
-                let data = bytes.get(at + 2..at + len).ok_or(Error::Malformed)?;
+                let Some(len) = bytes.get(at + 1).map(|&l| l as usize) else {
+                    break;
+                };
+                let Some(data) = bytes.get(at + 2..at + len.max(2)).filter(|_| len >= 2) else {
+                    break;
+                };
                 parse_option(&mut o, kind, data)?;
                 at += len;
             }
@@ -930,6 +930,9 @@ mod tests {
                 "{doff}"
             );
         }
+        // As Linux: bad option bytes never refuse the segment. A silly length or an option
+        // running past the header ends the parsing; a known option of the wrong length is
+        // skipped and the ones after it still count.
         for (options, why) in [
             ([3, 0, 1, 1], "length 0"),
             ([3, 1, 1, 1], "length 1"),
@@ -941,19 +944,18 @@ mod tests {
             ([5, 2, 1, 1], "SACK without blocks"),
             ([8, 4, 0, 0], "timestamps of length 4"),
         ] {
-            assert_eq!(
-                TcpHeader::parse_unchecked(&with_options(options)),
-                Err(Error::Malformed),
-                "{why}"
-            );
+            let (h, _) = TcpHeader::parse_unchecked(&with_options(options)).expect(why);
+            assert_eq!(h.options, TcpOptions::default(), "{why}");
         }
-        let mut mss5 = [0u8; 28];
-        mss5[12] = 7 << 4;
-        mss5[20..26].copy_from_slice(&[2, 5, 5, 180, 0, 1]);
+        let mut mss3_then_ws = [0u8; 28];
+        mss3_then_ws[12] = 7 << 4;
+        mss3_then_ws[20..28].copy_from_slice(&[2, 3, 5, 3, 3, 7, 1, 1]);
+        let (h, _) = TcpHeader::parse_unchecked(&mss3_then_ws).unwrap();
+        assert_eq!(h.options.mss, None, "the MSS of length 3 is skipped");
         assert_eq!(
-            TcpHeader::parse_unchecked(&mss5),
-            Err(Error::Malformed),
-            "MSS of length 5"
+            h.options.window_scale,
+            Some(7),
+            "the option after it counts"
         );
         // Unknown options are skipped, bytes after EOL ignored, large shifts clamped.
         let (h, n) = TcpHeader::parse_unchecked(&with_options([30, 4, 3, 2])).unwrap();

@@ -488,7 +488,10 @@ impl Endpoint {
                 Some(unspecified(local)).filter(|a| self.listeners.contains_key(a))
             };
             if let Some(listener) = listener {
-                self.on_syn(listener, remote, local, h, reopen, now);
+                // Linux drops SYN+FIN at a listener (no SYN-ACK, no RST).
+                if !h.flags.contains(Flags::FIN) {
+                    self.on_syn(listener, remote, local, h, reopen, now);
+                }
                 return;
             }
         }

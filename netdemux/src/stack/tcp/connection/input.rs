@@ -236,6 +236,7 @@ impl Connection {
                 self.rtt.sample(rtt);
             }
             self.snd_una = h.ack;
+            self.syn_acked = true;
             self.established(now);
             self.ack_now = true;
         } else {
@@ -317,8 +318,10 @@ impl Connection {
         if h.ack > self.snd_una {
             let acked = h.ack - self.snd_una;
             let mut data = acked;
-            if self.snd_una == self.iss {
-                data -= 1; // our SYN
+            if !self.syn_acked {
+                // Our SYN: once. (SND.UNA == ISS says nothing after 2^32 bytes.)
+                data -= 1;
+                self.syn_acked = true;
             }
             if self.fin_seq.is_some_and(|f| h.ack > f) {
                 data -= 1; // our FIN

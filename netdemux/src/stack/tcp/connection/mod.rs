@@ -229,6 +229,8 @@ pub struct Connection {
     snd_wl2: Seq,
     snd_shift: u8,
     send: SendBuffer,
+    /// Our SYN has been acknowledged.
+    syn_acked: bool,
     /// The application closed its side: FIN after the buffered bytes.
     fin_queued: bool,
     /// Where this side's FIN sits, once sent.
@@ -338,6 +340,7 @@ impl Connection {
             // A passive open allocates its buffers once the handshake completes, so a SYN
             // flood costs no buffer memory (see `established`).
             send: SendBuffer::new(0),
+            syn_acked: false,
             fin_queued: false,
             fin_seq: None,
             irs: Seq(0),

@@ -981,3 +981,116 @@ mod simulator {
         }
     }
 }
+
+mod sequence_space {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::{
+        stack::tcp::{Endpoint, Limits},
+        wire::{seq::Seq, tcp::TcpOptions},
+    };
+
+    /// The byte at stream offset `i`: a pattern with period 251, so a shift shows.
+    fn byte(i: u64) -> u8 {
+        (i % 251) as u8
+    }
+
+    #[test]
+    fn more_than_four_gigabytes_stay_exact_when_an_ack_lands_on_the_isn() {
+        // SND.UNA passes the ISS again after 2^32 - 1 bytes. An ACK that lands there must not
+        // be taken for the ACK of the SYN (which once subtracted a byte and shifted the
+        // stream). The peer acknowledges every segment, and once exactly at the ISS.
+        let cfg = Config {
+            mss: 65000,
+            send_buffer: 4 << 20,
+            window_scale: true,
+            timestamps: false,
+            sack: false,
+            ..Config::default()
+        };
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut ep = Endpoint::new(cfg, Limits::default(), t0);
+        let (local, remote) = (addr("198.18.0.2:80"), addr("198.18.0.1:40000"));
+        ep.listen(local, None).unwrap();
+        let peer_isn = Seq(7);
+        let syn = TcpHeader {
+            src_port: 40000,
+            dst_port: 80,
+            seq: peer_isn,
+            flags: Flags::SYN,
+            window: 65535,
+            options: TcpOptions {
+                mss: Some(65000),
+                window_scale: Some(14),
+                ..TcpOptions::default()
+            },
+            ..TcpHeader::default()
+        };
+        ep.input(remote, local, &syn, &[], now);
+        let mut sent: Vec<(TcpHeader, Vec<u8>)> = Vec::new();
+        let mut collect = |ep: &mut Endpoint, now| {
+            let mut out = Vec::new();
+            ep.poll_transmit(now, |_, _, h, p| {
+                out.push((*h, p[0].iter().chain(p[1]).copied().collect::<Vec<u8>>()));
+                true
+            });
+            out
+        };
+        sent.extend(collect(&mut ep, now));
+        let iss = sent[0].0.seq;
+        let ack = |a: Seq| TcpHeader {
+            src_port: 40000,
+            dst_port: 80,
+            seq: peer_isn + 1,
+            ack: a,
+            flags: Flags::ACK,
+            window: 65535,
+            ..TcpHeader::default()
+        };
+        ep.input(remote, local, &ack(iss + 1), &[], now);
+        let id = ep.accept(local).expect("accepted");
+        let pattern: Vec<u8> = (0..(1u64 << 20) + 251).map(byte).collect();
+        let total: u64 = (1 << 32) + (8 << 20);
+        let (mut written, mut checked) = (0u64, 0u64);
+        while checked < total {
+            now += Duration::from_millis(1);
+            // The application keeps the send buffer full.
+            while written < total {
+                let from = (written % 251) as usize;
+                let n = ep
+                    .with(id, now, |c, _| c.send(&pattern[from..from + (1 << 20)]))
+                    .expect("open");
+                if n == 0 {
+                    break;
+                }
+                written += n as u64;
+            }
+            let segments = collect(&mut ep, now);
+            assert!(
+                !segments.is_empty(),
+                "stalled at {checked} of {total} bytes"
+            );
+            for (h, payload) in segments {
+                let offset = u64::from(h.seq.since(iss + 1) as u32);
+                assert_eq!(
+                    offset,
+                    checked % (1 << 32),
+                    "segments in order, none repeated"
+                );
+                let probe = payload.len().min(16);
+                let want: Vec<u8> = (checked..checked + probe as u64).map(byte).collect();
+                assert_eq!(&payload[..probe], &want[..], "bytes at offset {checked}");
+                let end = checked + payload.len() as u64;
+                // Exactly at the ISS, once, when a segment spans it.
+                if checked < (1 << 32) - 1 && end > (1 << 32) - 1 {
+                    ep.input(remote, local, &ack(iss), &[], now);
+                }
+                ep.input(remote, local, &ack(h.seq + payload.len()), &[], now);
+                checked = end;
+            }
+        }
+        assert!(ep.get(id).is_some_and(|c| c.state() == State::Established));
+    }
+}

@@ -7,6 +7,7 @@
 mod close;
 mod data;
 mod handshake;
+mod listener;
 mod options;
 mod reset;
 mod retransmission;

@@ -1030,7 +1030,7 @@ mod sequence_space {
         };
         ep.input(remote, local, &syn, &[], now);
         let mut sent: Vec<(TcpHeader, Vec<u8>)> = Vec::new();
-        let mut collect = |ep: &mut Endpoint, now| {
+        let collect = |ep: &mut Endpoint, now| {
             let mut out = Vec::new();
             ep.poll_transmit(now, |_, _, h, p| {
                 out.push((*h, p[0].iter().chain(p[1]).copied().collect::<Vec<u8>>()));

@@ -28,6 +28,7 @@ use crate::{
     generator::{self, GenConfig, GenProto},
     report::{DaemonReport, control_socket, prometheus, table},
     runtime::faults::FaultConfig,
+    stack::tcp::MemoryBudget,
 };
 
 /// Kernel-bypass packet demultiplexer: packets to bound socket addresses go to AF_XDP sockets,
@@ -174,12 +175,13 @@ pub enum Command {
         )]
         iface: Option<String>,
         /// Read the whole run from a TOML file (iface, netns, mode, queues, cpu, busy_poll,
-        /// spin, frames, ring_size, metrics, bindings, [services] udp_sink / udp_echo /
-        /// tcp_echo / http); no other
+        /// spin, frames, ring_size, metrics, bindings, tcp_memory, tcp_idle_timeout, [services]
+        /// udp_sink / udp_echo / tcp_echo / http); no other
         /// run option may be given with it.
         #[arg(long, value_name = "FILE.toml", conflicts_with_all = [
             "iface", "mode", "max_bindings", "queues", "zero_copy", "busy_poll", "spin", "cpu",
             "udp_sink", "udp_echo", "tcp_echo", "http", "frames", "ring_size", "metrics",
+            "tcp_memory", "tcp_idle_timeout",
         ])]
         config: Option<std::path::PathBuf>,
         /// XDP mode, if this run attaches.
@@ -241,6 +243,16 @@ pub enum Command {
         /// inside the interface's network namespace.
         #[arg(long, value_name = "ADDR:PORT")]
         metrics: Option<std::net::SocketAddr>,
+        /// The most memory the TCP connections' buffers may take, over all queues (e.g. 256M;
+        /// default: a sixteenth of the machine's memory, as Linux's tcp_mem). Past three
+        /// quarters of it windows stop growing; at it new data that needs room is dropped and
+        /// new connections refused (counted: memory_drops, memory_syn_drops).
+        #[arg(long, value_name = "SIZE", value_parser = size)]
+        tcp_memory: Option<usize>,
+        /// Close TCP service connections (--tcp-echo, --http) that had no news for this many
+        /// seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        tcp_idle_timeout: u64,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
@@ -531,6 +543,8 @@ pub fn run(cli: Cli) -> Result<()> {
             frames,
             ring_size,
             metrics,
+            tcp_memory,
+            tcp_idle_timeout,
         } => {
             let addrs = |list: &[String]| -> Result<Vec<std::net::SocketAddr>> {
                 list.iter().map(|a| parse_socket_addr(a)).collect()
@@ -560,6 +574,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 ring_size,
                 metrics,
                 bindings: Vec::new(),
+                tcp_memory: tcp_memory.unwrap_or_else(MemoryBudget::default_limit),
+                tcp_idle_timeout: Duration::from_secs(tcp_idle_timeout),
             };
             run_daemon(cfg)?;
         }
@@ -768,6 +784,11 @@ fn stats(
         previous = Some((snap, now));
         std::thread::sleep(every);
     }
+}
+
+/// A size such as 64M, for clap.
+fn size(s: &str) -> std::result::Result<usize, String> {
+    daemon::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// A share between 0 and 1, for clap.

@@ -57,8 +57,12 @@ fn a_stack_that_cannot_serve_every_queue_leaves_nothing_behind() {
     let link = must("ip", &["-n", &tb.ns_b, "link", "show", &tb.veth_b]);
     assert!(!link.contains("xdp"), "no XDP program left: {link}");
     drop(blocker);
-    // With queue 1 free again, the same stack comes up.
+    // With queue 1 free again, the same stack comes up (a thread takes its name once it runs).
     let stack = rt.block_on(stack(&tb));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while queue_worker_threads() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(queue_worker_threads(), 2);
     drop(stack);
     assert_eq!(queue_worker_threads(), 0);

@@ -8,6 +8,8 @@
 //! cpu = "2-5"                    # optional: pin queue workers
 //! busy_poll = true
 //! metrics = "127.0.0.1:9464"
+//! tcp_memory = "256M"            # optional: the TCP buffers' budget (default 1/16 of memory)
+//! tcp_idle_timeout = 60          # optional: seconds before idle TCP service connections close
 //! bindings = ["tcp 198.18.0.2:443"]   # bound while it runs, no service behind them
 //!
 //! [services]
@@ -21,15 +23,18 @@
 //! line. The file only describes: nothing in it can make netdemux run a command or read another
 //! file.
 
-use std::{net::SocketAddr, path::Path};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
 
-use super::{RunConfig, parse_list};
-use crate::control::{
-    attach::ModeRequest,
-    binding::{Binding, parse_socket_addr},
+use super::{RunConfig, parse_list, parse_size};
+use crate::{
+    control::{
+        attach::ModeRequest,
+        binding::{Binding, parse_socket_addr},
+    },
+    stack::tcp::MemoryBudget,
 };
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +53,8 @@ struct RunFile {
     ring_size: Option<u32>,
     metrics: Option<String>,
     bindings: Option<Vec<String>>,
+    tcp_memory: Option<String>,
+    tcp_idle_timeout: Option<u64>,
     services: Option<Services>,
 }
 
@@ -155,6 +162,11 @@ pub fn parse(text: &str, name: &str) -> Result<(RunConfig, Option<String>)> {
             })
             .transpose()?,
         bindings,
+        tcp_memory: match file.tcp_memory.as_deref() {
+            Some(m) => parse_size(m).with_context(|| at(m))?,
+            None => MemoryBudget::default_limit(),
+        },
+        tcp_idle_timeout: Duration::from_secs(file.tcp_idle_timeout.unwrap_or(60).max(1)),
     };
     Ok((cfg, file.netns))
 }

@@ -74,6 +74,37 @@ pub struct RunConfig {
     pub metrics: Option<SocketAddr>,
     /// Further bindings to hold while running (no service behind them).
     pub bindings: Vec<Binding>,
+    /// The most memory the TCP connections' buffers take (bytes).
+    pub tcp_memory: usize,
+    /// TCP service connections with no news for this long are closed.
+    pub tcp_idle_timeout: Duration,
+}
+
+/// Parses a size such as `65536`, `512K`, `64M` or `2G` (powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize> {
+    let shown = s.escape_debug();
+    let t = s.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => anyhow::bail!("'{shown}' is not a size: write bytes or K/M/G, e.g. 64M"),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| anyhow::anyhow!("'{shown}' is not a size: write bytes or K/M/G, e.g. 64M"))?;
+    n.checked_mul(1 << shift)
+        .filter(|&b| b > 0)
+        .ok_or_else(|| anyhow::anyhow!("'{shown}' is not a size between 1 byte and 2^64"))
 }
 
 /// Parses a queue or CPU list such as `0,2-3`.
@@ -158,6 +189,8 @@ fn dataplane_config(cfg: &RunConfig) -> DataPlaneConfig {
         cpus: cfg.cpus.clone(),
         faults: cfg.faults,
         application: false,
+        tcp_memory: cfg.tcp_memory,
+        tcp_idle_timeout: cfg.tcp_idle_timeout,
     }
 }
 
@@ -298,6 +331,18 @@ fn service_list(cfg: &RunConfig) -> Vec<(Kind, SocketAddr)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536").unwrap(), 65536);
+        assert_eq!(parse_size("512K").unwrap(), 512 << 10);
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("3mb").unwrap(), 3 << 20);
+        for bad in ["", "0", "M", "12X", "-1", "1.5G", "99999999999999999999G"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn queue_lists() {

@@ -57,10 +57,22 @@ crate::counters! {
         bad_segments: counter,
         /// TCP segments not sent because the peer's MAC address was unknown.
         no_neighbour: counter,
+        /// Service connections closed after the idle timeout.
+        idle_closed: counter,
         /// TCP frames the fault injection dropped (tests only).
         faults_dropped: counter,
         /// TCP frames the fault injection delivered late (tests only).
         faults_reordered: counter,
+    }
+}
+
+crate::counters! {
+    /// The memory the TCP connections' buffers take, over all queues (the budget's state).
+    pub struct TcpMemory / AtomicTcpMemory {
+        /// Bytes the buffers take now.
+        used: gauge(used_bytes) [table],
+        /// The most they may take (`run --tcp-memory`).
+        limit: gauge(limit_bytes) [table],
     }
 }
 
@@ -111,6 +123,9 @@ pub struct DaemonReport {
     pub queues: Vec<QueueReport>,
     /// Per-service counters.
     pub services: Vec<ServiceReport>,
+    /// The TCP buffers' memory; absent without TCP services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp_memory: Option<TcpMemory>,
 }
 
 #[cfg(test)]

@@ -117,6 +117,9 @@ pub fn render(snap: &Snapshot, daemon: Option<&DaemonReport>) -> String {
         })
         .collect();
     families(&mut out, "netdemux_service", &services);
+    if let Some(m) = d.tcp_memory {
+        families(&mut out, "netdemux_tcp_memory", &[(iface.clone(), m)]);
+    }
     out
 }
 

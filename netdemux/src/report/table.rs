@@ -49,6 +49,13 @@ pub fn render(daemon: Option<&DaemonReport>) -> String {
         }
         let _ = writeln!(out);
     }
+    if let Some(m) = &d.tcp_memory {
+        let _ = write!(out, "\ntcp memory");
+        for (name, v) in shown(m) {
+            let _ = write!(out, "  {name} {v}");
+        }
+        let _ = writeln!(out);
+    }
     if d.queues.iter().any(|q| q.tcp.is_some()) {
         let _ = write!(out, "\n{:<6}", "tcp");
         for name in columns::<WorkerTcpCounters>().chain(columns::<tcp::Counters>()) {

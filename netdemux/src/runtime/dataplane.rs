@@ -21,6 +21,7 @@ use std::{
         mpsc,
     },
     thread,
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -28,7 +29,7 @@ use anyhow::{Context as _, Result, bail};
 use super::{
     faults::{FaultConfig, Faults, Faulty},
     resolver,
-    worker::{self, WorkerApplication, WorkerConfig, stats::WorkerStats},
+    worker::{self, WorkerApplication, WorkerConfig, stats::WorkerStats, tcp_sockets::TcpSetup},
 };
 use crate::{
     bridge::Bridge,
@@ -40,9 +41,9 @@ use crate::{
         object, state,
     },
     counters::AtomicSet as _,
-    report::{DaemonReport, ServiceCounters, ServiceReport, control_socket},
+    report::{DaemonReport, ServiceCounters, ServiceReport, TcpMemory, control_socket},
     services::ServiceTable,
-    stack::tcp,
+    stack::tcp::{self, MemoryBudget},
     xsk::{XskConfig, XskSocket, ZeroCopy, nic},
 };
 
@@ -65,6 +66,10 @@ pub struct DataPlaneConfig {
     pub faults: FaultConfig,
     /// Serve an application (`Stack`): a bridge to every worker and a neighbour resolver.
     pub application: bool,
+    /// The most memory the TCP connections' buffers take, over all queues.
+    pub tcp_memory: usize,
+    /// Service connections with no news for this long are closed.
+    pub tcp_idle_timeout: Duration,
 }
 
 impl Default for DataPlaneConfig {
@@ -78,6 +83,8 @@ impl Default for DataPlaneConfig {
             cpus: Vec::new(),
             faults: FaultConfig::default(),
             application: false,
+            tcp_memory: MemoryBudget::default_limit(),
+            tcp_idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -280,11 +287,13 @@ impl Prepared {
             .transpose()?;
         let (resolve_tx, resolve_rx) = mpsc::sync_channel(resolver::REQUESTS);
         let reports_tcp = services.services().iter().any(|(k, _)| k.is_tcp());
+        let budget = Arc::new(MemoryBudget::new(cfg.tcp_memory));
         let mut plane = DataPlane {
             iface: undo.iface.clone(),
             attachment: Mutex::new(attachment),
             stats: Vec::new(),
             services: services.clone(),
+            budget: reports_tcp.then(|| budget.clone()),
             workers: Vec::new(),
             installed: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
@@ -313,8 +322,12 @@ impl Prepared {
                 spin: cfg.spin,
                 cpu: (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]),
                 mac,
-                tcp,
-                tcp_limits: tcp::Limits::default(),
+                tcp: TcpSetup {
+                    config: tcp,
+                    limits: tcp::Limits::default(),
+                    budget: budget.clone(),
+                    idle_timeout: cfg.tcp_idle_timeout,
+                },
             };
             let application = bridge.as_ref().map(|b| WorkerApplication {
                 bridge: b.clone(),
@@ -347,6 +360,8 @@ pub struct DataPlane {
     attachment: Mutex<Attachment>,
     stats: Vec<Arc<WorkerStats>>,
     services: Arc<ServiceTable>,
+    /// The TCP buffers' budget, reported when there are TCP services.
+    budget: Option<Arc<MemoryBudget>>,
     workers: Vec<thread::JoinHandle<Result<()>>>,
     installed: Vec<u32>,
     stop: Arc<AtomicBool>,
@@ -395,7 +410,8 @@ impl DataPlane {
     /// A function that reports the counters, for threads that outlive no data plane.
     pub fn reporter(&self) -> impl Fn() -> DaemonReport + Send + 'static {
         let (stats, services) = (self.stats.clone(), self.services.clone());
-        move || report(&stats, &services)
+        let budget = self.budget.clone();
+        move || report(&stats, &services, budget.as_deref())
     }
 
     /// True when a worker ended on its own (it failed: [`DataPlane::stop`] says why).
@@ -461,7 +477,11 @@ impl Drop for DataPlane {
 }
 
 /// The daemon's report: every queue's counters, and every service's summed over queues.
-fn report(stats: &[Arc<WorkerStats>], services: &ServiceTable) -> DaemonReport {
+fn report(
+    stats: &[Arc<WorkerStats>],
+    services: &ServiceTable,
+    budget: Option<&MemoryBudget>,
+) -> DaemonReport {
     let services = services
         .services()
         .iter()
@@ -482,5 +502,9 @@ fn report(stats: &[Arc<WorkerStats>], services: &ServiceTable) -> DaemonReport {
         pid: std::process::id(),
         queues: stats.iter().map(|s| s.report()).collect(),
         services,
+        tcp_memory: budget.map(|b| TcpMemory {
+            used: b.used() as u64,
+            limit: b.limit() as u64,
+        }),
     }
 }

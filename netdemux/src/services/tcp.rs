@@ -41,15 +41,23 @@ impl App {
 }
 
 /// Echoes what fits into the send buffer; closes once the peer closed and all was echoed.
+/// Bytes are copied, sent, and only then freed: what the send buffer does not take (the memory
+/// budget may refuse it) stays to be echoed later, never lost.
 fn echo(conn: &mut Connection, scratch: &mut [u8]) {
     loop {
         let n = conn.readable().min(conn.send_space()).min(scratch.len());
         if n == 0 {
             break;
         }
-        let got = conn.recv(&mut scratch[..n]);
-        let sent = conn.send(&scratch[..got]);
-        debug_assert_eq!(sent, got, "send space was checked");
+        let (a, b) = conn.peek();
+        let first = n.min(a.len());
+        scratch[..first].copy_from_slice(&a[..first]);
+        scratch[first..n].copy_from_slice(&b[..n - first]);
+        let sent = conn.send(&scratch[..n]);
+        conn.consume(sent);
+        if sent < n {
+            break;
+        }
     }
     if conn.read_closed() {
         conn.close();
@@ -61,10 +69,9 @@ fn serve_http(conn: &mut Connection, head: &mut Vec<u8>, scratch: &mut [u8]) {
     loop {
         if let Some(end) = http::head_end(head) {
             let answer = http::answer(&head[..end]);
-            if conn.send_space() < answer.bytes.len() {
-                return; // Wait for WRITABLE.
+            if !conn.send_all(&answer.bytes) {
+                return; // Whole answers only: wait for WRITABLE.
             }
-            conn.send(&answer.bytes);
             head.drain(..end);
             if answer.close {
                 conn.close();
@@ -73,7 +80,7 @@ fn serve_http(conn: &mut Connection, head: &mut Vec<u8>, scratch: &mut [u8]) {
             continue;
         }
         if head.len() >= http::MAX_HEAD {
-            conn.send(
+            let _ = conn.send_all(
                 b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\
                   Connection: close\r\n\r\n",
             );

@@ -32,14 +32,19 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use self::{egress::SegmentOut, ingress::Dispatch, stats::WorkerStats, tcp_sockets::TcpSockets};
+use self::{
+    egress::SegmentOut,
+    ingress::Dispatch,
+    stats::WorkerStats,
+    tcp_sockets::{TcpSetup, TcpSockets},
+};
 use super::frames::Frames;
 use crate::{
     bridge::{Bridge, udp::TxRequest},
     counters::AtomicSet as _,
     report::{QueueCounters, ServiceCounters, WorkerTcpCounters},
     services::ServiceTable,
-    stack::{neighbour_cache::NeighbourCache, tcp},
+    stack::neighbour_cache::NeighbourCache,
     xsk::{Batch, XskStats},
 };
 
@@ -51,7 +56,7 @@ const PENDING_SENDS: usize = 256;
 const KERNEL_COUNTERS_EVERY: Duration = Duration::from_millis(100);
 
 /// How a worker runs.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct WorkerConfig {
     /// Spin on the RX ring instead of waiting in poll(2).
     pub spin: bool,
@@ -59,10 +64,8 @@ pub struct WorkerConfig {
     pub cpu: Option<usize>,
     /// The interface's MAC address (source of what the worker sends).
     pub mac: [u8; 6],
-    /// Settings of the TCP connections.
-    pub tcp: tcp::Config,
-    /// Limits of the TCP flow table.
-    pub tcp_limits: tcp::Limits,
+    /// Its TCP sockets.
+    pub tcp: TcpSetup,
 }
 
 /// A worker's link to the application (`netdemux::Stack`).
@@ -138,8 +141,7 @@ impl<S: Frames> Worker<S> {
     ) -> Self {
         let tcp = TcpSockets::new(
             &services,
-            cfg.tcp,
-            cfg.tcp_limits,
+            cfg.tcp.clone(),
             application.as_ref().map(|a| (a.index, a.bridge.clone())),
             now,
         );
@@ -247,6 +249,7 @@ impl<S: Frames> Worker<S> {
         if let Some(tcp) = &self.tcp {
             self.tcp_counters.open = tcp.connections() as u64;
             self.tcp_counters.time_wait = tcp.time_waits() as u64;
+            self.tcp_counters.idle_closed = tcp.idle_closed();
             if let Some((dropped, reordered)) = self.sock.faults() {
                 self.tcp_counters.faults_dropped = dropped;
                 self.tcp_counters.faults_reordered = reordered;

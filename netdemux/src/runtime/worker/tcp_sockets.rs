@@ -8,7 +8,7 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, atomic::Ordering},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -17,7 +17,7 @@ use crate::{
         tcp::{COMMANDS, Chunk, Command, ListenerShared, StreamShared, StreamState},
     },
     services::{Kind, ServiceTable, tcp::App},
-    stack::tcp::{Config, ConnId, Counters, Endpoint, Events, Limits},
+    stack::tcp::{Config, ConnId, Counters, Endpoint, Events, Limits, MemoryBudget},
     wire::tcp::{Flags, TcpHeader},
 };
 
@@ -38,9 +38,13 @@ struct Stream {
 
 /// Who a connection belongs to.
 enum Owner {
-    Service(App),
+    /// A built-in service's application, and when it last had news.
+    Service(App, Instant),
     Stream(Stream),
 }
+
+/// How often idle service connections are looked for.
+const IDLE_SWEEP: Duration = Duration::from_secs(1);
 
 /// The application's side, when this worker serves one (`netdemux::Stack`).
 struct Application {
@@ -59,6 +63,37 @@ pub struct TcpSockets {
     scratch: Vec<u8>,
     /// Connections accepted in this round (kept to reuse its allocation).
     accepted: Vec<ConnId>,
+    /// Service connections idle this long are closed.
+    idle_timeout: Duration,
+    /// When idle service connections were last looked for.
+    last_sweep: Instant,
+    /// Service connections closed for idleness.
+    idle_closed: u64,
+}
+
+/// How a worker's TCP sockets are set up.
+#[derive(Clone, Debug)]
+pub struct TcpSetup {
+    /// Every connection's settings.
+    pub config: Config,
+    /// The flow table's limits.
+    pub limits: Limits,
+    /// The memory the buffers charge (shared by every worker of a data plane).
+    pub budget: Arc<MemoryBudget>,
+    /// Service connections with no news for this long are closed.
+    pub idle_timeout: Duration,
+}
+
+impl TcpSetup {
+    /// Linux-like defaults, no memory limit: for tests and tools.
+    pub fn unlimited() -> TcpSetup {
+        TcpSetup {
+            config: Config::default(),
+            limits: Limits::default(),
+            budget: Arc::new(MemoryBudget::unlimited()),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 impl TcpSockets {
@@ -67,12 +102,12 @@ impl TcpSockets {
     /// neither.
     pub fn new(
         services: &ServiceTable,
-        config: Config,
-        limits: Limits,
+        setup: TcpSetup,
         application: Option<(usize, Arc<Bridge>)>,
         now: Instant,
     ) -> Option<TcpSockets> {
-        let mut endpoint = Endpoint::new(config, limits, now);
+        let mut endpoint = Endpoint::new(setup.config, setup.limits, now);
+        endpoint.set_memory_budget(setup.budget);
         let mut listeners = HashMap::new();
         for &(kind, addr) in services.services() {
             // The service table holds each address once.
@@ -95,7 +130,47 @@ impl TcpSockets {
             application: application.map(|(index, bridge)| Application { index, bridge }),
             scratch,
             accepted: Vec::new(),
+            idle_timeout: setup.idle_timeout,
+            last_sweep: now,
+            idle_closed: 0,
         })
+    }
+
+    /// Service connections closed for idleness.
+    pub fn idle_closed(&self) -> u64 {
+        self.idle_closed
+    }
+
+    /// Closes the service connections that had no news for the idle timeout (an orphan from
+    /// then on: probing a shut window gives up soon).
+    fn close_idle(&mut self, now: Instant) {
+        if now.saturating_duration_since(self.last_sweep) < IDLE_SWEEP {
+            return;
+        }
+        self.last_sweep = now;
+        let idle: Vec<ConnId> = self
+            .owners
+            .iter()
+            .filter_map(|(&id, owner)| match owner {
+                Owner::Service(_, last)
+                    if now.saturating_duration_since(*last) >= self.idle_timeout =>
+                {
+                    Some(id)
+                }
+                _ => None,
+            })
+            .collect();
+        for id in idle {
+            self.endpoint.with(id, now, |c, _| {
+                c.close();
+                c.set_orphaned();
+            });
+            if let Some(Owner::Service(_, last)) = self.owners.get_mut(&id) {
+                // Looked at again only after another timeout.
+                *last = now;
+            }
+            self.idle_closed += 1;
+        }
     }
 
     /// What the endpoint counted.
@@ -200,13 +275,14 @@ impl TcpSockets {
     /// what changed.
     pub fn poll(&mut self, now: Instant) {
         self.endpoint.handle_timeouts(now);
+        self.close_idle(now);
         let mut accepted = std::mem::take(&mut self.accepted);
         for (&addr, listener) in &self.listeners {
             while let Some(id) = self.endpoint.accept(addr) {
                 match listener {
                     Listener::Service(kind) => {
                         if let Some(app) = App::for_kind(*kind) {
-                            self.owners.insert(id, Owner::Service(app));
+                            self.owners.insert(id, Owner::Service(app, now));
                         }
                     }
                     Listener::Application(l) => {
@@ -249,11 +325,12 @@ impl TcpSockets {
             .find(|(e, _)| events.contains(*e));
             match self.owners.get_mut(&id) {
                 None => {}
-                Some(Owner::Service(app)) => {
+                Some(Owner::Service(app, last)) => {
                     if ended.is_some() {
                         self.owners.remove(&id);
                         continue;
                     }
+                    *last = now;
                     let scratch = &mut self.scratch;
                     self.endpoint
                         .with(id, now, |conn, _| app.on_ready(conn, scratch));
@@ -323,10 +400,13 @@ impl TcpSockets {
             if delivered {
                 shared.read_waker.wake();
             }
-            let closing = shared.write_shutdown.load(Ordering::Acquire)
-                || shared.dropped.load(Ordering::Acquire);
+            let dropped = shared.dropped.load(Ordering::Acquire);
+            let closing = shared.write_shutdown.load(Ordering::Acquire) || dropped;
             if closing && pending.is_none() && shared.tx.is_empty() {
                 conn.close();
+                if dropped {
+                    conn.set_orphaned();
+                }
             }
         });
     }
@@ -341,9 +421,13 @@ impl TcpSockets {
         self.endpoint.poll_transmit(now, emit);
     }
 
-    /// When [`TcpSockets::poll`] must run next for a timer.
+    /// When [`TcpSockets::poll`] must run next for a timer (or the idle sweep).
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.endpoint.poll_timeout()
+        let sweep = (!self.owners.is_empty()).then(|| self.last_sweep + IDLE_SWEEP);
+        [self.endpoint.poll_timeout(), sweep]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -366,8 +450,7 @@ mod tests {
             let table = ServiceTable::new(&[(kind, "198.18.0.2:80".parse().unwrap())]).unwrap();
             Pair {
                 now,
-                services: TcpSockets::new(&table, Config::default(), Limits::default(), None, now)
-                    .unwrap(),
+                services: TcpSockets::new(&table, TcpSetup::unlimited(), None, now).unwrap(),
                 client: Endpoint::new(Config::default(), Limits::default(), now),
             }
         }

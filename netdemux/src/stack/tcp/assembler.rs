@@ -1,14 +1,26 @@
-//! The receive buffer: a ring of fixed capacity holding the in-order bytes the application has
-//! not read yet, and, in the space after them (the receive window), the pieces that arrived out
-//! of order (RFC 9293 §3.10.7.4), as a bounded list of ranges reported by SACK (RFC 2018).
-//! Everything is allocated at construction; inserting and reading never allocate.
+//! The receive buffer: a ring holding the in-order bytes the application has not read yet, and,
+//! in the space after them (the receive window), the pieces that arrived out of order (RFC 9293
+//! §3.10.7.4), as a bounded list of ranges reported by SACK (RFC 2018). The ring grows on
+//! demand up to the buffer's limit, charging the memory budget (under pressure only to a few
+//! segments' worth), and goes back to the budget when it empties under pressure; bytes that
+//! find no room are not stored (counted as memory cuts).
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
-/// The receive side's bytes: a ring of fixed capacity holding the contiguous data the
-/// application has not read yet, followed by out-of-order pieces waiting for the gap before them.
+use super::{memory::MemoryBudget, send_buffer::PRESSURE_RING};
+
+/// The smallest ring allocated.
+const MIN_RING: usize = 4096;
+
+/// The receive side's bytes: a ring holding the contiguous data the application has not read
+/// yet, followed by out-of-order pieces waiting for the gap before them.
 pub struct RecvBuffer {
     ring: Box<[u8]>,
+    /// The most bytes it holds (the window when nothing waits).
+    limit: usize,
+    budget: Arc<MemoryBudget>,
+    /// Inserts cut short because the ring could not grow.
+    memory_cuts: u64,
     /// Ring index of the first readable byte.
     head: usize,
     /// Contiguous bytes ready for the application.
@@ -27,6 +39,8 @@ pub struct RecvBuffer {
 pub enum Refused {
     /// Keeping it would need more out-of-order ranges than allowed.
     TooManyRanges,
+    /// The memory budget has no room for it.
+    NoMemory,
 }
 
 /// An out-of-order range, in stream positions, with the stamp of its last change.
@@ -38,13 +52,23 @@ struct Held {
 }
 
 impl RecvBuffer {
-    /// A buffer of `capacity` bytes keeping at most `max_ranges` out-of-order ranges (e.g. 32).
+    /// A buffer of at most `capacity` bytes keeping at most `max_ranges` out-of-order ranges
+    /// (e.g. 32), with no memory budget to answer to.
     pub fn new(capacity: usize, max_ranges: usize) -> Self {
+        Self::with_budget(capacity, max_ranges, Arc::new(MemoryBudget::unlimited()))
+    }
+
+    /// A buffer of at most `capacity` bytes charging `budget` as it grows (nothing allocated
+    /// yet).
+    pub fn with_budget(capacity: usize, max_ranges: usize, budget: Arc<MemoryBudget>) -> Self {
         // Ranges are at least a byte long with gaps between them and before the first: no more
         // than capacity / 2 fit in the window, whatever `max_ranges` says.
         let max_ranges = max_ranges.min(capacity / 2);
         RecvBuffer {
-            ring: vec![0; capacity].into_boxed_slice(),
+            ring: Box::new([]),
+            limit: capacity,
+            budget,
+            memory_cuts: 0,
             head: 0,
             readable: 0,
             end: 0,
@@ -54,9 +78,24 @@ impl RecvBuffer {
         }
     }
 
-    /// The buffer's size in bytes.
+    /// The most bytes it holds.
     pub fn capacity(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes allocated.
+    pub fn allocated(&self) -> usize {
         self.ring.len()
+    }
+
+    /// Inserts cut short (or refused) because the memory budget had no room.
+    pub fn memory_cuts(&self) -> u64 {
+        self.memory_cuts
+    }
+
+    /// True when the memory budget is under pressure (windows stop growing).
+    pub fn under_pressure(&self) -> bool {
+        self.budget.under_pressure()
     }
 
     /// Contiguous bytes ready for the application.
@@ -64,10 +103,10 @@ impl RecvBuffer {
         self.readable
     }
 
-    /// Bytes that may still arrive after the contiguous data: capacity - readable (the window to
-    /// advertise).
+    /// Bytes that may still arrive after the contiguous data: capacity - readable (the most
+    /// window to advertise).
     pub fn window(&self) -> usize {
-        self.capacity() - self.readable
+        self.limit - self.readable
     }
 
     /// Stores `data` that starts `offset` bytes after the end of the contiguous data (0 = in
@@ -82,11 +121,67 @@ impl RecvBuffer {
             return Ok(0);
         }
         let data = &data[..data.len().min(window - offset)];
+        let needed = self.readable + offset + data.len();
+        if needed > self.ring.len() && !self.reserve(needed) {
+            // What fits in the ring as it is, the rest is cut (the peer sends it again).
+            self.memory_cuts += 1;
+            let room = self.ring.len() - self.readable;
+            if offset >= room {
+                return if offset == 0 {
+                    Ok(0)
+                } else {
+                    Err(Refused::NoMemory)
+                };
+            }
+            let data = &data[..data.len().min(room - offset)];
+            return self.store(offset, data);
+        }
+        self.store(offset, data)
+    }
+
+    fn store(&mut self, offset: usize, data: &[u8]) -> Result<usize, Refused> {
         if offset == 0 {
             Ok(self.insert_in_order(data))
         } else {
             self.insert_out_of_order(offset, data).map(|()| 0)
         }
+    }
+
+    /// Grows the ring to hold `needed` bytes after the head if the limit and the budget allow
+    /// (under pressure only to a few segments' worth); true when it does.
+    fn reserve(&mut self, needed: usize) -> bool {
+        let cap = if self.budget.under_pressure() {
+            self.limit.min(PRESSURE_RING.max(self.ring.len()))
+        } else {
+            self.limit
+        };
+        if needed > cap {
+            return false;
+        }
+        let current = self.ring.len();
+        let target = needed
+            .next_power_of_two()
+            .max(MIN_RING)
+            .min(cap)
+            .max(needed);
+        let Some(target) = [target, needed]
+            .into_iter()
+            .find(|&t| self.budget.try_take(t - current))
+        else {
+            return false;
+        };
+        // Everything up to the end of the last held range moves to the front of the new ring.
+        let extent = self.readable + self.held.last().map_or(0, |h| self.offset(h.end));
+        let mut ring = vec![0u8; target].into_boxed_slice();
+        if current > 0 {
+            let first = extent.min(current - self.head);
+            ring[..first].copy_from_slice(&self.ring[self.head..self.head + first]);
+            ring[first..extent].copy_from_slice(&self.ring[..extent - first]);
+        }
+        // The growth was taken; the old ring's bytes stay charged, now to the new one.
+        self.ring = ring;
+        self.head = 0;
+        true
     }
 
     /// Copies up to out.len() readable bytes into `out` and frees them; returns how many.
@@ -102,7 +197,7 @@ impl RecvBuffer {
 
     /// The readable bytes as (up to) two slices, without freeing them.
     pub fn peek(&self) -> (&[u8], &[u8]) {
-        let first = self.readable.min(self.capacity() - self.head);
+        let first = self.readable.min(self.ring.len() - self.head);
         (
             &self.ring[self.head..self.head + first],
             &self.ring[..self.readable - first],
@@ -114,6 +209,13 @@ impl RecvBuffer {
         let n = n.min(self.readable);
         self.head = self.wrap(self.head + n);
         self.readable -= n;
+        if self.readable == 0 && self.held.is_empty() {
+            self.head = 0;
+            if self.budget.under_pressure() {
+                self.budget.give_back(self.ring.len());
+                self.ring = Box::new([]);
+            }
+        }
     }
 
     /// Number of out-of-order ranges held.
@@ -211,16 +313,19 @@ impl RecvBuffer {
     /// Copies `data` into the ring at `offset` bytes after the contiguous data (within the
     /// window).
     fn write(&mut self, offset: usize, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         let at = self.wrap(self.wrap(self.head + self.readable) + offset);
-        let first = data.len().min(self.capacity() - at);
+        let first = data.len().min(self.ring.len() - at);
         self.ring[at..at + first].copy_from_slice(&data[..first]);
         self.ring[..data.len() - first].copy_from_slice(&data[first..]);
     }
 
     /// The ring index for an index below twice the capacity.
     fn wrap(&self, index: usize) -> usize {
-        if index >= self.capacity() {
-            index - self.capacity()
+        if index >= self.ring.len() {
+            index - self.ring.len()
         } else {
             index
         }
@@ -240,6 +345,12 @@ impl RecvBuffer {
     fn next_stamp(&mut self) -> u64 {
         self.stamp = self.stamp.wrapping_add(1);
         self.stamp
+    }
+}
+
+impl Drop for RecvBuffer {
+    fn drop(&mut self) {
+        self.budget.give_back(self.ring.len());
     }
 }
 
@@ -390,6 +501,7 @@ mod tests {
                             refused += 1;
                             retry.push((s, e));
                         }
+                        Err(Refused::NoMemory) => unreachable!("no budget here"),
                     }
                     assert!(b.ranges() <= 32);
                 }

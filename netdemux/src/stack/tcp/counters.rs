@@ -47,5 +47,9 @@ crate::counters! {
         resets_suppressed: counter,
         /// Connections that skipped TIME_WAIT because its table was full.
         time_wait_overflow: counter,
+        /// Segments (or parts of them) not stored because the memory budget had no room.
+        memory_drops: counter,
+        /// SYNs dropped because the memory budget was nearly used up.
+        memory_syn_drops: counter,
     }
 }

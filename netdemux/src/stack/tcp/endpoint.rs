@@ -8,13 +8,15 @@ use std::{
     collections::{BinaryHeap, HashMap, VecDeque},
     hash::{BuildHasher, RandomState},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
     time::Instant,
 };
 
 use super::{
     Seq,
-    connection::{Config, Connection, Events, State},
+    connection::{Config, Connection, Events, Start, State},
     counters::Counters,
+    memory::MemoryBudget,
     time_wait::{TimeWaits, Verdict},
 };
 use crate::wire::tcp::{Flags, TcpHeader, TcpOptions};
@@ -115,6 +117,9 @@ struct Slot {
 
 type FlowKey = (SocketAddr, SocketAddr);
 
+/// The memory a new connection needs the budget to still have: a few segments each way.
+const MEMORY_RESERVE: usize = 64 * 1024;
+
 /// The TCP connections and listeners of one queue worker.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -132,6 +137,8 @@ pub struct Endpoint {
     time_waits: TimeWaits,
     secret: RandomState,
     clock_base: Instant,
+    /// The memory the connections' buffers charge (shared with other endpoints of a daemon).
+    budget: Arc<MemoryBudget>,
     /// What happened so far.
     pub counters: Counters,
 }
@@ -162,7 +169,31 @@ impl Endpoint {
             time_waits: TimeWaits::default(),
             secret: RandomState::new(),
             clock_base: now,
+            budget: Arc::new(MemoryBudget::unlimited()),
             counters: Counters::default(),
+        }
+    }
+
+    /// Makes the connections created from now on charge `budget`.
+    pub fn set_memory_budget(&mut self, budget: Arc<MemoryBudget>) {
+        self.budget = budget;
+    }
+
+    /// What a new connection from `local` to `remote` starts with; `iss` overrides the ISN.
+    fn start(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: Option<Seq>,
+        now: Instant,
+    ) -> Start {
+        let (isn, ts_offset) = self.isn(local, remote, now);
+        Start {
+            iss: iss.unwrap_or(isn),
+            now,
+            clock_base: self.clock_base,
+            ts_offset,
+            budget: self.budget.clone(),
         }
     }
 
@@ -276,15 +307,11 @@ impl Endpoint {
         if self.flows.len() >= self.limits.max_connections {
             return Err(Error::TooManyConnections);
         }
-        let (iss, ts_offset) = self.isn(local, remote, now);
         let conn = Connection::connect(
             local,
             remote,
-            iss,
             self.config,
-            now,
-            self.clock_base,
-            ts_offset,
+            self.start(local, remote, None, now),
         );
         self.counters.active_opens += 1;
         let id = self.insert(conn, None);
@@ -361,6 +388,7 @@ impl Endpoint {
             return;
         };
         conn.check_persist(now);
+        conn.tune_receive_window(now);
         let events = conn.take_events();
         let state = conn.state();
         if let Some(listener) = slot.half_open_of
@@ -523,19 +551,14 @@ impl Endpoint {
             self.counters.flow_table_full += 1;
             return;
         }
+        if self.budget.nearly_exhausted(MEMORY_RESERVE) {
+            // No memory for another connection's buffers.
+            self.counters.memory_syn_drops += 1;
+            return;
+        }
         l.half_open += 1;
-        let (iss, ts_offset) = self.isn(local, remote, now);
-        let iss = isn.unwrap_or(iss);
-        let conn = Connection::accept(
-            local,
-            remote,
-            syn,
-            iss,
-            self.config,
-            now,
-            self.clock_base,
-            ts_offset,
-        );
+        let start = self.start(local, remote, isn, now);
+        let conn = Connection::accept(local, remote, syn, self.config, start);
         let id = self.insert(conn, Some(listener));
         self.after(id, now);
     }

@@ -10,6 +10,7 @@ pub mod counters;
 pub mod endpoint;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod memory;
 pub mod rtt;
 pub mod send_buffer;
 pub mod time_wait;
@@ -21,3 +22,4 @@ pub use crate::wire::seq::Seq;
 pub use connection::{Config, Connection, Events, State};
 pub use counters::{AtomicCounters, Counters};
 pub use endpoint::{ConnId, Endpoint, Limits};
+pub use memory::MemoryBudget;

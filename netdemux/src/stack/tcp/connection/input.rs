@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Connection, Events, OOW_ACK_INTERVAL, Plan, State};
 use crate::{
-    stack::tcp::{Counters, assembler::RecvBuffer, send_buffer::SendBuffer, time_wait},
+    stack::tcp::{Counters, assembler::Refused, time_wait},
     wire::{
         seq::Seq,
         tcp::{Flags, SackBlocks, TcpHeader},
@@ -189,8 +189,7 @@ impl Connection {
     /// window is cut off by the receive buffer.
     pub(super) fn acceptable(&self, seq: Seq, len: usize) -> bool {
         let wnd = self
-            .recv
-            .window()
+            .receive_window()
             .max(self.rcv_adv.since(self.rcv_nxt).max(0) as usize);
         let starts_in_time = seq.since(self.rcv_nxt) <= wnd as i32;
         let not_old = if len == 0 {
@@ -246,18 +245,7 @@ impl Connection {
         }
     }
 
-    /// Gives the connection its send and receive buffers (once).
-    pub(super) fn allocate_buffers(&mut self) {
-        if self.recv.capacity() == 0 {
-            self.recv = RecvBuffer::new(self.cfg.recv_buffer, self.cfg.max_ooo_ranges);
-        }
-        if self.send.space() == 0 && self.send.is_empty() {
-            self.send = SendBuffer::new(self.cfg.send_buffer);
-        }
-    }
-
     pub(super) fn established(&mut self, now: Instant) {
-        self.allocate_buffers();
         self.state = if self.fin_queued {
             State::FinWait1
         } else {
@@ -304,6 +292,8 @@ impl Connection {
         {
             self.ts_recent = tsval;
         }
+        // Any ACK answers the persist probes (Linux resets icsk_probes_out).
+        self.persist_unanswered = 0;
         let new_wnd = usize::from(h.window) << self.snd_shift;
         let flight_before = self.snd_max - self.snd_una;
         let una_before = self.snd_una;
@@ -448,12 +438,22 @@ impl Connection {
             (seq, payload)
         };
         let offset = seq - self.rcv_nxt;
-        if offset + data.len() > self.recv.window() {
+        // What we offered: no more is stored, however much room the buffer's limit has.
+        let room = (self.rcv_adv.since(self.rcv_nxt).max(0) as usize).max(self.receive_window());
+        if offset + data.len() > room {
             // Some of it lies beyond the window: tell the sender where the window is.
             self.ack_now = true;
         }
+        let data = &data[..data.len().min(room.saturating_sub(offset))];
         let had_gaps = self.recv.ranges() > 0;
-        match self.recv.insert(offset, data) {
+        let inserted = self.recv.insert(offset, data);
+        if self.recv.memory_cuts() > self.memory_cuts {
+            // The memory budget had no room: what was cut comes again; say where we are.
+            c.memory_drops += self.recv.memory_cuts() - self.memory_cuts;
+            self.memory_cuts = self.recv.memory_cuts();
+            self.ack_now = true;
+        }
+        match inserted {
             Ok(advanced) => {
                 if offset > 0 {
                     c.out_of_order += 1;
@@ -474,7 +474,8 @@ impl Connection {
                     }
                 }
             }
-            Err(_) => {
+            Err(Refused::NoMemory) => {}
+            Err(Refused::TooManyRanges) => {
                 c.out_of_order_dropped += 1;
                 self.ack_now = true;
             }

@@ -26,10 +26,13 @@ mod output;
 mod recovery;
 mod timers;
 
+use std::sync::Arc;
+
 use super::{
     Seq,
     assembler::RecvBuffer,
     congestion::{Algorithm, CongestionControl},
+    memory::MemoryBudget,
     rtt::RttEstimator,
     send_buffer::SendBuffer,
 };
@@ -189,6 +192,27 @@ impl std::ops::BitOrAssign for Events {
     }
 }
 
+/// What the endpoint gives a new connection.
+#[derive(Clone, Debug)]
+pub struct Start {
+    /// The initial send sequence number (RFC 6528).
+    pub iss: Seq,
+    /// Now.
+    pub now: Instant,
+    /// The endpoint's clock origin (timestamps count milliseconds from it).
+    pub clock_base: Instant,
+    /// This connection's timestamp offset (RFC 7323 §5.4).
+    pub ts_offset: u32,
+    /// The memory its buffers charge.
+    pub budget: Arc<MemoryBudget>,
+}
+
+/// The receive window a connection starts with, before autotuning grows it (Linux starts near
+/// 64 KiB too).
+const INITIAL_WINDOW: usize = 64 * 1024;
+/// Unanswered zero-window probes before giving up (Linux's tcp_retries2 applies too).
+const ORPHAN_RETRIES: u32 = 8;
+
 /// The most SACK blocks the sender's scoreboard keeps.
 const SCOREBOARD_RANGES: usize = 32;
 /// The least time between two answers to unacceptable bare ACKs.
@@ -242,6 +266,13 @@ pub struct Connection {
     /// The right edge of the window last advertised (never moves left).
     rcv_adv: Seq,
     recv: RecvBuffer,
+    /// The window autotuning aims at (Linux's rcvq_space): grows with what the application
+    /// reads per round trip, up to the buffer's limit.
+    rcv_target: usize,
+    /// Bytes the application read since `rcv_mark`.
+    rcv_copied: usize,
+    /// When the current measurement of the application's reading began.
+    rcv_mark: Instant,
     /// Where the peer's FIN sits, once seen (maybe before the bytes in front of it).
     peer_fin: Option<Seq>,
     fin_received: bool,
@@ -294,6 +325,13 @@ pub struct Connection {
     delack_at: Option<Instant>,
     persist_at: Option<Instant>,
     persist_backoffs: u32,
+    /// Persist probes the peer has not answered (any ACK answers; Linux's icsk_probes_out).
+    persist_unanswered: u32,
+    /// The application let go of the connection (closed for good, Linux's orphan): zero-window
+    /// probing gives up after [`ORPHAN_RETRIES`].
+    orphaned: bool,
+    /// The receive buffer's memory cuts already counted.
+    memory_cuts: u64,
     probe_now: bool,
     last_heard: Instant,
     keepalive_sent: u32,
@@ -313,15 +351,14 @@ fn shift_for(buffer: usize) -> u8 {
 }
 
 impl Connection {
-    fn new(
-        local: SocketAddr,
-        remote: SocketAddr,
-        iss: Seq,
-        cfg: Config,
-        now: Instant,
-        clock_base: Instant,
-        ts_offset: u32,
-    ) -> Connection {
+    fn new(local: SocketAddr, remote: SocketAddr, cfg: Config, start: Start) -> Connection {
+        let Start {
+            iss,
+            now,
+            clock_base,
+            ts_offset,
+            budget,
+        } = start;
         let mss = usize::from(cfg.mss) - if local.is_ipv6() { 20 } else { 0 };
         Connection {
             state: State::Closed,
@@ -337,9 +374,9 @@ impl Connection {
             snd_wl1: Seq(0),
             snd_wl2: iss,
             snd_shift: 0,
-            // A passive open allocates its buffers once the handshake completes, so a SYN
-            // flood costs no buffer memory (see `established`).
-            send: SendBuffer::new(0),
+            // Buffers allocate as bytes arrive or are written, so a handshake (or a SYN
+            // flood) costs no buffer memory.
+            send: SendBuffer::new(cfg.send_buffer, budget.clone()),
             syn_acked: false,
             fin_queued: false,
             fin_seq: None,
@@ -347,7 +384,10 @@ impl Connection {
             rcv_nxt: Seq(0),
             rcv_shift: 0,
             rcv_adv: Seq(0),
-            recv: RecvBuffer::new(0, 0),
+            recv: RecvBuffer::with_budget(cfg.recv_buffer, cfg.max_ooo_ranges, budget),
+            rcv_target: cfg.recv_buffer.min(INITIAL_WINDOW),
+            rcv_copied: 0,
+            rcv_mark: now,
             peer_fin: None,
             fin_received: false,
             mss,
@@ -380,6 +420,9 @@ impl Connection {
             delack_at: None,
             persist_at: None,
             persist_backoffs: 0,
+            persist_unanswered: 0,
+            orphaned: false,
+            memory_cuts: 0,
             probe_now: false,
             last_heard: now,
             keepalive_sent: 0,
@@ -391,36 +434,22 @@ impl Connection {
 
     /// An active open to `remote` from `local`: the SYN goes out on the next
     /// [`Connection::poll_transmit`].
-    pub fn connect(
-        local: SocketAddr,
-        remote: SocketAddr,
-        iss: Seq,
-        cfg: Config,
-        now: Instant,
-        clock_base: Instant,
-        ts_offset: u32,
-    ) -> Connection {
-        let mut c = Connection::new(local, remote, iss, cfg, now, clock_base, ts_offset);
+    pub fn connect(local: SocketAddr, remote: SocketAddr, cfg: Config, start: Start) -> Connection {
+        let mut c = Connection::new(local, remote, cfg, start);
         c.state = State::SynSent;
-        // The application may write before the handshake completes.
-        c.allocate_buffers();
         c
     }
 
     /// A passive open answering `syn` (a SYN without ACK that a listener accepted): the
     /// SYN-ACK goes out on the next [`Connection::poll_transmit`].
-    #[allow(clippy::too_many_arguments)]
     pub fn accept(
         local: SocketAddr,
         remote: SocketAddr,
         syn: &TcpHeader,
-        iss: Seq,
         cfg: Config,
-        now: Instant,
-        clock_base: Instant,
-        ts_offset: u32,
+        start: Start,
     ) -> Connection {
-        let mut c = Connection::new(local, remote, iss, cfg, now, clock_base, ts_offset);
+        let mut c = Connection::new(local, remote, cfg, start);
         c.state = State::SynReceived;
         c.irs = syn.seq;
         c.rcv_nxt = syn.seq + 1;
@@ -562,6 +591,54 @@ impl Connection {
         self.send.write(bytes)
     }
 
+    /// Queues all of `bytes`, or nothing (false) when they do not fit now (a whole answer,
+    /// never half of one).
+    pub fn send_all(&mut self, bytes: &[u8]) -> bool {
+        !self.fin_queued && self.can_send() && self.send.write_all(bytes)
+    }
+
+    /// The application let go of the connection for good (Linux's orphan): probing a shut
+    /// window gives up after a few tries instead of waiting for the peer forever.
+    pub fn set_orphaned(&mut self) {
+        self.orphaned = true;
+    }
+
+    /// The window to offer now: what autotuning aims at less what waits for the application,
+    /// within the buffer's limit; under memory pressure no more than the room already
+    /// allocated, or four segments (Linux clamps rcv_ssthresh to 4 MSS then).
+    pub(super) fn receive_window(&self) -> usize {
+        let readable = self.recv.readable();
+        let window = self
+            .rcv_target
+            .min(self.recv.capacity())
+            .saturating_sub(readable);
+        if self.recv.under_pressure() {
+            let room = self.recv.allocated().saturating_sub(readable);
+            return window.min(room.max(4 * self.mss));
+        }
+        window
+    }
+
+    /// Receive-window autotuning (Linux's tcp_rcv_space_adjust): once per round trip, if the
+    /// application read more than ever before in one, the window aims at twice that plus room
+    /// for the sender's slow start (16 segments), up to the buffer's limit.
+    pub fn tune_receive_window(&mut self, now: Instant) {
+        let round = self
+            .rtt
+            .srtt()
+            .unwrap_or(Duration::from_millis(100))
+            .max(Duration::from_millis(1));
+        if now.saturating_duration_since(self.rcv_mark) < round {
+            return;
+        }
+        let copied = std::mem::take(&mut self.rcv_copied);
+        self.rcv_mark = now;
+        let want = 2 * copied + 16 * self.mss;
+        if want > self.rcv_target && !self.recv.under_pressure() {
+            self.rcv_target = want.min(self.recv.capacity());
+        }
+    }
+
     /// Moves readable bytes into `out`; returns how many.
     pub fn recv(&mut self, out: &mut [u8]) -> usize {
         let n = self.recv.read(out);
@@ -583,10 +660,11 @@ impl Connection {
 
     /// Sends a window update when reading opened the window enough to matter.
     fn after_read(&mut self, n: usize) {
+        self.rcv_copied += n;
         if n == 0 || !self.is_synchronized() {
             return;
         }
-        let right = self.rcv_nxt + self.recv.window();
+        let right = self.rcv_nxt + self.receive_window();
         let grown = right.since(self.rcv_adv).max(0) as usize;
         if grown >= (2 * self.mss).min(self.recv.capacity() / 2) {
             self.ack_now = true;

@@ -233,7 +233,7 @@ impl Connection {
     /// The window to advertise, moving the right edge only in steps worth announcing
     /// (RFC 1122 receiver SWS avoidance) and never to the left.
     pub(super) fn advertise(&mut self) -> usize {
-        let right = self.rcv_nxt + self.recv.window();
+        let right = self.rcv_nxt + self.receive_window();
         let step = (self.recv.capacity() / 2).min(self.mss);
         // While holes wait to be filled the window stays put, so the sender's duplicate ACKs
         // stay duplicates (RFC 5681 §2 counts only ACKs that leave the window unchanged).

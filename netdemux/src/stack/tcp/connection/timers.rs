@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Connection, Events, State};
+use super::{Connection, Events, ORPHAN_RETRIES, State};
 use crate::stack::tcp::Counters;
 
 impl Connection {
@@ -55,9 +55,23 @@ impl Connection {
             self.ack_now = true;
         }
         if self.persist_at.is_some_and(|t| t <= now) {
+            self.persist_at = None;
+            // A peer that answers keeps a connection open forever (RFC 1122 §4.2.2.17), one
+            // that does not is given up after the retries; an orphan faced with a shut window
+            // after a few (Linux's tcp_probe_timer: tcp_retries2, tcp_orphan_retries).
+            let given_up = if self.orphaned {
+                self.persist_backoffs >= ORPHAN_RETRIES
+            } else {
+                self.persist_unanswered >= self.cfg.max_retries
+            };
+            if given_up {
+                c.timeouts += 1;
+                self.finish(Events::TIMED_OUT);
+                return;
+            }
             self.probe_now = true;
             self.persist_backoffs += 1;
-            self.persist_at = None;
+            self.persist_unanswered += 1;
             c.window_probes += 1;
         }
         if self.keepalive_at().is_some_and(|t| t <= now) {

@@ -1029,11 +1029,13 @@ mod sequence_space {
             ..TcpHeader::default()
         };
         ep.input(remote, local, &syn, &[], now);
-        let mut sent: Vec<(TcpHeader, Vec<u8>)> = Vec::new();
+        // Each segment: its header, its length, and its first bytes (enough to see a shift).
+        let mut sent: Vec<(TcpHeader, usize, Vec<u8>)> = Vec::new();
         let collect = |ep: &mut Endpoint, now| {
             let mut out = Vec::new();
             ep.poll_transmit(now, |_, _, h, p| {
-                out.push((*h, p[0].iter().chain(p[1]).copied().collect::<Vec<u8>>()));
+                let head: Vec<u8> = p[0].iter().chain(p[1]).take(16).copied().collect();
+                out.push((*h, p[0].len() + p[1].len(), head));
                 true
             });
             out
@@ -1072,22 +1074,21 @@ mod sequence_space {
                 !segments.is_empty(),
                 "stalled at {checked} of {total} bytes"
             );
-            for (h, payload) in segments {
+            for (h, len, head) in segments {
                 let offset = u64::from(h.seq.since(iss + 1) as u32);
                 assert_eq!(
                     offset,
                     checked % (1 << 32),
                     "segments in order, none repeated"
                 );
-                let probe = payload.len().min(16);
-                let want: Vec<u8> = (checked..checked + probe as u64).map(byte).collect();
-                assert_eq!(&payload[..probe], &want[..], "bytes at offset {checked}");
-                let end = checked + payload.len() as u64;
+                let want: Vec<u8> = (checked..checked + head.len() as u64).map(byte).collect();
+                assert_eq!(head, want, "bytes at offset {checked}");
+                let end = checked + len as u64;
                 // Exactly at the ISS, once, when a segment spans it.
                 if checked < (1 << 32) - 1 && end > (1 << 32) - 1 {
                     ep.input(remote, local, &ack(iss), &[], now);
                 }
-                ep.input(remote, local, &ack(h.seq + payload.len()), &[], now);
+                ep.input(remote, local, &ack(h.seq + len), &[], now);
                 checked = end;
             }
         }

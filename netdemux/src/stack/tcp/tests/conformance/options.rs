@@ -61,7 +61,7 @@ fn sack_blocks_report_the_most_recent_range_first() {
 }
 
 /// A passive open with window scaling both ways: the peer's shift 7, ours 3 (a 256 KiB
-/// buffer).
+/// buffer, whose window starts at 64 KiB and grows with the reading).
 const OPEN_WSCALE: &str = r#"
         config mss=1000
         +0    app listen
@@ -79,25 +79,25 @@ fn the_peers_window_is_scaled_by_its_shift() {
         // 40 << 7 = 5120 bytes: five segments fit.
         +.01  < . 1:1(0) ack 1 win 40
         +0    app write 8000
-        +0    > . 1:1001(1000) ack 1 win 32768
-        +0    > . 1001:2001(1000) ack 1 win 32768
-        +0    > . 2001:3001(1000) ack 1 win 32768
-        +0    > . 3001:4001(1000) ack 1 win 32768
-        +0    > . 4001:5001(1000) ack 1 win 32768
+        +0    > . 1:1001(1000) ack 1 win 8192
+        +0    > . 1001:2001(1000) ack 1 win 8192
+        +0    > . 2001:3001(1000) ack 1 win 8192
+        +0    > . 3001:4001(1000) ack 1 win 8192
+        +0    > . 4001:5001(1000) ack 1 win 8192
     "#
     ));
 }
 
 #[test]
 fn a_scaled_window_is_rounded_up_so_its_edge_never_recedes() {
-    // 262144 - 1001 = 261143 bytes of window: 32642.9 units of 8. Truncated to 32642, the
-    // edge would move 7 bytes left; Linux rounds up (tcp_select_window: ALIGN(cur_win, 1 <<
-    // rcv_wscale)).
+    // The window starts at 64 KiB: 65536 - 1001 = 64535 bytes left, 8066.9 units of 8.
+    // Truncated to 8066 the edge would move 7 bytes left; Linux rounds up
+    // (tcp_select_window: ALIGN(cur_win, 1 << rcv_wscale)).
     run(&format!(
         "{OPEN_WSCALE}{}",
         r#"
         +.01  < P. 1:1002(1001) ack 1 win 512
-        +.04  > . 1:1(0) ack 1002 win 32643
+        +.04  > . 1:1(0) ack 1002 win 8067
     "#
     ));
 }

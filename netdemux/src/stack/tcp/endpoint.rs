@@ -117,7 +117,8 @@ struct Slot {
 
 type FlowKey = (SocketAddr, SocketAddr);
 
-/// The memory a new connection needs the budget to still have: a few segments each way.
+/// The memory a new connection needs the budget to still have: a few segments each way (or an
+/// eighth of a budget smaller than eight times that).
 const MEMORY_RESERVE: usize = 64 * 1024;
 
 /// The TCP connections and listeners of one queue worker.
@@ -551,7 +552,10 @@ impl Endpoint {
             self.counters.flow_table_full += 1;
             return;
         }
-        if self.budget.nearly_exhausted(MEMORY_RESERVE) {
+        if self
+            .budget
+            .nearly_exhausted(MEMORY_RESERVE.min(self.budget.limit() / 8))
+        {
             // No memory for another connection's buffers.
             self.counters.memory_syn_drops += 1;
             return;

@@ -606,7 +606,7 @@ impl Connection {
     /// The window to offer now: what autotuning aims at less what waits for the application,
     /// within the buffer's limit; under memory pressure no more than the room already
     /// allocated, or four segments (Linux clamps rcv_ssthresh to 4 MSS then).
-    pub(super) fn receive_window(&self) -> usize {
+    pub fn receive_window(&self) -> usize {
         let readable = self.recv.readable();
         let window = self
             .rcv_target

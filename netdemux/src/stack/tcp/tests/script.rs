@@ -18,27 +18,29 @@
 //!   segment, now (within [`TOLERANCE`]): seq from our ISN, ack from the peer's. Options are
 //!   compared as a set (`nop` and `eol` are layout); `TS val *` takes any TSval, `<...>` any
 //!   options; no `<...>` at all means none.
-//! - `app listen [backlog N] | connect | accept | write N | read N | close | abort`.
-//! - `expect state NAME | counter NAME N | cwnd <= N | cwnd >= N | readable N | event NAME |
-//!   gone`.
+//! - `app listen [backlog N] | connect | accept | write N | read N | close | abort | orphan`.
+//! - `expect state NAME | counter NAME N | cwnd <= N | cwnd >= N | rwnd <=|>=|= N |
+//!   readable N | event NAME | memory <= N | gone`.
 //!
 //! Untimed lines set things up before the first timed one: `config KEY=VALUE ...` (mss,
 //! recv_buffer, send_buffer, syn_retries, max_retries, delayed_ack_ms, sack, timestamps,
 //! window_scale, nodelay, keepalive_s, time_wait_s, fin_wait2_s), `limits KEY=VALUE ...`
-//! (max_half_open, max_backlog, max_connections), `peer isn=N`, `family v6`.
+//! (max_half_open, max_backlog, max_connections), `peer isn=N`, `family v6`, `memory BYTES`
+//! (the buffers' budget).
 //!
 //! Strict like packetdrill: a segment we send that no `>` line expects, when the next other line
 //! runs or the script ends, fails the script. Flags: `S` SYN, `F` FIN, `R` RST, `P` PSH, `.` ACK.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use crate::{
     counters::CounterSet as _,
-    stack::tcp::{ConnId, Endpoint, Events, Limits, State, connection::Config},
+    stack::tcp::{ConnId, Endpoint, Events, Limits, MemoryBudget, State, connection::Config},
     wire::{
         seq::Seq,
         tcp::{Flags, TcpHeader, TcpOptions},
@@ -59,12 +61,14 @@ struct Sent {
 
 struct Runner {
     ep: Endpoint,
+    budget: Arc<MemoryBudget>,
     start: Instant,
     now: Instant,
     local: SocketAddr,
     remote: SocketAddr,
     peer_isn: u32,
-    our_isn: Option<u32>,
+    /// Our ISN per peer port (each port is its own connection).
+    our_isn: HashMap<u16, u32>,
     conn: Option<ConnId>,
     out: VecDeque<Sent>,
     events: Vec<Events>,
@@ -76,6 +80,7 @@ struct Runner {
 pub fn run(script: &str) {
     let (mut cfg, mut limits) = (Config::default(), Limits::default());
     let (mut peer_isn, mut v6) = (0u32, false);
+    let mut budget = Arc::new(MemoryBudget::unlimited());
     let lines: Vec<(usize, &str)> = script
         .lines()
         .enumerate()
@@ -102,6 +107,13 @@ pub fn run(script: &str) {
                 None => panic!("line {n}: expected peer isn=N: {line}"),
             },
             "family" => v6 = words.get(1) == Some(&"v6"),
+            "memory" => {
+                let limit = words
+                    .get(1)
+                    .and_then(|w| w.parse().ok())
+                    .unwrap_or_else(|| panic!("line {n}: expected memory BYTES: {line}"));
+                budget = Arc::new(MemoryBudget::new(limit));
+            }
             _ => panic!("line {n}: unknown set-up line: {line}"),
         }
     }
@@ -111,14 +123,17 @@ pub fn run(script: &str) {
     } else {
         ("198.18.0.2:80", "198.18.0.1:40000")
     };
+    let mut ep = Endpoint::new(cfg, limits, start);
+    ep.set_memory_budget(budget.clone());
     let mut r = Runner {
-        ep: Endpoint::new(cfg, limits, start),
+        ep,
+        budget,
         start,
         now: start,
         local: local.parse().unwrap(),
         remote: remote.parse().unwrap(),
         peer_isn,
-        our_isn: None,
+        our_isn: HashMap::new(),
         conn: None,
         out: VecDeque::new(),
         events: Vec::new(),
@@ -405,8 +420,8 @@ impl Runner {
         });
         let _ = remote;
         for s in sent {
-            if s.header.flags.contains(Flags::SYN) && self.our_isn.is_none() {
-                self.our_isn = Some(s.header.seq.0);
+            if s.header.flags.contains(Flags::SYN) {
+                self.our_isn.entry(s.to.port()).or_insert(s.header.seq.0);
             }
             if let Some((val, _)) = s.header.options.timestamps {
                 self.last_tsval = val;
@@ -428,13 +443,13 @@ impl Runner {
         }
     }
 
-    fn our_isn(&self) -> u32 {
-        self.our_isn.unwrap_or(0)
+    fn our_isn(&self, port: u16) -> u32 {
+        self.our_isn.get(&port).copied().unwrap_or(0)
     }
 
     fn show(&self, s: &Sent) -> String {
         let h = &s.header;
-        let seq = h.seq.0.wrapping_sub(self.our_isn());
+        let seq = h.seq.0.wrapping_sub(self.our_isn(s.to.port()));
         let mut out = format!(
             "+{:.3} > {} {}:{}({}) ",
             (s.at - self.start).as_secs_f64(),
@@ -497,8 +512,9 @@ impl Runner {
                     ecr.unwrap_or(self.last_tsval),
                 ));
             }
+            let port = s.port.unwrap_or(self.remote.port());
             for &(l, r) in &o.sack {
-                let isn = self.our_isn();
+                let isn = self.our_isn(port);
                 options
                     .sack
                     .push(Seq(l.wrapping_add(isn)), Seq(r.wrapping_add(isn)));
@@ -509,7 +525,7 @@ impl Runner {
             src_port: remote.port(),
             dst_port: self.local.port(),
             seq: Seq(s.seq.wrapping_add(self.peer_isn)),
-            ack: Seq(s.ack.unwrap_or(0).wrapping_add(self.our_isn())),
+            ack: Seq(s.ack.unwrap_or(0).wrapping_add(self.our_isn(remote.port()))),
             flags: s.flags,
             window: s.win.ok_or("an inbound window cannot be *")?,
             options,
@@ -530,7 +546,7 @@ impl Runner {
         if late {
             return Err(format!("sent too early: {shown}"));
         }
-        let seq = h.seq.0.wrapping_sub(self.our_isn());
+        let seq = h.seq.0.wrapping_sub(self.our_isn(got.to.port()));
         let mut diffs = Vec::new();
         if got.to.port() != want.port.unwrap_or(self.remote.port()) {
             diffs.push("peer port");
@@ -639,6 +655,12 @@ impl Runner {
                 let id = self.conn()?;
                 self.ep.with(id, now, |c, _| c.close()).ok_or("gone".into())
             }
+            ["orphan"] => {
+                let id = self.conn()?;
+                self.ep
+                    .with(id, now, |c, _| c.set_orphaned())
+                    .ok_or("gone".into())
+            }
             ["abort"] => {
                 let id = self.conn()?;
                 self.ep.with(id, now, |c, _| c.abort()).ok_or("gone".into())
@@ -686,6 +708,28 @@ impl Runner {
                 };
                 if !ok {
                     return Err(format!("cwnd is {cwnd}"));
+                }
+                Ok(())
+            }
+            ["memory", "<=", n] => {
+                let n: usize = num(Some(n), "bytes")?;
+                match self.budget.used() {
+                    used if used <= n => Ok(()),
+                    used => Err(format!("{used} bytes of buffers")),
+                }
+            }
+            ["rwnd", op, n] => {
+                let n: usize = num(Some(n), "bytes")?;
+                let id = self.conn()?;
+                let w = self.ep.get(id).ok_or("gone")?.receive_window();
+                let ok = match *op {
+                    "<=" => w <= n,
+                    ">=" => w >= n,
+                    "=" => w == n,
+                    _ => return Err("rwnd <= N, >= N or = N".into()),
+                };
+                if !ok {
+                    return Err(format!("the receive window is {w}"));
                 }
                 Ok(())
             }

@@ -8,6 +8,7 @@ mod close;
 mod data;
 mod handshake;
 mod listener;
+mod memory;
 mod options;
 mod reset;
 mod retransmission;

@@ -33,8 +33,14 @@ crate::counters! {
         paws_rejected: counter,
         /// SYNs dropped because a listener's accept backlog was full.
         backlog_drops: counter [table],
-        /// SYNs dropped because a listener's half-open queue was full.
+        /// SYNs dropped because a listener's half-open queue was full (SYN cookies off).
         half_open_drops: counter [table],
+        /// SYN-ACKs sent as SYN cookies (the half-open queue was full).
+        syncookies_sent: counter [table],
+        /// ACKs that brought back a valid cookie and became connections.
+        syncookies_ok: counter [table],
+        /// ACKs to a listener that had sent cookies whose cookie was not valid.
+        syncookies_failed: counter [table],
         /// SYNs dropped because the flow table was full.
         flow_table_full: counter,
         /// Zero-window probes sent.

@@ -9,14 +9,15 @@ use std::{
     hash::{BuildHasher, RandomState},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use super::{
     Seq,
-    connection::{Config, Connection, Events, Start, State},
+    connection::{self, Config, Connection, Events, Start, State},
     counters::Counters,
     memory::MemoryBudget,
+    syn_cookie::{self, SynCookies},
     time_wait::{TimeWaits, Verdict},
 };
 use crate::wire::tcp::{Flags, TcpHeader, TcpOptions};
@@ -34,6 +35,9 @@ pub struct Limits {
     pub max_pending_resets: usize,
     /// TIME_WAIT records (Linux: tcp_max_tw_buckets); past it a connection skips TIME_WAIT.
     pub max_time_wait: usize,
+    /// Answer SYNs with SYN cookies when a listener's half-open queue is full (Linux's
+    /// tcp_syncookies=1); off, such SYNs are dropped.
+    pub syn_cookies: bool,
 }
 
 impl Default for Limits {
@@ -44,6 +48,7 @@ impl Default for Limits {
             max_backlog: 1024,
             max_pending_resets: 256,
             max_time_wait: 16384,
+            syn_cookies: true,
         }
     }
 }
@@ -101,6 +106,10 @@ struct Listener {
     backlog: VecDeque<ConnId>,
     max_backlog: usize,
     half_open: usize,
+    /// When this listener last answered with a SYN cookie: ACKs are checked for cookies only
+    /// for a while after (Linux's tcp_synq_no_recent_overflow), so a listener that never
+    /// needed cookies cannot be entered by a guessed one.
+    cookie_sent_at: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -121,6 +130,14 @@ type FlowKey = (SocketAddr, SocketAddr);
 /// eighth of a budget smaller than eight times that).
 const MEMORY_RESERVE: usize = 64 * 1024;
 
+/// How long after its last cookie a listener accepts cookie ACKs (Linux's
+/// TCP_SYNCOOKIE_VALID).
+const COOKIES_VALID: Duration = Duration::from_secs(120);
+
+/// SYN-ACK retransmissions a handshake gets while its listener's half-open queue is at least
+/// half full (Linux's reqsk_timer_handler lowers its threshold down to 2).
+const SYN_RETRIES_UNDER_PRESSURE: u32 = 2;
+
 /// The TCP connections and listeners of one queue worker.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -137,6 +154,7 @@ pub struct Endpoint {
     control: VecDeque<(SocketAddr, SocketAddr, TcpHeader)>,
     time_waits: TimeWaits,
     secret: RandomState,
+    cookies: SynCookies,
     clock_base: Instant,
     /// The memory the connections' buffers charge (shared with other endpoints of a daemon).
     budget: Arc<MemoryBudget>,
@@ -169,6 +187,7 @@ impl Endpoint {
             control: VecDeque::new(),
             time_waits: TimeWaits::default(),
             secret: RandomState::new(),
+            cookies: SynCookies::default(),
             clock_base: now,
             budget: Arc::new(MemoryBudget::unlimited()),
             counters: Counters::default(),
@@ -258,6 +277,7 @@ impl Endpoint {
                 backlog: VecDeque::new(),
                 max_backlog: backlog.unwrap_or(self.limits.max_backlog).max(1),
                 half_open: 0,
+                cookie_sent_at: None,
             },
         );
         Ok(())
@@ -510,21 +530,164 @@ impl Endpoint {
         if h.flags.contains(Flags::RST) {
             return;
         }
-        if syn_only {
-            let listener = if self.listeners.contains_key(&local) {
-                Some(local)
-            } else {
-                Some(unspecified(local)).filter(|a| self.listeners.contains_key(a))
-            };
-            if let Some(listener) = listener {
+        let listener = if self.listeners.contains_key(&local) {
+            Some(local)
+        } else {
+            Some(unspecified(local)).filter(|a| self.listeners.contains_key(a))
+        };
+        if let Some(listener) = listener {
+            if syn_only {
                 // Linux drops SYN+FIN at a listener (no SYN-ACK, no RST).
                 if !h.flags.contains(Flags::FIN) {
                     self.on_syn(listener, remote, local, h, reopen, now);
                 }
                 return;
             }
+            let ack_only = h.flags.contains(Flags::ACK) && !h.flags.contains(Flags::SYN);
+            if ack_only && self.on_cookie_ack(listener, remote, local, h, payload, now) {
+                return;
+            }
         }
         self.reset_reply(remote, local, h, payload.len());
+    }
+
+    /// The minute SYN cookies are made in.
+    fn minute(&self, now: Instant) -> u32 {
+        (now.saturating_duration_since(self.clock_base).as_secs() / 60) as u32
+    }
+
+    /// Answers a SYN with a cookie SYN-ACK and keeps nothing.
+    fn send_cookie(
+        &mut self,
+        listener: SocketAddr,
+        remote: SocketAddr,
+        local: SocketAddr,
+        syn: &TcpHeader,
+        now: Instant,
+    ) {
+        if self.control.len() >= self.limits.max_pending_resets {
+            self.counters.half_open_drops += 1;
+            return;
+        }
+        let o = &syn.options;
+        let cookie = self
+            .cookies
+            .make(local, remote, syn.seq, o.mss, self.minute(now));
+        let (_, ts_offset) = self.isn(local, remote, now);
+        // Without timestamps there is nowhere to keep the window scale and SACK: a cookie
+        // connection then has neither (Linux clears them likewise).
+        let ts = (self.config.timestamps && o.timestamps.is_some()).then_some(());
+        let wscale = ts.is_some() && self.config.window_scale && o.window_scale.is_some();
+        let sack = ts.is_some() && self.config.sack && o.sack_permitted;
+        let timestamps = o.timestamps.filter(|_| ts.is_some()).map(|(tsval, _)| {
+            let ours = connection::timestamp(self.clock_base, ts_offset, now);
+            let kept = o.window_scale.filter(|_| wscale);
+            (syn_cookie::encode_timestamp(ours, kept, sack), tsval)
+        });
+        let synack = TcpHeader {
+            src_port: local.port(),
+            dst_port: remote.port(),
+            seq: cookie,
+            ack: syn.seq + 1,
+            flags: Flags::SYN | Flags::ACK,
+            window: self.config.recv_buffer.min(65535) as u16,
+            options: connection::syn_options(
+                &self.config,
+                local.is_ipv6(),
+                wscale,
+                sack,
+                timestamps,
+            ),
+        };
+        self.control.push_back((local, remote, synack));
+        self.counters.syncookies_sent += 1;
+        if let Some(l) = self.listeners.get_mut(&listener) {
+            l.cookie_sent_at = Some(now);
+        }
+    }
+
+    /// An ACK for no connection at a listener: if it brings back a valid cookie, the
+    /// connection its SYN asked for is made and the ACK processed. False when it was no
+    /// cookie ACK (it gets a RST).
+    fn on_cookie_ack(
+        &mut self,
+        listener: SocketAddr,
+        remote: SocketAddr,
+        local: SocketAddr,
+        h: &TcpHeader,
+        payload: &[u8],
+        now: Instant,
+    ) -> bool {
+        let Some(l) = self.listeners.get(&listener) else {
+            return false;
+        };
+        if l
+            .cookie_sent_at
+            .is_none_or(|t| now.saturating_duration_since(t) > COOKIES_VALID)
+        {
+            return false;
+        }
+        let (peer_isn, cookie) = (h.seq - 1, h.ack - 1);
+        let mss = self
+            .cookies
+            .check(local, remote, peer_isn, cookie, self.minute(now));
+        // Options we would not have offered make the cookie invalid (Linux's
+        // cookie_timestamp_decode).
+        let options = match h.options.timestamps {
+            Some((_, tsecr)) if self.config.timestamps => Some(syn_cookie::decode_timestamp(tsecr))
+                .filter(|(ws, sack)| {
+                    (ws.is_none() || self.config.window_scale) && (!sack || self.config.sack)
+                }),
+            Some(_) => None,
+            None => Some((None, false)),
+        };
+        let (Some(mss), Some((window_scale, sack_permitted))) = (mss, options) else {
+            self.counters.syncookies_failed += 1;
+            return false;
+        };
+        self.counters.syncookies_ok += 1;
+        // The ACK is taken but the connection may still have no room; the peer sends again.
+        if l.backlog.len() >= l.max_backlog {
+            self.counters.backlog_drops += 1;
+            return true;
+        }
+        if self.flows.len() >= self.limits.max_connections {
+            self.counters.flow_table_full += 1;
+            return true;
+        }
+        if self.no_memory_for_a_connection() {
+            self.counters.memory_syn_drops += 1;
+            return true;
+        }
+        let syn = TcpHeader {
+            seq: peer_isn,
+            ack: Seq(0),
+            flags: Flags::SYN,
+            options: TcpOptions {
+                mss: Some(mss),
+                window_scale,
+                sack_permitted,
+                timestamps: h.options.timestamps.map(|(tsval, _)| (tsval, 0)),
+                ..TcpOptions::default()
+            },
+            ..*h
+        };
+        let start = self.start(local, remote, Some(cookie), now);
+        let conn = Connection::from_cookie(local, remote, &syn, self.config, start);
+        if let Some(l) = self.listeners.get_mut(&listener) {
+            l.half_open += 1;
+        }
+        let id = self.insert(conn, Some(listener));
+        self.with(id, now, |c, counters| {
+            c.handle_segment(h, payload, now, counters)
+        });
+        true
+    }
+
+    /// True when the memory budget has too little left for another connection's buffers.
+    fn no_memory_for_a_connection(&self) -> bool {
+        self.budget
+            .nearly_exhausted(MEMORY_RESERVE.min(self.budget.limit() / 8))
     }
 
     /// A SYN for `listener`; `isn` is the ISN a TIME_WAIT reopen chose.
@@ -537,30 +700,36 @@ impl Endpoint {
         isn: Option<Seq>,
         now: Instant,
     ) {
-        let Some(l) = self.listeners.get_mut(&listener) else {
+        let Some(l) = self.listeners.get(&listener) else {
             return;
         };
-        if l.half_open >= self.limits.max_half_open {
-            self.counters.half_open_drops += 1;
+        if l.backlog.len() >= l.max_backlog {
+            // Nobody accepts: a connection would have nowhere to wait (Linux drops too).
+            self.counters.backlog_drops += 1;
             return;
         }
-        if l.backlog.len() + l.half_open >= l.max_backlog {
-            self.counters.backlog_drops += 1;
+        if l.half_open >= self.limits.max_half_open
+            || l.backlog.len() + l.half_open >= l.max_backlog
+        {
+            if self.limits.syn_cookies {
+                self.send_cookie(listener, remote, local, syn, now);
+            } else {
+                self.counters.half_open_drops += 1;
+            }
             return;
         }
         if self.flows.len() >= self.limits.max_connections {
             self.counters.flow_table_full += 1;
             return;
         }
-        if self
-            .budget
-            .nearly_exhausted(MEMORY_RESERVE.min(self.budget.limit() / 8))
-        {
+        if self.no_memory_for_a_connection() {
             // No memory for another connection's buffers.
             self.counters.memory_syn_drops += 1;
             return;
         }
-        l.half_open += 1;
+        if let Some(l) = self.listeners.get_mut(&listener) {
+            l.half_open += 1;
+        }
         let start = self.start(local, remote, isn, now);
         let conn = Connection::accept(local, remote, syn, self.config, start);
         let id = self.insert(conn, Some(listener));
@@ -626,8 +795,17 @@ impl Endpoint {
                 continue;
             }
             slot.scheduled = None;
+            let pressed = slot
+                .half_open_of
+                .and_then(|l| self.listeners.get(&l))
+                .is_some_and(|l| 2 * l.half_open >= self.limits.max_half_open.min(l.max_backlog));
             let id = ConnId { index, generation };
-            self.with(id, now, |c, counters| c.handle_timeout(now, counters));
+            self.with(id, now, |c, counters| {
+                if pressed && c.state() == State::SynReceived {
+                    c.limit_syn_retries(SYN_RETRIES_UNDER_PRESSURE);
+                }
+                c.handle_timeout(now, counters)
+            });
         }
     }
 

@@ -99,10 +99,12 @@ pub fn run(data: &[u8]) {
     };
     let limits = Limits {
         max_connections: 8,
-        max_half_open: 4,
+        // Every SYN answered with a cookie, or none.
+        max_half_open: if setup & 0x10 != 0 { 0 } else { 4 },
         max_backlog: 4,
         max_pending_resets: 8,
         max_time_wait: 4,
+        syn_cookies: true,
     };
     let client_addr: SocketAddr = "198.18.0.1:40000".parse().expect("literal");
     let server_addr: SocketAddr = "198.18.0.2:80".parse().expect("literal");

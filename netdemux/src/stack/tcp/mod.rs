@@ -13,6 +13,7 @@ pub mod fuzzing;
 pub mod memory;
 pub mod rtt;
 pub mod send_buffer;
+pub mod syn_cookie;
 pub mod time_wait;
 
 #[cfg(test)]

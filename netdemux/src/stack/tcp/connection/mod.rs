@@ -26,6 +26,8 @@ mod output;
 mod recovery;
 mod timers;
 
+pub(crate) use output::syn_options;
+
 use std::sync::Arc;
 
 use super::{
@@ -341,8 +343,14 @@ pub struct Connection {
     events: Events,
 }
 
+/// A timestamp value (RFC 7323): milliseconds since `clock_base`, plus the connection's
+/// `offset`.
+pub(crate) fn timestamp(clock_base: Instant, offset: u32, now: Instant) -> u32 {
+    (now.saturating_duration_since(clock_base).as_millis() as u32).wrapping_add(offset)
+}
+
 /// The window-scale shift that lets a 16-bit field describe `buffer` bytes.
-fn shift_for(buffer: usize) -> u8 {
+pub(crate) fn shift_for(buffer: usize) -> u8 {
     let mut shift = 0;
     while (buffer >> shift) > 65535 && shift < 14 {
         shift += 1;
@@ -456,6 +464,28 @@ impl Connection {
         c.negotiate(syn);
         c.rcv_adv = c.rcv_nxt + c.syn_window();
         c
+    }
+
+    /// A passive open whose SYN-ACK went out as a SYN cookie: `syn` is the SYN the cookie ACK
+    /// stands for (its options what the cookie kept), `start.iss` the cookie. The connection
+    /// waits in SYN-RECEIVED for that ACK, as if it had sent the SYN-ACK itself.
+    pub fn from_cookie(
+        local: SocketAddr,
+        remote: SocketAddr,
+        syn: &TcpHeader,
+        cfg: Config,
+        start: Start,
+    ) -> Connection {
+        let mut c = Connection::accept(local, remote, syn, cfg, start);
+        c.snd_nxt = c.iss + 1;
+        c.snd_max = c.snd_nxt;
+        c
+    }
+
+    /// Gives up a handshake after at most `n` retransmitted SYN-ACKs (a listener under
+    /// pressure shortens them, as Linux's reqsk_timer_handler does).
+    pub fn limit_syn_retries(&mut self, n: u32) {
+        self.cfg.syn_retries = self.cfg.syn_retries.min(n);
     }
 
     /// The window our SYN or SYN-ACK offers (never scaled, RFC 7323 §2.2).
@@ -734,7 +764,6 @@ impl Connection {
     }
 
     fn tsval(&self, now: Instant) -> u32 {
-        (now.saturating_duration_since(self.clock_base).as_millis() as u32)
-            .wrapping_add(self.ts_offset)
+        timestamp(self.clock_base, self.ts_offset, now)
     }
 }

@@ -12,6 +12,24 @@ use crate::{
     },
 };
 
+/// The options of a SYN or SYN-ACK: our MSS, and the window scale, SACK-permitted and
+/// timestamps where offered (a SYN-ACK offers only what the SYN did).
+pub(crate) fn syn_options(
+    cfg: &super::Config,
+    ipv6: bool,
+    wscale: bool,
+    sack: bool,
+    timestamps: Option<(u32, u32)>,
+) -> TcpOptions {
+    TcpOptions {
+        mss: Some(cfg.mss - if ipv6 { 20 } else { 0 }),
+        window_scale: wscale.then(|| shift_for(cfg.recv_buffer)),
+        sack_permitted: sack,
+        timestamps,
+        ..TcpOptions::default()
+    }
+}
+
 impl Connection {
     /// Hands the segments to send now to `emit`, one call each, until there is nothing more
     /// or `emit` returns false (no room: the segment was not sent and is offered again next
@@ -191,16 +209,13 @@ impl Connection {
                 }
                 let passive = self.state == State::SynReceived;
                 h.window = self.syn_window() as u16;
-                let o = &mut h.options;
-                o.mss = Some(self.cfg.mss - if self.local.is_ipv6() { 20 } else { 0 });
-                if (passive && self.wscale_enabled) || (!passive && self.cfg.window_scale) {
-                    o.window_scale = Some(shift_for(self.cfg.recv_buffer));
-                }
-                o.sack_permitted = (passive && self.sack_enabled) || (!passive && self.cfg.sack);
-                if (passive && self.ts_enabled) || (!passive && self.cfg.timestamps) {
-                    o.timestamps =
-                        Some((self.tsval(now), if passive { self.ts_recent } else { 0 }));
-                }
+                let (wscale, sack, ts) = if passive {
+                    (self.wscale_enabled, self.sack_enabled, self.ts_enabled)
+                } else {
+                    (self.cfg.window_scale, self.cfg.sack, self.cfg.timestamps)
+                };
+                let ts = ts.then(|| (self.tsval(now), if passive { self.ts_recent } else { 0 }));
+                h.options = syn_options(&self.cfg, self.local.is_ipv6(), wscale, sack, ts);
                 return h;
             }
             Plan::Data { seq, len, fin } => {

@@ -20,12 +20,12 @@
 //!   options; no `<...>` at all means none.
 //! - `app listen [backlog N] | connect | accept | write N | read N | close | abort | orphan`.
 //! - `expect state NAME | counter NAME N | cwnd <= N | cwnd >= N | rwnd <=|>=|= N |
-//!   readable N | event NAME | memory <= N | gone`.
+//!   readable N | event NAME | memory <= N | connections N | gone`.
 //!
 //! Untimed lines set things up before the first timed one: `config KEY=VALUE ...` (mss,
 //! recv_buffer, send_buffer, syn_retries, max_retries, delayed_ack_ms, sack, timestamps,
 //! window_scale, nodelay, keepalive_s, time_wait_s, fin_wait2_s), `limits KEY=VALUE ...`
-//! (max_half_open, max_backlog, max_connections), `peer isn=N`, `family v6`, `memory BYTES`
+//! (max_half_open, max_backlog, max_connections, syn_cookies), `peer isn=N`, `family v6`, `memory BYTES`
 //! (the buffers' budget).
 //!
 //! Strict like packetdrill: a segment we send that no `>` line expects, when the next other line
@@ -192,6 +192,7 @@ fn set_limit(limits: &mut Limits, kv: &str, n: usize) {
         "max_half_open" => limits.max_half_open = v,
         "max_backlog" => limits.max_backlog = v,
         "max_connections" => limits.max_connections = v,
+        "syn_cookies" => limits.syn_cookies = v != 0,
         _ => panic!("line {n}: unknown limit {k}"),
     }
 }
@@ -678,6 +679,13 @@ impl Runner {
                     return Err(format!("state is {shown}"));
                 }
                 Ok(())
+            }
+            ["connections", n] => {
+                let want: usize = num(Some(n), "count")?;
+                match self.ep.connections() {
+                    got if got == want => Ok(()),
+                    got => Err(format!("{got} connections")),
+                }
             }
             ["gone"] => match self.ep.state_of(self.local, self.remote) {
                 None => Ok(()),

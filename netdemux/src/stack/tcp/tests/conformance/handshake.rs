@@ -204,9 +204,9 @@ fn simultaneous_open() {
 }
 
 #[test]
-fn a_full_half_open_queue_drops_new_syns_and_counts() {
+fn without_syn_cookies_a_full_half_open_queue_drops_new_syns_and_counts() {
     run(r#"
-        limits max_half_open=1
+        limits max_half_open=1 syn_cookies=0
         +0    app listen
         +0    < S 0:0(0) win 65535 <mss 1460>
         +0    > S. 0:0(0) ack 1 win 65535 <mss 1460>

@@ -5,6 +5,7 @@
 //! 1 s, tcp_invalid_ratelimit 500 ms).
 
 mod close;
+mod cookies;
 mod data;
 mod handshake;
 mod listener;

@@ -50,6 +50,72 @@ pub mod wire {
     /// IPv6 extension headers the parsers walk through before giving up.
     pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 
+    /// ICMP for IPv4.
+    pub const IPPROTO_ICMP: u8 = 1;
+    /// ICMPv6.
+    pub const IPPROTO_ICMPV6: u8 = 58;
+    /// ICMP and ICMPv6 header before an error's quoted packet: type, code, checksum and four
+    /// bytes (the next-hop MTU of a "fragmentation needed" or "packet too big").
+    pub const ICMP_HLEN: usize = 8;
+    /// ICMP destination unreachable (RFC 792).
+    pub const ICMP_DEST_UNREACH: u8 = 3;
+    /// Code of ICMP destination unreachable: fragmentation needed and DF set (RFC 1191).
+    pub const ICMP_FRAG_NEEDED: u8 = 4;
+    /// ICMP time exceeded.
+    pub const ICMP_TIME_EXCEEDED: u8 = 11;
+    /// ICMP parameter problem.
+    pub const ICMP_PARAMETER_PROBLEM: u8 = 12;
+    /// ICMPv6 destination unreachable (RFC 4443).
+    pub const ICMPV6_DEST_UNREACH: u8 = 1;
+    /// ICMPv6 packet too big (RFC 8201).
+    pub const ICMPV6_PACKET_TOO_BIG: u8 = 2;
+    /// ICMPv6 time exceeded.
+    pub const ICMPV6_TIME_EXCEEDED: u8 = 3;
+    /// ICMPv6 parameter problem.
+    pub const ICMPV6_PARAMETER_PROBLEM: u8 = 4;
+
+    /// True for an ICMP (`proto` 1) or ICMPv6 (58) type that reports an error about a packet
+    /// it quotes: those reach the socket that sent the packet.
+    #[inline(always)]
+    pub const fn icmp_error(proto: u8, kind: u8) -> bool {
+        match proto {
+            IPPROTO_ICMP => matches!(
+                kind,
+                ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETER_PROBLEM
+            ),
+            IPPROTO_ICMPV6 => matches!(
+                kind,
+                ICMPV6_DEST_UNREACH
+                    | ICMPV6_PACKET_TOO_BIG
+                    | ICMPV6_TIME_EXCEEDED
+                    | ICMPV6_PARAMETER_PROBLEM
+            ),
+            _ => false,
+        }
+    }
+
+    /// True when an IPv4 destination is one host: not multicast (224/4), not the limited
+    /// broadcast, not 0.0.0.0 (RFC 1122 §3.3.6: such packets are never answered by TCP nor
+    /// echoed). A subnet's broadcast address arrives as a link-layer broadcast, which the
+    /// Ethernet check catches.
+    #[inline(always)]
+    pub const fn ipv4_unicast(addr: [u8; 4]) -> bool {
+        let all = u32::from_be_bytes(addr);
+        addr[0] & 0xf0 != 0xe0 && all != u32::MAX && all != 0
+    }
+
+    /// True when an IPv6 destination is one host: not multicast (ff00::/8).
+    #[inline(always)]
+    pub const fn ipv6_unicast(first_byte: u8) -> bool {
+        first_byte != 0xff
+    }
+
+    /// True when an Ethernet destination MAC is one station (the group bit is clear).
+    #[inline(always)]
+    pub const fn mac_unicast(first_byte: u8) -> bool {
+        first_byte & 1 == 0
+    }
+
     /// UDP header.
     pub const UDP_HLEN: usize = 8;
     /// TCP header without options.
@@ -251,9 +317,10 @@ pub enum Counter {
     RedirectFailed = 2,
     /// Passed: not IPv4 or IPv6 (ARP, LLDP, unknown ethertypes).
     PassNotIp = 3,
-    /// Passed: IP, but not TCP or UDP (ICMP, ESP, ...).
+    /// Passed: IP, but not TCP or UDP (ESP, ICMP other than errors about TCP/UDP, ...).
     PassNotTcpUdp = 4,
-    /// Passed: TCP or UDP to a socket address that is not bound.
+    /// Passed: TCP or UDP to a socket address that is not bound (or only by a wildcard, for a
+    /// broadcast or multicast destination), or an ICMP error about a packet from one.
     PassNoBinding = 5,
     /// Passed: an IPv4 or IPv6 fragment, first or later.
     PassFragment = 6,

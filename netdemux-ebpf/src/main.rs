@@ -28,7 +28,7 @@ pub fn netdemux(ctx: XdpContext) -> u32 {
     count.add(Counter::Seen);
     let frame = Frame::new(ctx.data(), ctx.data_end());
     match classify(&frame) {
-        Ok(mut key) => deliver(&ctx, &frame, &mut key, &count),
+        Ok(mut dest) => deliver(&ctx, &frame, &mut dest.key, dest.unicast, &count),
         Err(reason) => {
             count.add(reason);
             if reason == Counter::PassMalformed && logging() {
@@ -52,7 +52,7 @@ fn logging() -> bool {
 }
 
 /// The per-CPU counters of the binding `key` matches in `binds` (exact address first, then the
-/// family's wildcard), if the port index says the port has any.
+/// family's wildcard if `wildcard`), if the port index says the port has any.
 #[inline(always)]
 #[allow(
     clippy::needless_borrows_for_generic_args,
@@ -62,6 +62,7 @@ fn find(
     binds: &PerCpuHashMap<BindKey, BindStats>,
     ports: &Array<u32>,
     key: &mut BindKey,
+    wildcard: bool,
 ) -> Option<*mut BindStats> {
     // Most frames go to ports nothing is bound on: one array lookup settles those.
     let bound_on_port = port_slot(key.proto, key.port())
@@ -73,6 +74,9 @@ fn find(
     if let Some(stats) = binds.get_ptr_mut(&*key) {
         return Some(stats);
     }
+    if !wildcard {
+        return None;
+    }
     // Same key, wildcard address: cleared in place, no second key on the stack.
     for word in key.addr.iter_mut() {
         // SAFETY: `word` is a valid, aligned u32 of the key on our stack. Volatile only so LLVM
@@ -82,14 +86,21 @@ fn find(
     binds.get_ptr_mut(&*key)
 }
 
-/// Looks `key` up in the active binding set and redirects on a match.
+/// Looks `key` up in the active binding set and redirects on a match; wildcard bindings take
+/// only `unicast` frames.
 #[inline(always)]
-fn deliver(ctx: &XdpContext, frame: &Frame, key: &mut BindKey, count: &Count) -> u32 {
+fn deliver(
+    ctx: &XdpContext,
+    frame: &Frame,
+    key: &mut BindKey,
+    unicast: bool,
+    count: &Count,
+) -> u32 {
     // One word says which set is in use; userspace flips it to replace a whole set at once.
     let found = if ACTIVE.get(0).is_some_and(|&set| set == 1) {
-        find(&BINDS1, &PORTS1, key)
+        find(&BINDS1, &PORTS1, key, unicast)
     } else {
-        find(&BINDS, &PORTS, key)
+        find(&BINDS, &PORTS, key, unicast)
     };
     let Some(stats) = found else {
         count.add(Counter::PassNoBinding);

@@ -4,16 +4,29 @@
 //! the way the verifier demands. Offsets that depend on packet contents (IPv4 IHL, IPv6
 //! extension header lengths) are clamped to [`MAX_L4_OFFSET`] so the verifier can bound them.
 //! The result is either the key to look up or the reason the frame goes to the kernel.
+//!
+//! An ICMP or ICMPv6 error quoting a TCP/UDP packet is looked up by the quoted packet's
+//! *source* socket address: the error is about a packet a bound socket sent, so it goes where
+//! that socket lives.
 
 use netdemux_common::{
     BindKey, Counter, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP,
     wire::{
-        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS,
-        IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPV4_FRAG_MASK, IPV4_MIN_HLEN,
-        IPV6_HLEN, MAX_IPV6_EXT_HEADERS, MAX_L4_OFFSET, MAX_VLAN_TAGS, TCP_MIN_HLEN, UDP_HLEN,
-        VLAN_TAG_LEN,
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ICMP_HLEN, IPPROTO_AH,
+        IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_ROUTING, IPV4_FRAG_MASK, IPV4_MIN_HLEN, IPV6_HLEN, MAX_IPV6_EXT_HEADERS,
+        MAX_L4_OFFSET, MAX_VLAN_TAGS, TCP_MIN_HLEN, UDP_HLEN, VLAN_TAG_LEN, icmp_error,
+        ipv4_unicast, ipv6_unicast, mac_unicast,
     },
 };
+
+/// Where a frame goes: its binding key, and whether a wildcard binding may take it (only when
+/// the frame is for one host: RFC 1122 never answers broadcast or multicast TCP, and a
+/// wildcard service must not either).
+pub struct Dest {
+    pub key: BindKey,
+    pub unicast: bool,
+}
 
 /// A frame between `start` and `end`, the packet pointers of the XDP context.
 pub struct Frame {
@@ -57,13 +70,18 @@ fn be16(b: [u8; 2]) -> u16 {
 
 /// The binding key of `frame`'s destination, or the pass reason when there is none.
 #[inline(always)]
-pub fn classify(frame: &Frame) -> Result<BindKey, Counter> {
+pub fn classify(frame: &Frame) -> Result<Dest, Counter> {
     let (ethertype, l3) = ethernet(frame)?;
-    match ethertype {
-        ETH_P_IPV4 => ipv4(frame, l3),
-        ETH_P_IPV6 => ipv6(frame, l3),
-        _ => Err(Counter::PassNotIp),
-    }
+    let (key, ip_unicast) = match ethertype {
+        ETH_P_IPV4 => ipv4(frame, l3)?,
+        ETH_P_IPV6 => ipv6(frame, l3)?,
+        _ => return Err(Counter::PassNotIp),
+    };
+    let mac: &[u8; 1] = frame.bytes(0).ok_or(Counter::PassMalformed)?;
+    Ok(Dest {
+        key,
+        unicast: ip_unicast && mac_unicast(mac[0]),
+    })
 }
 
 /// Ethertype after up to [`MAX_VLAN_TAGS`] VLAN tags, and the offset of the L3 header.
@@ -85,7 +103,7 @@ fn ethernet(frame: &Frame) -> Result<(u16, usize), Counter> {
 }
 
 #[inline(always)]
-fn ipv4(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
+fn ipv4(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
     let ip: &[u8; IPV4_MIN_HLEN] = frame.bytes(off).ok_or(Counter::PassMalformed)?;
     if ip[0] >> 4 != 4 {
         return Err(Counter::PassMalformed);
@@ -104,17 +122,96 @@ fn ipv4(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
     }
     let proto = ip[9];
     let l4 = off + ihl;
+    let unicast = ipv4_unicast([ip[16], ip[17], ip[18], ip[19]]);
+    if proto == IPPROTO_ICMP {
+        return Ok((icmp4(frame, l4, off + total_len)?, unicast));
+    }
     let port = l4_dst_port(frame, proto, l4, off + total_len)?;
-    Ok(BindKey {
+    let key = BindKey {
         addr: [word(ip, 16), 0, 0, 0],
         port,
         proto,
         family: FAMILY_V4,
+    };
+    Ok((key, unicast))
+}
+
+/// The key of the socket whose packet an ICMP error at `l4` quotes: the quoted IPv4 header's
+/// source address and its TCP/UDP source port.
+#[inline(always)]
+fn icmp4(frame: &Frame, l4: usize, ip_end: usize) -> Result<BindKey, Counter> {
+    let icmp: &[u8; ICMP_HLEN] = frame.bytes(l4).ok_or(Counter::PassMalformed)?;
+    if !icmp_error(IPPROTO_ICMP, icmp[0]) {
+        return Err(Counter::PassNotTcpUdp);
+    }
+    let inner = l4 + ICMP_HLEN;
+    if inner > MAX_L4_OFFSET {
+        return Err(Counter::PassMalformed);
+    }
+    let ip: &[u8; IPV4_MIN_HLEN] = frame.bytes(inner).ok_or(Counter::PassMalformed)?;
+    let ihl = ((ip[0] & 0x0f) as usize) << 2;
+    if ip[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN {
+        return Err(Counter::PassMalformed);
+    }
+    if be16([ip[6], ip[7]]) & 0x1fff != 0 {
+        // A later fragment quoted: no ports to go by.
+        return Err(Counter::PassNotTcpUdp);
+    }
+    let port = quoted_src_port(frame, ip[9], inner + ihl, ip_end)?;
+    Ok(BindKey {
+        addr: [word(ip, 12), 0, 0, 0],
+        port,
+        proto: ip[9],
+        family: FAMILY_V4,
     })
 }
 
+/// The key of the socket whose packet an ICMPv6 error at `l4` quotes (the quoted header's
+/// source; TCP or UDP right behind it, as the socket sent it).
 #[inline(always)]
-fn ipv6(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
+fn icmp6(frame: &Frame, l4: usize, ip_end: usize) -> Result<BindKey, Counter> {
+    let icmp: &[u8; ICMP_HLEN] = frame.bytes(l4).ok_or(Counter::PassMalformed)?;
+    if !icmp_error(IPPROTO_ICMPV6, icmp[0]) {
+        return Err(Counter::PassNotTcpUdp);
+    }
+    let inner = l4 + ICMP_HLEN;
+    if inner > MAX_L4_OFFSET {
+        return Err(Counter::PassMalformed);
+    }
+    let ip: &[u8; IPV6_HLEN] = frame.bytes(inner).ok_or(Counter::PassMalformed)?;
+    if ip[0] >> 4 != 6 {
+        return Err(Counter::PassMalformed);
+    }
+    let port = quoted_src_port(frame, ip[6], inner + IPV6_HLEN, ip_end)?;
+    Ok(BindKey {
+        addr: [word(ip, 8), word(ip, 12), word(ip, 16), word(ip, 20)],
+        port,
+        proto: ip[6],
+        family: FAMILY_V6,
+    })
+}
+
+/// The source port of the quoted TCP/UDP header at `l4` (an ICMP error quotes at least its
+/// first 8 bytes), as a [`BindKey`] holds it.
+#[inline(always)]
+fn quoted_src_port(frame: &Frame, proto: u8, l4: usize, ip_end: usize) -> Result<u16, Counter> {
+    if proto != PROTO_TCP && proto != PROTO_UDP {
+        return Err(Counter::PassNotTcpUdp);
+    }
+    if l4 > MAX_L4_OFFSET {
+        return Err(Counter::PassMalformed);
+    }
+    // The packet check first: after the IP-length check LLVM would drop it as implied, and
+    // the verifier cannot follow that reasoning.
+    let ports: &[u8; 8] = frame.bytes(l4).ok_or(Counter::PassMalformed)?;
+    if l4 + 8 > ip_end {
+        return Err(Counter::PassMalformed);
+    }
+    Ok(u16::from_ne_bytes([ports[0], ports[1]]))
+}
+
+#[inline(always)]
+fn ipv6(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
     let ip: &[u8; IPV6_HLEN] = frame.bytes(off).ok_or(Counter::PassMalformed)?;
     if ip[0] >> 4 != 6 {
         return Err(Counter::PassMalformed);
@@ -125,12 +222,13 @@ fn ipv6(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
         return Err(Counter::PassMalformed);
     }
     let addr = [word(ip, 24), word(ip, 28), word(ip, 32), word(ip, 36)];
+    let unicast = ipv6_unicast(ip[24]);
 
     let mut next = ip[6];
     let mut l4 = off + IPV6_HLEN;
     for _ in 0..MAX_IPV6_EXT_HEADERS {
         let len = match next {
-            PROTO_TCP | PROTO_UDP => break,
+            PROTO_TCP | PROTO_UDP | IPPROTO_ICMPV6 => break,
             IPPROTO_FRAGMENT => return Err(Counter::PassFragment),
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
                 let ext: &[u8; 2] = frame.bytes(l4).ok_or(Counter::PassMalformed)?;
@@ -154,6 +252,7 @@ fn ipv6(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
     }
     match next {
         PROTO_TCP | PROTO_UDP => {}
+        IPPROTO_ICMPV6 => return Ok((icmp6(frame, l4, ip_end)?, unicast)),
         // Still inside a chain longer than we walk.
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             return Err(Counter::PassMalformed);
@@ -161,12 +260,13 @@ fn ipv6(frame: &Frame, off: usize) -> Result<BindKey, Counter> {
         _ => return Err(Counter::PassNotTcpUdp),
     }
     let port = l4_dst_port(frame, next, l4, ip_end)?;
-    Ok(BindKey {
+    let key = BindKey {
         addr,
         port,
         proto: next,
         family: FAMILY_V6,
-    })
+    };
+    Ok((key, unicast))
 }
 
 /// Four bytes at `at` as a word whose memory holds them in order (a [`BindKey`] address word).

@@ -30,6 +30,7 @@ const BINDINGS: &[(&str, &str)] = &[
     ("tcp", "[2001:db8::2]:443"),
     ("tcp", "[::]:8080"),
     ("tcp", "[2001:db8::2]:8080"),
+    ("udp", "239.1.2.3:5000"),
 ];
 
 /// What a case expects: a match of the given binding, or a pass for the given reason.
@@ -439,6 +440,87 @@ fn cases() -> Vec<Case> {
         ),
     ];
 
+    // --- broadcast and multicast: exact bindings only (RFC 1122: no wildcard service answers)
+    c.extend([
+        case(
+            "udp4 link-layer broadcast to a wildcard",
+            broadcast_mac(v4(UDP, OTHER4, 53)),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "udp4 link-layer broadcast to an exact binding",
+            broadcast_mac(v4(UDP, DST4, 7000)),
+            hit_udp4_exact(),
+        ),
+        case(
+            "udp4 limited broadcast to a wildcard",
+            v4(UDP, [255, 255, 255, 255], 53),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "udp4 multicast to a wildcard",
+            v4(UDP, [239, 1, 2, 3], 53),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "udp4 multicast group bound exactly",
+            v4(UDP, [239, 1, 2, 3], 5000),
+            Hit("udp", "239.1.2.3:5000"),
+        ),
+        case(
+            "tcp6 multicast to a wildcard",
+            v6_frame(
+                TCP,
+                [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                8080,
+            ),
+            Pass(Counter::PassNoBinding),
+        ),
+    ]);
+    // --- ICMP errors: to the socket whose packet they quote
+    c.extend([
+        case(
+            "icmp4 frag needed quoting a bound tcp socket",
+            icmp4_error(3, 4, DST4, TCP, 80, 8),
+            Hit("tcp", "198.18.0.2:80"),
+        ),
+        case(
+            "icmp4 port unreachable quoting a wildcard udp socket",
+            icmp4_error(3, 3, OTHER4, UDP, 53, 8),
+            Hit("udp", "0.0.0.0:53"),
+        ),
+        case(
+            "icmp4 time exceeded quoting an unbound socket",
+            icmp4_error(11, 0, DST4, TCP, 81, 8),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "icmp4 error quoting only 4 bytes of transport",
+            icmp4_error(3, 4, DST4, TCP, 80, 4),
+            Pass(Counter::PassMalformed),
+        ),
+        case(
+            "icmp4 error quoting an ICMP packet",
+            icmp4_error(3, 1, DST4, ICMP, 80, 8),
+            Pass(Counter::PassNotTcpUdp),
+        ),
+        case(
+            "icmp4 redirect (not an error about a socket)",
+            icmp4_error(5, 1, DST4, TCP, 80, 8),
+            Pass(Counter::PassNotTcpUdp),
+        ),
+        case(
+            "icmpv6 packet too big quoting a bound tcp socket",
+            icmp6_error(2, v6(2), TCP, 443),
+            Hit("tcp", "[2001:db8::2]:443"),
+        ),
+        case(
+            "icmpv6 echo request",
+            icmp6_error(128, v6(2), TCP, 443),
+            Pass(Counter::PassNotTcpUdp),
+        ),
+    ]);
+
     // Truncation at every header boundary (and one byte short of it): malformed, never a hit.
     let full_udp4 = v4(UDP, DST4, 7000);
     for cut in [14, 14 + 19, 14 + 20, 14 + 27] {
@@ -474,6 +556,50 @@ fn cases() -> Vec<Case> {
         Pass(Counter::PassMalformed),
     ));
     c
+}
+
+fn hit_udp4_exact() -> Want {
+    Hit("udp", "198.18.0.2:7000")
+}
+
+/// `frame` sent to the link-layer broadcast address.
+fn broadcast_mac(mut frame: Vec<u8>) -> Vec<u8> {
+    frame[..6].fill(0xff);
+    frame
+}
+
+/// An ICMP error from a router (198.18.0.1) to `src`, quoting a packet `src`:`sport` ->
+/// 198.19.0.7:40000 over `proto`, with `l4_bytes` of its transport header.
+fn icmp4_error(
+    kind: u8,
+    code: u8,
+    src: [u8; 4],
+    proto: u8,
+    sport: u16,
+    l4_bytes: usize,
+) -> Vec<u8> {
+    let mut quoted = vec![0x45, 0, 0, 48, 0, 0, 0x40, 0, 63, proto, 0, 0];
+    quoted.extend_from_slice(&src);
+    quoted.extend_from_slice(&[198, 19, 0, 7]);
+    let mut l4 = sport.to_be_bytes().to_vec();
+    l4.extend_from_slice(&40000u16.to_be_bytes());
+    l4.extend_from_slice(&[0, 0, 0, 1]);
+    quoted.extend_from_slice(&l4[..l4_bytes]);
+    let mut icmp = vec![kind, code, 0, 0, 0, 0, 0x05, 0x78];
+    icmp.extend_from_slice(&quoted);
+    cat(&[&eth(&[], ETH_IPV4), &ipv4(ICMP, src, 0, 0, &icmp)])
+}
+
+/// An ICMPv6 message of `kind` to `src`, quoting a packet `src`:`sport` -> 2001:db8:1::7.
+fn icmp6_error(kind: u8, src: [u8; 16], proto: u8, sport: u16) -> Vec<u8> {
+    let mut quoted = vec![0x60, 0, 0, 0, 0, 20, proto, 63];
+    quoted.extend_from_slice(&src);
+    quoted.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7]);
+    quoted.extend_from_slice(&sport.to_be_bytes());
+    quoted.extend_from_slice(&[0x9c, 0x40, 0, 0, 0, 1]);
+    let mut icmp = vec![kind, 0, 0, 0, 0, 0, 0x05, 0x00];
+    icmp.extend_from_slice(&quoted);
+    cat(&[&eth(&[], ETH_IPV6), &ipv6(ICMPV6, src, &icmp)])
 }
 
 struct Harness {
@@ -603,7 +729,7 @@ fn fixture_table_through_the_userspace_classifier() {
     for c in &cases {
         let classified = netdemux::wire::classify(&c.frame);
         let found = classified
-            .and_then(|k| table.find(&k.key))
+            .and_then(|k| table.find(&k.key, k.unicast))
             .map(|(i, kind)| Binding {
                 proto: kind.proto(),
                 addr: table.services()[i].1,

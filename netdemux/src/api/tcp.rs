@@ -178,6 +178,10 @@ fn ended(state: StreamState) -> io::Error {
         StreamState::Closed => {
             io::Error::new(io::ErrorKind::BrokenPipe, "the connection is closed")
         }
+        StreamState::Unreachable => io::Error::new(
+            io::ErrorKind::HostUnreachable,
+            "an ICMP error said the peer cannot be reached",
+        ),
         _ => io::Error::new(
             io::ErrorKind::ConnectionReset,
             "the peer reset the connection",
@@ -285,7 +289,10 @@ impl AsyncRead for TcpStream {
             if eof && this.shared.rx.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            if st == StreamState::Reset || st == StreamState::TimedOut {
+            if matches!(
+                st,
+                StreamState::Reset | StreamState::TimedOut | StreamState::Unreachable
+            ) {
                 return Poll::Ready(Err(ended(st)));
             }
             this.shared.read_waker.register(cx.waker());

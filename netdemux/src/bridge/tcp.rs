@@ -44,6 +44,8 @@ pub enum StreamState {
     Reset = 3,
     /// The peer stopped answering.
     TimedOut = 4,
+    /// An ICMP error said the peer cannot be reached (while connecting).
+    Unreachable = 5,
 }
 
 impl StreamState {
@@ -53,11 +55,12 @@ impl StreamState {
             1 => StreamState::Open,
             2 => StreamState::Closed,
             3 => StreamState::Reset,
-            _ => StreamState::TimedOut,
+            4 => StreamState::TimedOut,
+            _ => StreamState::Unreachable,
         }
     }
 
-    /// True once the connection has ended (closed, reset or timed out).
+    /// True once the connection has ended (closed, reset, timed out or unreachable).
     pub fn has_ended(self) -> bool {
         !matches!(self, StreamState::Connecting | StreamState::Open)
     }
@@ -163,4 +166,6 @@ pub enum Command {
     /// A segment another worker received for a connection this worker owns:
     /// (remote, local, TCP header and payload).
     Segment(SocketAddr, SocketAddr, Vec<u8>),
+    /// An ICMP error another worker received about a connection this worker owns.
+    Icmp(crate::wire::icmp::IcmpError),
 }

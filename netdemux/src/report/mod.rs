@@ -29,8 +29,14 @@ crate::counters! {
         /// In-place answers dropped because the TX ring was full.
         tx_dropped: counter,
         /// Redirected frames no service or socket claimed (e.g. unbound between the program's
-        /// lookup and the worker's).
+        /// lookup and the worker's, or broadcast and multicast frames only a wildcard binding
+        /// would take).
         unclaimed: counter,
+        /// ICMP errors about a UDP datagram sent from here: counted, not reported to the socket
+        /// (Linux reports them only to connected UDP sockets).
+        icmp_udp: counter,
+        /// ICMP errors whose checksum or quote did not check out.
+        icmp_malformed: counter,
     }
 }
 
@@ -41,7 +47,8 @@ crate::counters! {
         packets: counter [table],
         /// Their payload bytes.
         bytes: counter [table],
-        /// Datagrams an echo did not answer (IP options or extension headers).
+        /// Datagrams an echo did not answer (IP options or extension headers, a broadcast or
+        /// multicast address, or an echo-loop port).
         unanswered: counter,
     }
 }

@@ -306,12 +306,13 @@ mod tests {
     #[test]
     fn tcp_frames_are_lost_both_ways_and_others_pass() {
         let mut s = faulty(1.0, 0.0);
+        let datagram = udp_frame(2);
         s.inner
             .rx
-            .extend([tcp_frame(1), udp_frame(2), tcp_frame(3)]);
+            .extend([tcp_frame(1), datagram.clone(), tcp_frame(3)]);
         assert_eq!(
             receive_all(&mut s),
-            vec![udp_frame(2)],
+            vec![datagram],
             "only the datagram arrives"
         );
         assert!(s.post(|f| {
@@ -319,15 +320,15 @@ mod tests {
             f[..t.len()].copy_from_slice(&t);
             Some(t.len())
         }));
+        let u = udp_frame(5);
         assert!(s.transmit(|f| {
-            let u = udp_frame(5);
             f[..u.len()].copy_from_slice(&u);
             Some(u.len())
         }));
         s.flush_tx();
         assert_eq!(
             s.inner.sent,
-            vec![udp_frame(5)],
+            vec![u],
             "the segment was dropped, the datagram sent"
         );
         assert_eq!(s.faults(), Some((3, 0)));

@@ -89,12 +89,10 @@ impl ServiceTable {
     }
 
     /// The service a destination belongs to: the exact address first, then its family's
-    /// wildcard, as the XDP program decides.
-    pub fn find(&self, key: &BindKey) -> Option<(usize, Kind)> {
-        let i = *self
-            .index
-            .get(key)
-            .or_else(|| self.index.get(&key.wildcard()))?;
+    /// wildcard if the frame is `unicast`, as the XDP program decides.
+    pub fn find(&self, key: &BindKey, unicast: bool) -> Option<(usize, Kind)> {
+        let wildcard = || unicast.then(|| self.index.get(&key.wildcard())).flatten();
+        let i = *self.index.get(key).or_else(wildcard)?;
         Some((i, self.services[i].0))
     }
 }
@@ -116,16 +114,22 @@ mod tests {
         .unwrap();
         let key = |p: &str, a: &str| Binding::parse(p, a).unwrap().key();
         assert_eq!(
-            t.find(&key("udp", "198.18.0.2:53")),
+            t.find(&key("udp", "198.18.0.2:53"), true),
             Some((1, Kind::UdpEcho))
         );
         assert_eq!(
-            t.find(&key("udp", "198.18.0.9:53")),
+            t.find(&key("udp", "198.18.0.9:53"), true),
             Some((0, Kind::UdpSink))
         );
-        assert_eq!(t.find(&key("udp", "[2001:db8::2]:53")), None);
-        assert_eq!(t.find(&key("tcp", "198.18.0.2:53")), None);
-        assert_eq!(t.find(&key("udp", "198.18.0.2:54")), None);
+        assert_eq!(t.find(&key("udp", "[2001:db8::2]:53"), true), None);
+        assert_eq!(t.find(&key("tcp", "198.18.0.2:53"), true), None);
+        assert_eq!(t.find(&key("udp", "198.18.0.2:54"), true), None);
+        // A broadcast or multicast frame: only an exact binding takes it.
+        assert_eq!(t.find(&key("udp", "198.18.0.9:53"), false), None);
+        assert_eq!(
+            t.find(&key("udp", "198.18.0.2:53"), false),
+            Some((1, Kind::UdpEcho))
+        );
     }
 
     #[test]

@@ -11,19 +11,33 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netdemux_common::{
     PROTO_UDP,
-    wire::{IPV4_MIN_HLEN, IPV6_HLEN, UDP_HLEN},
+    wire::{IPV4_MIN_HLEN, IPV6_HLEN, UDP_HLEN, ipv4_unicast, ipv6_unicast},
 };
 
 use crate::wire::{Classified, checksum};
 
+/// Source ports never answered: an echo there would start a loop between two echo services
+/// (7 echo, 19 chargen; 0 is no port at all).
+const LOOP_PORTS: [u16; 3] = [0, 7, 19];
+
 /// Rewrites `frame`, a UDP datagram as classified in `c`, into its answer; returns the length to
-/// transmit, or `None` for datagrams it does not answer (IPv4 options or IPv6 extension headers,
-/// whose echo would carry source routes or options back unchanged).
+/// transmit, or `None` for datagrams it does not answer: IPv4 options or IPv6 extension headers
+/// (whose echo would carry source routes or options back unchanged), a broadcast or multicast
+/// destination or source (RFC 1122 §3.2.2 and §4.1.3.6: one datagram must not draw answers
+/// from a whole network), and the loop ports as source.
 pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Option<u32> {
-    if c.ip_extras || c.l4_offset + UDP_HLEN > frame.len() {
+    if c.ip_extras || !c.unicast || c.icmp || c.l4_offset + UDP_HLEN > frame.len() {
         return None;
     }
     let (l3, l4) = (c.l3_offset, c.l4_offset);
+    let src_port = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
+    let src_unicast = match l4 - l3 {
+        IPV4_MIN_HLEN => ipv4_unicast(frame[l3 + 12..l3 + 16].try_into().ok()?),
+        _ => ipv6_unicast(frame[l3 + 8]),
+    };
+    if LOOP_PORTS.contains(&src_port) || !src_unicast || frame[6] & 1 != 0 {
+        return None;
+    }
     let udp_len = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]) as usize;
     if udp_len < UDP_HLEN || udp_len != c.payload_len + UDP_HLEN {
         return None;
@@ -161,5 +175,47 @@ mod tests {
         let before = f.clone();
         assert_eq!(reply_in_place(&mut f, &c), None);
         assert_eq!(f, before, "untouched");
+    }
+
+    #[test]
+    fn broadcast_multicast_and_loop_ports_are_not_echoed() {
+        // Each change must leave the frame unanswered and untouched.
+        let fix_ip = |f: &mut Vec<u8>| {
+            f[24..26].fill(0);
+            let c = crate::wire::checksum::ipv4_header(&f[14..34]);
+            f[24..26].copy_from_slice(&c.to_be_bytes());
+        };
+        type Change<'a> = &'a dyn Fn(&mut Vec<u8>);
+        let cases: [(&str, Change); 6] = [
+            ("link-layer broadcast", &|f| f[0..6].fill(0xff)),
+            ("limited broadcast", &|f| {
+                f[30..34].fill(255);
+                fix_ip(f)
+            }),
+            ("multicast group", &|f| {
+                f[30..34].copy_from_slice(&[239, 1, 2, 3]);
+                fix_ip(f)
+            }),
+            ("multicast source", &|f| {
+                f[26..30].copy_from_slice(&[224, 0, 0, 1]);
+                fix_ip(f)
+            }),
+            ("from the echo port", &|f| {
+                f[34..36].copy_from_slice(&7u16.to_be_bytes())
+            }),
+            ("from chargen", &|f| {
+                f[34..36].copy_from_slice(&19u16.to_be_bytes())
+            }),
+        ];
+        for (why, change) in cases {
+            let mut f = kernel_udp4();
+            change(&mut f);
+            let Some(c) = classify(&f) else {
+                panic!("{why}: does not classify");
+            };
+            let before = f.clone();
+            assert_eq!(reply_in_place(&mut f, &c), None, "{why}");
+            assert_eq!(f, before, "{why}: untouched");
+        }
     }
 }

@@ -1,30 +1,37 @@
 //! The destination socket address of an Ethernet frame (VLAN, IPv4 with options, IPv6 with
-//! extension headers, TCP/UDP), mirroring `netdemux-ebpf/src/parse.rs`.
+//! extension headers, TCP/UDP), mirroring `netdemux-ebpf/src/parse.rs` — and, for an ICMP or
+//! ICMPv6 error quoting a TCP/UDP packet, the quoted packet's source, as the program sees it.
 
 use netdemux_common::{
     BindKey, FAMILY_V4, FAMILY_V6, PROTO_TCP, PROTO_UDP,
     wire::{
-        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, IPPROTO_AH, IPPROTO_DSTOPTS,
-        IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPV4_FRAG_MASK, IPV4_MIN_HLEN, IPV6_HLEN,
-        MAX_IPV6_EXT_HEADERS, MAX_L4_OFFSET, MAX_VLAN_TAGS, TCP_MIN_HLEN, UDP_HLEN, VLAN_TAG_LEN,
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6, ICMP_HLEN, IPPROTO_AH,
+        IPPROTO_DSTOPTS, IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_ROUTING,
+        IPV4_FRAG_MASK, IPV4_MIN_HLEN, IPV6_HLEN, MAX_IPV6_EXT_HEADERS, MAX_L4_OFFSET,
+        MAX_VLAN_TAGS, TCP_MIN_HLEN, UDP_HLEN, VLAN_TAG_LEN, icmp_error, ipv4_unicast,
+        ipv6_unicast, mac_unicast,
     },
 };
 
 /// What [`classify`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Classified {
-    /// The binding-table key of the destination.
+    /// The binding-table key of the destination (of an ICMP error: the quoted packet's source).
     pub key: BindKey,
     /// Offset of the IP header (after any VLAN tags).
     pub l3_offset: usize,
-    /// Offset of the TCP/UDP header.
+    /// Offset of the TCP/UDP header (of an ICMP error: the ICMP header).
     pub l4_offset: usize,
     /// True when the IP header carries options (IPv4) or extension headers (IPv6).
     pub ip_extras: bool,
-    /// Offset of the L4 payload in the frame.
+    /// Offset of the L4 payload in the frame (of an ICMP error: the quoted packet).
     pub payload_offset: usize,
     /// Length of the L4 payload, as the IP header (and the UDP header) give it.
     pub payload_len: usize,
+    /// The frame is for one host (link and IP destination): wildcard bindings take only these.
+    pub unicast: bool,
+    /// The frame is an ICMP or ICMPv6 error about a packet `key` sent.
+    pub icmp: bool,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -32,9 +39,9 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The destination of `frame`, or `None` for anything that is not an unfragmented, well-formed
-/// TCP or UDP packet over IPv4 or IPv6. It accepts what the XDP program redirects, and refuses
-/// besides a TCP header whose data offset runs past the IP payload (the program looks no
-/// further than the ports).
+/// TCP or UDP packet over IPv4 or IPv6 (or an ICMP error quoting one). It accepts what the XDP
+/// program redirects, and refuses besides a TCP header whose data offset runs past the IP
+/// payload (the program looks no further than the ports).
 pub fn classify(frame: &[u8]) -> Option<Classified> {
     let mut ethertype = be16(frame, 12)?;
     let mut off = ETH_HLEN;
@@ -46,7 +53,7 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
         off += VLAN_TAG_LEN;
     }
     let l3 = off;
-    let (addr, family, proto, l4, ip_end) = match ethertype {
+    let (addr, family, proto, l4, ip_end, ip_unicast) = match ethertype {
         ETH_P_IPV4 => {
             let ip = frame.get(off..off + IPV4_MIN_HLEN)?;
             let ihl = ((ip[0] & 0x0f) as usize) * 4;
@@ -59,7 +66,8 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
             }
             let mut addr = [0u8; 16];
             addr[..4].copy_from_slice(&ip[16..20]);
-            (addr, FAMILY_V4, ip[9], off + ihl, off + total)
+            let unicast = ipv4_unicast([ip[16], ip[17], ip[18], ip[19]]);
+            (addr, FAMILY_V4, ip[9], off + ihl, off + total, unicast)
         }
         ETH_P_IPV6 => {
             let ip = frame.get(off..off + IPV6_HLEN)?;
@@ -74,12 +82,12 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
             let mut l4 = off + IPV6_HLEN;
             for _ in 0..MAX_IPV6_EXT_HEADERS {
                 let len = match next {
-                    PROTO_TCP | PROTO_UDP => break,
+                    PROTO_TCP | PROTO_UDP | IPPROTO_ICMPV6 => break,
                     IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
                         (*frame.get(l4 + 1)? as usize + 1) * 8
                     }
                     IPPROTO_AH => (*frame.get(l4 + 1)? as usize + 2) * 4,
-                    _ => return None, // fragment, ESP, ICMPv6, ...
+                    _ => return None, // fragment, ESP, ...
                 };
                 next = *frame.get(l4)?;
                 l4 += len;
@@ -89,10 +97,29 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
             }
             let mut addr = [0u8; 16];
             addr.copy_from_slice(&ip[24..40]);
-            (addr, FAMILY_V6, next, l4, ip_end)
+            (addr, FAMILY_V6, next, l4, ip_end, ipv6_unicast(ip[24]))
         }
         _ => return None,
     };
+    let plain = if family == FAMILY_V4 {
+        IPV4_MIN_HLEN
+    } else {
+        IPV6_HLEN
+    };
+    let unicast = ip_unicast && mac_unicast(*frame.first()?);
+    if proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 {
+        let key = quoted_source(frame, proto, l4, ip_end)?;
+        return Some(Classified {
+            key,
+            l3_offset: l3,
+            l4_offset: l4,
+            ip_extras: l4 - l3 != plain,
+            payload_offset: l4 + ICMP_HLEN,
+            payload_len: ip_end - (l4 + ICMP_HLEN),
+            unicast,
+            icmp: true,
+        });
+    }
     let (hlen, payload_offset) = match proto {
         PROTO_UDP => (UDP_HLEN, l4 + UDP_HLEN),
         PROTO_TCP => {
@@ -105,11 +132,6 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
         return None;
     }
     let port = be16(frame, l4 + 2)?;
-    let plain = if family == FAMILY_V4 {
-        IPV4_MIN_HLEN
-    } else {
-        IPV6_HLEN
-    };
     Some(Classified {
         key: BindKey::new(addr, port, proto, family),
         l3_offset: l3,
@@ -117,7 +139,47 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
         ip_extras: l4 - l3 != plain,
         payload_offset,
         payload_len: ip_end - payload_offset,
+        unicast,
+        icmp: false,
     })
+}
+
+/// The key of the socket that sent the packet an ICMP error at `l4` quotes: the quoted
+/// header's source address and TCP/UDP source port (a quoted IPv6 packet with TCP/UDP right
+/// behind its header; a quoted IPv4 packet not a later fragment).
+fn quoted_source(frame: &[u8], proto: u8, l4: usize, ip_end: usize) -> Option<BindKey> {
+    if !icmp_error(proto, *frame.get(l4)?) || l4 + ICMP_HLEN > ip_end {
+        return None;
+    }
+    let inner = l4 + ICMP_HLEN;
+    if inner > MAX_L4_OFFSET {
+        return None;
+    }
+    let (addr, family, quoted, inner_l4) = if proto == IPPROTO_ICMP {
+        let ip = frame.get(inner..inner + IPV4_MIN_HLEN)?;
+        let ihl = ((ip[0] & 0x0f) as usize) * 4;
+        if ip[0] >> 4 != 4 || ihl < IPV4_MIN_HLEN || be16(ip, 6)? & 0x1fff != 0 {
+            return None;
+        }
+        let mut addr = [0u8; 16];
+        addr[..4].copy_from_slice(&ip[12..16]);
+        (addr, FAMILY_V4, ip[9], inner + ihl)
+    } else {
+        let ip = frame.get(inner..inner + IPV6_HLEN)?;
+        if ip[0] >> 4 != 6 {
+            return None;
+        }
+        let mut addr = [0u8; 16];
+        addr.copy_from_slice(&ip[8..24]);
+        (addr, FAMILY_V6, ip[6], inner + IPV6_HLEN)
+    };
+    if (quoted != PROTO_TCP && quoted != PROTO_UDP)
+        || inner_l4 > MAX_L4_OFFSET
+        || inner_l4 + 8 > ip_end
+    {
+        return None;
+    }
+    Some(BindKey::new(addr, be16(frame, inner_l4)?, quoted, family))
 }
 
 /// The source socket address of a frame that [`classify`] accepted as `c`.

@@ -1,5 +1,5 @@
 //! IPv4 and IPv6 headers: parse (IPv4 options and IPv6 extension headers skipped, fragments and
-//! bad IPv4 header checksums refused) and emit (no options; IPv4 with DF and its checksum).
+//! bad IPv4 header checksums refused) and emit (no options; IPv4 with its checksum, DF for TCP).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -128,7 +128,7 @@ impl IpRepr {
         }
     }
 
-    /// Writes the header at the start of `buf`; returns its length.
+    /// Writes the header at the start of `buf` (IPv4: DF for TCP only); returns its length.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize, Error> {
         let len = self.header_len();
         let out = buf.get_mut(..len).ok_or(Error::Truncated)?;
@@ -138,8 +138,19 @@ impl IpRepr {
                 out[0] = 0x45;
                 out[1] = 0;
                 out[2..4].copy_from_slice(&total.to_be_bytes());
-                out[4..6].copy_from_slice(&[0, 0]);
-                out[6..8].copy_from_slice(&0x4000u16.to_be_bytes()); // DF
+                if self.protocol == netdemux_common::PROTO_TCP {
+                    // DF: TCP finds the path's MTU (RFC 1191; the stack lowers its MSS on an
+                    // ICMP "fragmentation needed").
+                    out[4..6].copy_from_slice(&[0, 0]);
+                    out[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
+                } else {
+                    // Without path-MTU discovery a datagram too big for a link must be
+                    // fragmented by the router there, which needs an ID that differs between
+                    // datagrams in flight (RFC 6864).
+                    let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    out[4..6].copy_from_slice(&id.to_be_bytes());
+                    out[6..8].copy_from_slice(&[0, 0]);
+                }
                 out[8] = self.hop_limit;
                 out[9] = self.protocol;
                 out[10..12].copy_from_slice(&[0, 0]);
@@ -162,6 +173,9 @@ impl IpRepr {
         Ok(len)
     }
 }
+
+/// The IPv4 identification of the next datagram sent without DF.
+static NEXT_ID: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(1);
 
 /// Writes an untagged Ethernet header and an IP header (hop limit 64) for `l4_len` bytes of
 /// `protocol` from `src` to `dst` at the start of `frame`; returns where the L4 header goes,

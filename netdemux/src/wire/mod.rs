@@ -13,6 +13,7 @@
 pub mod checksum;
 mod classify;
 pub mod ethernet;
+pub mod icmp;
 pub mod ip;
 pub mod seq;
 pub mod tcp;

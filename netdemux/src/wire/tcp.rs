@@ -398,7 +398,7 @@ impl TcpPacket {
     /// Parses and checks the TCP segment in `frame`, which [`super::classify`] accepted as `c`
     /// (like [`super::udp::UdpRepr::from_classified`]); [`Error::Malformed`] if it is not TCP.
     pub fn from_classified(frame: &[u8], c: &Classified) -> Result<TcpPacket, Error> {
-        if c.key.proto != PROTO_TCP {
+        if c.key.proto != PROTO_TCP || c.icmp {
             return Err(Error::Malformed);
         }
         let src = source(frame, c).ok_or(Error::Malformed)?;

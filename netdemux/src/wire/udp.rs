@@ -32,7 +32,7 @@ impl UdpRepr {
 
     /// Like [`UdpRepr::parse`], for a frame already classified as `c`.
     pub fn from_classified(frame: &[u8], c: &Classified) -> Result<UdpRepr, Error> {
-        if c.key.proto != PROTO_UDP {
+        if c.key.proto != PROTO_UDP || c.icmp {
             return Err(Error::Malformed);
         }
         let src = source(frame, c).ok_or(Error::Malformed)?;

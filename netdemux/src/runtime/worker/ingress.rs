@@ -13,7 +13,7 @@ use crate::{
     report::{QueueCounters, ServiceCounters, WorkerTcpCounters},
     services::{Kind, ServiceTable, udp_echo},
     stack::neighbour_cache::NeighbourCache,
-    wire::{self, classify, tcp::TcpPacket, udp::UdpRepr},
+    wire::{self, classify, icmp::IcmpError, tcp::TcpPacket, udp::UdpRepr},
     xsk::Verdict,
 };
 
@@ -44,7 +44,10 @@ impl Dispatch<'_> {
             self.counters.unclaimed += 1;
             return Verdict::Recycle;
         };
-        if let Some((i, kind)) = self.services.find(&c.key) {
+        if c.icmp {
+            return self.icmp(frame, &c);
+        }
+        if let Some((i, kind)) = self.services.find(&c.key, c.unicast) {
             let counters = &mut self.service_counters[i];
             counters.packets += 1;
             counters.bytes += c.payload_len as u64;
@@ -61,8 +64,9 @@ impl Dispatch<'_> {
             };
         }
         if c.key.proto == PROTO_TCP {
-            // The application's TCP: its listeners, streams, and RSTs for the rest.
-            if self.tcp.is_none() || self.sockets.is_none() {
+            // The application's TCP: its listeners, streams, and RSTs for the rest. Never for
+            // a broadcast or multicast frame (RFC 1122 §4.2.3.10).
+            if self.tcp.is_none() || self.sockets.is_none() || !c.unicast {
                 self.counters.unclaimed += 1;
                 return Verdict::Recycle;
             }
@@ -71,11 +75,31 @@ impl Dispatch<'_> {
         self.datagram(frame, &c)
     }
 
+    /// An ICMP error about a packet sent from here: to the TCP connection it concerns, or
+    /// counted for UDP.
+    fn icmp(&mut self, frame: &[u8], c: &wire::Classified) -> Verdict {
+        match IcmpError::from_classified(frame, c) {
+            Ok(e) if e.proto == PROTO_TCP => {
+                if let Some(tcp) = self.tcp.as_deref_mut() {
+                    tcp.icmp(&e, self.now);
+                }
+            }
+            Ok(_) => self.counters.icmp_udp += 1,
+            Err(_) => self.counters.icmp_malformed += 1,
+        }
+        Verdict::Recycle
+    }
+
     /// A TCP segment for the worker's TCP sockets.
     fn tcp_segment(&mut self, frame: &[u8], c: &wire::Classified) -> Verdict {
         let Some(tcp) = self.tcp.as_deref_mut() else {
             return Verdict::Recycle;
         };
+        if !c.unicast {
+            // A wildcard service never answers a broadcast or multicast segment (RFC 1122).
+            self.counters.unclaimed += 1;
+            return Verdict::Recycle;
+        }
         match TcpPacket::from_classified(frame, c) {
             Ok(p) => {
                 // Answers go back to the MAC the segment came from: a lookup per segment, an
@@ -95,9 +119,11 @@ impl Dispatch<'_> {
 
     /// A UDP datagram for an application's socket.
     fn datagram(&mut self, frame: &[u8], c: &wire::Classified) -> Verdict {
-        let socket = self
-            .sockets
-            .and_then(|r| r.get(&c.key).or_else(|| r.get(&c.key.wildcard())));
+        let wildcard = c.key.wildcard();
+        let socket = self.sockets.and_then(|r| {
+            r.get(&c.key)
+                .or_else(|| c.unicast.then(|| r.get(&wildcard)).flatten())
+        });
         let Some(socket) = socket else {
             self.counters.unclaimed += 1;
             return Verdict::Recycle;

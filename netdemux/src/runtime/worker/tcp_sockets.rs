@@ -18,7 +18,10 @@ use crate::{
     },
     services::{Kind, ServiceTable, tcp::App},
     stack::tcp::{Config, ConnId, Counters, Endpoint, Events, Limits, MemoryBudget},
-    wire::tcp::{Flags, TcpHeader},
+    wire::{
+        icmp::IcmpError,
+        tcp::{Flags, TcpHeader},
+    },
 };
 
 /// Who accepts the connections of a listening address.
@@ -198,22 +201,52 @@ impl TcpSockets {
         segment: &[u8],
         now: Instant,
     ) {
-        if let Some(app) = &self.application {
-            let syn_only = h.flags.contains(Flags::SYN) && !h.flags.contains(Flags::ACK);
-            if !syn_only && !self.endpoint.has_flow(local, remote) {
-                let owner = app.bridge.outbound.load().get(&local).copied();
-                if let Some(owner) = owner.filter(|&o| o != app.index) {
-                    // An outbound connection of another worker (its peer's flow hashed to this
-                    // queue): hand the segment over.
-                    let cmd = Command::Segment(remote, local, segment.to_vec());
-                    if let Some(link) = app.bridge.links.get(owner) {
-                        let _ = link.command(cmd);
-                    }
-                    return;
-                }
-            }
+        let syn_only = h.flags.contains(Flags::SYN) && !h.flags.contains(Flags::ACK);
+        if !syn_only
+            && self.forward(local, remote, || {
+                Command::Segment(remote, local, segment.to_vec())
+            })
+        {
+            return;
         }
         self.endpoint.input(remote, local, h, payload, now);
+    }
+
+    /// An ICMP error about a segment one of these connections sent.
+    pub fn icmp(&mut self, e: &IcmpError, now: Instant) {
+        let Some(seq) = e.seq else {
+            return;
+        };
+        if self.forward(e.local, e.remote, || Command::Icmp(*e)) {
+            return;
+        }
+        self.endpoint
+            .icmp_error(e.local, e.remote, e.problem, seq, now);
+    }
+
+    /// Hands what `command` makes to the worker that owns `local` <-> `remote` when that is an
+    /// outbound connection of another worker (its peer's flow hashed to this queue). True when
+    /// it did.
+    fn forward(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        command: impl FnOnce() -> Command,
+    ) -> bool {
+        let Some(app) = &self.application else {
+            return false;
+        };
+        if self.endpoint.has_flow(local, remote) {
+            return false;
+        }
+        let owner = app.bridge.outbound.load().get(&local).copied();
+        let Some(owner) = owner.filter(|&o| o != app.index) else {
+            return false;
+        };
+        if let Some(link) = app.bridge.links.get(owner) {
+            let _ = link.command(command());
+        }
+        true
     }
 
     /// Carries out what the application asked for (at most a queue's worth per call).
@@ -252,6 +285,12 @@ impl TcpSockets {
             Command::Segment(remote, local, seg) => {
                 if let Ok((h, len)) = TcpHeader::parse_unchecked(&seg) {
                     self.endpoint.input(remote, local, &h, &seg[len..], now);
+                }
+            }
+            Command::Icmp(e) => {
+                if let Some(seq) = e.seq {
+                    self.endpoint
+                        .icmp_error(e.local, e.remote, e.problem, seq, now);
                 }
             }
         }
@@ -319,6 +358,7 @@ impl TcpSockets {
             let ended = [
                 (Events::RESET, StreamState::Reset),
                 (Events::TIMED_OUT, StreamState::TimedOut),
+                (Events::UNREACHABLE, StreamState::Unreachable),
                 (Events::CLOSED, StreamState::Closed),
             ]
             .into_iter()

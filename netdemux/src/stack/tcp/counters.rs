@@ -53,6 +53,14 @@ crate::counters! {
         resets_suppressed: counter,
         /// Connections that skipped TIME_WAIT because its table was full.
         time_wait_overflow: counter,
+        /// Segments to or from a broadcast or multicast address: dropped (RFC 1122 §4.2.3.10).
+        not_unicast: counter,
+        /// ICMP errors about a segment in flight, taken (RFC 5927).
+        icmp_errors: counter,
+        /// ICMP errors quoting a sequence number not in flight, or for no connection: ignored.
+        icmp_out_of_window: counter,
+        /// Path-MTU reductions (ICMP "fragmentation needed" / "packet too big").
+        pmtu_reductions: counter,
         /// Segments (or parts of them) not stored because the memory budget had no room.
         memory_drops: counter,
         /// SYNs dropped because the memory budget was nearly used up.

@@ -20,7 +20,10 @@ use super::{
     syn_cookie::{self, SynCookies},
     time_wait::{TimeWaits, Verdict},
 };
-use crate::wire::tcp::{Flags, TcpHeader, TcpOptions};
+use crate::wire::{
+    icmp::Problem,
+    tcp::{Flags, TcpHeader, TcpOptions},
+};
 
 /// Limits of an endpoint.
 #[derive(Clone, Copy, Debug)]
@@ -160,6 +163,14 @@ pub struct Endpoint {
     budget: Arc<MemoryBudget>,
     /// What happened so far.
     pub counters: Counters,
+}
+
+/// True for the address of one host (not multicast, broadcast or unspecified).
+fn unicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => netdemux_common::wire::ipv4_unicast(a.octets()),
+        IpAddr::V6(a) => !a.is_multicast() && !a.is_unspecified(),
+    }
 }
 
 fn unspecified(addr: SocketAddr) -> SocketAddr {
@@ -491,6 +502,12 @@ impl Endpoint {
         payload: &[u8],
         now: Instant,
     ) {
+        if !unicast(local.ip()) || !unicast(remote.ip()) {
+            // TCP is between two hosts: never answered, never a connection (RFC 1122
+            // §4.2.3.10; Linux's tcp_v4_rcv drops what is not PACKET_HOST).
+            self.counters.not_unicast += 1;
+            return;
+        }
         let mut reopen = None;
         if self.time_waits.contains(local, remote) {
             let (control, counters, max) = (
@@ -621,8 +638,7 @@ impl Endpoint {
         let Some(l) = self.listeners.get(&listener) else {
             return false;
         };
-        if l
-            .cookie_sent_at
+        if l.cookie_sent_at
             .is_none_or(|t| now.saturating_duration_since(t) > COOKIES_VALID)
         {
             return false;
@@ -734,6 +750,25 @@ impl Endpoint {
         let conn = Connection::accept(local, remote, syn, self.config, start);
         let id = self.insert(conn, Some(listener));
         self.after(id, now);
+    }
+
+    /// An ICMP error about a segment `local` sent to `remote` with sequence number `seq`.
+    pub fn icmp_error(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+        problem: Problem,
+        seq: Seq,
+        now: Instant,
+    ) {
+        match self.flows.get(&(local, remote)) {
+            Some(&id) => {
+                self.with(id, now, |c, counters| {
+                    c.handle_icmp(problem, seq, now, counters)
+                });
+            }
+            None => self.counters.icmp_out_of_window += 1,
+        }
     }
 
     /// RFC 9293 §3.10.7.1: a segment for no connection gets a RST (never one for a RST).

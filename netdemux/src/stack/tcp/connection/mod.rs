@@ -21,6 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod icmp;
 mod input;
 mod output;
 mod recovery;
@@ -169,6 +170,8 @@ impl Events {
     pub const RESET: Events = Events(32);
     /// The peer stopped answering (retransmissions or keepalive probes exhausted).
     pub const TIMED_OUT: Events = Events(64);
+    /// An ICMP error said the peer cannot be reached (while connecting).
+    pub const UNREACHABLE: Events = Events(128);
 
     /// True when every flag of `other` is set.
     pub fn contains(self, other: Events) -> bool {
@@ -340,6 +343,8 @@ pub struct Connection {
     /// TIME_WAIT or FIN_WAIT_2 ends at this time.
     linger_at: Option<Instant>,
     rst: Option<Plan>,
+    /// The last ICMP error noted while established (Linux's sk_err_soft).
+    soft_error: Option<crate::wire::icmp::Problem>,
     events: Events,
 }
 
@@ -436,6 +441,7 @@ impl Connection {
             keepalive_sent: 0,
             linger_at: None,
             rst: None,
+            soft_error: None,
             events: Events::default(),
         }
     }

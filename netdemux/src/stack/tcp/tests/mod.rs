@@ -272,6 +272,47 @@ mod handshake {
     }
 
     #[test]
+    fn broadcast_and_multicast_segments_get_no_answer_and_make_no_connection() {
+        // RFC 1122 §4.2.3.10: a SYN to a multicast or broadcast address is dropped silently,
+        // as is anything from such an address (Linux drops what is not for this host).
+        let mut net = Net::new(Config::default());
+        let any = addr("0.0.0.0:80");
+        server_with(&mut net, Limits::default(), None);
+        net.server.listen(any, None).unwrap();
+        let syn = TcpHeader {
+            src_port: 40000,
+            dst_port: 80,
+            seq: crate::wire::seq::Seq(1),
+            flags: Flags::SYN,
+            window: 65535,
+            ..TcpHeader::default()
+        };
+        let ack = TcpHeader {
+            flags: Flags::ACK,
+            ..syn
+        };
+        let unicast_peer = addr("198.18.0.1:40000");
+        for (from, to, h) in [
+            (unicast_peer, addr("224.0.0.1:80"), syn),
+            (unicast_peer, addr("255.255.255.255:80"), syn),
+            (unicast_peer, addr("239.1.2.3:80"), ack),
+            (addr("224.0.0.5:40000"), addr("198.18.0.2:80"), syn),
+            (addr("0.0.0.0:40000"), addr("198.18.0.2:80"), syn),
+            (addr("[2001:db8::1]:40000"), addr("[ff02::1]:80"), syn),
+        ] {
+            net.server.input(from, to, &h, &[], net.now);
+        }
+        let mut sent = 0;
+        net.server.poll_transmit(net.now, |_, _, _, _| {
+            sent += 1;
+            true
+        });
+        assert_eq!(sent, 0, "no SYN-ACK, no RST");
+        assert_eq!(net.server.connections(), 0);
+        assert_eq!(net.server.counters.not_unicast, 6);
+    }
+
+    #[test]
     fn an_ack_for_an_unknown_connection_gets_rst_with_its_sequence() {
         let mut net = Net::new(Config::default());
         let h = TcpHeader {

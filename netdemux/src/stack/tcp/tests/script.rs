@@ -18,6 +18,8 @@
 //!   segment, now (within [`TOLERANCE`]): seq from our ISN, ack from the peer's. Options are
 //!   compared as a set (`nop` and `eol` are layout); `TS val *` takes any TSval, `<...>` any
 //!   options; no `<...>` at all means none.
+//! - `< icmp too_big MTU | unreachable [hard] | time_exceeded` then `seq N`: an ICMP error
+//!   about our segment with sequence number N.
 //! - `app listen [backlog N] | connect | accept | write N | read N | close | abort | orphan`.
 //! - `expect state NAME | counter NAME N | cwnd <= N | cwnd >= N | rwnd <=|>=|= N |
 //!   readable N | event NAME | memory <= N | connections N | gone`.
@@ -42,6 +44,7 @@ use crate::{
     counters::CounterSet as _,
     stack::tcp::{ConnId, Endpoint, Events, Limits, MemoryBudget, State, connection::Config},
     wire::{
+        icmp::Problem,
         seq::Seq,
         tcp::{Flags, TcpHeader, TcpOptions},
     },
@@ -380,6 +383,7 @@ impl Runner {
                 self.advance(at);
                 self.no_unexpected()?;
                 match w {
+                    "<" if words.get(1) == Some(&"icmp") => self.icmp(&words[2..])?,
                     "<" => self.inject(&parse_segment(&words[1..])?)?,
                     "app" => self.app(&words[1..])?,
                     "expect" => self.expect(&words[1..])?,
@@ -533,6 +537,36 @@ impl Runner {
         };
         let payload: Vec<u8> = (0..s.len).map(|i| (s.seq as usize + i) as u8).collect();
         self.ep.input(remote, self.local, &h, &payload, self.now);
+        Ok(())
+    }
+
+    /// `< icmp too_big MTU seq N | unreachable [hard] seq N | time_exceeded seq N`: an ICMP
+    /// error about our segment with sequence number N (from our ISN).
+    fn icmp(&mut self, w: &[&str]) -> Result<(), String> {
+        let (problem, rest) = match w {
+            ["too_big", mtu, rest @ ..] => (
+                Problem::PacketTooBig {
+                    mtu: num(Some(mtu), "mtu")?,
+                },
+                rest,
+            ),
+            ["unreachable", "hard", rest @ ..] => (Problem::Unreachable { hard: true }, rest),
+            ["unreachable", rest @ ..] => (Problem::Unreachable { hard: false }, rest),
+            ["time_exceeded", rest @ ..] => (Problem::TimeExceeded, rest),
+            _ => return Err(format!("bad icmp line: {w:?}")),
+        };
+        let ["seq", n] = rest else {
+            return Err(format!("expected seq N: {rest:?}"));
+        };
+        let seq: u32 = num(Some(n), "seq")?;
+        let isn = self.our_isn(self.remote.port());
+        self.ep.icmp_error(
+            self.local,
+            self.remote,
+            problem,
+            Seq(seq.wrapping_add(isn)),
+            self.now,
+        );
         Ok(())
     }
 
@@ -759,6 +793,7 @@ impl Runner {
                     "closed" => Events::CLOSED,
                     "reset" => Events::RESET,
                     "timed_out" => Events::TIMED_OUT,
+                    "unreachable" => Events::UNREACHABLE,
                     _ => return Err(format!("unknown event {name}")),
                 };
                 if !self.events.iter().any(|e| e.contains(want)) {

@@ -8,6 +8,7 @@ mod close;
 mod cookies;
 mod data;
 mod handshake;
+mod icmp;
 mod listener;
 mod memory;
 mod options;

@@ -114,10 +114,22 @@ pub struct Binding {
 impl Binding {
     /// A binding from its CLI words, e.g. `("udp", "198.18.0.2:7000")`.
     pub fn parse(proto: &str, addr: &str) -> Result<Self> {
-        Ok(Binding {
+        let b = Binding {
             proto: proto.parse()?,
             addr: parse_socket_addr(addr)?,
-        })
+        };
+        let group = match b.addr.ip() {
+            IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+            IpAddr::V6(a) => a.is_multicast(),
+        };
+        if b.proto == Proto::Tcp && group {
+            bail!(
+                "'{}' is a broadcast or multicast address: TCP connects two hosts; bind UDP \
+                 there, or TCP on a host address",
+                b.addr
+            );
+        }
+        Ok(b)
     }
 
     /// The key the XDP program looks up.
@@ -207,12 +219,21 @@ mod tests {
             ("udp", "\n", "not a socket address"),
             ("udp\n", "198.18.0.2:1", "unknown protocol"),
             ("udp", "198.18.0.2\n:1", "not a socket address"),
+            ("tcp", "239.1.2.3:80", "multicast"),
+            ("tcp", "255.255.255.255:80", "broadcast"),
+            ("tcp", "[ff02::1]:80", "multicast"),
         ];
         for (proto, addr, want) in cases {
             let err = Binding::parse(proto, addr).unwrap_err().to_string();
             assert!(err.contains(want), "{proto} {addr}: {err}");
             assert!(!err.contains('\n'), "one line: {err}");
         }
+    }
+
+    #[test]
+    fn udp_may_bind_a_multicast_group() {
+        assert!(Binding::parse("udp", "239.1.2.3:5000").is_ok());
+        assert!(Binding::parse("udp", "[ff15::1]:5000").is_ok());
     }
 
     #[test]

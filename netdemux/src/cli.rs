@@ -802,12 +802,16 @@ fn share(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-/// The snapshot as JSON, with the daemon's `queues` and `services` when one runs.
+/// The snapshot as JSON, with the daemon's `queues`, `services` and `tcp_memory` when one
+/// runs.
 fn with_daemon(snap: &Snapshot, daemon: Option<&DaemonReport>) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(snap)?;
     if let (Some(d), Some(obj)) = (daemon, v.as_object_mut()) {
         obj.insert("queues".into(), serde_json::to_value(&d.queues)?);
         obj.insert("services".into(), serde_json::to_value(&d.services)?);
+        if let Some(m) = &d.tcp_memory {
+            obj.insert("tcp_memory".into(), serde_json::to_value(m)?);
+        }
     }
     Ok(v)
 }

@@ -443,8 +443,8 @@ fn a_syn_flood_leaves_established_connections_served() {
     let tcp = &stats["queues"][0]["tcp"];
     eprintln!("tcp counters: {tcp}");
     assert!(
-        tcp["half_open_drops"].as_u64().unwrap() > 0,
-        "the half-open queue stayed bounded"
+        tcp["syncookies_sent"].as_u64().unwrap() > 0,
+        "the half-open queue stayed bounded: the rest got cookies"
     );
     assert!(
         tcp["resets_received"].as_u64().unwrap() > 0,

@@ -144,8 +144,8 @@ impl TcpSockets {
         self.idle_closed
     }
 
-    /// Closes the service connections that had no news for the idle timeout (an orphan from
-    /// then on: probing a shut window gives up soon).
+    /// Closes the service connections that had no news for the idle timeout: reset if they
+    /// hold unread data, else closed as an orphan (probing a shut window gives up soon).
     fn close_idle(&mut self, now: Instant) {
         if now.saturating_duration_since(self.last_sweep) < IDLE_SWEEP {
             return;
@@ -165,13 +165,17 @@ impl TcpSockets {
             .collect();
         for id in idle {
             self.endpoint.with(id, now, |c, _| {
-                c.close();
-                c.set_orphaned();
+                if c.readable() > 0 {
+                    // Closing with data unread resets the connection (RFC 2525 §2.17, as
+                    // Linux's tcp_close does): its buffers go at once.
+                    c.abort();
+                } else {
+                    c.close();
+                    c.set_orphaned();
+                }
             });
-            if let Some(Owner::Service(_, last)) = self.owners.get_mut(&id) {
-                // Looked at again only after another timeout.
-                *last = now;
-            }
+            // The service is done with it; the stack finishes the close on its own.
+            self.owners.remove(&id);
             self.idle_closed += 1;
         }
     }

@@ -98,6 +98,12 @@ impl RecvBuffer {
         self.budget.under_pressure()
     }
 
+    /// True when the budget it charges is all but used up (less than a sixteenth left).
+    pub fn memory_exhausted(&self) -> bool {
+        let b = &self.budget;
+        b.nearly_exhausted(b.limit() / 16)
+    }
+
     /// Contiguous bytes ready for the application.
     pub fn readable(&self) -> usize {
         self.readable

@@ -65,5 +65,8 @@ crate::counters! {
         memory_drops: counter,
         /// SYNs dropped because the memory budget was nearly used up.
         memory_syn_drops: counter,
+        /// Orphans (closed by their owner, data still to send) reset because the memory budget
+        /// was all but used up.
+        memory_aborts: counter,
     }
 }

@@ -36,6 +36,17 @@ impl Connection {
             self.finish(Events::CLOSED);
             return;
         }
+        let sending = [self.rto_at, self.persist_at]
+            .into_iter()
+            .flatten()
+            .any(|t| t <= now);
+        if sending && self.orphaned && self.recv.memory_exhausted() {
+            // Nobody waits for this data and memory ran out: reset rather than keep trying
+            // (Linux's tcp_out_of_resources, TCPAbortOnMemory).
+            c.memory_aborts += 1;
+            self.abort();
+            return;
+        }
         if self.rto_at.is_some_and(|t| t <= now) {
             self.on_rto(now, c);
             if self.state == State::Closed {

@@ -250,7 +250,7 @@ pub enum Command {
         #[arg(long, value_name = "SIZE", value_parser = size)]
         tcp_memory: Option<usize>,
         /// Close TCP service connections (--tcp-echo, --http) that had no news for this many
-        /// seconds.
+        /// seconds (reset if they hold data nobody read, as Linux's close does).
         #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         tcp_idle_timeout: u64,
     },

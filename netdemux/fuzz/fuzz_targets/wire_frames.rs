@@ -1,11 +1,12 @@
-//! Any bytes as an Ethernet frame, through every parser of `netdemux::wire` and the echo's
-//! in-place rewrite: none may panic, and what one parser accepts the others must agree on.
+//! Any bytes as an Ethernet frame, through every parser of `netdemux::wire` (ICMP errors
+//! included) and the echo's in-place rewrite: none may panic, and what one parser accepts the
+//! others must agree on.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use netdemux::{
     services::udp_echo,
-    wire::{classify, ethernet::EthernetRepr, ip::IpRepr, source, udp},
+    wire::{classify, ethernet::EthernetRepr, icmp::IcmpError, ip::IpRepr, source, tcp, udp},
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -23,6 +24,15 @@ fuzz_target!(|data: &[u8]| {
         let mut copy = data.to_vec();
         if let Some(len) = udp_echo::reply_in_place(&mut copy, &c) {
             assert!(len as usize <= copy.len());
+            assert!(!c.icmp && c.unicast, "the echo answers only unicast datagrams");
+        }
+        if let Ok(e) = IcmpError::from_classified(data, &c) {
+            assert!(c.icmp, "an ICMP error from a frame classified as TCP/UDP");
+            assert_eq!(Some(e.local), c.key.socket_addr(), "the error names the bound socket");
+        }
+        if c.icmp {
+            assert!(tcp::TcpPacket::from_classified(data, &c).is_err());
+            assert!(udp::UdpRepr::from_classified(data, &c).is_err());
         }
     }
     if let Ok(r) = udp::UdpRepr::parse(data) {

@@ -59,17 +59,54 @@ pub fn render(daemon: Option<&DaemonReport>) -> String {
     if d.queues.iter().any(|q| q.tcp.is_some()) {
         let _ = write!(out, "\n{:<6}", "tcp");
         for name in columns::<WorkerTcpCounters>().chain(columns::<tcp::Counters>()) {
-            let _ = write!(out, "{name:>16}");
+            let _ = write!(out, "{name:>w$}", w = width(name));
         }
         let _ = writeln!(out);
         for q in &d.queues {
             let Some(t) = &q.tcp else { continue };
             let _ = write!(out, "{:<6}", q.queue);
-            for (_, v) in shown(&t.worker).chain(shown(&t.stack)) {
-                let _ = write!(out, "{v:>16}");
+            for (name, v) in shown(&t.worker).chain(shown(&t.stack)) {
+                let _ = write!(out, "{v:>w$}", w = width(name));
             }
             let _ = writeln!(out);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{QueueReport, TcpReport};
+
+    #[test]
+    fn every_column_keeps_its_name_apart_and_its_value_under_it() {
+        let mut q = QueueReport {
+            queue: 0,
+            mode: "copy".into(),
+            ..Default::default()
+        };
+        let mut tcp = TcpReport::default();
+        tcp.stack.syncookies_failed = 123_456_789_012;
+        q.tcp = Some(tcp);
+        let d = DaemonReport {
+            pid: 1,
+            queues: vec![q],
+            services: Vec::new(),
+            tcp_memory: None,
+        };
+        let text = render(Some(&d));
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines.iter().position(|l| l.starts_with("tcp ")).unwrap();
+        let names: Vec<&str> = lines[header].split_whitespace().skip(1).collect();
+        let want: Vec<&str> = columns::<WorkerTcpCounters>()
+            .chain(columns::<tcp::Counters>())
+            .collect();
+        assert_eq!(names, want, "{text}");
+        // Right-aligned: each value ends where its name ends.
+        let row = lines[header + 1];
+        let end = lines[header].find("syncookies_failed").unwrap() + "syncookies_failed".len();
+        assert_eq!(&row[end - 12..end], "123456789012", "{text}");
+        assert_eq!(lines[header].len(), row.len(), "{text}");
+    }
 }

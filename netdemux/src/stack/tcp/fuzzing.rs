@@ -3,16 +3,22 @@
 //! first bytes choose how far they go (handshake, data, close from either side); the rest is
 //! a script of segments (with sequence and acknowledgement numbers near the ones the
 //! connection expects, so they reach deep into its state machine), timer jumps and
-//! application calls. Nothing may panic, and every segment either side sends must be
-//! well-formed and fit the MSS.
+//! application calls, ICMP errors; with or without SYN cookies for every SYN and a small
+//! memory budget. Nothing may panic, and every segment either side sends must be well-formed
+//! and fit the MSS.
 
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
-use super::{Config, Endpoint, Limits, Seq};
-use crate::wire::tcp::{Flags, SackBlocks, TcpHeader, TcpOptions};
+use std::sync::Arc;
+
+use super::{Config, Endpoint, Limits, MemoryBudget, Seq};
+use crate::wire::{
+    icmp::Problem,
+    tcp::{Flags, SackBlocks, TcpHeader, TcpOptions},
+};
 
 struct Side {
     ep: Endpoint,
@@ -118,6 +124,12 @@ pub fn run(data: &[u8]) {
         addr: server_addr,
         last: (Seq(0), Seq(0)),
     };
+    if setup & 0x08 != 0 {
+        // A budget a few connections use up: windows shrink, data and SYNs are refused.
+        server
+            .ep
+            .set_memory_budget(Arc::new(MemoryBudget::new(64 * 1024)));
+    }
     let _ = server.ep.listen(server_addr, Some(4));
     // How far the connection goes before the script: 0 none (a listener only), 1 SYN sent,
     // 2 established, 3 data both ways, 4 client closed, 5 server closed, 6 both closed.
@@ -200,8 +212,26 @@ pub fn run(data: &[u8]) {
                 }
             }
             _ => {
-                if let Some(sid) = sconn {
-                    match s.byte().unwrap_or(0) % 3 {
+                let what = s.byte().unwrap_or(0);
+                if what % 5 >= 3 {
+                    // An ICMP error about a segment the server sent, near what it sent last.
+                    let problem = match s.byte().unwrap_or(0) % 4 {
+                        0 => Problem::PacketTooBig {
+                            mtu: u32::from(s.u16().unwrap_or(0)),
+                        },
+                        1 => Problem::Unreachable {
+                            hard: what & 0x80 != 0,
+                        },
+                        2 => Problem::TimeExceeded,
+                        _ => Problem::ParameterProblem,
+                    };
+                    let dseq = s.u16().unwrap_or(0) as i16;
+                    let seq = Seq(server.last.0.0.wrapping_add(i32::from(dseq) as u32));
+                    server
+                        .ep
+                        .icmp_error(server_addr, client_addr, problem, seq, now);
+                } else if let Some(sid) = sconn {
+                    match what % 5 {
                         0 => server.ep.with(sid, now, |conn, _| conn.close()),
                         1 => server.ep.with(sid, now, |conn, _| conn.abort()),
                         _ => server.ep.with(sid, now, |conn, _| conn.set_nodelay(true)),

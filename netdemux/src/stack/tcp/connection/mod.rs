@@ -27,8 +27,6 @@ mod output;
 mod recovery;
 mod timers;
 
-pub(crate) use output::syn_options;
-
 use std::sync::Arc;
 
 use super::{
@@ -39,7 +37,7 @@ use super::{
     rtt::RttEstimator,
     send_buffer::SendBuffer,
 };
-use crate::wire::tcp::TcpHeader;
+use crate::wire::tcp::{TcpHeader, TcpOptions};
 
 /// Settings of a connection.
 #[derive(Clone, Copy, Debug)]
@@ -354,8 +352,26 @@ pub(crate) fn timestamp(clock_base: Instant, offset: u32, now: Instant) -> u32 {
     (now.saturating_duration_since(clock_base).as_millis() as u32).wrapping_add(offset)
 }
 
+/// The options of a SYN or SYN-ACK: our MSS, and the window scale, SACK-permitted and
+/// timestamps where offered (a SYN-ACK offers only what the SYN did).
+pub(crate) fn syn_options(
+    cfg: &Config,
+    ipv6: bool,
+    wscale: bool,
+    sack: bool,
+    timestamps: Option<(u32, u32)>,
+) -> TcpOptions {
+    TcpOptions {
+        mss: Some(cfg.mss - if ipv6 { 20 } else { 0 }),
+        window_scale: wscale.then(|| shift_for(cfg.recv_buffer)),
+        sack_permitted: sack,
+        timestamps,
+        ..TcpOptions::default()
+    }
+}
+
 /// The window-scale shift that lets a 16-bit field describe `buffer` bytes.
-pub(crate) fn shift_for(buffer: usize) -> u8 {
+fn shift_for(buffer: usize) -> u8 {
     let mut shift = 0;
     while (buffer >> shift) > 65535 && shift < 14 {
         shift += 1;

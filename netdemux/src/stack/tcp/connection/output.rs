@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Events, Plan, State, shift_for};
+use super::{Connection, Events, Plan, State, syn_options};
 use crate::{
     stack::tcp::Counters,
     wire::{
@@ -11,24 +11,6 @@ use crate::{
         tcp::{Flags, TcpHeader, TcpOptions, sack_capacity},
     },
 };
-
-/// The options of a SYN or SYN-ACK: our MSS, and the window scale, SACK-permitted and
-/// timestamps where offered (a SYN-ACK offers only what the SYN did).
-pub(crate) fn syn_options(
-    cfg: &super::Config,
-    ipv6: bool,
-    wscale: bool,
-    sack: bool,
-    timestamps: Option<(u32, u32)>,
-) -> TcpOptions {
-    TcpOptions {
-        mss: Some(cfg.mss - if ipv6 { 20 } else { 0 }),
-        window_scale: wscale.then(|| shift_for(cfg.recv_buffer)),
-        sack_permitted: sack,
-        timestamps,
-        ..TcpOptions::default()
-    }
-}
 
 impl Connection {
     /// Hands the segments to send now to `emit`, one call each, until there is nothing more

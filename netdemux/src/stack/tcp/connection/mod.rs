@@ -498,9 +498,13 @@ impl Connection {
         cfg: Config,
         start: Start,
     ) -> Connection {
+        let now = start.now;
         let mut c = Connection::accept(local, remote, syn, cfg, start);
         c.snd_nxt = c.iss + 1;
         c.snd_max = c.snd_nxt;
+        // Should the ACK that made it not complete the handshake (PAWS, say), the SYN-ACK is
+        // sent again and the handshake times out like any other.
+        c.rto_at = Some(now + c.rtt.rto());
         c
     }
 

@@ -175,13 +175,14 @@ pub enum Command {
         )]
         iface: Option<String>,
         /// Read the whole run from a TOML file (iface, netns, mode, queues, cpu, busy_poll,
-        /// spin, frames, ring_size, metrics, bindings, tcp_memory, tcp_idle_timeout, [services]
+        /// spin, frames, ring_size, metrics, bindings, tcp_memory, tcp_idle_timeout,
+        /// neighbour_lifetime, [services]
         /// udp_sink / udp_echo / tcp_echo / http); no other
         /// run option may be given with it.
         #[arg(long, value_name = "FILE.toml", conflicts_with_all = [
             "iface", "mode", "max_bindings", "queues", "zero_copy", "busy_poll", "spin", "cpu",
             "udp_sink", "udp_echo", "tcp_echo", "http", "frames", "ring_size", "metrics",
-            "tcp_memory", "tcp_idle_timeout",
+            "tcp_memory", "tcp_idle_timeout", "neighbour_lifetime",
         ])]
         config: Option<std::path::PathBuf>,
         /// XDP mode, if this run attaches.
@@ -253,6 +254,11 @@ pub enum Command {
         /// seconds (reset if they hold data nobody read, as Linux's close does).
         #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         tcp_idle_timeout: u64,
+        /// How long a peer's MAC address (learned from its traffic or asked of the kernel)
+        /// counts as fresh; after it, it is still used while the kernel's route and neighbour
+        /// tables are asked again (every 5 s), so a moved gateway is followed.
+        #[arg(long, value_name = "SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        neighbour_lifetime: u64,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions {
@@ -545,6 +551,7 @@ pub fn run(cli: Cli) -> Result<()> {
             metrics,
             tcp_memory,
             tcp_idle_timeout,
+            neighbour_lifetime,
         } => {
             let addrs = |list: &[String]| -> Result<Vec<std::net::SocketAddr>> {
                 list.iter().map(|a| parse_socket_addr(a)).collect()
@@ -576,6 +583,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 bindings: Vec::new(),
                 tcp_memory: tcp_memory.unwrap_or_else(MemoryBudget::default_limit),
                 tcp_idle_timeout: Duration::from_secs(tcp_idle_timeout),
+                neighbour_lifetime: Duration::from_secs(neighbour_lifetime),
             };
             run_daemon(cfg)?;
         }

@@ -19,8 +19,9 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "ethtool",
     "socat",
-    // The TCP tests' and benchmark's clients.
+    // The TCP tests' and benchmark's clients, and crafted frames (scapy).
     "curl",
+    "python3-scapy",
     "wrk",
     "procps",
     // The font of the benchmark report's plot.

@@ -4,6 +4,7 @@
 use std::{
     sync::{Arc, mpsc},
     thread,
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result};
@@ -22,6 +23,7 @@ pub struct StackBuilder {
     netns: Option<String>,
     queues: Option<Vec<u32>>,
     mode: Option<ModeRequest>,
+    neighbour_lifetime: Option<Duration>,
 }
 
 impl Stack {
@@ -56,6 +58,13 @@ impl StackBuilder {
         self
     }
 
+    /// How long a peer's MAC address counts as fresh before the kernel's route and neighbour
+    /// tables are asked again (default 30 s; a stale one is still used meanwhile).
+    pub fn neighbour_lifetime(mut self, lifetime: Duration) -> Self {
+        self.neighbour_lifetime = Some(lifetime);
+        self
+    }
+
     /// Attaches (or reuses the attachment), opens the AF_XDP sockets and starts the workers.
     /// Setting up takes milliseconds; it runs on a thread of its own (which enters the network
     /// namespace, so the caller's thread never does).
@@ -82,6 +91,10 @@ impl StackBuilder {
             queues: self.queues,
             application: true,
             ..DataPlaneConfig::default()
+        };
+        let cfg = DataPlaneConfig {
+            neighbour_lifetime: self.neighbour_lifetime.unwrap_or(cfg.neighbour_lifetime),
+            ..cfg
         };
         let plane = dataplane::prepare(&iface, cfg)?.start(Arc::new(ServiceTable::default()))?;
         Ok(Stack {

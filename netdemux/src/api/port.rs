@@ -11,7 +11,11 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use crate::{
-    control::{iface::Interface, kernel_neighbours, netns},
+    control::{
+        iface::Interface,
+        kernel_neighbours::{self, Resolution},
+        netns,
+    },
     xsk::nic,
 };
 
@@ -65,8 +69,22 @@ pub(super) fn reserve(
         .map(|a| a.port())
         .or_else(|| bound.as_sockaddr_in6().map(|a| a.port()))
         .context("the reserved address has no port")?;
-    let peer_mac =
-        kernel_neighbours::resolve(iface.ifindex()?, remote.ip(), Duration::from_millis(900)).ok();
+    let peer_mac = match kernel_neighbours::resolve(
+        iface.ifindex()?,
+        remote.ip(),
+        Duration::from_millis(900),
+    )? {
+        Resolution::Mac(mac) => Some(mac),
+        Resolution::NoRoute => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NetworkUnreachable,
+                format!("no route to {} through {}", remote.ip(), iface.name()),
+            )
+            .into());
+        }
+        // The worker asks again before the SYN's retransmissions run out.
+        Resolution::Unresolved => None,
+    };
     Ok(Reserved {
         socket: fd,
         local: SocketAddr::new(ip, port),

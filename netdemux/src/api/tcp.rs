@@ -21,6 +21,7 @@ use super::{
 use crate::{
     bridge::tcp::{CHUNK, Chunk, Command, ListenerShared, StreamShared, StreamState},
     control::binding::{Binding, Proto, parse_socket_addr},
+    stack::neighbour_cache::Resolution,
 };
 
 impl Stack {
@@ -81,7 +82,9 @@ impl Stack {
         self.shared.set_outbound(local, Some(worker));
         if let Some(mac) = reserved.peer_mac {
             // The worker learns where to send the SYN before it sends it.
-            let _ = links[worker].resolved.push((remote.ip(), Some(mac)));
+            let _ = links[worker]
+                .resolved
+                .push((remote.ip(), Resolution::Mac(mac)));
         }
         if let Err(e) = self.shared.plane.bind(&binding) {
             self.shared.set_outbound(local, None);

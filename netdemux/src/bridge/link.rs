@@ -3,7 +3,10 @@
 
 use std::{
     net::IpAddr,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
 };
 
 use crossbeam_queue::ArrayQueue;
@@ -13,6 +16,10 @@ use super::{
     tcp::{COMMANDS, Command},
     udp::TxRequest,
 };
+use crate::stack::neighbour_cache::Resolution;
+
+/// The kernel's answers about peers a worker asked for (or an application learned first).
+pub type Answers = ArrayQueue<(IpAddr, Resolution)>;
 
 /// Datagrams waiting for a worker to transmit them.
 pub const WORKER_TX_QUEUE: usize = 1024;
@@ -25,8 +32,8 @@ pub struct WorkerLink {
     pub tx: ArrayQueue<TxRequest>,
     /// TCP: connects, listens, stream kicks, segments handed over from other workers.
     pub commands: ArrayQueue<Command>,
-    /// The kernel's answers about peers this worker asked for: (address, MAC if it found one).
-    pub resolved: ArrayQueue<(IpAddr, Option<[u8; 6]>)>,
+    /// The kernel's answers about peers this worker asked for (shared with the resolver).
+    pub resolved: Arc<Answers>,
     /// Signalled to wake the worker from poll(2).
     pub wake: EventFd,
     /// True while the worker sleeps (or is about to).
@@ -43,7 +50,7 @@ impl WorkerLink {
         Ok(WorkerLink {
             tx: ArrayQueue::new(WORKER_TX_QUEUE),
             commands: ArrayQueue::new(COMMANDS),
-            resolved: ArrayQueue::new(RESOLVED_QUEUE),
+            resolved: Arc::new(ArrayQueue::new(RESOLVED_QUEUE)),
             wake: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
             sleeping: AtomicBool::new(false),
             sent: AtomicU64::new(0),
@@ -63,13 +70,6 @@ impl WorkerLink {
         self.commands.push(cmd)?;
         self.wake_if_sleeping();
         Ok(())
-    }
-
-    /// Resolver side: hands the kernel's answer about `ip` to the worker and wakes it.
-    pub fn resolved(&self, ip: IpAddr, mac: Option<[u8; 6]>) {
-        if self.resolved.push((ip, mac)).is_ok() {
-            self.wake();
-        }
     }
 
     fn wake_if_sleeping(&self) {

@@ -10,6 +10,7 @@
 //! metrics = "127.0.0.1:9464"
 //! tcp_memory = "256M"            # optional: the TCP buffers' budget (default 1/16 of memory)
 //! tcp_idle_timeout = 60          # optional: seconds before idle TCP service connections close
+//! neighbour_lifetime = 30        # optional: seconds a peer's MAC address counts as fresh
 //! bindings = ["tcp 198.18.0.2:443"]   # bound while it runs, no service behind them
 //!
 //! [services]
@@ -55,6 +56,7 @@ struct RunFile {
     bindings: Option<Vec<String>>,
     tcp_memory: Option<String>,
     tcp_idle_timeout: Option<u64>,
+    neighbour_lifetime: Option<u64>,
     services: Option<Services>,
 }
 
@@ -167,6 +169,7 @@ pub fn parse(text: &str, name: &str) -> Result<(RunConfig, Option<String>)> {
             None => MemoryBudget::default_limit(),
         },
         tcp_idle_timeout: Duration::from_secs(file.tcp_idle_timeout.unwrap_or(60).max(1)),
+        neighbour_lifetime: Duration::from_secs(file.neighbour_lifetime.unwrap_or(30).max(1)),
     };
     Ok((cfg, file.netns))
 }

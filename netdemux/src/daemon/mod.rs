@@ -78,6 +78,8 @@ pub struct RunConfig {
     pub tcp_memory: usize,
     /// TCP service connections with no news for this long are closed.
     pub tcp_idle_timeout: Duration,
+    /// How long a peer's MAC address counts as fresh.
+    pub neighbour_lifetime: Duration,
 }
 
 /// Parses a size such as `65536`, `512K`, `64M` or `2G` (powers of 1024).
@@ -191,6 +193,7 @@ fn dataplane_config(cfg: &RunConfig) -> DataPlaneConfig {
         application: false,
         tcp_memory: cfg.tcp_memory,
         tcp_idle_timeout: cfg.tcp_idle_timeout,
+        neighbour_lifetime: cfg.neighbour_lifetime,
     }
 }
 

@@ -32,7 +32,11 @@ use netdemux_common::{
 use serde::Serialize;
 
 use crate::{
-    control::{iface::Interface, kernel_neighbours, object},
+    control::{
+        iface::Interface,
+        kernel_neighbours::{self, Resolution},
+        object,
+    },
     xsk::nic,
 };
 pub use frames::GenProto;
@@ -156,13 +160,18 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
     })?;
     let dst_mac = match cfg.dst_mac {
         Some(m) => m,
-        None => kernel_neighbours::resolve(ifindex, cfg.dst.ip(), Duration::from_secs(2))
-            .with_context(|| {
-                format!(
-                    "no MAC address for {} (give one with --dst-mac)",
-                    cfg.dst.ip()
-                )
-            })?,
+        None => match kernel_neighbours::resolve(ifindex, cfg.dst.ip(), Duration::from_secs(2))? {
+            Resolution::Mac(m) => m,
+            Resolution::NoRoute => bail!(
+                "no route to {} through {} (give the next hop's MAC with --dst-mac)",
+                cfg.dst.ip(),
+                cfg.iface
+            ),
+            Resolution::Unresolved => bail!(
+                "no MAC address for {} or its gateway: no ARP/ND answer (give one with --dst-mac)",
+                cfg.dst.ip()
+            ),
+        },
     };
     let macs = Macs {
         src: src_mac,

@@ -32,6 +32,11 @@ crate::counters! {
         /// lookup and the worker's, or broadcast and multicast frames only a wildcard binding
         /// would take).
         unclaimed: counter,
+        /// Sends dropped because no route leads to their destination through this interface.
+        no_route: counter,
+        /// Sends dropped because their destination (or its gateway) did not resolve to a MAC
+        /// address in time (a TCP segment is sent again by its timers).
+        unresolved: counter,
         /// ICMP errors about a UDP datagram sent from here: counted, not reported to the socket
         /// (Linux reports them only to connected UDP sockets).
         icmp_udp: counter,
@@ -62,8 +67,6 @@ crate::counters! {
         time_wait: gauge(time_wait_records),
         /// TCP segments dropped before the stack: bad checksum or header.
         bad_segments: counter,
-        /// TCP segments not sent because the peer's MAC address was unknown.
-        no_neighbour: counter,
         /// Service connections closed after the idle timeout.
         idle_closed: counter,
         /// TCP frames the fault injection dropped (tests only).

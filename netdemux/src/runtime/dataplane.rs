@@ -4,7 +4,7 @@
 //! it refuses an interface another daemon serves, attaches the program (or reuses this build's
 //! attachment), checks the queues, warns about offloads, and opens one AF_XDP socket per
 //! queue — and [`Prepared::start`] runs: it puts the sockets in the XSKMAP and starts a worker
-//! per queue (and, for an application, the neighbour resolver).
+//! per queue, and the neighbour resolver.
 //!
 //! A guard undoes a half-finished start: whatever fails, the sockets leave the XSKMAP, the
 //! workers stop, the bindings this data plane added are removed, and the program is detached
@@ -18,13 +18,13 @@ use std::{
     sync::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicBool, Ordering},
-        mpsc,
     },
     thread,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
+use crossbeam_queue::ArrayQueue;
 
 use super::{
     faults::{FaultConfig, Faults, Faulty},
@@ -32,7 +32,7 @@ use super::{
     worker::{self, WorkerApplication, WorkerConfig, stats::WorkerStats, tcp_sockets::TcpSetup},
 };
 use crate::{
-    bridge::Bridge,
+    bridge::{Bridge, link::RESOLVED_QUEUE},
     control::{
         attach::{self, Attached, ModeRequest},
         attachment::{self, Attachment},
@@ -43,7 +43,10 @@ use crate::{
     counters::AtomicSet as _,
     report::{DaemonReport, ServiceCounters, ServiceReport, TcpMemory, control_socket},
     services::ServiceTable,
-    stack::tcp::{self, MemoryBudget},
+    stack::{
+        neighbour_cache,
+        tcp::{self, MemoryBudget},
+    },
     xsk::{XskConfig, XskSocket, ZeroCopy, nic},
 };
 
@@ -64,12 +67,14 @@ pub struct DataPlaneConfig {
     pub cpus: Vec<usize>,
     /// Fault injection on TCP frames (tests).
     pub faults: FaultConfig,
-    /// Serve an application (`Stack`): a bridge to every worker and a neighbour resolver.
+    /// Serve an application (`Stack`): a bridge to every worker.
     pub application: bool,
     /// The most memory the TCP connections' buffers take, over all queues.
     pub tcp_memory: usize,
     /// Service connections with no news for this long are closed.
     pub tcp_idle_timeout: Duration,
+    /// How long a peer's MAC address counts as fresh before the kernel is asked again.
+    pub neighbour_lifetime: Duration,
 }
 
 impl Default for DataPlaneConfig {
@@ -85,6 +90,7 @@ impl Default for DataPlaneConfig {
             application: false,
             tcp_memory: MemoryBudget::default_limit(),
             tcp_idle_timeout: Duration::from_secs(60),
+            neighbour_lifetime: neighbour_cache::ENTRY_LIFETIME,
         }
     }
 }
@@ -285,7 +291,13 @@ impl Prepared {
             .application
             .then(|| Bridge::new(sockets.len()))
             .transpose()?;
-        let (resolve_tx, resolve_rx) = mpsc::sync_channel(resolver::REQUESTS);
+        let answers = (0..sockets.len())
+            .map(|i| match &bridge {
+                Some(b) => b.links[i].resolved.clone(),
+                None => Arc::new(ArrayQueue::new(RESOLVED_QUEUE)),
+            })
+            .collect();
+        let lines = resolver::Lines::new(answers);
         let reports_tcp = services.services().iter().any(|(k, _)| k.is_tcp());
         let budget = Arc::new(MemoryBudget::new(cfg.tcp_memory));
         let mut plane = DataPlane {
@@ -322,6 +334,8 @@ impl Prepared {
                 spin: cfg.spin,
                 cpu: (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]),
                 mac,
+                resolver: lines.link(i),
+                neighbour_lifetime: cfg.neighbour_lifetime,
                 tcp: TcpSetup {
                     config: tcp,
                     limits: tcp::Limits::default(),
@@ -332,7 +346,6 @@ impl Prepared {
             let application = bridge.as_ref().map(|b| WorkerApplication {
                 bridge: b.clone(),
                 index: i,
-                resolve: resolve_tx.clone(),
             });
             let (stop, services) = (plane.stop.clone(), services.clone());
             let handle = match Faults::new(cfg.faults) {
@@ -344,12 +357,9 @@ impl Prepared {
             };
             plane.workers.push(handle);
         }
-        drop(resolve_tx);
-        if let Some(b) = &bridge {
-            let ifindex = plane.iface.ifindex()?;
-            let stop = plane.stop.clone();
-            plane.resolver = Some(resolver::spawn(ifindex, b.clone(), resolve_rx, stop)?);
-        }
+        let ifindex = plane.iface.ifindex()?;
+        let stop = plane.stop.clone();
+        plane.resolver = Some(lines.spawn(ifindex, bridge, stop)?);
         Ok(plane)
     }
 }

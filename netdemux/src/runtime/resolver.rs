@@ -1,14 +1,14 @@
-//! The neighbour resolver of a data plane that serves an application: workers ask it for the
-//! MAC address of a peer they have no entry for; it asks the kernel's neighbour table (which
-//! resolves through ARP/NDP when needed), off the data path, and hands the answer to the worker
-//! that asked.
+//! The neighbour resolver of a data plane: workers ask it where to send a peer's frames (a
+//! peer they have no entry for, or a stale one); it asks the kernel — the route to the peer,
+//! then the neighbour entry of its next hop, resolving through ARP/NDP when needed — off the
+//! data path, and hands the answer to the worker that asked.
 
 use std::{
     net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc::Receiver,
+        mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError},
     },
     thread,
     time::Duration,
@@ -16,32 +16,104 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::{bridge::Bridge, control::kernel_neighbours};
+use crate::{
+    bridge::{Bridge, link::Answers},
+    control::kernel_neighbours,
+    stack::neighbour_cache::Resolution,
+};
 
 /// Requests waiting for the resolver: (address, worker index).
 pub const REQUESTS: usize = 256;
 /// How long one request may wait for the kernel's answer.
 const RESOLVE_TIMEOUT: Duration = Duration::from_millis(900);
 
-/// Starts the resolver for interface `ifindex`; it runs until `stop` is set.
-pub fn spawn(
-    ifindex: u32,
-    bridge: Arc<Bridge>,
-    requests: Receiver<(IpAddr, usize)>,
-    stop: Arc<AtomicBool>,
-) -> Result<thread::JoinHandle<()>> {
-    thread::Builder::new()
-        .name("netdemux-neigh".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let Ok((ip, worker)) = requests.recv_timeout(Duration::from_millis(100)) else {
-                    continue;
-                };
-                let mac = kernel_neighbours::resolve(ifindex, ip, RESOLVE_TIMEOUT).ok();
-                if let Some(link) = bridge.links.get(worker) {
-                    link.resolved(ip, mac);
+/// A worker's line to the resolver.
+#[derive(Clone)]
+pub struct ResolverLink {
+    requests: SyncSender<(IpAddr, usize)>,
+    /// Where the answers for this worker arrive.
+    pub answers: Arc<Answers>,
+    index: usize,
+}
+
+impl std::fmt::Debug for ResolverLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ResolverLink({})", self.index)
+    }
+}
+
+impl ResolverLink {
+    /// Asks about `ip`; false when the resolver's queue is full (ask again later).
+    pub fn ask(&self, ip: IpAddr) -> bool {
+        !matches!(
+            self.requests.try_send((ip, self.index)),
+            Err(TrySendError::Full(_))
+        )
+    }
+}
+
+/// The workers' answer queues and the request channel, before the resolver runs.
+pub struct Lines {
+    requests: SyncSender<(IpAddr, usize)>,
+    receiver: Receiver<(IpAddr, usize)>,
+    answers: Vec<Arc<Answers>>,
+}
+
+impl Lines {
+    /// Lines for workers whose answers arrive in `answers` (one queue per worker, in order).
+    pub fn new(answers: Vec<Arc<Answers>>) -> Lines {
+        let (requests, receiver) = std::sync::mpsc::sync_channel(REQUESTS);
+        Lines {
+            requests,
+            receiver,
+            answers,
+        }
+    }
+
+    /// Worker `index`'s line.
+    pub fn link(&self, index: usize) -> ResolverLink {
+        ResolverLink {
+            requests: self.requests.clone(),
+            answers: self.answers[index].clone(),
+            index,
+        }
+    }
+
+    /// Starts the resolver for interface `ifindex`; it runs until `stop` is set. With a
+    /// `bridge`, a worker is woken when its answer arrives (an application's worker may sleep
+    /// in poll(2) with sends waiting).
+    pub fn spawn(
+        self,
+        ifindex: u32,
+        bridge: Option<Arc<Bridge>>,
+        stop: Arc<AtomicBool>,
+    ) -> Result<thread::JoinHandle<()>> {
+        let Lines {
+            requests,
+            receiver,
+            answers,
+        } = self;
+        drop(requests);
+        thread::Builder::new()
+            .name("netdemux-neigh".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let (ip, worker) = match receiver.recv_timeout(Duration::from_millis(100)) {
+                        Ok(request) => request,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        // Every worker is gone.
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
+                    let answer = kernel_neighbours::resolve(ifindex, ip, RESOLVE_TIMEOUT)
+                        .unwrap_or(Resolution::Unresolved);
+                    if let Some(queue) = answers.get(worker)
+                        && queue.push((ip, answer)).is_ok()
+                        && let Some(link) = bridge.as_ref().and_then(|b| b.links.get(worker))
+                    {
+                        link.wake();
+                    }
                 }
-            }
-        })
-        .context("cannot start the neighbour resolver thread")
+            })
+            .context("cannot start the neighbour resolver thread")
+    }
 }

@@ -1,6 +1,14 @@
-//! Which MAC address to send to: a bounded cache of what the kernel's neighbour table and the
-//! peers' own frames said, and a small queue of sends that wait for an answer (sans-IO: the
-//! caller asks the kernel and passes the time in).
+//! Which MAC address to send to: a bounded cache of what the kernel's routes and neighbour
+//! table said and what the peers' own accepted traffic confirmed, and a small queue of sends
+//! that wait for an answer (sans-IO: the caller asks the kernel and passes the time in).
+//!
+//! Like the kernel's neighbour states: an entry is fresh for [`ENTRY_LIFETIME`] after it was
+//! last confirmed, then stale — still used, while the caller asks the kernel again (at most
+//! every [`REFRESH_EVERY`]): traffic never waits, nor is dropped, for age alone. Only a
+//! frame that passed the stack's own checks confirms an entry; a SYN to a listener only
+//! suggests one (kept apart, never overriding a confirmed entry), so a spoofed or
+//! out-of-window frame cannot move a peer's traffic. Both tables are bounded and evict the
+//! oldest insertion in O(1).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -10,17 +18,92 @@ use std::{
 
 /// How long an unresolved send waits before it is dropped.
 pub const RESOLVE_WAIT: Duration = Duration::from_secs(1);
-/// How long a learned address is trusted.
-pub const ENTRY_LIFETIME: Duration = Duration::from_secs(60);
+/// How long a confirmed address counts as fresh (Linux's base_reachable_time is 30 s, its
+/// entries go stale after 15-45 s).
+pub const ENTRY_LIFETIME: Duration = Duration::from_secs(30);
+/// How often a stale entry is asked about again.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// What asking the kernel about a destination gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    /// Send to this MAC address (the destination's, or its gateway's).
+    Mac([u8; 6]),
+    /// No route leads there through this interface.
+    NoRoute,
+    /// The next hop did not answer ARP or neighbour solicitation in time.
+    Unresolved,
+}
+
+/// Why sends were dropped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// No route to the destination through this interface.
+    pub no_route: u64,
+    /// The destination (or its gateway) did not resolve in time, or the queue was full.
+    pub unresolved: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    mac: [u8; 6],
+    confirmed: Instant,
+    /// When the kernel was last asked about this entry.
+    asked: Option<Instant>,
+}
+
+/// A bounded insertion-ordered map: the oldest key goes first when it is full, in O(1).
+#[derive(Debug)]
+struct Bounded<V> {
+    map: HashMap<IpAddr, V>,
+    order: VecDeque<IpAddr>,
+    capacity: usize,
+}
+
+impl<V> Bounded<V> {
+    fn new(capacity: usize) -> Self {
+        Bounded {
+            map: HashMap::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn insert(&mut self, ip: IpAddr, v: V) {
+        if self.map.insert(ip, v).is_some() {
+            return;
+        }
+        self.order.push_back(ip);
+        while self.map.len() > self.capacity {
+            // Keys removed since they were inserted are skipped on the way.
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.map.remove(&oldest);
+        }
+        if self.order.len() > 2 * self.capacity {
+            // Removals left stale keys behind: keep the order as short as the map.
+            let map = &self.map;
+            self.order.retain(|k| map.contains_key(k));
+        }
+    }
+
+    fn remove(&mut self, ip: &IpAddr) -> Option<V> {
+        self.map.remove(ip)
+    }
+}
 
 /// A bounded neighbour cache with a pending queue of items of type `T`.
 pub struct NeighbourCache<T> {
-    entries: HashMap<IpAddr, ([u8; 6], Instant)>,
-    capacity: usize,
+    confirmed: Bounded<Entry>,
+    suggested: Bounded<[u8; 6]>,
+    /// Peers without a confirmed entry that the kernel was asked about, and when.
+    asked: Bounded<Instant>,
+    lifetime: Duration,
     pending: VecDeque<(IpAddr, Instant, T)>,
     pending_capacity: usize,
-    /// Sends dropped because their peer did not resolve in time, or the queue was full.
-    pub dropped: u64,
+    /// Sends dropped, by why.
+    pub drops: Drops,
 }
 
 /// What [`NeighbourCache::send`] decided.
@@ -36,79 +119,166 @@ pub enum Route<T> {
 }
 
 impl<T> NeighbourCache<T> {
-    /// A cache of at most `capacity` entries and `pending_capacity` waiting sends.
-    pub fn new(capacity: usize, pending_capacity: usize) -> Self {
+    /// A cache of at most `capacity` confirmed entries (and as many suggested ones) and
+    /// `pending_capacity` waiting sends; entries are fresh for `lifetime`.
+    pub fn new(capacity: usize, pending_capacity: usize, lifetime: Duration) -> Self {
         NeighbourCache {
-            entries: HashMap::with_capacity(capacity),
-            capacity,
+            confirmed: Bounded::new(capacity),
+            suggested: Bounded::new(capacity),
+            asked: Bounded::new(pending_capacity),
+            lifetime,
             pending: VecDeque::with_capacity(pending_capacity),
             pending_capacity,
-            dropped: 0,
+            drops: Drops::default(),
         }
     }
 
-    /// Records that `ip` is at `mac` (from a frame it sent, or the kernel's table).
-    pub fn learn(&mut self, ip: IpAddr, mac: [u8; 6], now: Instant) {
-        if !self.entries.contains_key(&ip) && self.entries.len() >= self.capacity {
-            // Full: forget the oldest entry.
-            if let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| *k)
-            {
-                self.entries.remove(&oldest);
-            }
+    /// `ip` is at `mac`: the kernel said so, or a frame from there passed the stack's checks
+    /// (a valid segment of a known connection, a datagram delivered to a socket).
+    pub fn confirm(&mut self, ip: IpAddr, mac: [u8; 6], now: Instant) {
+        if let Some(e) = self.confirmed.map.get_mut(&ip)
+            && e.mac == mac
+        {
+            // The common case, once per accepted frame: one lookup, no insertion.
+            e.confirmed = now;
+            e.asked = None;
+            return;
         }
-        self.entries.insert(ip, (mac, now));
+        self.suggested.remove(&ip);
+        self.confirmed.insert(
+            ip,
+            Entry {
+                mac,
+                confirmed: now,
+                asked: None,
+            },
+        );
     }
 
-    /// The MAC of `ip`, if known and fresh.
-    pub fn lookup(&self, ip: IpAddr, now: Instant) -> Option<[u8; 6]> {
-        self.entries
+    /// `ip` may be at `mac` (a frame the stack answered without trusting it: a SYN, a segment
+    /// for no connection): used only while nothing confirms an address for `ip`, and never
+    /// replacing one (the first suggestion stands until confirmed or evicted).
+    pub fn suggest(&mut self, ip: IpAddr, mac: [u8; 6]) {
+        if !self.confirmed.map.contains_key(&ip) && !self.suggested.map.contains_key(&ip) {
+            self.suggested.insert(ip, mac);
+        }
+    }
+
+    /// The MAC to send to `ip` now, if any (a stale one too).
+    pub fn lookup(&self, ip: IpAddr) -> Option<[u8; 6]> {
+        self.confirmed
+            .map
             .get(&ip)
-            .filter(|(_, t)| now.duration_since(*t) < ENTRY_LIFETIME)
-            .map(|(m, _)| *m)
+            .map(|e| e.mac)
+            .or_else(|| self.suggested.map.get(&ip).copied())
+    }
+
+    /// Where a frame to `ip` goes now (a stale entry too), and whether the kernel should be
+    /// asked about it ([`NeighbourCache::refresh_due`]) — in one lookup for a known peer.
+    pub fn next_hop(&mut self, ip: IpAddr, now: Instant) -> (Option<[u8; 6]>, bool) {
+        let lifetime = self.lifetime;
+        if let Some(e) = self.confirmed.map.get_mut(&ip) {
+            let ask = now.saturating_duration_since(e.confirmed) >= lifetime
+                && e.asked
+                    .is_none_or(|t| now.saturating_duration_since(t) >= REFRESH_EVERY);
+            if ask {
+                e.asked = Some(now);
+            }
+            return (Some(e.mac), ask);
+        }
+        (
+            self.suggested.map.get(&ip).copied(),
+            self.ask_unknown(ip, now),
+        )
+    }
+
+    /// True (and noted) when nothing asked the kernel about the unconfirmed `ip` in the last
+    /// [`RESOLVE_WAIT`].
+    fn ask_unknown(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self
+            .asked
+            .map
+            .get(&ip)
+            .is_some_and(|t| now.saturating_duration_since(*t) < RESOLVE_WAIT)
+        {
+            return false;
+        }
+        self.asked.insert(ip, now);
+        true
+    }
+
+    /// True when the kernel should be asked about `ip` now: it has no confirmed entry, or a
+    /// stale one not asked about in the last [`REFRESH_EVERY`]. Marks it asked.
+    pub fn refresh_due(&mut self, ip: IpAddr, now: Instant) -> bool {
+        let lifetime = self.lifetime;
+        match self.confirmed.map.get_mut(&ip) {
+            Some(e) => {
+                let stale = now.saturating_duration_since(e.confirmed) >= lifetime;
+                let asked_lately = e
+                    .asked
+                    .is_some_and(|t| now.saturating_duration_since(t) < REFRESH_EVERY);
+                if stale && !asked_lately {
+                    e.asked = Some(now);
+                    return true;
+                }
+                false
+            }
+            None => self.ask_unknown(ip, now),
+        }
     }
 
     /// Routes a send of `item` to `ip`.
     pub fn send(&mut self, ip: IpAddr, item: T, now: Instant) -> Route<T> {
-        if let Some(mac) = self.lookup(ip, now) {
+        if let Some(mac) = self.lookup(ip) {
             return Route::Now(mac, item);
         }
         if self.pending.len() >= self.pending_capacity {
-            self.dropped += 1;
+            self.drops.unresolved += 1;
             return Route::Dropped(item);
         }
         let first = !self.pending.iter().any(|(p, _, _)| *p == ip);
         self.pending.push_back((ip, now + RESOLVE_WAIT, item));
-        if first {
+        if first && self.ask_unknown(ip, now) {
             Route::Resolve(ip)
         } else {
             Route::Queued
         }
     }
 
-    /// The kernel answered for `ip`: learns it and returns the sends waiting for it.
+    /// The kernel answered for `ip`. With a MAC: learned, and the sends waiting for it are
+    /// returned as `Ok`. Without: they are dropped, counted, and returned as `Err`; a stale
+    /// entry stays in use (the route or neighbour may come back).
     pub fn resolved(
         &mut self,
         ip: IpAddr,
-        mac: Option<[u8; 6]>,
+        answer: Resolution,
         now: Instant,
-    ) -> Vec<([u8; 6], T)> {
-        let Some(mac) = mac else { return Vec::new() };
-        self.learn(ip, mac, now);
-        let mut ready = Vec::new();
+    ) -> Vec<Result<([u8; 6], T), T>> {
+        self.asked.remove(&ip);
+        if let Resolution::Mac(mac) = answer {
+            self.confirm(ip, mac, now);
+        }
+        let mut out = Vec::new();
         let mut rest = VecDeque::with_capacity(self.pending.len());
         for (p, deadline, item) in self.pending.drain(..) {
-            if p == ip {
-                ready.push((mac, item))
-            } else {
-                rest.push_back((p, deadline, item))
+            if p != ip {
+                rest.push_back((p, deadline, item));
+                continue;
             }
+            out.push(match answer {
+                Resolution::Mac(mac) => Ok((mac, item)),
+                Resolution::NoRoute => {
+                    self.drops.no_route += 1;
+                    Err(item)
+                }
+                Resolution::Unresolved => {
+                    self.drops.unresolved += 1;
+                    Err(item)
+                }
+            });
         }
         self.pending = rest;
-        ready
+        out
     }
 
     /// Drops (and counts, and returns) the sends whose wait is over.
@@ -119,7 +289,7 @@ impl<T> NeighbourCache<T> {
                 gone.push(item);
             }
         }
-        self.dropped += gone.len() as u64;
+        self.drops.unresolved += gone.len() as u64;
         gone
     }
 
@@ -134,6 +304,8 @@ mod tests {
     use super::*;
 
     const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+    const LIFE: Duration = ENTRY_LIFETIME;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -142,16 +314,17 @@ mod tests {
     #[test]
     fn known_peers_go_now_unknown_ones_wait_for_the_kernel() {
         let t0 = Instant::now();
-        let mut n = NeighbourCache::new(4, 4);
-        n.learn(ip("198.18.0.1"), A, t0);
+        let mut n = NeighbourCache::new(4, 4, LIFE);
+        n.confirm(ip("198.18.0.1"), A, t0);
         assert!(matches!(n.send(ip("198.18.0.1"), 1, t0), Route::Now(A, 1)));
         assert!(matches!(n.send(ip("198.18.0.9"), 2, t0), Route::Resolve(_)));
         assert!(matches!(n.send(ip("198.18.0.9"), 3, t0), Route::Queued));
-        let ready = n.resolved(ip("198.18.0.9"), Some(A), t0);
-        assert_eq!(
-            ready.iter().map(|(_, i)| *i).collect::<Vec<_>>(),
-            vec![2, 3]
-        );
+        let ready: Vec<_> = n
+            .resolved(ip("198.18.0.9"), Resolution::Mac(A), t0)
+            .into_iter()
+            .map(|r| r.unwrap().1)
+            .collect();
+        assert_eq!(ready, vec![2, 3]);
         assert_eq!(n.pending(), 0);
         assert!(matches!(n.send(ip("198.18.0.9"), 4, t0), Route::Now(A, 4)));
     }
@@ -159,7 +332,7 @@ mod tests {
     #[test]
     fn unresolved_sends_expire_and_a_full_queue_drops() {
         let t0 = Instant::now();
-        let mut n = NeighbourCache::new(4, 2);
+        let mut n = NeighbourCache::new(4, 2, LIFE);
         assert!(matches!(
             n.send(ip("2001:db8::9"), 1, t0),
             Route::Resolve(_)
@@ -169,36 +342,112 @@ mod tests {
             n.send(ip("2001:db8::8"), 3, t0),
             Route::Dropped(3)
         ));
-        assert_eq!(
-            n.resolved(ip("2001:db8::9"), None, t0).len(),
-            0,
-            "no answer: still waiting"
-        );
         assert!(n.expire(t0 + RESOLVE_WAIT / 2).is_empty());
         assert_eq!(n.expire(t0 + RESOLVE_WAIT), vec![1, 2]);
-        assert_eq!(n.dropped, 3);
+        assert_eq!(n.drops.unresolved, 3);
     }
 
     #[test]
-    fn the_cache_is_bounded_and_entries_age_out() {
+    fn no_route_and_no_answer_drop_what_waits_and_say_why() {
         let t0 = Instant::now();
-        let mut n: NeighbourCache<()> = NeighbourCache::new(2, 1);
-        n.learn(ip("198.18.0.1"), A, t0);
-        n.learn(ip("198.18.0.2"), A, t0 + Duration::from_secs(1));
-        n.learn(ip("198.18.0.3"), A, t0 + Duration::from_secs(2));
+        let mut n = NeighbourCache::new(4, 4, LIFE);
+        n.send(ip("198.19.0.1"), 1, t0);
+        n.send(ip("198.19.0.2"), 2, t0);
+        let gone = n.resolved(ip("198.19.0.1"), Resolution::NoRoute, t0);
+        assert!(matches!(gone.as_slice(), [Err(1)]));
+        let gone = n.resolved(ip("198.19.0.2"), Resolution::Unresolved, t0);
+        assert!(matches!(gone.as_slice(), [Err(2)]));
         assert_eq!(
-            n.lookup(ip("198.18.0.1"), t0 + Duration::from_secs(2)),
+            n.drops,
+            Drops {
+                no_route: 1,
+                unresolved: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_stale_entry_is_still_used_and_asked_about_again_now_and_then() {
+        let t0 = Instant::now();
+        let mut n: NeighbourCache<u8> = NeighbourCache::new(4, 4, LIFE);
+        let peer = ip("198.18.0.1");
+        n.confirm(peer, A, t0);
+        assert!(!n.refresh_due(peer, t0 + LIFE / 2), "fresh");
+        let stale = t0 + LIFE * 3;
+        assert_eq!(n.lookup(peer), Some(A), "never dropped for age alone");
+        assert!(matches!(n.send(peer, 1, stale), Route::Now(A, 1)));
+        assert!(n.refresh_due(peer, stale));
+        assert!(
+            !n.refresh_due(peer, stale + REFRESH_EVERY / 2),
+            "asked lately"
+        );
+        assert!(n.refresh_due(peer, stale + REFRESH_EVERY));
+        // The kernel says the gateway moved: traffic follows at once.
+        n.resolved(peer, Resolution::Mac(B), stale + REFRESH_EVERY);
+        assert_eq!(n.lookup(peer), Some(B));
+        assert!(!n.refresh_due(peer, stale + REFRESH_EVERY));
+        // An answer without a MAC leaves the old entry in use.
+        n.resolved(peer, Resolution::Unresolved, stale + REFRESH_EVERY);
+        assert_eq!(n.lookup(peer), Some(B));
+    }
+
+    #[test]
+    fn an_unknown_peer_is_asked_about_once_per_wait() {
+        let t0 = Instant::now();
+        let mut n: NeighbourCache<u8> = NeighbourCache::new(4, 4, LIFE);
+        let peer = ip("198.19.0.7");
+        assert_eq!(n.next_hop(peer, t0), (None, true));
+        assert_eq!(n.next_hop(peer, t0), (None, false), "asked already");
+        assert!(
+            matches!(n.send(peer, 1, t0), Route::Queued),
+            "waits for that answer"
+        );
+        assert_eq!(n.next_hop(peer, t0 + RESOLVE_WAIT), (None, true));
+        n.resolved(peer, Resolution::Mac(A), t0 + RESOLVE_WAIT);
+        assert_eq!(n.next_hop(peer, t0 + RESOLVE_WAIT), (Some(A), false));
+    }
+
+    #[test]
+    fn a_suggestion_never_overrides_a_confirmed_entry() {
+        let t0 = Instant::now();
+        let mut n: NeighbourCache<()> = NeighbourCache::new(4, 1, LIFE);
+        n.confirm(ip("198.18.0.1"), A, t0);
+        n.suggest(ip("198.18.0.1"), B);
+        assert_eq!(n.lookup(ip("198.18.0.1")), Some(A));
+        n.suggest(ip("198.18.0.2"), B);
+        assert_eq!(n.lookup(ip("198.18.0.2")), Some(B), "better than nothing");
+        n.suggest(ip("198.18.0.2"), A);
+        assert_eq!(
+            n.lookup(ip("198.18.0.2")),
+            Some(B),
+            "the first suggestion stands"
+        );
+        n.confirm(ip("198.18.0.2"), A, t0);
+        assert_eq!(n.lookup(ip("198.18.0.2")), Some(A));
+    }
+
+    #[test]
+    fn both_tables_are_bounded_and_evict_the_oldest() {
+        let t0 = Instant::now();
+        let mut n: NeighbourCache<()> = NeighbourCache::new(2, 1, LIFE);
+        n.confirm(ip("198.18.0.1"), A, t0);
+        n.confirm(ip("198.18.0.2"), A, t0);
+        n.confirm(ip("198.18.0.1"), B, t0); // refreshed, not a new key
+        n.confirm(ip("198.18.0.3"), A, t0);
+        assert_eq!(
+            n.lookup(ip("198.18.0.1")),
             None,
-            "oldest evicted"
+            "the oldest insertion went"
         );
-        assert_eq!(
-            n.lookup(ip("198.18.0.3"), t0 + Duration::from_secs(2)),
-            Some(A)
-        );
-        assert_eq!(
-            n.lookup(ip("198.18.0.3"), t0 + ENTRY_LIFETIME * 2),
-            None,
-            "aged out"
-        );
+        assert_eq!(n.lookup(ip("198.18.0.2")), Some(A));
+        assert_eq!(n.lookup(ip("198.18.0.3")), Some(A));
+        // A flood of suggestions (spoofed SYNs) cannot push out confirmed peers.
+        for i in 0..1000u16 {
+            let [hi, lo] = i.to_be_bytes();
+            n.suggest(IpAddr::from([198, 19, hi, lo]), B);
+        }
+        assert_eq!(n.lookup(ip("198.18.0.2")), Some(A));
+        assert_eq!(n.suggested.map.len(), 2);
+        assert!(n.suggested.order.len() <= 4);
     }
 }

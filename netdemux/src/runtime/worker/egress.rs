@@ -2,13 +2,9 @@
 //! (addressed through the neighbour cache, waiting for the kernel's answer when a peer is new)
 //! and the TCP sockets' segments — built straight into UMEM frames.
 
-use std::{
-    net::{IpAddr, SocketAddr},
-    sync::{atomic::Ordering, mpsc::SyncSender},
-    time::Instant,
-};
+use std::{net::SocketAddr, sync::atomic::Ordering, time::Instant};
 
-use super::super::frames::Frames;
+use super::super::{frames::Frames, resolver::ResolverLink};
 use crate::{
     bridge::{WorkerLink, udp::TxRequest},
     stack::neighbour_cache::{NeighbourCache, Route},
@@ -42,33 +38,54 @@ fn drop_request(link: &WorkerLink, req: TxRequest) {
     let _ = req.owner.tx_free.push(req.buf);
 }
 
-/// Moves the application's datagrams to the wire: the kernel's neighbour answers first, then
-/// expired waits, then new requests (at most a batch of them per call). New peers are asked
-/// about through `resolve` (worker `index`).
-#[allow(clippy::too_many_arguments)]
+/// Takes the resolver's answers: what waited for them goes out (or is dropped and counted).
+pub(super) fn answers(
+    sock: &mut impl Frames,
+    link: Option<&WorkerLink>,
+    neighbours: &mut NeighbourCache<TxRequest>,
+    src_mac: [u8; 6],
+    resolver: &ResolverLink,
+    now: Instant,
+) {
+    while let Some((ip, answer)) = resolver.answers.pop() {
+        for sent in neighbours.resolved(ip, answer, now) {
+            // Only an application queues sends: there is a link when something waited.
+            let Some(link) = link else { continue };
+            match sent {
+                Ok((mac, req)) => send_now(sock, link, src_mac, mac, req),
+                Err(req) => drop_request(link, req),
+            }
+        }
+    }
+    if let Some(link) = link {
+        for req in neighbours.expire(now) {
+            drop_request(link, req);
+        }
+    }
+}
+
+/// Moves the application's datagrams to the wire (at most a batch of them per call); new
+/// peers, and stale ones, are asked about through `resolver`.
 pub(super) fn datagrams(
     sock: &mut impl Frames,
     link: &WorkerLink,
     neighbours: &mut NeighbourCache<TxRequest>,
     src_mac: [u8; 6],
-    resolve: &SyncSender<(IpAddr, usize)>,
-    index: usize,
+    resolver: &ResolverLink,
     now: Instant,
 ) {
-    while let Some((ip, mac)) = link.resolved.pop() {
-        for (mac, req) in neighbours.resolved(ip, mac, now) {
-            send_now(sock, link, src_mac, mac, req);
-        }
-    }
-    for req in neighbours.expire(now) {
-        drop_request(link, req);
-    }
     for _ in 0..BATCH {
         let Some(req) = link.tx.pop() else { break };
-        match neighbours.send(req.dst.ip(), req, now) {
-            Route::Now(mac, req) => send_now(sock, link, src_mac, mac, req),
+        let ip = req.dst.ip();
+        match neighbours.send(ip, req, now) {
+            Route::Now(mac, req) => {
+                if neighbours.refresh_due(ip, now) {
+                    resolver.ask(ip);
+                }
+                send_now(sock, link, src_mac, mac, req)
+            }
             Route::Resolve(ip) => {
-                let _ = resolve.try_send((ip, index));
+                resolver.ask(ip);
             }
             Route::Queued => {}
             Route::Dropped(req) => drop_request(link, req),
@@ -76,13 +93,13 @@ pub(super) fn datagrams(
     }
 }
 
-/// Where a worker's TCP segments go: the TX ring, to the MAC the neighbour cache has.
+/// Where a worker's TCP segments go: the TX ring, to the MAC the neighbour cache has (a
+/// stale one too, while the resolver is asked again).
 pub(super) struct SegmentOut<'a, S> {
     pub sock: &'a mut S,
-    pub neighbours: &'a NeighbourCache<TxRequest>,
+    pub neighbours: &'a mut NeighbourCache<TxRequest>,
+    pub resolver: &'a ResolverLink,
     pub src_mac: [u8; 6],
-    /// Segments not sent for want of the peer's MAC address.
-    pub no_neighbour: &'a mut u64,
     pub now: Instant,
 }
 
@@ -95,9 +112,14 @@ impl<S: Frames> SegmentOut<'_, S> {
         h: &TcpHeader,
         payload: [&[u8]; 2],
     ) -> bool {
-        let Some(peer) = self.neighbours.lookup(remote.ip(), self.now) else {
-            // Counted; the connection's timers send it again.
-            *self.no_neighbour += 1;
+        let ip = remote.ip();
+        let (peer, ask) = self.neighbours.next_hop(ip, self.now);
+        if ask {
+            self.resolver.ask(ip);
+        }
+        let Some(peer) = peer else {
+            // Counted; the connection's timers send it again once the resolver answered.
+            self.neighbours.drops.unresolved += 1;
             return true;
         };
         let mac = self.src_mac;

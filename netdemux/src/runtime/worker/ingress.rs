@@ -12,7 +12,7 @@ use crate::{
     bridge::udp::{Registry, TxRequest},
     report::{QueueCounters, ServiceCounters, WorkerTcpCounters},
     services::{Kind, ServiceTable, udp_echo},
-    stack::neighbour_cache::NeighbourCache,
+    stack::{neighbour_cache::NeighbourCache, tcp::endpoint::Disposition},
     wire::{self, classify, icmp::IcmpError, tcp::TcpPacket, udp::UdpRepr},
     xsk::Verdict,
 };
@@ -102,15 +102,19 @@ impl Dispatch<'_> {
         }
         match TcpPacket::from_classified(frame, c) {
             Ok(p) => {
-                // Answers go back to the MAC the segment came from: a lookup per segment, an
-                // insert only when the peer is new (or moved, or its entry aged out).
-                let mac = source_mac(frame);
-                if self.neighbours.lookup(p.src.ip(), self.now) != Some(mac) {
-                    self.neighbours.learn(p.src.ip(), mac, self.now);
-                }
                 let segment = &frame[c.l4_offset..p.payload_offset + p.payload_len];
                 let payload = &segment[segment.len() - p.payload_len..];
-                tcp.input(p.src, p.dst, &p.header, payload, segment, self.now);
+                let taken = tcp.input(p.src, p.dst, &p.header, payload, segment, self.now);
+                // Answers go back to the MAC the segment came from once the stack took it as a
+                // connection's own; any other segment (a SYN, one answered with a RST) only
+                // suggests it, which never moves a peer the stack already knows.
+                let mac = source_mac(frame);
+                match taken {
+                    Disposition::Accepted => self.neighbours.confirm(p.src.ip(), mac, self.now),
+                    Disposition::Syn | Disposition::Other => {
+                        self.neighbours.suggest(p.src.ip(), mac)
+                    }
+                }
             }
             Err(_) => self.tcp_counters.bad_segments += 1,
         }
@@ -132,9 +136,10 @@ impl Dispatch<'_> {
             Ok(r) => {
                 let payload = &frame[r.payload_offset..r.payload_offset + r.payload_len];
                 socket.deliver(payload, r.src, r.dst);
-                // Answers go back to the MAC the datagram came from.
+                // Answers go back to the MAC the datagram came from (its checksum held and a
+                // socket took it).
                 self.neighbours
-                    .learn(r.src.ip(), source_mac(frame), self.now);
+                    .confirm(r.src.ip(), source_mac(frame), self.now);
             }
             Err(wire::Error::Checksum) => {
                 socket.checksum_errors.fetch_add(1, Ordering::Relaxed);

@@ -19,12 +19,10 @@ pub mod stats;
 pub mod tcp_sockets;
 
 use std::{
-    net::IpAddr,
     os::fd::AsFd as _,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
-        mpsc::SyncSender,
     },
     thread,
     time::{Duration, Instant},
@@ -38,7 +36,7 @@ use self::{
     stats::WorkerStats,
     tcp_sockets::{TcpSetup, TcpSockets},
 };
-use super::frames::Frames;
+use super::{frames::Frames, resolver::ResolverLink};
 use crate::{
     bridge::{Bridge, udp::TxRequest},
     counters::AtomicSet as _,
@@ -64,6 +62,10 @@ pub struct WorkerConfig {
     pub cpu: Option<usize>,
     /// The interface's MAC address (source of what the worker sends).
     pub mac: [u8; 6],
+    /// Its line to the neighbour resolver.
+    pub resolver: ResolverLink,
+    /// How long a peer's MAC address counts as fresh.
+    pub neighbour_lifetime: Duration,
     /// Its TCP sockets.
     pub tcp: TcpSetup,
 }
@@ -74,8 +76,6 @@ pub struct WorkerApplication {
     pub bridge: Arc<Bridge>,
     /// This worker's index among the bridge's links.
     pub index: usize,
-    /// Asks the resolver thread for the MAC of an address (the kernel's neighbour table).
-    pub resolve: SyncSender<(IpAddr, usize)>,
 }
 
 /// One queue worker.
@@ -145,6 +145,7 @@ impl<S: Frames> Worker<S> {
             application.as_ref().map(|a| (a.index, a.bridge.clone())),
             now,
         );
+        let neighbours = NeighbourCache::new(NEIGHBOURS, PENDING_SENDS, cfg.neighbour_lifetime);
         Worker {
             sock,
             cfg,
@@ -153,7 +154,7 @@ impl<S: Frames> Worker<S> {
             stats,
             counters: QueueCounters::default(),
             tcp_counters: WorkerTcpCounters::default(),
-            neighbours: NeighbourCache::new(NEIGHBOURS, PENDING_SENDS),
+            neighbours,
             tcp,
             application,
             last_kernel_read: now,
@@ -177,15 +178,25 @@ impl<S: Frames> Worker<S> {
     /// Phase 1: transmitted frames back; the application's datagrams and TCP commands.
     fn maintain(&mut self, now: Instant) {
         self.sock.complete();
-        if let Some(app) = &self.application {
-            let link = &app.bridge.links[app.index];
+        let link = self
+            .application
+            .as_ref()
+            .map(|app| &app.bridge.links[app.index]);
+        egress::answers(
+            &mut self.sock,
+            link,
+            &mut self.neighbours,
+            self.cfg.mac,
+            &self.cfg.resolver,
+            now,
+        );
+        if let Some(link) = link {
             egress::datagrams(
                 &mut self.sock,
                 link,
                 &mut self.neighbours,
                 self.cfg.mac,
-                &app.resolve,
-                app.index,
+                &self.cfg.resolver,
                 now,
             );
         }
@@ -226,9 +237,9 @@ impl<S: Frames> Worker<S> {
         tcp.poll(now);
         let mut out = SegmentOut {
             sock: &mut self.sock,
-            neighbours: &self.neighbours,
+            neighbours: &mut self.neighbours,
+            resolver: &self.cfg.resolver,
             src_mac: self.cfg.mac,
-            no_neighbour: &mut self.tcp_counters.no_neighbour,
             now,
         };
         tcp.transmit(now, |local, remote, h, payload| {
@@ -257,7 +268,11 @@ impl<S: Frames> Worker<S> {
             self.stats.tcp_stack.store(tcp.counters());
             self.stats.tcp_worker.store(&self.tcp_counters);
         }
-        if batch.rx > 0 {
+        let drops = self.neighbours.drops;
+        let dropped = (drops.no_route, drops.unresolved);
+        let changed = dropped != (self.counters.no_route, self.counters.unresolved);
+        (self.counters.no_route, self.counters.unresolved) = dropped;
+        if batch.rx > 0 || changed {
             self.stats.counters.store(&self.counters);
             for (local, published) in self.service_counters.iter().zip(&self.stats.services) {
                 published.store(local);

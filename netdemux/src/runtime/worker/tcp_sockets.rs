@@ -17,7 +17,9 @@ use crate::{
         tcp::{COMMANDS, Chunk, Command, ListenerShared, StreamShared, StreamState},
     },
     services::{Kind, ServiceTable, tcp::App},
-    stack::tcp::{Config, ConnId, Counters, Endpoint, Events, Limits, MemoryBudget},
+    stack::tcp::{
+        Config, ConnId, Counters, Endpoint, Events, Limits, MemoryBudget, endpoint::Disposition,
+    },
     wire::{
         icmp::IcmpError,
         tcp::{Flags, TcpHeader},
@@ -195,7 +197,8 @@ impl TcpSockets {
         self.endpoint.time_waits()
     }
 
-    /// A checked segment `remote` -> `local`; `segment` is its TCP header and payload.
+    /// A checked segment `remote` -> `local`; `segment` is its TCP header and payload. Says
+    /// whether the stack took it as a connection's own.
     pub fn input(
         &mut self,
         remote: SocketAddr,
@@ -204,16 +207,16 @@ impl TcpSockets {
         payload: &[u8],
         segment: &[u8],
         now: Instant,
-    ) {
+    ) -> Disposition {
         let syn_only = h.flags.contains(Flags::SYN) && !h.flags.contains(Flags::ACK);
         if !syn_only
             && self.forward(local, remote, || {
                 Command::Segment(remote, local, segment.to_vec())
             })
         {
-            return;
+            return Disposition::Other;
         }
-        self.endpoint.input(remote, local, h, payload, now);
+        self.endpoint.input(remote, local, h, payload, now)
     }
 
     /// An ICMP error about a segment one of these connections sent.

@@ -78,6 +78,19 @@ impl ConnId {
     }
 }
 
+/// What became of a segment [`Endpoint::input`] took: whether the address it came from may be
+/// trusted for answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// A connection took it as one of its own (in the window, acknowledging what was sent), or
+    /// it completed a handshake (a cookie ACK).
+    Accepted,
+    /// A listener answered it (a SYN): the peer is not proven yet.
+    Syn,
+    /// Refused, challenged, answered with a RST, or for nothing here.
+    Other,
+}
+
 /// Why an endpoint refused a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -501,12 +514,12 @@ impl Endpoint {
         h: &TcpHeader,
         payload: &[u8],
         now: Instant,
-    ) {
+    ) -> Disposition {
         if !unicast(local.ip()) || !unicast(remote.ip()) {
             // TCP is between two hosts: never answered, never a connection (RFC 1122
             // §4.2.3.10; Linux's tcp_v4_rcv drops what is not PACKET_HOST).
             self.counters.not_unicast += 1;
-            return;
+            return Disposition::Other;
         }
         let mut reopen = None;
         if self.time_waits.contains(local, remote) {
@@ -532,20 +545,25 @@ impl Endpoint {
                 },
             );
             match verdict {
-                Verdict::Done => return,
+                Verdict::Done => return Disposition::Other,
                 // A new incarnation (RFC 6191), above the old sequence space.
                 Verdict::Reopen(isn) => reopen = Some(isn),
             }
         }
         let syn_only = h.flags.contains(Flags::SYN) && !h.flags.contains(Flags::ACK);
         if let Some(&id) = self.flows.get(&(local, remote)) {
-            self.with(id, now, |c, counters| {
-                c.handle_segment(h, payload, now, counters)
+            let accepted = self.with(id, now, |c, counters| {
+                let before = c.accepted_segments();
+                c.handle_segment(h, payload, now, counters);
+                c.accepted_segments() > before
             });
-            return;
+            return match accepted {
+                Some(true) => Disposition::Accepted,
+                _ => Disposition::Other,
+            };
         }
         if h.flags.contains(Flags::RST) {
-            return;
+            return Disposition::Other;
         }
         let listener = if self.listeners.contains_key(&local) {
             Some(local)
@@ -555,17 +573,25 @@ impl Endpoint {
         if let Some(listener) = listener {
             if syn_only {
                 // Linux drops SYN+FIN at a listener (no SYN-ACK, no RST).
-                if !h.flags.contains(Flags::FIN) {
-                    self.on_syn(listener, remote, local, h, reopen, now);
-                }
-                return;
+                let answered = !h.flags.contains(Flags::FIN)
+                    && self.on_syn(listener, remote, local, h, reopen, now);
+                return if answered {
+                    Disposition::Syn
+                } else {
+                    Disposition::Other
+                };
             }
             let ack_only = h.flags.contains(Flags::ACK) && !h.flags.contains(Flags::SYN);
-            if ack_only && self.on_cookie_ack(listener, remote, local, h, payload, now) {
-                return;
+            if ack_only {
+                match self.on_cookie_ack(listener, remote, local, h, payload, now) {
+                    Some(true) => return Disposition::Accepted,
+                    Some(false) => return Disposition::Other,
+                    None => {}
+                }
             }
         }
         self.reset_reply(remote, local, h, payload.len());
+        Disposition::Other
     }
 
     /// The minute SYN cookies are made in.
@@ -573,7 +599,8 @@ impl Endpoint {
         (now.saturating_duration_since(self.clock_base).as_secs() / 60) as u32
     }
 
-    /// Answers a SYN with a cookie SYN-ACK and keeps nothing.
+    /// Answers a SYN with a cookie SYN-ACK and keeps nothing; false when too many answers
+    /// wait already.
     fn send_cookie(
         &mut self,
         listener: SocketAddr,
@@ -581,10 +608,10 @@ impl Endpoint {
         local: SocketAddr,
         syn: &TcpHeader,
         now: Instant,
-    ) {
+    ) -> bool {
         if self.control.len() >= self.limits.max_pending_resets {
             self.counters.half_open_drops += 1;
-            return;
+            return false;
         }
         let o = &syn.options;
         let cookie = self
@@ -621,11 +648,12 @@ impl Endpoint {
         if let Some(l) = self.listeners.get_mut(&listener) {
             l.cookie_sent_at = Some(now);
         }
+        true
     }
 
     /// An ACK for no connection at a listener: if it brings back a valid cookie, the
-    /// connection its SYN asked for is made and the ACK processed. False when it was no
-    /// cookie ACK (it gets a RST).
+    /// connection its SYN asked for is made and the ACK processed (`Some(true)`), or, without
+    /// room for it, dropped (`Some(false)`). `None` when it was no cookie ACK (it gets a RST).
     fn on_cookie_ack(
         &mut self,
         listener: SocketAddr,
@@ -634,14 +662,12 @@ impl Endpoint {
         h: &TcpHeader,
         payload: &[u8],
         now: Instant,
-    ) -> bool {
-        let Some(l) = self.listeners.get(&listener) else {
-            return false;
-        };
+    ) -> Option<bool> {
+        let l = self.listeners.get(&listener)?;
         if l.cookie_sent_at
             .is_none_or(|t| now.saturating_duration_since(t) > COOKIES_VALID)
         {
-            return false;
+            return None;
         }
         let (peer_isn, cookie) = (h.seq - 1, h.ack - 1);
         let mss = self
@@ -659,21 +685,21 @@ impl Endpoint {
         };
         let (Some(mss), Some((window_scale, sack_permitted))) = (mss, options) else {
             self.counters.syncookies_failed += 1;
-            return false;
+            return None;
         };
         self.counters.syncookies_ok += 1;
         // The ACK is taken but the connection may still have no room; the peer sends again.
         if l.backlog.len() >= l.max_backlog {
             self.counters.backlog_drops += 1;
-            return true;
+            return Some(false);
         }
         if self.flows.len() >= self.limits.max_connections {
             self.counters.flow_table_full += 1;
-            return true;
+            return Some(false);
         }
         if self.no_memory_for_a_connection() {
             self.counters.memory_syn_drops += 1;
-            return true;
+            return Some(false);
         }
         let syn = TcpHeader {
             seq: peer_isn,
@@ -697,7 +723,7 @@ impl Endpoint {
         self.with(id, now, |c, counters| {
             c.handle_segment(h, payload, now, counters)
         });
-        true
+        Some(true)
     }
 
     /// True when the memory budget has too little left for another connection's buffers.
@@ -706,7 +732,8 @@ impl Endpoint {
             .nearly_exhausted(MEMORY_RESERVE.min(self.budget.limit() / 8))
     }
 
-    /// A SYN for `listener`; `isn` is the ISN a TIME_WAIT reopen chose.
+    /// A SYN for `listener`; `isn` is the ISN a TIME_WAIT reopen chose. True when it was
+    /// answered (a half-open connection, or a cookie).
     fn on_syn(
         &mut self,
         listener: SocketAddr,
@@ -715,33 +742,32 @@ impl Endpoint {
         syn: &TcpHeader,
         isn: Option<Seq>,
         now: Instant,
-    ) {
+    ) -> bool {
         let Some(l) = self.listeners.get(&listener) else {
-            return;
+            return false;
         };
         if l.backlog.len() >= l.max_backlog {
             // Nobody accepts: a connection would have nowhere to wait (Linux drops too).
             self.counters.backlog_drops += 1;
-            return;
+            return false;
         }
         if l.half_open >= self.limits.max_half_open
             || l.backlog.len() + l.half_open >= l.max_backlog
         {
             if self.limits.syn_cookies {
-                self.send_cookie(listener, remote, local, syn, now);
-            } else {
-                self.counters.half_open_drops += 1;
+                return self.send_cookie(listener, remote, local, syn, now);
             }
-            return;
+            self.counters.half_open_drops += 1;
+            return false;
         }
         if self.flows.len() >= self.limits.max_connections {
             self.counters.flow_table_full += 1;
-            return;
+            return false;
         }
         if self.no_memory_for_a_connection() {
             // No memory for another connection's buffers.
             self.counters.memory_syn_drops += 1;
-            return;
+            return false;
         }
         if let Some(l) = self.listeners.get_mut(&listener) {
             l.half_open += 1;
@@ -750,6 +776,7 @@ impl Endpoint {
         let conn = Connection::accept(local, remote, syn, self.config, start);
         let id = self.insert(conn, Some(listener));
         self.after(id, now);
+        true
     }
 
     /// An ICMP error about a segment `local` sent to `remote` with sequence number `seq`.

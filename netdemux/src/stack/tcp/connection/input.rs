@@ -120,6 +120,8 @@ impl Connection {
             self.challenge_ack(now, c);
             return;
         }
+        // In the window, acknowledging what was sent: a segment of this connection.
+        self.accepted_segments += 1;
         self.process_ack(h, payload.len(), now, c);
         if self.fin_seq.is_some_and(|f| self.snd_una > f) {
             match self.state {
@@ -229,6 +231,7 @@ impl Connection {
         self.rcv_adv = self.rcv_nxt + self.syn_window();
         self.last_heard = now;
         if ack_ok {
+            self.accepted_segments += 1;
             self.snd_wl2 = h.ack;
             let sample = self.rtt_sample(h, now);
             if let Some(rtt) = sample {

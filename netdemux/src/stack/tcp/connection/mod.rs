@@ -343,6 +343,9 @@ pub struct Connection {
     rst: Option<Plan>,
     /// The last ICMP error noted while established (Linux's sk_err_soft).
     soft_error: Option<crate::wire::icmp::Problem>,
+    /// Segments taken as this connection's: in the window, acknowledging what was sent (or
+    /// the SYN-ACK of our SYN). Where it came from may be trusted.
+    accepted_segments: u64,
     events: Events,
 }
 
@@ -458,6 +461,7 @@ impl Connection {
             linger_at: None,
             rst: None,
             soft_error: None,
+            accepted_segments: 0,
             events: Events::default(),
         }
     }
@@ -541,6 +545,11 @@ impl Connection {
         self.snd_wnd = usize::from(syn.window);
         self.max_snd_wnd = self.snd_wnd;
         self.snd_wl1 = syn.seq;
+    }
+
+    /// Segments taken as this connection's so far (see the field).
+    pub fn accepted_segments(&self) -> u64 {
+        self.accepted_segments
     }
 
     /// The state.

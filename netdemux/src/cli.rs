@@ -23,6 +23,7 @@ use crate::{
         iface::Interface,
         netns, privilege,
         stats::{ListEntry, Snapshot},
+        veth,
     },
     daemon::{self, RunConfig, parse_list},
     generator::{self, GenConfig, GenProto},
@@ -284,9 +285,10 @@ pub enum Command {
         /// What to send.
         #[arg(long, value_enum, default_value = "udp")]
         proto: GenProto,
-        /// Frame size on the wire in bytes, FCS included (64-1518).
-        #[arg(long, default_value_t = 64)]
-        size: usize,
+        /// Frame size on the wire in bytes, FCS included, up to 1518 (default: the smallest
+        /// valid frame: 64 for IPv4, 66 for IPv6 UDP, 78 for IPv6 TCP SYNs).
+        #[arg(long)]
+        size: Option<usize>,
         /// Number of flows (distinct source ports).
         #[arg(long, default_value_t = 64)]
         flows: u16,
@@ -426,7 +428,11 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             upgrade: false,
         } => {
-            let a = attach::attach(&Interface::resolve(&iface.iface)?, mode, max_bindings)?;
+            let resolved = Interface::resolve(&iface.iface)?;
+            let a = attach::attach(&resolved, mode, max_bindings)?;
+            if let Some(w) = veth::offload_warning(&resolved) {
+                tracing::warn!("{w}");
+            }
             if json {
                 print_json(&a)?;
             } else {
@@ -615,12 +621,13 @@ pub fn run(cli: Cli) -> Result<()> {
             if !(duration.is_finite() && duration > 0.0) {
                 bail!("--duration needs a positive number of seconds");
             }
+            let dst = parse_socket_addr(&dst)?;
             let cfg = GenConfig {
                 iface: Interface::link(&iface.iface)?,
-                dst: parse_socket_addr(&dst)?,
+                dst,
                 src,
                 proto,
-                size,
+                size: size.unwrap_or_else(|| generator::frames::min_size(proto, dst.is_ipv6())),
                 flows,
                 hit_ratio,
                 miss_dst: miss_dst.as_deref().map(parse_socket_addr).transpose()?,

@@ -417,6 +417,47 @@ fn state_of_a_vanished_interface_is_reported_stale_and_removable() {
     assert!(out.contains("stale"), "{out}");
     assert!(!std::path::Path::new(&tb.pin_dir()).exists());
     tb.attach("native");
+    // Gone again: `attach` and `run` remove what is provably stale, with one line, and go on.
+    for (i, args) in [
+        vec!["attach", "--iface", &tb.veth_b, "--mode", "native"],
+        vec![
+            "run",
+            "--iface",
+            &tb.veth_b,
+            "--udp-sink",
+            "198.18.0.2:7000",
+        ],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        must("ip", &["-n", &tb.ns_b, "link", "del", &tb.veth_b]);
+        let peer = format!("ndstale{}", i + 1);
+        must(
+            "ip",
+            &[
+                "-n", &tb.ns_b, "link", "add", &tb.veth_b, "type", "veth", "peer", "name", &peer,
+            ],
+        );
+        must("ip", &["-n", &tb.ns_b, "link", "set", &tb.veth_b, "up"]);
+        let err = if args[0] == "run" {
+            let d =
+                netdemux::testbed::Daemon::start(&tb, &args[3..]).expect("run over stale state");
+            let (status, err) = d.stop_with_stderr().unwrap();
+            assert!(status.success(), "{err}");
+            err
+        } else {
+            let out = tb.netdemux(&args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        };
+        let notice: Vec<&str> = err.lines().filter(|l| l.contains("stale state")).collect();
+        assert_eq!(notice.len(), 1, "one line says so: {err}");
+    }
 }
 
 #[test]

@@ -257,3 +257,45 @@ fn a_segment_outside_the_window_from_another_mac_does_not_move_the_replies() {
     assert_eq!(&pushed, b"pushed");
     rt.block_on(app).unwrap();
 }
+
+#[test]
+fn a_veth_peer_that_offloads_tx_checksums_is_named_with_its_fix() {
+    // Containers' veth pairs offload TX checksums by default: the kernel hands netdemux frames
+    // with only the pseudo-header sum in them. Off (as the testbed sets it): not a word.
+    const ECHO: &str = "198.18.0.2:7001";
+    let tb = Testbed::new(1);
+    let warning = format!("ip netns exec {} ethtool -K {} tx off", tb.ns_a, tb.veth_a);
+    let d = netdemux::testbed::Daemon::start(&tb, &["--tcp-echo", ECHO]).unwrap();
+    let (_, quiet) = d.stop_with_stderr().unwrap();
+    assert!(!quiet.contains("TX checksums"), "{quiet}");
+    must(
+        "ip",
+        &[
+            "netns", "exec", &tb.ns_a, "ethtool", "-K", &tb.veth_a, "tx", "on",
+        ],
+    );
+    let d = netdemux::testbed::Daemon::start(&tb, &["--tcp-echo", ECHO]).unwrap();
+    // The kernel's SYNs carry partial checksums: dropped, counted as such.
+    let refused = in_netns(&tb.ns_a, || {
+        KernelStream::connect_timeout(&ECHO.parse().unwrap(), Duration::from_millis(1500)).is_err()
+    })
+    .join()
+    .unwrap();
+    let stats = tb.stats();
+    let q = &stats["queues"][0];
+    let (_, said) = d.stop_with_stderr().unwrap();
+    eprintln!("{said}");
+    assert!(refused, "a partial checksum got through");
+    assert!(q["checksum_partial"].as_u64().unwrap() >= 1, "{q}");
+    assert_eq!(q["checksum_partial"], q["checksum_errors"], "{q}");
+    assert_eq!(
+        said.matches(&warning).count(),
+        1,
+        "one warning, with the fix: {said}"
+    );
+    assert_eq!(
+        said.matches("partial TCP/UDP checksums").count(),
+        1,
+        "{said}"
+    );
+}

@@ -87,6 +87,7 @@ pub fn attach(iface: &Interface, request: ModeRequest, max_bindings: u32) -> Res
         bail!("--max-bindings must be at least 1");
     }
     let ifindex = iface.ifindex()?;
+    remove_if_stale(iface)?;
     let final_dir = iface.state_dir()?;
     if final_dir.exists() {
         return Err(match attachment::open(iface) {
@@ -277,6 +278,21 @@ pub fn detach(iface: &Interface) -> Result<Detached> {
         link_id: link.map(|l| l.id),
         stale,
     })
+}
+
+/// Removes `iface`'s state when it provably belongs to an interface that is gone or was
+/// replaced (a container's veth deleted and made again), saying so in one line. True when it
+/// did.
+pub fn remove_if_stale(iface: &Interface) -> Result<bool> {
+    if !attachment::proven_stale(iface) {
+        return Ok(false);
+    }
+    remove_state(iface.state_dir()?)?;
+    tracing::warn!(
+        "removed the stale state of {iface}: the interface it was attached to is gone or was \
+         replaced"
+    );
+    Ok(true)
 }
 
 /// Removes a state directory and then its parents if they became empty.

@@ -41,6 +41,30 @@ impl Attachment {
     }
 }
 
+/// True when `iface`'s state directory provably belongs to an interface that is gone or was
+/// replaced: it holds this build's layout, and its pinned link is not attached to the
+/// interface of that name now (or there is none).
+pub fn proven_stale(iface: &Interface) -> bool {
+    let Ok(dir) = iface.state_dir() else {
+        return false;
+    };
+    if !dir.exists() {
+        return false;
+    }
+    let Ok(maps) = DemuxMaps::open_pinned(dir) else {
+        return false;
+    };
+    let Ok(info) = maps.read_info() else {
+        return false;
+    };
+    if check_info(&info, dir, iface.name()).is_err() {
+        return false;
+    }
+    let current = iface.ifindex().ok();
+    let live = pinned_link(dir).is_some_and(|l| l.ifindex != 0 && Some(l.ifindex) == current);
+    !live || current != Some(info.ifindex)
+}
+
 /// Reopens the attachment of `iface`, refusing state that is missing, from an incompatible
 /// build, or left behind by an interface that is gone.
 pub fn open(iface: &Interface) -> Result<Attachment> {

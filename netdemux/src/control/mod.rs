@@ -15,3 +15,4 @@ pub mod privilege;
 pub mod state;
 pub mod stats;
 pub mod sys;
+pub mod veth;

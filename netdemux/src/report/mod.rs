@@ -37,6 +37,12 @@ crate::counters! {
         /// Sends dropped because their destination (or its gateway) did not resolve to a MAC
         /// address in time (a TCP segment is sent again by its timers).
         unresolved: counter,
+        /// TCP segments and datagrams for sockets whose TCP/UDP checksum was wrong (dropped).
+        checksum_errors: counter,
+        /// Of those, the ones whose checksum field held only the pseudo-header sum: a sender
+        /// offloading TX checksums (a veth peer, by default) — fixed on the sending side with
+        /// `ethtool -K PEER tx off`.
+        checksum_partial: counter,
         /// ICMP errors about a UDP datagram sent from here: counted, not reported to the socket
         /// (Linux reports them only to connected UDP sockets).
         icmp_udp: counter,

@@ -38,7 +38,7 @@ use crate::{
         attachment::{self, Attachment},
         binding::Binding,
         iface::Interface,
-        object, state,
+        object, state, veth,
     },
     counters::AtomicSet as _,
     report::{DaemonReport, ServiceCounters, ServiceReport, TcpMemory, control_socket},
@@ -168,6 +168,9 @@ pub fn prepare(iface: &Interface, cfg: DataPlaneConfig) -> Result<Prepared> {
     for w in nic::offload_warnings(iface.name(), skb_mode) {
         tracing::warn!("{w}");
     }
+    if let Some(w) = veth::offload_warning(iface) {
+        tracing::warn!("{w}");
+    }
     let queues = queues(iface, cfg.queues.as_deref())?;
     let mut sockets = Vec::with_capacity(queues.len());
     for q in queues {
@@ -206,6 +209,7 @@ fn attach_or_reuse(
     iface: &Interface,
     cfg: &DataPlaneConfig,
 ) -> Result<(Attachment, Option<Attached>)> {
+    attach::remove_if_stale(iface)?;
     match attachment::open(iface) {
         Ok(a) => {
             // Reusing an attachment: its program must be this build's, or the data path could

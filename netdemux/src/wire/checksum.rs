@@ -61,6 +61,17 @@ pub fn update(check: u16, old: u16, new: u16) -> u16 {
     finish(sum(0, &[]) + (!check) as u32 + (!old) as u32 + new as u32)
 }
 
+/// True when the 16-bit checksum field at `field` of `segment` holds only the pseudo-header
+/// sum: what a sender with TX checksum offload hands to its device to finish (a veth peer's
+/// frames, by default), rather than a damaged checksum.
+pub fn is_partial(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8], field: usize) -> bool {
+    let Some(got) = segment.get(field..field + 2) else {
+        return false;
+    };
+    let partial = !finish(pseudo_header(src, dst, proto, segment.len()));
+    u16::from_be_bytes([got[0], got[1]]) == partial
+}
+
 /// True when `data` (checksum field included) sums to all ones: the checksum is correct.
 pub fn verifies(start: u32, data: &[u8]) -> bool {
     finish(sum(start, data)) == 0

@@ -5,6 +5,8 @@ use std::{io, net::IpAddr, os::fd::AsRawFd as _};
 
 use anyhow::{Context as _, Result};
 
+const ETHTOOL_GDRVINFO: u32 = 0x03;
+const ETHTOOL_GTXCSUM: u32 = 0x16;
 const ETHTOOL_GFLAGS: u32 = 0x25;
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const ETHTOOL_GGRO: u32 = 0x2b;
@@ -58,6 +60,23 @@ pub fn rx_queues(iface: &str) -> u32 {
         Ok(()) => (ch[5] + ch[8]).max(1),
         Err(_) => 1,
     }
+}
+
+/// The name of `iface`'s driver (`veth`, `ice`, ...), if it reports one.
+pub fn driver(iface: &str) -> Option<String> {
+    // struct ethtool_drvinfo: cmd, then driver[32], ... (196 bytes in all).
+    let mut info = [0u32; 49];
+    info[0] = ETHTOOL_GDRVINFO;
+    ethtool(iface, &mut info).ok()?;
+    let bytes: Vec<u8> = info[1..9].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// Whether `iface` offloads the TCP/UDP checksums of what it sends (`ethtool -K IF tx`).
+pub fn tx_checksum(iface: &str) -> Option<bool> {
+    let mut v = [ETHTOOL_GTXCSUM, 0u32];
+    ethtool(iface, &mut v).ok().map(|()| v[1] != 0)
 }
 
 /// Receive offloads that matter to AF_XDP.

@@ -13,7 +13,7 @@ use crate::{
     report::{QueueCounters, ServiceCounters, WorkerTcpCounters},
     services::{Kind, ServiceTable, udp_echo},
     stack::{neighbour_cache::NeighbourCache, tcp::endpoint::Disposition},
-    wire::{self, classify, icmp::IcmpError, tcp::TcpPacket, udp::UdpRepr},
+    wire::{self, checksum, classify, icmp::IcmpError, tcp::TcpPacket, udp::UdpRepr},
     xsk::Verdict,
 };
 
@@ -116,9 +116,33 @@ impl Dispatch<'_> {
                     }
                 }
             }
+            Err(wire::Error::Checksum) => self.checksum_error(frame, c, 16),
             Err(_) => self.tcp_counters.bad_segments += 1,
         }
         Verdict::Recycle
+    }
+
+    /// Counts a TCP segment or datagram whose checksum (at `field` of its L4 header) was wrong,
+    /// and says once per queue when it looks like a sender's unfinished offload.
+    fn checksum_error(&mut self, frame: &[u8], c: &wire::Classified, field: usize) {
+        self.counters.checksum_errors += 1;
+        let (Some(src), Some(dst)) = (wire::source(frame, c), c.key.socket_addr()) else {
+            return;
+        };
+        let Some(segment) = frame.get(c.l4_offset..c.payload_offset + c.payload_len) else {
+            return;
+        };
+        if checksum::is_partial(src.ip(), dst.ip(), c.key.proto, segment, field) {
+            self.counters.checksum_partial += 1;
+            if self.counters.checksum_partial == 1 {
+                tracing::warn!(
+                    "frames from {} carry partial TCP/UDP checksums: the sender offloads TX \
+                     checksums (a veth peer does by default) and netdemux drops them; fix it on \
+                     the sending side: ethtool -K <its interface> tx off",
+                    src.ip()
+                );
+            }
+        }
     }
 
     /// A UDP datagram for an application's socket.
@@ -143,6 +167,7 @@ impl Dispatch<'_> {
             }
             Err(wire::Error::Checksum) => {
                 socket.checksum_errors.fetch_add(1, Ordering::Relaxed);
+                self.checksum_error(frame, c, 6);
             }
             Err(_) => self.counters.unclaimed += 1,
         }

@@ -25,7 +25,10 @@ use crate::{
         stats::{ListEntry, Snapshot},
         veth,
     },
-    daemon::{self, RunConfig, parse_list},
+    daemon::{
+        self, RunConfig, parse_list,
+        proxy::{self, ProxyKind},
+    },
     generator::{self, GenConfig, GenProto},
     report::{DaemonReport, control_socket, prometheus, table},
     runtime::faults::FaultConfig,
@@ -177,13 +180,14 @@ pub enum Command {
         iface: Option<String>,
         /// Read the whole run from a TOML file (iface, netns, mode, queues, cpu, busy_poll,
         /// spin, frames, ring_size, metrics, bindings, tcp_memory, tcp_idle_timeout,
-        /// neighbour_lifetime, [services]
-        /// udp_sink / udp_echo / tcp_echo / http); no other
+        /// neighbour_lifetime, udp_proxy_timeout, [services]
+        /// udp_sink / udp_echo / tcp_echo / http / tcp_proxy / udp_proxy); no other
         /// run option may be given with it.
         #[arg(long, value_name = "FILE.toml", conflicts_with_all = [
             "iface", "mode", "max_bindings", "queues", "zero_copy", "busy_poll", "spin", "cpu",
             "udp_sink", "udp_echo", "tcp_echo", "http", "frames", "ring_size", "metrics",
-            "tcp_memory", "tcp_idle_timeout", "neighbour_lifetime",
+            "tcp_memory", "tcp_idle_timeout", "neighbour_lifetime", "tcp_proxy", "udp_proxy",
+            "udp_proxy_timeout",
         ])]
         config: Option<std::path::PathBuf>,
         /// XDP mode, if this run attaches.
@@ -224,6 +228,19 @@ pub enum Command {
         /// Repeatable.
         #[arg(long = "http", value_name = "ADDR:PORT")]
         http: Vec<String>,
+        /// Accept TCP connections on LISTEN and relay each to BACKEND (on the link or behind
+        /// a router), over the userspace stack both ways: back-pressure, half-close and resets
+        /// passed on. E.g. 198.18.0.2:80=198.19.0.7:8080. Repeatable.
+        #[arg(long = "tcp-proxy", value_name = "LISTEN=BACKEND")]
+        tcp_proxy: Vec<String>,
+        /// Relay UDP datagrams sent to LISTEN to BACKEND, a session (and a source port) per
+        /// client address, and the backend's answers back to each client from LISTEN.
+        /// Repeatable.
+        #[arg(long = "udp-proxy", value_name = "LISTEN=BACKEND")]
+        udp_proxy: Vec<String>,
+        /// End a UDP proxy session after this many quiet seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        udp_proxy_timeout: u64,
         /// Testing only: drop this share (0-1) of the TCP frames the workers receive and send,
         /// from a seeded generator.
         #[arg(long, value_name = "SHARE", default_value_t = 0.0, value_parser = share)]
@@ -549,6 +566,9 @@ pub fn run(cli: Cli) -> Result<()> {
             udp_echo,
             tcp_echo,
             http,
+            tcp_proxy,
+            udp_proxy,
+            udp_proxy_timeout,
             fault_loss,
             fault_reorder,
             fault_seed,
@@ -590,6 +610,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 tcp_memory: tcp_memory.unwrap_or_else(MemoryBudget::default_limit),
                 tcp_idle_timeout: Duration::from_secs(tcp_idle_timeout),
                 neighbour_lifetime: Duration::from_secs(neighbour_lifetime),
+                proxies: tcp_proxy
+                    .iter()
+                    .map(|s| proxy::parse_spec(ProxyKind::Tcp, s))
+                    .chain(
+                        udp_proxy
+                            .iter()
+                            .map(|s| proxy::parse_spec(ProxyKind::Udp, s)),
+                    )
+                    .collect::<Result<_>>()?,
+                udp_proxy_timeout: Duration::from_secs(udp_proxy_timeout),
             };
             run_daemon(cfg)?;
         }
@@ -817,8 +847,8 @@ fn share(s: &str) -> std::result::Result<f64, String> {
     }
 }
 
-/// The snapshot as JSON, with the daemon's `queues`, `services` and `tcp_memory` when one
-/// runs.
+/// The snapshot as JSON, with the daemon's `queues`, `services`, `tcp_memory` and `proxies`
+/// when one runs.
 fn with_daemon(snap: &Snapshot, daemon: Option<&DaemonReport>) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(snap)?;
     if let (Some(d), Some(obj)) = (daemon, v.as_object_mut()) {
@@ -826,6 +856,9 @@ fn with_daemon(snap: &Snapshot, daemon: Option<&DaemonReport>) -> Result<serde_j
         obj.insert("services".into(), serde_json::to_value(&d.services)?);
         if let Some(m) = &d.tcp_memory {
             obj.insert("tcp_memory".into(), serde_json::to_value(m)?);
+        }
+        if !d.proxies.is_empty() {
+            obj.insert("proxies".into(), serde_json::to_value(&d.proxies)?);
         }
     }
     Ok(v)

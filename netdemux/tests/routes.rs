@@ -19,43 +19,6 @@ use support::{
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// Gives namespace a a network behind it, routed from namespace b through a.
-fn backend_network(tb: &Testbed) {
-    let (a, b) = (tb.ns_a.as_str(), tb.ns_b.as_str());
-    must(
-        "ip",
-        &["-n", a, "addr", "add", "198.19.0.1/24", "dev", "lo"],
-    );
-    must(
-        "ip",
-        &["-n", a, "addr", "add", "2001:db8:1::1/64", "dev", "lo"],
-    );
-    must(
-        "ip",
-        &[
-            "-n",
-            b,
-            "route",
-            "add",
-            "198.19.0.0/24",
-            "via",
-            "198.18.0.1",
-        ],
-    );
-    must(
-        "ip",
-        &[
-            "-n",
-            b,
-            "route",
-            "add",
-            "2001:db8:1::/64",
-            "via",
-            "2001:db8::1",
-        ],
-    );
-}
-
 #[test]
 fn a_stack_reaches_udp_and_tcp_peers_behind_a_gateway() {
     let tb = Testbed::new(1);

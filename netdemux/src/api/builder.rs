@@ -98,7 +98,7 @@ impl StackBuilder {
         };
         let plane = dataplane::prepare(&iface, cfg)?.start(Arc::new(ServiceTable::default()))?;
         Ok(Stack {
-            shared: Arc::new(StackShared::new(plane, self.netns)?),
+            shared: Arc::new(StackShared::new(Arc::new(plane), self.netns)?),
         })
     }
 }

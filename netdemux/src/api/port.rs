@@ -29,6 +29,19 @@ pub(super) struct Reserved {
     pub peer_mac: Option<[u8; 6]>,
 }
 
+/// Reserves a UDP port on `ip` in the named network namespace `netns` (entered by the calling
+/// thread): the kernel picks a free one, and the returned socket keeps it from others.
+pub(super) fn reserve_udp(
+    netns: Option<&str>,
+    ip: std::net::IpAddr,
+) -> Result<std::net::UdpSocket> {
+    if let Some(ns) = netns {
+        netns::enter(ns)?;
+    }
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0))
+        .with_context(|| format!("cannot reserve a UDP port on {ip}"))
+}
+
 /// Reserves a local port on `iface` for a connection to `remote`, in the named network
 /// namespace `netns` (entered by the calling thread).
 pub(super) fn reserve(

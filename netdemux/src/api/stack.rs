@@ -36,7 +36,7 @@ pub struct Stack {
 
 /// What a stack's sockets share.
 pub(crate) struct StackShared {
-    pub(super) plane: DataPlane,
+    pub(super) plane: Arc<DataPlane>,
     pub(super) bridge: Arc<Bridge>,
     /// Outbound streams dropped by the application whose connections have not closed yet.
     lingering: Mutex<Vec<(Arc<StreamShared>, Hold)>>,
@@ -50,6 +50,15 @@ impl Stack {
     /// The interface it serves.
     pub fn iface(&self) -> &str {
         self.shared.plane.iface().name()
+    }
+
+    /// A stack on a data plane that serves an application and is shared with its owner (a
+    /// daemon whose services include some built on this API). The data plane stops when the
+    /// last of them lets go.
+    pub(crate) fn on_plane(plane: Arc<DataPlane>, netns: Option<String>) -> Result<Stack> {
+        Ok(Stack {
+            shared: Arc::new(StackShared::new(plane, netns)?),
+        })
     }
 }
 
@@ -78,7 +87,7 @@ pub(super) struct Hold {
 
 impl StackShared {
     /// A stack's shared part, on a data plane that serves an application.
-    pub(super) fn new(plane: DataPlane, netns: Option<String>) -> Result<StackShared> {
+    pub(super) fn new(plane: Arc<DataPlane>, netns: Option<String>) -> Result<StackShared> {
         let bridge = plane
             .bridge()
             .cloned()

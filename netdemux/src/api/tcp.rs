@@ -247,6 +247,13 @@ impl TcpStream {
         self.kick();
     }
 
+    /// Resets the connection: a RST goes to the peer at once, and what was not sent is
+    /// dropped (a proxy passes on a reset this way).
+    pub fn abort(&self) {
+        self.shared.abort.store(true, Ordering::Release);
+        self.kick();
+    }
+
     /// Closes the writing side: a FIN follows what was written.
     pub fn shutdown_write(&self) {
         self.shared.write_shutdown.store(true, Ordering::Release);
@@ -289,7 +296,15 @@ impl AsyncRead for TcpStream {
             // Nothing queued: the end, an error, or wait.
             let eof = this.shared.read_eof.load(Ordering::Acquire);
             let st = this.shared.state();
-            if eof && this.shared.rx.is_empty() {
+            if st.has_ended() {
+                // What arrived before the end is read first (Linux reads queued data before
+                // a reset's error too).
+                if let Some(chunk) = this.shared.pop_late() {
+                    this.current = Some((chunk, 0));
+                    continue;
+                }
+            }
+            if eof && this.shared.rx.is_empty() && this.shared.late_is_empty() {
                 return Poll::Ready(Ok(()));
             }
             if matches!(

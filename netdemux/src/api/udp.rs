@@ -10,7 +10,12 @@ use std::{
     task::{Context, Poll},
 };
 
-use super::stack::{Stack, StackShared};
+use anyhow::Context as _;
+
+use super::{
+    port,
+    stack::{Stack, StackShared},
+};
 use crate::{
     bridge::udp::{MAX_PAYLOAD, SocketShared, TxRequest},
     control::binding::{Binding, Proto, parse_socket_addr},
@@ -27,12 +32,29 @@ pub struct UdpSocket {
     /// For a wildcard socket: the local address each peer last wrote to, so the answer leaves
     /// from it. Touched by the application only, never by the data path.
     peers: Mutex<HashMap<SocketAddr, IpAddr>>,
+    /// For a socket bound to port 0: the kernel socket that keeps the port it was given.
+    _reserved: Option<std::net::UdpSocket>,
 }
 
 impl Stack {
     /// Binds a UDP socket on `addr` (a specific address, or the wildcard of a family); datagrams
-    /// to it leave the kernel path at once.
+    /// to it leave the kernel path at once. Port 0 takes a port the kernel reserves for it (a
+    /// bound kernel socket holds it while the socket lives).
     pub async fn udp_bind(&self, addr: SocketAddr) -> anyhow::Result<UdpSocket> {
+        let (addr, reserved) = if addr.port() == 0 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let netns = self.shared.netns.clone();
+            std::thread::Builder::new()
+                .name("netdemux-reserve".into())
+                .spawn(move || {
+                    let _ = tx.send(port::reserve_udp(netns.as_deref(), addr.ip()));
+                })
+                .context("cannot start a thread to reserve a port")?;
+            let socket = rx.recv().context("the port reservation thread died")??;
+            (socket.local_addr()?, Some(socket))
+        } else {
+            (addr, None)
+        };
         let addr = parse_socket_addr(&addr.to_string())?;
         let binding = Binding {
             proto: Proto::Udp,
@@ -53,6 +75,7 @@ impl Stack {
             shared,
             stack: self.shared.clone(),
             peers: Mutex::new(Default::default()),
+            _reserved: reserved,
         })
     }
 }

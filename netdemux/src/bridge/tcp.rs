@@ -75,6 +75,9 @@ pub struct StreamShared {
     /// The worker's handle of the connection (`ConnId::to_u64`), `u64::MAX` until known.
     pub conn: AtomicU64,
     pub rx: ArrayQueue<Chunk>,
+    /// Bytes that arrived before the connection ended but found no room in `rx`: read after
+    /// it, before the end is reported.
+    pub late: std::sync::Mutex<std::collections::VecDeque<Chunk>>,
     pub rx_free: ArrayQueue<Box<[u8]>>,
     pub tx: ArrayQueue<Chunk>,
     pub tx_free: ArrayQueue<Box<[u8]>>,
@@ -89,11 +92,42 @@ pub struct StreamShared {
     pub write_shutdown: AtomicBool,
     /// The application dropped the stream.
     pub dropped: AtomicBool,
+    /// The application asked for the connection to be reset.
+    pub abort: AtomicBool,
     /// The application asked for Nagle off (true) or on.
     pub nodelay: AtomicBool,
 }
 
 impl StreamShared {
+    /// Queues bytes the worker could not hand over before the connection ended.
+    pub fn push_late(&self, data: &[u8]) {
+        let mut late = self.late.lock().unwrap_or_else(|p| p.into_inner());
+        for piece in data.chunks(CHUNK) {
+            let mut buf = vec![0u8; CHUNK].into_boxed_slice();
+            buf[..piece.len()].copy_from_slice(piece);
+            late.push_back(Chunk {
+                buf,
+                len: piece.len(),
+            });
+        }
+    }
+
+    /// The next late chunk, if any.
+    pub fn pop_late(&self) -> Option<Chunk> {
+        self.late
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front()
+    }
+
+    /// True when no late chunk waits.
+    pub fn late_is_empty(&self) -> bool {
+        self.late
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     /// A stream between `local` and `peer`, served by worker `worker`.
     pub fn new(local: SocketAddr, peer: SocketAddr, worker: usize) -> Arc<StreamShared> {
         let pool = || {
@@ -109,6 +143,7 @@ impl StreamShared {
             worker,
             conn: AtomicU64::new(u64::MAX),
             rx: ArrayQueue::new(CHUNKS),
+            late: std::sync::Mutex::new(std::collections::VecDeque::new()),
             rx_free: pool(),
             tx: ArrayQueue::new(CHUNKS),
             tx_free: pool(),
@@ -118,6 +153,7 @@ impl StreamShared {
             read_eof: AtomicBool::new(false),
             write_shutdown: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
             nodelay: AtomicBool::new(false),
         })
     }

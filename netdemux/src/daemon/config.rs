@@ -11,6 +11,7 @@
 //! tcp_memory = "256M"            # optional: the TCP buffers' budget (default 1/16 of memory)
 //! tcp_idle_timeout = 60          # optional: seconds before idle TCP service connections close
 //! neighbour_lifetime = 30        # optional: seconds a peer's MAC address counts as fresh
+//! udp_proxy_timeout = 60         # optional: seconds before a quiet UDP proxy session ends
 //! bindings = ["tcp 198.18.0.2:443"]   # bound while it runs, no service behind them
 //!
 //! [services]
@@ -18,6 +19,8 @@
 //! udp_sink = ["0.0.0.0:9000"]
 //! tcp_echo = ["198.18.0.2:7"]
 //! http = ["198.18.0.2:80", "[2001:db8::2]:80"]
+//! tcp_proxy = ["198.18.0.2:443=198.19.0.7:8443"]
+//! udp_proxy = ["198.18.0.2:53=198.19.0.53:53"]
 //! ```
 //!
 //! Unknown keys, wrong types and bad addresses are refused with the file's line number, in one
@@ -29,7 +32,10 @@ use std::{net::SocketAddr, path::Path, time::Duration};
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
 
-use super::{RunConfig, parse_list, parse_size};
+use super::{
+    RunConfig, parse_list, parse_size,
+    proxy::{ProxyKind, ProxySpec, parse_spec},
+};
 use crate::{
     control::{
         attach::ModeRequest,
@@ -57,6 +63,7 @@ struct RunFile {
     tcp_memory: Option<String>,
     tcp_idle_timeout: Option<u64>,
     neighbour_lifetime: Option<u64>,
+    udp_proxy_timeout: Option<u64>,
     services: Option<Services>,
 }
 
@@ -67,6 +74,8 @@ struct Services {
     udp_echo: Option<Vec<String>>,
     tcp_echo: Option<Vec<String>>,
     http: Option<Vec<String>>,
+    tcp_proxy: Option<Vec<String>>,
+    udp_proxy: Option<Vec<String>>,
 }
 
 /// The 1-based line of byte offset `at` in `text`.
@@ -170,6 +179,18 @@ pub fn parse(text: &str, name: &str) -> Result<(RunConfig, Option<String>)> {
         },
         tcp_idle_timeout: Duration::from_secs(file.tcp_idle_timeout.unwrap_or(60).max(1)),
         neighbour_lifetime: Duration::from_secs(file.neighbour_lifetime.unwrap_or(30).max(1)),
+        proxies: {
+            let specs = |kind, list: &Option<Vec<String>>| -> Result<Vec<ProxySpec>> {
+                list.iter()
+                    .flatten()
+                    .map(|s| parse_spec(kind, s).with_context(|| at(s)))
+                    .collect()
+            };
+            let mut all = specs(ProxyKind::Tcp, &services.tcp_proxy)?;
+            all.extend(specs(ProxyKind::Udp, &services.udp_proxy)?);
+            all
+        },
+        udp_proxy_timeout: Duration::from_secs(file.udp_proxy_timeout.unwrap_or(60).max(1)),
     };
     Ok((cfg, file.netns))
 }

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod metrics_http;
+pub mod proxy;
 pub mod xdp_log;
 
 use std::{
@@ -28,7 +29,7 @@ use crate::{
         attach::ModeRequest, attachment::Attachment, binding::Binding, iface::Interface,
         maps::DemuxMaps, stats::Snapshot,
     },
-    report::{control_socket, prometheus},
+    report::{ProxyReport, control_socket, prometheus},
     runtime::{
         dataplane::{self, DataPlane, DataPlaneConfig},
         faults::FaultConfig,
@@ -80,6 +81,10 @@ pub struct RunConfig {
     pub tcp_idle_timeout: Duration,
     /// How long a peer's MAC address counts as fresh.
     pub neighbour_lifetime: Duration,
+    /// TCP and UDP proxies.
+    pub proxies: Vec<proxy::ProxySpec>,
+    /// How long a UDP proxy session may stay quiet.
+    pub udp_proxy_timeout: Duration,
 }
 
 /// Parses a size such as `65536`, `512K`, `64M` or `2G` (powers of 1024).
@@ -190,21 +195,60 @@ fn dataplane_config(cfg: &RunConfig) -> DataPlaneConfig {
         spin: cfg.spin,
         cpus: cfg.cpus.clone(),
         faults: cfg.faults,
-        application: false,
+        // The proxies are built on the application API.
+        application: !cfg.proxies.is_empty(),
         tcp_memory: cfg.tcp_memory,
         tcp_idle_timeout: cfg.tcp_idle_timeout,
         neighbour_lifetime: cfg.neighbour_lifetime,
     }
 }
 
-/// Serves until `stop` is set or a worker fails, then shuts down in order.
+/// Serves until `stop` is set or a worker fails, then shuts down in order (the proxies first:
+/// their connections are reset while the workers still run).
 fn serve(
-    mut plane: DataPlane,
+    plane: DataPlane,
     cfg: &RunConfig,
     services: &ServiceTable,
     listener: std::os::unix::net::UnixListener,
     stop: &Arc<AtomicBool>,
 ) -> Result<()> {
+    let plane = Arc::new(plane);
+    let proxies = if cfg.proxies.is_empty() {
+        None
+    } else {
+        Some(proxy::Proxies::start(
+            plane.clone(),
+            None,
+            &cfg.proxies,
+            cfg.udp_proxy_timeout,
+        )?)
+    };
+    let proxy_report = proxies.as_ref().map(|p| p.reporter());
+    let result = serve_plane(&plane, cfg, services, listener, stop, proxy_report);
+    if let Some(p) = proxies {
+        p.stop();
+    }
+    let Ok(plane) = Arc::try_unwrap(plane) else {
+        anyhow::bail!("the data plane is still in use after the proxies stopped");
+    };
+    let (threads, threads_stop, xdp_log) = result?;
+    finish(plane, threads, threads_stop, xdp_log)
+}
+
+type Threads = Result<Vec<thread::JoinHandle<()>>>;
+/// The thread reading the program's log records, and its stop flag.
+type XdpLog = (Option<thread::JoinHandle<()>>, Arc<AtomicBool>);
+
+/// Starts the threads beside the workers and serves until `stop` or a worker ends. Returns
+/// the threads, their stop flag and the log reader, for [`finish`].
+fn serve_plane(
+    plane: &DataPlane,
+    cfg: &RunConfig,
+    services: &ServiceTable,
+    listener: std::os::unix::net::UnixListener,
+    stop: &Arc<AtomicBool>,
+    proxies: Option<impl Fn() -> Vec<ProxyReport> + Send + Sync + 'static>,
+) -> Result<(Threads, Arc<AtomicBool>, XdpLog)> {
     let iface = plane.iface().clone();
     // The program's own log records, when the logs ask for them (RUST_LOG=netdemux::xdp=debug).
     let xdp_log_stop = Arc::new(AtomicBool::new(false));
@@ -219,25 +263,30 @@ fn serve(
         None
     };
     let threads_stop = Arc::new(AtomicBool::new(false));
-    let threads = start_threads(&plane, cfg, listener, &threads_stop);
+    let threads = start_threads(plane, cfg, listener, &threads_stop, proxies);
     if threads.is_ok() {
         let modes: Vec<String> = plane
             .queues()
             .iter()
             .map(|s| format!("{} ({})", s.queue, s.mode()))
             .collect();
-        let service_names: Vec<String> = services
+        let mut names: Vec<String> = services
             .services()
             .iter()
             .map(|(k, a)| format!("{} {a}", k.name()))
             .collect();
+        names.extend(
+            cfg.proxies
+                .iter()
+                .map(|p| format!("{} {} -> {}", p.kind.name(), p.listen, p.backend)),
+        );
         println!(
             "serving {iface}: queues {}; {}; stats: netdemux stats --iface {iface}",
             modes.join(", "),
-            if service_names.is_empty() {
+            if names.is_empty() {
                 "no services".to_string()
             } else {
-                service_names.join(", ")
+                names.join(", ")
             }
         );
         // Wait for a signal, or for a worker to end on its own (an error).
@@ -245,7 +294,18 @@ fn serve(
             thread::sleep(Duration::from_millis(50));
         }
     }
-    // Shutdown: traffic back to the kernel first, then the workers, then our threads.
+    Ok((threads, threads_stop, (xdp_log, xdp_log_stop)))
+}
+
+/// Shutdown: traffic back to the kernel first, then the workers, then the threads beside
+/// them; then the bindings this run added, or the attachment it made.
+fn finish(
+    mut plane: DataPlane,
+    threads: Threads,
+    threads_stop: Arc<AtomicBool>,
+    (xdp_log, xdp_log_stop): XdpLog,
+) -> Result<()> {
+    let iface = plane.iface().clone();
     let stopped = plane.stop();
     if let Some(h) = xdp_log {
         set_xdp_log(&mut plane.attachment(), false);
@@ -258,7 +318,6 @@ fn serve(
             let _ = h.join();
         }
     });
-    // Then the bindings this run added, or the attachment it made.
     let detached = plane.finish();
     if let Ok(true) = detached {
         println!("detached from {iface}");
@@ -272,15 +331,25 @@ fn start_threads(
     cfg: &RunConfig,
     listener: std::os::unix::net::UnixListener,
     stop: &Arc<AtomicBool>,
+    proxies: Option<impl Fn() -> Vec<ProxyReport> + Send + Sync + 'static>,
 ) -> Result<Vec<thread::JoinHandle<()>>> {
-    let mut handles = vec![control_socket::serve(
-        listener,
-        stop.clone(),
-        plane.reporter(),
-    )?];
+    let (base, proxies) = (plane.reporter(), proxies.map(Arc::new));
+    let reporter = move || {
+        let mut r = base();
+        if let Some(p) = &proxies {
+            r.proxies = p();
+        }
+        r
+    };
+    let reporter = Arc::new(reporter);
+    let report = {
+        let r = reporter.clone();
+        move || r()
+    };
+    let mut handles = vec![control_socket::serve(listener, stop.clone(), report)?];
     if let Some(addr) = cfg.metrics {
         let maps = DemuxMaps::open_pinned(&plane.attachment().dir)?;
-        let (report, name) = (plane.reporter(), plane.iface().name().to_string());
+        let (report, name) = (reporter.clone(), plane.iface().name().to_string());
         let render = move || match Snapshot::read(&name, &maps) {
             Ok(snap) => prometheus::render(&snap, Some(&report())),
             Err(e) => format!("# netdemux: cannot read the counters: {e:#}\n"),

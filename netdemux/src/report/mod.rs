@@ -92,6 +92,31 @@ crate::counters! {
     }
 }
 
+crate::counters! {
+    /// The counters of one proxy (`--tcp-proxy`, `--udp-proxy`).
+    pub struct ProxyCounters / AtomicProxyCounters {
+        /// Connections accepted (TCP) or sessions opened, one per client address (UDP).
+        accepted: counter [table],
+        /// Connections or sessions open now.
+        active: gauge(active_sessions) [table],
+        /// Connections whose backend could not be reached, datagrams dropped because no
+        /// session could be opened (table full, no port).
+        failed: counter [table],
+        /// TCP connections ended by a reset from either side (passed on to the other).
+        resets: counter,
+        /// UDP sessions ended by the idle timeout.
+        expired: counter,
+        /// Payload bytes from clients to the backend.
+        up_bytes: counter [table],
+        /// Payload bytes from the backend to clients.
+        down_bytes: counter [table],
+        /// Datagrams from clients to the backend (UDP).
+        up_datagrams: counter,
+        /// Datagrams from the backend to clients (UDP).
+        down_datagrams: counter,
+    }
+}
+
 /// The TCP counters of one queue: the worker's and its stack's, in one JSON object.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TcpReport {
@@ -130,6 +155,20 @@ pub struct ServiceReport {
     pub counters: ServiceCounters,
 }
 
+/// Counters of one proxy.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProxyReport {
+    /// `tcp-proxy` or `udp-proxy`.
+    pub kind: String,
+    /// The address it listens on.
+    pub listen: String,
+    /// Where it forwards to.
+    pub backend: String,
+    /// Its counters.
+    #[serde(flatten)]
+    pub counters: ProxyCounters,
+}
+
 /// What the daemon reports.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DaemonReport {
@@ -142,6 +181,9 @@ pub struct DaemonReport {
     /// The TCP buffers' memory; absent without TCP services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tcp_memory: Option<TcpMemory>,
+    /// Per-proxy counters; absent without proxies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxies: Vec<ProxyReport>,
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use super::{DaemonReport, QueueCounters, QueueReport, ServiceCounters, WorkerTcpCounters};
+use super::{
+    DaemonReport, ProxyCounters, QueueCounters, QueueReport, ServiceCounters, WorkerTcpCounters,
+};
 use crate::{
     control::stats::{BindingCounters, Snapshot},
     counters::{CounterSet, Kind},
@@ -120,6 +122,20 @@ pub fn render(snap: &Snapshot, daemon: Option<&DaemonReport>) -> String {
     if let Some(m) = d.tcp_memory {
         families(&mut out, "netdemux_tcp_memory", &[(iface.clone(), m)]);
     }
+    let proxies: Vec<(String, ProxyCounters)> = d
+        .proxies
+        .iter()
+        .map(|p| {
+            let labels = format!(
+                "{iface},kind=\"{}\",listen=\"{}\",backend=\"{}\"",
+                label(&p.kind),
+                label(&p.listen),
+                label(&p.backend)
+            );
+            (labels, p.counters)
+        })
+        .collect();
+    families(&mut out, "netdemux_proxy", &proxies);
     out
 }
 

@@ -49,6 +49,18 @@ pub fn render(daemon: Option<&DaemonReport>) -> String {
         }
         let _ = writeln!(out);
     }
+    for p in &d.proxies {
+        let _ = write!(
+            out,
+            "{:<10}{:<42}",
+            p.kind,
+            format!("{} -> {}", p.listen, p.backend)
+        );
+        for (name, v) in shown(&p.counters) {
+            let _ = write!(out, "{v:>14} {name}");
+        }
+        let _ = writeln!(out);
+    }
     if let Some(m) = &d.tcp_memory {
         let _ = write!(out, "\ntcp memory");
         for (name, v) in shown(m) {
@@ -94,6 +106,7 @@ mod tests {
             queues: vec![q],
             services: Vec::new(),
             tcp_memory: None,
+            proxies: Vec::new(),
         };
         let text = render(Some(&d));
         let lines: Vec<&str> = text.lines().collect();

@@ -302,7 +302,8 @@ impl Prepared {
             })
             .collect();
         let lines = resolver::Lines::new(answers);
-        let reports_tcp = services.services().iter().any(|(k, _)| k.is_tcp());
+        // TCP is reported with TCP services, and for an application (the API has TCP).
+        let reports_tcp = cfg.application || services.services().iter().any(|(k, _)| k.is_tcp());
         let budget = Arc::new(MemoryBudget::new(cfg.tcp_memory));
         let mut plane = DataPlane {
             iface: undo.iface.clone(),
@@ -520,5 +521,6 @@ fn report(
             used: b.used() as u64,
             limit: b.limit() as u64,
         }),
+        proxies: Vec::new(),
     }
 }

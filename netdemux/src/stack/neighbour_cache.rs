@@ -136,13 +136,26 @@ impl<T> NeighbourCache<T> {
     /// `ip` is at `mac`: the kernel said so, or a frame from there passed the stack's checks
     /// (a valid segment of a known connection, a datagram delivered to a socket).
     pub fn confirm(&mut self, ip: IpAddr, mac: [u8; 6], now: Instant) {
-        if let Some(e) = self.confirmed.map.get_mut(&ip)
-            && e.mac == mac
-        {
-            // The common case, once per accepted frame: one lookup, no insertion.
-            e.confirmed = now;
-            e.asked = None;
-            return;
+        let moved_from = match self.confirmed.map.get_mut(&ip) {
+            Some(e) if e.mac == mac => {
+                // The common case, once per accepted frame: one lookup, no insertion.
+                e.confirmed = now;
+                e.asked = None;
+                return;
+            }
+            Some(e) => Some(e.mac),
+            None => None,
+        };
+        if let Some(old) = moved_from {
+            // The peer's traffic comes from another MAC now: the interface it comes through
+            // changed (a gateway's failover or new card). Every peer reached through that
+            // interface follows, also the quiet ones that have nothing to send.
+            for e in self.confirmed.map.values_mut().filter(|e| e.mac == old) {
+                e.mac = mac;
+            }
+            for m in self.suggested.map.values_mut().filter(|m| **m == old) {
+                *m = mac;
+            }
         }
         self.suggested.remove(&ip);
         self.confirmed.insert(
@@ -392,6 +405,21 @@ mod tests {
     }
 
     #[test]
+    fn when_a_peer_moves_to_another_mac_every_peer_behind_the_old_one_follows() {
+        // Two peers behind one gateway (MAC A); one of them talks from B now (the gateway's
+        // failover): the quiet one is sent to B too. A peer elsewhere (MAC C) stays.
+        let t0 = Instant::now();
+        let mut n: NeighbourCache<()> = NeighbourCache::new(8, 1, LIFE);
+        const C: [u8; 6] = [2, 0, 0, 0, 0, 3];
+        n.confirm(ip("198.19.0.1"), A, t0);
+        n.confirm(ip("198.19.0.2"), A, t0);
+        n.confirm(ip("198.18.0.9"), C, t0);
+        n.confirm(ip("198.19.0.1"), B, t0);
+        assert_eq!(n.lookup(ip("198.19.0.2")), Some(B));
+        assert_eq!(n.lookup(ip("198.18.0.9")), Some(C));
+    }
+
+    #[test]
     fn an_unknown_peer_is_asked_about_once_per_wait() {
         let t0 = Instant::now();
         let mut n: NeighbourCache<u8> = NeighbourCache::new(4, 4, LIFE);
@@ -432,7 +460,7 @@ mod tests {
         let mut n: NeighbourCache<()> = NeighbourCache::new(2, 1, LIFE);
         n.confirm(ip("198.18.0.1"), A, t0);
         n.confirm(ip("198.18.0.2"), A, t0);
-        n.confirm(ip("198.18.0.1"), B, t0); // refreshed, not a new key
+        n.confirm(ip("198.18.0.1"), A, t0); // refreshed, not a new key
         n.confirm(ip("198.18.0.3"), A, t0);
         assert_eq!(
             n.lookup(ip("198.18.0.1")),

@@ -103,3 +103,41 @@ impl Testbed {
         self.0.pin_dir()
     }
 }
+
+/// Gives namespace a a network behind it (198.19.0.0/24 and 2001:db8:1::/64 on its loopback),
+/// routed from namespace b through a: peers there are reached only through a gateway.
+pub fn backend_network(tb: &Testbed) {
+    let (a, b) = (tb.ns_a.as_str(), tb.ns_b.as_str());
+    must(
+        "ip",
+        &["-n", a, "addr", "add", "198.19.0.1/24", "dev", "lo"],
+    );
+    must(
+        "ip",
+        &["-n", a, "addr", "add", "2001:db8:1::1/64", "dev", "lo"],
+    );
+    must(
+        "ip",
+        &[
+            "-n",
+            b,
+            "route",
+            "add",
+            "198.19.0.0/24",
+            "via",
+            "198.18.0.1",
+        ],
+    );
+    must(
+        "ip",
+        &[
+            "-n",
+            b,
+            "route",
+            "add",
+            "2001:db8:1::/64",
+            "via",
+            "2001:db8::1",
+        ],
+    );
+}

@@ -386,6 +386,11 @@ impl TcpSockets {
                     if events.contains(Events::CONNECTED) {
                         s.shared.set_state(StreamState::Open);
                     }
+                    if ended.is_some()
+                        && let Some(data) = self.endpoint.take_leftover(id)
+                    {
+                        s.shared.push_late(&data);
+                    }
                     if let Some((_, state)) = ended {
                         if state == StreamState::Closed {
                             s.shared.read_eof.store(true, Ordering::Release);
@@ -398,6 +403,8 @@ impl TcpSockets {
                 }
             }
         }
+        // What ended connections left and no stream took (a service's, an orphan's) goes.
+        self.endpoint.clear_leftovers();
     }
 
     /// Moves bytes between connection `id` and its stream's queues.
@@ -446,6 +453,10 @@ impl TcpSockets {
             }
             if delivered {
                 shared.read_waker.wake();
+            }
+            if shared.abort.load(Ordering::Acquire) {
+                conn.abort();
+                return;
             }
             let dropped = shared.dropped.load(Ordering::Acquire);
             let closing = shared.write_shutdown.load(Ordering::Acquire) || dropped;

@@ -174,6 +174,11 @@ pub struct Endpoint {
     clock_base: Instant,
     /// The memory the connections' buffers charge (shared with other endpoints of a daemon).
     budget: Arc<MemoryBudget>,
+    /// Bytes received in order but not read when their connection ended (reset, or closed
+    /// while the owner still reads): the owner takes them with
+    /// [`Endpoint::take_leftover`] before they are dropped ([`Endpoint::clear_leftovers`]),
+    /// as Linux's read returns queued data before a reset's error.
+    leftovers: HashMap<ConnId, Vec<u8>>,
     /// What happened so far.
     pub counters: Counters,
 }
@@ -214,6 +219,7 @@ impl Endpoint {
             cookies: SynCookies::default(),
             clock_base: now,
             budget: Arc::new(MemoryBudget::unlimited()),
+            leftovers: HashMap::new(),
             counters: Counters::default(),
         }
     }
@@ -457,6 +463,12 @@ impl Endpoint {
             self.events.push_back((id, events));
         }
         if conn.is_finished() {
+            if conn.readable() > 0 {
+                let mut data = vec![0u8; conn.readable()];
+                let n = conn.recv(&mut data);
+                data.truncate(n);
+                self.leftovers.insert(id, data);
+            }
             self.remove(id);
             return;
         }
@@ -913,6 +925,16 @@ impl Endpoint {
                 return;
             }
         }
+    }
+
+    /// What connection `id` had received but not been read when it ended (see the field).
+    pub fn take_leftover(&mut self, id: ConnId) -> Option<Vec<u8>> {
+        self.leftovers.remove(&id)
+    }
+
+    /// Drops the leftovers nobody took.
+    pub fn clear_leftovers(&mut self) {
+        self.leftovers.clear();
     }
 
     /// The next (connection, what changed) for the application.

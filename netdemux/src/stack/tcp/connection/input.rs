@@ -65,6 +65,11 @@ impl Connection {
             return;
         }
         if !self.acceptable(h.seq, seg_len) {
+            if !rst && !syn && self.old_duplicate(h) {
+                // A retransmission of what already arrived: the peer's, where it is now (a
+                // gateway that changed its MAC resends from the new one).
+                self.accepted_segments += 1;
+            }
             // Answered with an ACK, except RSTs; pure ACKs and SYNs at most every 500 ms, so
             // two sides that disagree cannot keep each other busy.
             if !rst && !self.answer_rate_limited(seg_len == 0 || syn, now) {
@@ -85,7 +90,14 @@ impl Connection {
             // RFC 5961 §3: only the exact next sequence number resets; others get a challenge.
             if h.seq == self.rcv_nxt {
                 c.resets_received += 1;
-                self.finish(Events::RESET);
+                // After the peer's FIN its side was complete: reading ends as it would have
+                // (Linux: SOCK_DONE makes read return 0 before a later reset's error), and the
+                // connection ends closed, not reset.
+                self.finish(if self.fin_received {
+                    Events::CLOSED
+                } else {
+                    Events::RESET
+                });
             } else {
                 self.challenge_ack(now, c);
             }
@@ -200,6 +212,18 @@ impl Connection {
             seq + len > self.rcv_nxt
         };
         starts_in_time && not_old
+    }
+
+    /// True for a segment that starts less than a window below RCV.NXT and acknowledges what
+    /// was sent (RFC 5961's acceptable ACK range): an old duplicate, which only the peer (or
+    /// someone on its path) can produce.
+    fn old_duplicate(&self, h: &TcpHeader) -> bool {
+        let wnd = self.receive_window().max(65535) as i32;
+        let behind = self.rcv_nxt.since(h.seq);
+        let ack_ok = h.flags.contains(Flags::ACK)
+            && h.ack <= self.snd_max
+            && h.ack >= self.snd_una - self.max_snd_wnd;
+        (0..=wnd).contains(&behind) && ack_ok
     }
 
     pub(super) fn on_syn_sent(&mut self, h: &TcpHeader, now: Instant, c: &mut Counters) {

@@ -723,10 +723,12 @@ impl Connection {
         self.after_read(n);
     }
 
-    /// Sends a window update when reading opened the window enough to matter.
+    /// Sends a window update when reading opened the window enough to matter — not once the
+    /// peer's FIN arrived: it sends no more, and an ACK to a peer that has closed draws a RST
+    /// (Linux's tcp_cleanup_rbuf likewise stops after RCV_SHUTDOWN).
     fn after_read(&mut self, n: usize) {
         self.rcv_copied += n;
-        if n == 0 || !self.is_synchronized() {
+        if n == 0 || !self.is_synchronized() || self.fin_received {
             return;
         }
         let right = self.rcv_nxt + self.receive_window();

@@ -140,3 +140,19 @@ fn syn_sent_answers_an_unacceptable_ack_with_rst() {
     "#,
     );
 }
+
+#[test]
+fn a_rst_after_the_peers_fin_ends_the_connection_closed_not_reset() {
+    // The peer's side was complete: what it sent is read to its end (Linux: SOCK_DONE makes
+    // read return 0 before a later reset's error), so the application sees a close.
+    open_and(
+        r#"
+        +0    < F. 1:1(0) ack 1 win 65535
+        +0    > . 1:1(0) ack 2 win 65534
+        +.01  < R 2:2(0) win 0
+        +0    expect gone
+        +0    expect event closed
+        +0    expect counter resets_received 1
+    "#,
+    );
+}

@@ -42,6 +42,13 @@ fn main() -> Result<()> {
         read(&dir, "echo-latest.json"),
         read(&dir, "tcp-latest.json"),
     );
+    let proxy = read(&dir, "proxy-latest.json");
+    let proxy_ratio = |k: &str| {
+        proxy
+            .as_ref()
+            .map(|p| p["ratios"][k].clone())
+            .unwrap_or(Value::Null)
+    };
     let tcp_ratio = |k: &str| {
         tcp.as_ref()
             .map(|t| t["ratios"][k].clone())
@@ -65,10 +72,15 @@ fn main() -> Result<()> {
         "echo_p50_vs_kernel": echo.as_ref().map(|e| e["ratios"]["echo_p50_vs_kernel"].clone()).unwrap_or(Value::Null),
         "echo_p99_vs_kernel": echo.as_ref().map(|e| e["ratios"]["echo_p99_vs_kernel"].clone()).unwrap_or(Value::Null),
         "pinned_layout": udp.as_ref().map(|u| u["ratios"]["pinned"].clone()).unwrap_or(Value::Null),
+        "proxy_reqs_vs_kernel": proxy_ratio("proxy_reqs_vs_kernel"),
+        "proxy_p99_vs_kernel": proxy_ratio("proxy_p99_vs_kernel"),
+        "proxy_bulk_vs_kernel": proxy_ratio("proxy_bulk_vs_kernel"),
     });
     let date = utc_date();
-    let record =
-        json!({ "date": date, "ratios": ratios, "xdp": xdp, "udp": udp, "echo": echo, "tcp": tcp });
+    let record = json!({
+        "date": date, "ratios": ratios, "xdp": xdp, "udp": udp, "echo": echo, "tcp": tcp,
+        "proxy": proxy,
+    });
     let text = serde_json::to_string_pretty(&record)? + "\n";
     fs::write(dir.join(format!("{date}.json")), &text).context("write the dated results")?;
     fs::write(dir.join("latest.json"), &text).context("write latest.json")?;
@@ -125,6 +137,21 @@ fn main() -> Result<()> {
             "HTTP request latency p99 / kernel (tokio)",
             "≤ 1",
             &ratios["tcp_p99_vs_kernel"],
+        ),
+        (
+            "TCP proxy requests/s / kernel proxy (tokio)",
+            "≥ 1",
+            &ratios["proxy_reqs_vs_kernel"],
+        ),
+        (
+            "TCP proxy request latency p99 / kernel proxy (tokio)",
+            "≤ 1",
+            &ratios["proxy_p99_vs_kernel"],
+        ),
+        (
+            "TCP proxy bulk throughput / kernel proxy (tokio)",
+            "≥ 1",
+            &ratios["proxy_bulk_vs_kernel"],
         ),
     ] {
         md.push_str(&format!("| {name} | {goal} | {} |\n", f(value)));

@@ -184,6 +184,48 @@ fn kernel_tcp_flow(
     Ok(tcp_echo_client(tb, addr, stop, tally))
 }
 
+/// A network behind namespace a — 198.19.0.0/24 on its loopback, which namespace b reaches
+/// through a — with a kernel TCP echo (198.19.0.1:9500) and UDP echo (198.19.0.1:5301) on it.
+fn backends(tb: &Testbed) -> Result<()> {
+    use netdemux::testbed::must;
+    must(
+        "ip",
+        &["-n", &tb.ns_a, "addr", "add", "198.19.0.1/24", "dev", "lo"],
+    )?;
+    must(
+        "ip",
+        &[
+            "-n",
+            &tb.ns_b,
+            "route",
+            "add",
+            "198.19.0.0/24",
+            "via",
+            "198.18.0.1",
+        ],
+    )?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    in_netns(&tb.ns_a, move || {
+        let listener = TcpListener::bind("198.19.0.1:9500").expect("bind the TCP backend");
+        let udp = UdpSocket::bind("198.19.0.1:5301").expect("bind the UDP backend");
+        ready_tx.send(()).unwrap();
+        thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let _ = udp.send_to(&buf[..n], from);
+            }
+        });
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 256];
+            if let Ok(n) = conn.read(&mut buf) {
+                let _ = conn.write_all(&buf[..n]);
+            }
+        }
+    });
+    ready_rx.recv()?;
+    Ok(())
+}
+
 /// A client in namespace a that connects to the TCP echo at `addr`, sends a line, closes its
 /// side and checks the echo, every 100 ms.
 fn tcp_echo_client(
@@ -289,6 +331,10 @@ fn demo() -> Result<bool> {
     for addr in ["198.18.0.2:7000", "[2001:db8::2]:7000"] {
         show(&tb, &["bind", "--iface", &tb.veth_b, "udp", addr])?;
     }
+    println!(
+        "\n== a network behind namespace a (198.19.0.0/24 on its loopback, routed through it) with\n   kernel echoes: the backends of two proxies"
+    );
+    backends(&tb)?;
     println!("\n== serve them from AF_XDP sockets, one per RX queue");
     let echo_args = [
         "--udp-echo",
@@ -305,6 +351,10 @@ fn demo() -> Result<bool> {
         "198.18.0.2:8000",
         "--http",
         "[2001:db8::2]:8000",
+        "--tcp-proxy",
+        "198.18.0.2:8500=198.19.0.1:9500",
+        "--udp-proxy",
+        "198.18.0.2:5300=198.19.0.1:5301",
     ];
     println!(
         "$ netdemux --netns {} run --iface {} {}",
@@ -325,6 +375,8 @@ fn demo() -> Result<bool> {
         "tcp [2001:db8::2]:7100 (netdemux tcp-echo, socat)",
         "http 198.18.0.2:8000 (netdemux http, curl)",
         "http [2001:db8::2]:8000 (netdemux http, curl)",
+        "tcp 198.18.0.2:8500 (netdemux tcp-proxy to a kernel echo behind a gateway)",
+        "udp 198.18.0.2:5300 (netdemux udp-proxy to a kernel echo behind a gateway)",
     ]
     .iter()
     .map(|n| (n.to_string(), Arc::new(Tally::default())))
@@ -383,6 +435,18 @@ fn demo() -> Result<bool> {
             tallies[k].1.clone(),
         ));
     }
+    clients.push(tcp_echo_client(
+        &tb,
+        "198.18.0.2:8500".parse()?,
+        stop.clone(),
+        tallies[8].1.clone(),
+    ));
+    clients.push(echo_client(
+        &tb,
+        "198.18.0.2:5300".parse()?,
+        stop.clone(),
+        tallies[9].1.clone(),
+    ));
     let mut ping = std::process::Command::new("ip")
         .args([
             "netns",
@@ -401,7 +465,7 @@ fn demo() -> Result<bool> {
         .context("cannot start ping")?;
 
     println!(
-        "== traffic: UDP and TCP echo clients and curl on IPv4 and IPv6, UDP to an unbound port, TCP to a kernel echo, ping"
+        "== traffic: UDP and TCP echo clients and curl on IPv4 and IPv6, UDP to an unbound port, TCP to a kernel echo, both proxies, ping"
     );
     let tty = std::io::stdout().is_terminal();
     let start = Instant::now();
@@ -570,13 +634,37 @@ fn demo() -> Result<bool> {
         ),
         n(&v["seen"]) == n(&v["passed"]) + n(&v["redirected"]) + n(&v["redirect_failed"]),
     );
+    let received: u64 = stats["queues"]
+        .as_array()
+        .map(|q| q.iter().map(|x| n(&x["rx"])).sum())
+        .unwrap_or(0);
+    let unclaimed: u64 = stats["queues"]
+        .as_array()
+        .map(|q| q.iter().map(|x| n(&x["unclaimed"])).sum())
+        .unwrap_or(0);
     check(
         format!(
-            "every redirected frame reached a service or a counted drop: {} = {served} + {ring_drops}",
+            "every redirected frame reached a queue worker or a counted drop: {} = {received} + {ring_drops}; of those, {served} to the built-in services, the rest to the proxies, {unclaimed} unclaimed",
             n(&v["redirected"])
         ),
-        n(&v["redirected"]) == served + ring_drops,
+        n(&v["redirected"]) == received + ring_drops && unclaimed == 0 && served < received,
     );
+    for p in stats["proxies"].as_array().into_iter().flatten() {
+        check(
+            format!(
+                "{} {} -> {}: {} accepted, {} failed, {} resets, {} bytes up, {} down",
+                p["kind"].as_str().unwrap_or(""),
+                p["listen"].as_str().unwrap_or(""),
+                p["backend"].as_str().unwrap_or(""),
+                n(&p["accepted"]),
+                n(&p["failed"]),
+                n(&p["resets"]),
+                n(&p["up_bytes"]),
+                n(&p["down_bytes"])
+            ),
+            n(&p["accepted"]) > 0 && n(&p["failed"]) == 0 && n(&p["resets"]) == 0,
+        );
+    }
     let ping_summary = ping_out
         .map(|o| {
             String::from_utf8_lossy(&o.stdout)

@@ -211,13 +211,13 @@ fn bench(rest: &[&str]) -> Result<()> {
     for arg in rest {
         match *arg {
             "--quick" => quick = true,
-            "xdp" | "udp" | "echo" | "tcp" => which.push(arg),
-            "all" => which.extend(["xdp", "udp", "echo", "tcp"]),
+            "xdp" | "udp" | "echo" | "tcp" | "proxy" => which.push(arg),
+            "all" => which.extend(["xdp", "udp", "echo", "tcp", "proxy"]),
             other => bail!("unknown benchmark '{other}' (available: xdp, udp, echo, tcp, all)"),
         }
     }
     if which.is_empty() {
-        which.extend(["xdp", "udp", "echo", "tcp"]);
+        which.extend(["xdp", "udp", "echo", "tcp", "proxy"]);
     }
     setup::setup()?;
     for bench in which {

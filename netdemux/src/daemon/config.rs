@@ -207,12 +207,16 @@ queues = "0,2-3"
 busy_poll = true
 metrics = "127.0.0.1:9464"
 bindings = ["tcp 198.18.0.2:443"]
+neighbour_lifetime = 10
+udp_proxy_timeout = 20
 
 [services]
 udp_echo = ["198.18.0.2:7", "[2001:db8::2]:7"]
 udp_sink = ["0.0.0.0:9000"]
 tcp_echo = ["198.18.0.2:7"]
 http = ["198.18.0.2:80", "[2001:db8::2]:80"]
+tcp_proxy = ["198.18.0.2:8443=198.19.0.7:443"]
+udp_proxy = ["198.18.0.2:53=[2001:db8:1::53]:53"]
 "#;
 
     #[test]
@@ -232,6 +236,28 @@ http = ["198.18.0.2:80", "[2001:db8::2]:80"]
             vec![Binding::parse("tcp", "198.18.0.2:443").unwrap()]
         );
         assert_eq!(cfg.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(cfg.neighbour_lifetime, Duration::from_secs(10));
+        assert_eq!(cfg.udp_proxy_timeout, Duration::from_secs(20));
+        let proxies: Vec<(ProxyKind, String, String)> = cfg
+            .proxies
+            .iter()
+            .map(|p| (p.kind, p.listen.to_string(), p.backend.to_string()))
+            .collect();
+        assert_eq!(
+            proxies,
+            vec![
+                (
+                    ProxyKind::Tcp,
+                    "198.18.0.2:8443".into(),
+                    "198.19.0.7:443".into()
+                ),
+                (
+                    ProxyKind::Udp,
+                    "198.18.0.2:53".into(),
+                    "[2001:db8:1::53]:53".into()
+                ),
+            ]
+        );
     }
 
     #[test]
@@ -256,6 +282,11 @@ http = ["198.18.0.2:80", "[2001:db8::2]:80"]
                 "iface = \"eth0\"\n[services]\nudp_sink = [\"0.0.0.0:0\"]\n",
                 "run.toml:3:",
                 "port 0",
+            ),
+            (
+                "iface = \"eth0\"\n[services]\ntcp_proxy = [\"198.18.0.2:80\"]\n",
+                "run.toml:3:",
+                "LISTEN=BACKEND",
             ),
             (
                 "iface = \"eth0\"\n[services]\ntcp_sink = []\n",

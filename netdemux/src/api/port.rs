@@ -85,6 +85,7 @@ pub(super) fn reserve(
     let peer_mac = match kernel_neighbours::resolve(
         iface.ifindex()?,
         remote.ip(),
+        Some(ip),
         Duration::from_millis(900),
     )? {
         Resolution::Mac(mac) => Some(mac),

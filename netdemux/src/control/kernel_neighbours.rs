@@ -76,11 +76,17 @@ pub fn lookup(ifindex: u32, ip: IpAddr) -> Result<Option<[u8; 6]>> {
     Ok(None)
 }
 
-/// Where to send a packet to `dst` on interface `ifindex`: the route's next hop, resolved to
-/// a MAC address — asking the kernel to resolve it (by sending it one datagram to the discard
-/// port) when its table has no entry yet, and waiting up to `timeout`.
-pub fn resolve(ifindex: u32, dst: IpAddr, timeout: Duration) -> Result<Resolution> {
-    let Some(hop) = kernel_routes::next_hop(dst, None)? else {
+/// Where to send a packet to `dst` (from `source`, when known) on interface `ifindex`: the
+/// route's next hop, resolved to a MAC address — asking the kernel to resolve it (by sending it
+/// one datagram to the discard port) when its table has no entry yet, and waiting up to
+/// `timeout`.
+pub fn resolve(
+    ifindex: u32,
+    dst: IpAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<Resolution> {
+    let Some(hop) = kernel_routes::next_hop(dst, source)? else {
         return Ok(Resolution::NoRoute);
     };
     if hop.ifindex != ifindex {

@@ -35,10 +35,18 @@ fn ip(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// The route the kernel would use for a packet to `dst` (from `source`, when given); `None`
-/// when there is none a packet could take (no route, or an unreachable, blackhole or prohibit
-/// one).
+/// The route the kernel would use for a packet to `dst` (from `source`, when given: policy
+/// routing may depend on it); `None` when there is none a packet could take (no route, or an
+/// unreachable, blackhole or prohibit one). A source the kernel does not have as its own
+/// (netdemux may serve addresses only it knows) is dropped from the question.
 pub fn next_hop(dst: IpAddr, source: Option<IpAddr>) -> Result<Option<NextHop>> {
+    match ask(dst, source)? {
+        None if source.is_some() => ask(dst, None),
+        found => Ok(found),
+    }
+}
+
+fn ask(dst: IpAddr, source: Option<IpAddr>) -> Result<Option<NextHop>> {
     let mut msg = RouteMessage::default();
     let (family, bits) = if dst.is_ipv4() {
         (AddressFamily::Inet, 32)

@@ -160,7 +160,13 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
     })?;
     let dst_mac = match cfg.dst_mac {
         Some(m) => m,
-        None => match kernel_neighbours::resolve(ifindex, cfg.dst.ip(), Duration::from_secs(2))? {
+        None => match kernel_neighbours::resolve(
+            ifindex,
+            cfg.dst.ip(),
+            // The source may be made up (--src): the way out does not depend on it.
+            None,
+            Duration::from_secs(2),
+        )? {
             Resolution::Mac(m) => m,
             Resolution::NoRoute => bail!(
                 "no route to {} through {} (give the next hop's MAC with --dst-mac)",

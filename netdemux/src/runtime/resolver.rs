@@ -22,15 +22,19 @@ use crate::{
     stack::neighbour_cache::Resolution,
 };
 
-/// Requests waiting for the resolver: (address, worker index).
+/// Requests waiting for the resolver.
 pub const REQUESTS: usize = 256;
+
+/// A request: the destination, the source address it is sent from (for policy routing), and
+/// the worker that asks.
+type Request = (IpAddr, Option<IpAddr>, usize);
 /// How long one request may wait for the kernel's answer.
 const RESOLVE_TIMEOUT: Duration = Duration::from_millis(900);
 
 /// A worker's line to the resolver.
 #[derive(Clone)]
 pub struct ResolverLink {
-    requests: SyncSender<(IpAddr, usize)>,
+    requests: SyncSender<Request>,
     /// Where the answers for this worker arrive.
     pub answers: Arc<Answers>,
     index: usize,
@@ -43,10 +47,11 @@ impl std::fmt::Debug for ResolverLink {
 }
 
 impl ResolverLink {
-    /// Asks about `ip`; false when the resolver's queue is full (ask again later).
-    pub fn ask(&self, ip: IpAddr) -> bool {
+    /// Asks about `ip`, sent to from `source`; false when the resolver's queue is full (ask
+    /// again later).
+    pub fn ask(&self, ip: IpAddr, source: Option<IpAddr>) -> bool {
         !matches!(
-            self.requests.try_send((ip, self.index)),
+            self.requests.try_send((ip, source, self.index)),
             Err(TrySendError::Full(_))
         )
     }
@@ -54,8 +59,8 @@ impl ResolverLink {
 
 /// The workers' answer queues and the request channel, before the resolver runs.
 pub struct Lines {
-    requests: SyncSender<(IpAddr, usize)>,
-    receiver: Receiver<(IpAddr, usize)>,
+    requests: SyncSender<Request>,
+    receiver: Receiver<Request>,
     answers: Vec<Arc<Answers>>,
 }
 
@@ -98,13 +103,14 @@ impl Lines {
             .name("netdemux-neigh".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let (ip, worker) = match receiver.recv_timeout(Duration::from_millis(100)) {
-                        Ok(request) => request,
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        // Every worker is gone.
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    };
-                    let answer = kernel_neighbours::resolve(ifindex, ip, RESOLVE_TIMEOUT)
+                    let (ip, source, worker) =
+                        match receiver.recv_timeout(Duration::from_millis(100)) {
+                            Ok(request) => request,
+                            Err(RecvTimeoutError::Timeout) => continue,
+                            // Every worker is gone.
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        };
+                    let answer = kernel_neighbours::resolve(ifindex, ip, source, RESOLVE_TIMEOUT)
                         .unwrap_or(Resolution::Unresolved);
                     if let Some(queue) = answers.get(worker)
                         && queue.push((ip, answer)).is_ok()

@@ -76,16 +76,16 @@ pub(super) fn datagrams(
 ) {
     for _ in 0..BATCH {
         let Some(req) = link.tx.pop() else { break };
-        let ip = req.dst.ip();
+        let (ip, source) = (req.dst.ip(), Some(req.src.ip()));
         match neighbours.send(ip, req, now) {
             Route::Now(mac, req) => {
                 if neighbours.refresh_due(ip, now) {
-                    resolver.ask(ip);
+                    resolver.ask(ip, source);
                 }
                 send_now(sock, link, src_mac, mac, req)
             }
             Route::Resolve(ip) => {
-                resolver.ask(ip);
+                resolver.ask(ip, source);
             }
             Route::Queued => {}
             Route::Dropped(req) => drop_request(link, req),
@@ -115,7 +115,7 @@ impl<S: Frames> SegmentOut<'_, S> {
         let ip = remote.ip();
         let (peer, ask) = self.neighbours.next_hop(ip, self.now);
         if ask {
-            self.resolver.ask(ip);
+            self.resolver.ask(ip, Some(local.ip()));
         }
         let Some(peer) = peer else {
             // Counted; the connection's timers send it again once the resolver answered.

@@ -22,8 +22,14 @@ crate::counters! {
         rx_ring_full: counter [table],
         /// Times the fill ring was empty when a frame arrived.
         fill_ring_empty: counter [table],
-        /// Invalid descriptors in the fill and TX rings.
+        /// Invalid descriptors in the fill and TX rings (the kernel's count).
         invalid_descs: counter [table],
+        /// RX descriptors whose bytes did not lie within one UMEM frame (never from a correct
+        /// kernel): skipped.
+        rx_bad_descs: counter,
+        /// In-place answers longer than the frame received, refused (a bug in an answerer:
+        /// sending them would leak bytes of an older packet).
+        tx_bad_lengths: counter,
         /// Received frames answered in place and posted for transmission (the UDP echo).
         tx: counter [table],
         /// In-place answers dropped because the TX ring was full.

@@ -74,6 +74,59 @@ pub struct Batch {
     pub tx: usize,
     /// Frames that were to be transmitted but found the TX ring full.
     pub tx_dropped: usize,
+    /// RX descriptors whose bytes did not lie within one frame of the UMEM (never from a
+    /// correct kernel): skipped, their frame recycled when it is one of ours.
+    pub bad_descs: usize,
+    /// Answers longer than the frame received ([`Verdict::Transmit`] beyond its length would
+    /// send bytes of an older packet): refused, the frame recycled.
+    pub bad_lengths: usize,
+}
+
+/// What [`lend`] did with one batch of RX descriptors.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Lent {
+    /// Descriptors to post to the TX ring (in `out[..tx]`).
+    tx: usize,
+    bad_descs: usize,
+    bad_lengths: usize,
+}
+
+/// Checks each RX descriptor of `descs`, lends its frame to `f`, and sorts the frames: those
+/// to transmit into `out`, the others back to `free`.
+fn lend(
+    umem: &mut Umem,
+    descs: &[libc::xdp_desc],
+    f: &mut impl FnMut(&mut [u8]) -> Verdict,
+    out: &mut [libc::xdp_desc; BATCH],
+    free: &mut Vec<u64>,
+) -> Lent {
+    let mut lent = Lent::default();
+    for d in descs {
+        let base = umem.frame_base(d.addr);
+        let Some(frame) = umem.frame_mut(d.addr, d.len) else {
+            lent.bad_descs += 1;
+            if umem.contains(d.addr) {
+                free.push(base);
+            }
+            continue;
+        };
+        match f(frame) {
+            Verdict::Transmit(len) if len > 0 && len <= d.len => {
+                out[lent.tx] = libc::xdp_desc {
+                    addr: d.addr,
+                    len,
+                    options: 0,
+                };
+                lent.tx += 1;
+            }
+            Verdict::Transmit(len) if len > d.len => {
+                lent.bad_lengths += 1;
+                free.push(base);
+            }
+            _ => free.push(base),
+        }
+    }
+    lent
 }
 
 /// Kernel counters of one socket (`XDP_STATISTICS`).
@@ -401,8 +454,9 @@ impl XskSocket {
 
     /// Takes up to [`BATCH`] received frames and calls `f` on each, writable. `f` returns
     /// [`Verdict::Recycle`] to give the frame back, or [`Verdict::Transmit`] with the length to
-    /// send after rewriting it in place. Descriptors that point outside the UMEM (never produced by
-    /// a correct kernel) are skipped and recycled.
+    /// send after rewriting it in place (no longer than received). Descriptors whose bytes leave
+    /// their frame (never produced by a correct kernel) are skipped and counted, as are longer
+    /// answers.
     pub fn receive(&mut self, mut f: impl FnMut(&mut [u8]) -> Verdict) -> Batch {
         let mut descs = [libc::xdp_desc {
             addr: 0,
@@ -418,25 +472,14 @@ impl XskSocket {
             len: 0,
             options: 0,
         }; BATCH];
-        let mut nt = 0;
-        for d in &descs[..n] {
-            let base = self.umem.frame_base(d.addr);
-            let room = (base + self.umem.frame_size() as u64 - d.addr) as u32;
-            if let Some(frame) = self.umem.bytes_mut(d.addr, d.len)
-                && let Verdict::Transmit(len) = f(frame)
-                && len > 0
-                && len <= room
-            {
-                out[nt] = libc::xdp_desc {
-                    addr: d.addr,
-                    len,
-                    options: 0,
-                };
-                nt += 1;
-                continue;
-            }
-            self.free.push(base);
-        }
+        let lent = lend(
+            &mut self.umem,
+            &descs[..n],
+            &mut f,
+            &mut out,
+            &mut self.free,
+        );
+        let nt = lent.tx;
         let sent = if nt > 0 {
             self.tx.produce(&out[..nt])
         } else {
@@ -454,6 +497,8 @@ impl XskSocket {
             rx: n,
             tx: sent,
             tx_dropped: nt - sent,
+            bad_descs: lent.bad_descs,
+            bad_lengths: lent.bad_lengths,
         }
     }
 
@@ -658,5 +703,74 @@ impl XskSocket {
 impl AsFd for XskSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(addr: u64, len: u32) -> libc::xdp_desc {
+        libc::xdp_desc {
+            addr,
+            len,
+            options: 0,
+        }
+    }
+
+    /// A batch of RX descriptors as a broken (or hostile) kernel could publish them: only those
+    /// whose bytes lie within one frame reach the closure; the others are counted, and their
+    /// frame comes back only when it is one of ours.
+    #[test]
+    fn bad_rx_descriptors_are_counted_and_never_lent() {
+        let mut umem = Umem::new(4, 2048).unwrap();
+        let descs = [
+            desc(256, 60),            // good: headroom, then a small frame
+            desc(2048 + 2000, 100),   // strays into frame 2
+            desc(3 * 2048, 2049),     // longer than a frame
+            desc(4 * 2048 + 256, 60), // beyond the UMEM
+            desc(u64::MAX - 10, 60),  // address overflow
+            desc(2 * 2048, 2048),     // good: exactly one frame
+        ];
+        let (mut out, mut free) = ([desc(0, 0); BATCH], Vec::new());
+        let mut lent_lens = Vec::new();
+        let lent = lend(
+            &mut umem,
+            &descs,
+            &mut |frame| {
+                lent_lens.push(frame.len());
+                Verdict::Recycle
+            },
+            &mut out,
+            &mut free,
+        );
+        assert_eq!(lent_lens, [60, 2048]);
+        assert_eq!(lent.bad_descs, 4);
+        assert_eq!(lent.tx, 0);
+        // Frames 0, 1 (the stray's own), 3 (the long one's own) and 2; none outside the area.
+        free.sort_unstable();
+        assert_eq!(free, [0, 2048, 2 * 2048, 3 * 2048]);
+    }
+
+    /// An answer may not be longer than what was received: the bytes after it are an older
+    /// packet's, and sending them would leak it.
+    #[test]
+    fn an_answer_longer_than_the_frame_received_is_refused() {
+        let mut umem = Umem::new(4, 2048).unwrap();
+        let descs = [desc(256, 60), desc(2048 + 256, 60), desc(4096 + 256, 60)];
+        let (mut out, mut free) = ([desc(0, 0); BATCH], Vec::new());
+        let mut answers = [61u32, 60, 0].into_iter();
+        let lent = lend(
+            &mut umem,
+            &descs,
+            &mut |_| Verdict::Transmit(answers.next().unwrap()),
+            &mut out,
+            &mut free,
+        );
+        assert_eq!(lent.tx, 1);
+        assert_eq!(lent.bad_lengths, 1);
+        assert_eq!((out[0].addr, out[0].len), (2048 + 256, 60));
+        free.sort_unstable();
+        assert_eq!(free, [0, 4096]);
     }
 }

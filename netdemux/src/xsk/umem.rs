@@ -93,6 +93,22 @@ impl Umem {
 }
 
 impl Umem {
+    /// The `len` bytes at `addr` for a descriptor of one frame: `None` unless they lie within
+    /// the frame that holds `addr` (an RX descriptor that strays into the next frame would
+    /// lend bytes of a frame the kernel may be writing).
+    pub fn frame_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
+        let frame_end = self.frame_base(addr).checked_add(self.frame_size as u64)?;
+        if addr.checked_add(len as u64)? > frame_end {
+            return None;
+        }
+        self.bytes_mut(addr, len)
+    }
+
+    /// True when `addr` lies in the area (its frame is one of ours).
+    pub fn contains(&self, addr: u64) -> bool {
+        addr < self.len as u64
+    }
+
     /// Like [`Umem::bytes`], writable: for frames we hold (received and not yet given back),
     /// which the kernel does not touch until we hand them over again.
     pub fn bytes_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {

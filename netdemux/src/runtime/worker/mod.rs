@@ -222,6 +222,8 @@ impl<S: Frames> Worker<S> {
         self.counters.rx += batch.rx as u64;
         self.counters.tx += batch.tx as u64;
         self.counters.tx_dropped += batch.tx_dropped as u64;
+        self.counters.rx_bad_descs += batch.bad_descs as u64;
+        self.counters.tx_bad_lengths += batch.bad_lengths as u64;
         batch
     }
 

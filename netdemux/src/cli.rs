@@ -21,6 +21,7 @@ use crate::{
         attachment,
         binding::{Binding, parse_socket_addr},
         iface::Interface,
+        lock::StateLock,
         netns, privilege,
         stats::{ListEntry, Snapshot},
         veth,
@@ -482,8 +483,9 @@ pub fn run(cli: Cli) -> Result<()> {
             ..
         } => {
             let set = read_binding_file(&file)?;
-            let mut a = attachment::open(&Interface::resolve(&iface.iface)?)?;
-            let _lock = a.lock()?;
+            let iface = Interface::resolve(&iface.iface)?;
+            let _lock = StateLock::acquire(&iface)?;
+            let mut a = attachment::open(&iface)?;
             let r = a.maps.replace(&set)?;
             if json {
                 print_json(&r)?;
@@ -505,15 +507,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 bail!("bind needs udp|tcp and ADDR:PORT, or --from FILE");
             };
             let b = Binding::parse(&proto, &addr)?;
-            let mut a = attachment::open(&Interface::resolve(&iface.iface)?)?;
-            let _lock = a.lock()?;
+            let iface = Interface::resolve(&iface.iface)?;
+            let _lock = StateLock::acquire(&iface)?;
+            let mut a = attachment::open(&iface)?;
             a.maps.bind(&b)?;
             println!("bound {b} on {}", a.iface);
         }
         Command::Unbind { binding } => {
             let b = Binding::parse(&binding.proto, &binding.addr)?;
-            let mut a = attachment::open(&Interface::resolve(&binding.iface.iface)?)?;
-            let _lock = a.lock()?;
+            let iface = Interface::resolve(&binding.iface.iface)?;
+            let _lock = StateLock::acquire(&iface)?;
+            let mut a = attachment::open(&iface)?;
             a.maps.unbind(&b)?;
             println!("unbound {b} on {}", a.iface);
         }
@@ -852,6 +856,7 @@ fn share(s: &str) -> std::result::Result<f64, String> {
 fn with_daemon(snap: &Snapshot, daemon: Option<&DaemonReport>) -> Result<serde_json::Value> {
     let mut v = serde_json::to_value(snap)?;
     if let (Some(d), Some(obj)) = (daemon, v.as_object_mut()) {
+        obj.insert("daemon_pid".into(), d.pid.into());
         obj.insert("queues".into(), serde_json::to_value(&d.queues)?);
         obj.insert("services".into(), serde_json::to_value(&d.services)?);
         if let Some(m) = &d.tcp_memory {

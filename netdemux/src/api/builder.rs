@@ -11,7 +11,7 @@ use anyhow::{Context as _, Result};
 
 use super::stack::{Stack, StackShared};
 use crate::{
-    control::{attach::ModeRequest, iface::Interface, netns, privilege},
+    control::{attach::ModeRequest, iface::Interface, lock::Role, netns, privilege},
     runtime::dataplane::{self, DataPlaneConfig},
     services::ServiceTable,
 };
@@ -96,7 +96,8 @@ impl StackBuilder {
             neighbour_lifetime: self.neighbour_lifetime.unwrap_or(cfg.neighbour_lifetime),
             ..cfg
         };
-        let plane = dataplane::prepare(&iface, cfg)?.start(Arc::new(ServiceTable::default()))?;
+        let plane = dataplane::prepare(&iface, cfg, Role::Application)?
+            .start(Arc::new(ServiceTable::default()))?;
         Ok(Stack {
             shared: Arc::new(StackShared::new(Arc::new(plane), self.netns)?),
         })

@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::{
     attachment,
     iface::Interface,
+    lock::StateLock,
     maps::{DemuxMaps, pin_names},
     object, state, sys,
 };
@@ -83,11 +84,22 @@ fn attach_error(err: ProgramError, iface: &str, mode: XdpMode) -> anyhow::Error 
 
 /// Loads the program, attaches it to `iface` and pins its maps and link.
 pub fn attach(iface: &Interface, request: ModeRequest, max_bindings: u32) -> Result<Attached> {
+    let lock = StateLock::acquire(iface)?;
+    attach_locked(&lock, iface, request, max_bindings)
+}
+
+/// [`attach`], with `iface`'s state lock held.
+pub fn attach_locked(
+    lock: &StateLock,
+    iface: &Interface,
+    request: ModeRequest,
+    max_bindings: u32,
+) -> Result<Attached> {
     if max_bindings == 0 {
         bail!("--max-bindings must be at least 1");
     }
     let ifindex = iface.ifindex()?;
-    remove_if_stale(iface)?;
+    remove_if_stale_locked(lock, iface)?;
     let final_dir = iface.state_dir()?;
     if final_dir.exists() {
         return Err(match attachment::open(iface) {
@@ -208,6 +220,7 @@ pub struct Upgraded {
 /// maps — bindings, counters, XSKMAP — are reused as they are, so traffic and a running daemon
 /// go on undisturbed. Refused for state of another layout version.
 pub fn upgrade(iface: &Interface) -> Result<Upgraded> {
+    let _lock = StateLock::acquire(iface)?;
     let a = attachment::open(iface)?;
     let old = a.link.context("the attachment has no readable link")?;
     let bindings = a.maps.bindings()?.len();
@@ -259,6 +272,12 @@ pub struct Detached {
 
 /// Detaches from `iface` and removes every pin (also of state whose interface is gone).
 pub fn detach(iface: &Interface) -> Result<Detached> {
+    let lock = StateLock::acquire(iface)?;
+    detach_locked(&lock, iface)
+}
+
+/// [`detach`], with `iface`'s state lock held.
+pub fn detach_locked(_lock: &StateLock, iface: &Interface) -> Result<Detached> {
     let dir = iface.state_dir()?;
     if !dir.exists() {
         bail!(
@@ -284,6 +303,12 @@ pub fn detach(iface: &Interface) -> Result<Detached> {
 /// replaced (a container's veth deleted and made again), saying so in one line. True when it
 /// did.
 pub fn remove_if_stale(iface: &Interface) -> Result<bool> {
+    let lock = StateLock::acquire(iface)?;
+    remove_if_stale_locked(&lock, iface)
+}
+
+/// [`remove_if_stale`], with `iface`'s state lock held.
+pub fn remove_if_stale_locked(_lock: &StateLock, iface: &Interface) -> Result<bool> {
     if !attachment::proven_stale(iface) {
         return Ok(false);
     }
@@ -323,17 +348,20 @@ fn wait_link_gone(id: u32, iface: &str) -> Result<()> {
     }
 }
 
-/// Removes every state directory `status` reports as stale (its interface or namespace is
-/// gone), and half-built ones left by attaches that died. Live attachments are not touched.
+/// Removes every state directory that is provably stale — its link is gone or no longer on an
+/// interface (the interface or its namespace went), each checked again under its state lock —
+/// and half-built ones left by attaches that died. A live attachment is never touched, not
+/// even one made by another netdemux build (`detach` removes that).
 pub fn gc() -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
-    for e in status()? {
-        if e.state == "stale" {
-            remove_state(&e.pins)?;
-            removed.push(e.pins);
+    for (ns_key, iface, dir) in state::all_dirs()? {
+        let _lock = StateLock::acquire_in(&ns_key, &iface)?;
+        if dir.exists() && liveness(&dir) == Liveness::Stale {
+            remove_state(&dir)?;
+            removed.push(dir);
         }
     }
-    // Directories of attaches in progress whose process is gone.
+    // Directories of attaches in progress whose process is gone, a while ago.
     let root = state::root()?;
     if let Ok(namespaces) = fs::read_dir(&root) {
         for ns in namespaces.flatten() {
@@ -346,7 +374,14 @@ pub fn gc() -> Result<Vec<PathBuf>> {
                     continue;
                 };
                 let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-                if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+                let gone = pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists());
+                // An attach takes well under a second; one from a process in another PID
+                // namespace is not in our /proc, so age is the proof there.
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > TMP_STALE_AFTER));
+                if gone && old {
                     remove_state(&e.path())?;
                     removed.push(e.path());
                 }
@@ -354,6 +389,53 @@ pub fn gc() -> Result<Vec<PathBuf>> {
         }
     }
     Ok(removed)
+}
+
+/// How long a half-built state directory whose process is gone is left alone.
+const TMP_STALE_AFTER: Duration = Duration::from_secs(60);
+
+/// What a state directory is, as far as its pins prove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// This build's layout, its link on the interface it recorded.
+    Attached,
+    /// Its link is on an interface, but the state is another build's (or unreadable to this
+    /// one): live, and not ours to remove unasked.
+    Foreign,
+    /// Its link is gone, or on no interface (the interface or its namespace was deleted), or
+    /// on another interface than the one it recorded.
+    Stale,
+}
+
+impl Liveness {
+    /// The name `status` shows.
+    pub fn name(self) -> &'static str {
+        match self {
+            Liveness::Attached => "attached",
+            Liveness::Foreign => "foreign",
+            Liveness::Stale => "stale",
+        }
+    }
+}
+
+/// What the pins in `dir` prove about it.
+pub fn liveness(dir: &Path) -> Liveness {
+    let Some(link) = state::pinned_link(dir).filter(|l| l.ifindex != 0) else {
+        return Liveness::Stale;
+    };
+    let info = DemuxMaps::open_pinned(dir)
+        .ok()
+        .and_then(|m| m.read_info().ok());
+    match info {
+        Some(info) if state::check_info(&info, dir, "").is_ok() => {
+            if info.ifindex == link.ifindex {
+                Liveness::Attached
+            } else {
+                Liveness::Stale
+            }
+        }
+        _ => Liveness::Foreign,
+    }
 }
 
 /// One attachment as `status` reports it.
@@ -375,7 +457,8 @@ pub struct StatusEntry {
     pub bindings: usize,
     /// Capacity of the binding table.
     pub max_bindings: u32,
-    /// `attached`, or `stale` when the interface it served is gone.
+    /// `attached`; `stale` when the interface it served is gone; `foreign` when it is live
+    /// but made by another netdemux build (see [`Liveness`]).
     pub state: &'static str,
     /// Where the pins are.
     pub pins: PathBuf,
@@ -397,8 +480,6 @@ pub fn status() -> Result<Vec<StatusEntry>> {
             .as_ref()
             .and_then(|m| m.read_info().ok())
             .unwrap_or_default();
-        let usable = state::check_info(&info, &dir, &iface).is_ok();
-        let live = link.is_some_and(|l| l.ifindex != 0 && l.ifindex == info.ifindex);
         out.push(StatusEntry {
             iface,
             netns,
@@ -412,7 +493,7 @@ pub fn status() -> Result<Vec<StatusEntry>> {
                 .map(|b| b.len())
                 .unwrap_or(0),
             max_bindings: info.max_bindings,
-            state: if usable && live { "attached" } else { "stale" },
+            state: liveness(&dir).name(),
             pins: dir,
         });
     }

@@ -2,14 +2,14 @@
 //! its link — refused when the state is missing, from an incompatible build, or left behind by
 //! an interface that is gone.
 
-use std::{fs, path::PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 use netdemux_common::StateInfo;
-use nix::fcntl::{Flock, FlockArg};
 
 use super::{
     iface::Interface,
+    lock::StateLock,
     maps::DemuxMaps,
     state::{check_info, pinned_link},
     sys,
@@ -30,14 +30,10 @@ pub struct Attachment {
 }
 
 impl Attachment {
-    /// Takes an exclusive lock on the state directory, held until the returned file is dropped:
-    /// serialises commands that change the binding table (and its port counts).
-    pub fn lock(&self) -> Result<Flock<fs::File>> {
-        let dir = fs::File::open(&self.dir)
-            .with_context(|| format!("cannot open {}", self.dir.display()))?;
-        Flock::lock(dir, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| errno)
-            .with_context(|| format!("cannot lock {}", self.dir.display()))
+    /// Takes its interface's state lock ([`StateLock`]), held until dropped: serialises
+    /// changes of the binding table (and its port counts) with every other state change.
+    pub fn lock(&self) -> Result<StateLock> {
+        StateLock::acquire(&self.iface)
     }
 }
 

@@ -7,6 +7,7 @@ pub mod binding;
 pub mod iface;
 pub mod kernel_neighbours;
 pub mod kernel_routes;
+pub mod lock;
 pub mod maps;
 pub mod netlink;
 pub mod netns;

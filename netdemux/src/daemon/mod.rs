@@ -27,7 +27,7 @@ use anyhow::Result;
 use crate::{
     control::{
         attach::ModeRequest, attachment::Attachment, binding::Binding, iface::Interface,
-        maps::DemuxMaps, stats::Snapshot,
+        lock::Role, maps::DemuxMaps, stats::Snapshot,
     },
     report::{ProxyReport, control_socket, prometheus},
     runtime::{
@@ -140,7 +140,7 @@ pub fn parse_list(s: &str) -> Result<Vec<u32>> {
 /// Runs the daemon on `iface` until `stop` is set (by SIGINT/SIGTERM) or a worker fails.
 pub fn run(iface: &Interface, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<()> {
     let services = Arc::new(ServiceTable::new(&service_list(cfg))?);
-    let mut prepared = dataplane::prepare(iface, dataplane_config(cfg))?;
+    let mut prepared = dataplane::prepare(iface, dataplane_config(cfg), Role::Daemon)?;
     if let Some(a) = prepared.attached() {
         println!(
             "attached to {iface} in {} mode (program {})",
@@ -150,7 +150,9 @@ pub fn run(iface: &Interface, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<
             println!("note: {note}");
         }
     }
+    // The owner lock is held (prepare): no other daemon binds or removes this socket.
     let (listener, socket_path) = control_socket::bind(iface)?;
+    prepared.own_file(socket_path);
     tracing::info!(
         iface = iface.name(),
         attached_here = prepared.attached().is_some(),
@@ -171,7 +173,6 @@ pub fn run(iface: &Interface, cfg: &RunConfig, stop: Arc<AtomicBool>) -> Result<
         Ok(()) => tracing::info!(iface = iface.name(), "daemon stopped"),
         Err(e) => tracing::error!(iface = iface.name(), "daemon failed: {e:#}"),
     }
-    control_socket::remove_socket(&socket_path);
     result
 }
 

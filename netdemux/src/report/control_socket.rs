@@ -18,16 +18,14 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 use super::DaemonReport;
-use crate::control::{iface::Interface, state};
+use crate::control::{iface::Interface, lock};
 
-/// Where the control socket of `iface` is.
+/// Where the control socket of `iface` is (beside its locks).
 pub fn socket_path(iface: &Interface) -> PathBuf {
-    PathBuf::from("/run/netdemux")
-        .join(iface.netns_key())
-        .join(format!("{}.sock", state::encode_dir_name(iface.name())))
+    lock::lock_path(iface.netns_key(), iface.name(), "sock")
 }
 
 /// Asks the daemon serving `iface` for its counters; `None` when no daemon runs.
@@ -50,35 +48,20 @@ pub fn query(iface: &Interface) -> Result<Option<DaemonReport>> {
     Ok(Some(report))
 }
 
-/// Binds the control socket of `iface`, refusing if a live daemon already answers there and
-/// removing a stale socket file left by one that died.
+/// Binds the control socket of `iface`, replacing a socket file left by a daemon that died.
+/// Only the holder of `iface`'s owner lock may call it ([`crate::control::lock::OwnerLock`]):
+/// that is what makes the replacing safe.
 pub fn bind(iface: &Interface) -> Result<(UnixListener, PathBuf)> {
     let path = socket_path(iface);
-    if let Some(report) = query(iface).ok().flatten() {
-        bail!(
-            "a netdemux daemon (pid {}) already serves {iface}: stop it first (kill {})",
-            report.pid,
-            report.pid
-        );
-    }
     let dir = path.parent().context("socket path has no parent")?;
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    fs::set_permissions("/run/netdemux", fs::Permissions::from_mode(0o700)).ok();
+    fs::set_permissions(lock::RUN_DIR, fs::Permissions::from_mode(0o700)).ok();
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).ok();
     let _ = fs::remove_file(&path);
     let listener = UnixListener::bind(&path)
         .with_context(|| format!("cannot listen on {}", path.display()))?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
     Ok((listener, path))
-}
-
-/// Removes the control socket and its directories if they are left empty.
-pub fn remove_socket(path: &std::path::Path) {
-    let _ = fs::remove_file(path);
-    if let Some(dir) = path.parent() {
-        let _ = fs::remove_dir(dir);
-        let _ = fs::remove_dir("/run/netdemux");
-    }
 }
 
 /// Answers every connection with `report()` as one JSON line, until `stop` is set.

@@ -38,10 +38,11 @@ use crate::{
         attachment::{self, Attachment},
         binding::Binding,
         iface::Interface,
+        lock::{OwnerLock, Role, StateLock},
         object, state, veth,
     },
     counters::AtomicSet as _,
-    report::{DaemonReport, ServiceCounters, ServiceReport, TcpMemory, control_socket},
+    report::{DaemonReport, ServiceCounters, ServiceReport, TcpMemory},
     services::ServiceTable,
     stack::{
         neighbour_cache,
@@ -95,12 +96,17 @@ impl Default for DataPlaneConfig {
     }
 }
 
-/// What a data plane undoes when it goes: the bindings it added, and the attachment it made.
+/// What a data plane undoes when it goes: the bindings it added, the attachment it made, and
+/// the files it owns (the daemon's control socket); then it gives up the interface.
 struct Undo {
     iface: Interface,
     attached_here: bool,
     added: Vec<Binding>,
+    /// Removed before the owner lock is released, so they never remove a successor's.
+    owned_files: Vec<std::path::PathBuf>,
     done: bool,
+    /// Dropped last (field order): the interface is free only once all the above is undone.
+    _owner: OwnerLock,
 }
 
 impl Undo {
@@ -110,13 +116,16 @@ impl Undo {
             return Ok(false);
         }
         self.done = true;
+        for f in &self.owned_files {
+            let _ = std::fs::remove_file(f);
+        }
+        let lock = StateLock::acquire(&self.iface)?;
         if self.attached_here {
-            attach::detach(&self.iface)?;
+            attach::detach_locked(&lock, &self.iface)?;
             return Ok(true);
         }
         if !self.added.is_empty() {
             let mut a = attachment::open(&self.iface)?;
-            let _lock = a.lock()?;
             for b in &self.added {
                 let _ = a.maps.unbind(b);
             }
@@ -147,22 +156,24 @@ pub struct Prepared {
     undo: Undo,
 }
 
-/// The privileged set-up of a data plane on `iface`; see the module's documentation.
-pub fn prepare(iface: &Interface, cfg: DataPlaneConfig) -> Result<Prepared> {
+/// The privileged set-up of a data plane on `iface` for `role`; see the module's
+/// documentation.
+pub fn prepare(iface: &Interface, cfg: DataPlaneConfig, role: Role) -> Result<Prepared> {
     let ifindex = iface.ifindex()?;
-    if let Some(report) = control_socket::query(iface).ok().flatten() {
-        bail!(
-            "a netdemux daemon (pid {}) already serves {iface}: stop it first (kill {})",
-            report.pid,
-            report.pid
-        );
-    }
-    let (attachment, attached) = attach_or_reuse(iface, &cfg)?;
+    // One data plane per interface: a second is refused here, naming the first's pid, before
+    // it changes anything.
+    let owner = OwnerLock::acquire(iface, role)?;
+    let (attachment, attached) = {
+        let lock = StateLock::acquire(iface)?;
+        attach_or_reuse(&lock, iface, &cfg)?
+    };
     let undo = Undo {
         iface: iface.clone(),
         attached_here: attached.is_some(),
         added: Vec::new(),
+        owned_files: Vec::new(),
         done: false,
+        _owner: owner,
     };
     let skb_mode = state::mode_name(attachment.info.mode) == "skb";
     for w in nic::offload_warnings(iface.name(), skb_mode) {
@@ -206,10 +217,11 @@ pub fn prepare(iface: &Interface, cfg: DataPlaneConfig) -> Result<Prepared> {
 
 /// Reuses the attachment of `iface` if this build made it, or attaches.
 fn attach_or_reuse(
+    lock: &StateLock,
     iface: &Interface,
     cfg: &DataPlaneConfig,
 ) -> Result<(Attachment, Option<Attached>)> {
-    attach::remove_if_stale(iface)?;
+    attach::remove_if_stale_locked(lock, iface)?;
     match attachment::open(iface) {
         Ok(a) => {
             // Reusing an attachment: its program must be this build's, or the data path could
@@ -223,11 +235,11 @@ fn attach_or_reuse(
             Ok((a, None))
         }
         Err(_) if !iface.state_dir()?.exists() => {
-            let attached = attach::attach(iface, cfg.mode, cfg.max_bindings)?;
+            let attached = attach::attach_locked(lock, iface, cfg.mode, cfg.max_bindings)?;
             match attachment::open(iface) {
                 Ok(a) => Ok((a, Some(attached))),
                 Err(e) => {
-                    let _ = attach::detach(iface);
+                    let _ = attach::detach_locked(lock, iface);
                     Err(e)
                 }
             }
@@ -264,6 +276,12 @@ impl Prepared {
     /// The attachment this data plane made, if it made one (else it reuses one).
     pub fn attached(&self) -> Option<&Attached> {
         self.attached.as_ref()
+    }
+
+    /// Removes `path` when the data plane goes, before it gives up the interface (the daemon's
+    /// control socket: removed after the owner lock, it could be a successor's).
+    pub fn own_file(&mut self, path: std::path::PathBuf) {
+        self.undo.owned_files.push(path);
     }
 
     /// Binds `bindings` for as long as the data plane runs (those already bound, e.g. by a run

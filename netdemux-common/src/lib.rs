@@ -133,7 +133,7 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// Version of the pinned-state layout (maps, key and value types). Stored in [`StateInfo`].
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Magic number at the start of [`StateInfo`] ("NDMX").
 pub const STATE_MAGIC: u32 = 0x4e44_4d58;
 
@@ -326,6 +326,10 @@ pub enum Counter {
     PassFragment = 6,
     /// Passed: truncated or malformed headers.
     PassMalformed = 7,
+    /// Passed: an IPv6 routing header with segments left, so the packet is not at its final
+    /// destination yet (RFC 8200 §4.4): the kernel forwards or refuses it, as it would without
+    /// netdemux; no socket here may take it.
+    PassInTransit = 8,
 }
 
 /// The verdict counters of one CPU: one `u64` per [`Counter`] slot.
@@ -338,14 +342,15 @@ pub struct Counters {
 
 impl Counter {
     /// Number of slots in the counter array.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
     /// The pass reasons, in slot order, with the names the CLI prints.
-    pub const PASS_REASONS: [(Counter, &'static str); 5] = [
+    pub const PASS_REASONS: [(Counter, &'static str); 6] = [
         (Counter::PassNotIp, "not_ip"),
         (Counter::PassNotTcpUdp, "not_tcp_udp"),
         (Counter::PassNoBinding, "no_binding"),
         (Counter::PassFragment, "fragment"),
         (Counter::PassMalformed, "malformed"),
+        (Counter::PassInTransit, "in_transit"),
     ];
 }
 
@@ -404,7 +409,7 @@ const _: () = assert!(core::mem::size_of::<BindKey>() == 20);
 const _: () = assert!(core::mem::align_of::<BindKey>() == 4);
 const _: () = assert!(core::mem::size_of::<BindStats>() == 16);
 const _: () = assert!(core::mem::size_of::<StateInfo>() == 40);
-const _: () = assert!(core::mem::size_of::<Counters>() == 64);
+const _: () = assert!(core::mem::size_of::<Counters>() == 8 * Counter::COUNT as usize);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -231,7 +231,12 @@ fn ipv6(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
             PROTO_TCP | PROTO_UDP | IPPROTO_ICMPV6 => break,
             IPPROTO_FRAGMENT => return Err(Counter::PassFragment),
             IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH => {
-                let ext: &[u8; 2] = frame.bytes(l4).ok_or(Counter::PassMalformed)?;
+                // Every one of them is at least 8 bytes long; the routing header's fourth
+                // byte is Segments Left.
+                let ext: &[u8; 4] = frame.bytes(l4).ok_or(Counter::PassMalformed)?;
+                if next == IPPROTO_ROUTING && ext[3] != 0 {
+                    return Err(Counter::PassInTransit);
+                }
                 let units = ext[1] as usize;
                 let len = if next == IPPROTO_AH {
                     // RFC 4302: AH's length is in 4-octet units, minus 2.

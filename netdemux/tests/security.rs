@@ -264,3 +264,258 @@ fn many_metrics_clients_at_once_are_bounded_and_the_endpoint_recovers() {
     }
     assert_eq!(closed, 64, "every idle connection was closed by the server");
 }
+
+/// The MAC address of `dev` in namespace `ns`.
+fn mac_of(ns: &str, dev: &str) -> [u8; 6] {
+    let out = must("ip", &["-n", ns, "-br", "link", "show", dev]);
+    let text = out
+        .split_whitespace()
+        .nth(2)
+        .expect("ip -br link shows the MAC");
+    let mut mac = [0u8; 6];
+    for (b, part) in mac.iter_mut().zip(text.split(':')) {
+        *b = u8::from_str_radix(part, 16).unwrap();
+    }
+    mac
+}
+
+/// The MAC addresses of namespace a's and b's veth ends.
+fn macs(tb: &Testbed) -> ([u8; 6], [u8; 6]) {
+    (mac_of(&tb.ns_a, &tb.veth_a), mac_of(&tb.ns_b, &tb.veth_b))
+}
+
+/// A UDP datagram from namespace a's veth end to `dst`, every checksum right.
+fn datagram(macs: ([u8; 6], [u8; 6]), src: &str, dst: &str, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 2048];
+    let n = netdemux::wire::udp::emit(
+        &mut f,
+        macs.0,
+        macs.1,
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        payload,
+    )
+    .unwrap();
+    f.truncate(n);
+    f
+}
+
+/// Sends `frames` as they are from namespace a's veth end (an AF_PACKET socket in Python:
+/// no checksum or header is touched on the way).
+fn send_raw(tb: &Testbed, frames: &[Vec<u8>]) {
+    use std::io::Write as _;
+    let script = format!(
+        "import socket, sys\n\
+         s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\n\
+         s.bind(('{dev}', 0))\n\
+         for line in sys.stdin:\n    s.send(bytes.fromhex(line.strip()))\n",
+        dev = tb.veth_a
+    );
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &tb.ns_a, "/usr/bin/python3", "-c", &script])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for f in frames {
+            let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
+            writeln!(stdin, "{hex}").unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "raw send: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
+    stats["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q[field].as_u64().unwrap())
+        .sum()
+}
+
+fn sink_packets(stats: &serde_json::Value, addr: &str) -> u64 {
+    stats["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["addr"] == addr)
+        .map(|s| s["packets"].as_u64().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn bad_ipv4_header_checksums_are_dropped_and_routing_headers_in_transit_go_to_the_kernel() {
+    let tb = Testbed::new(1);
+    let _daemon = netdemux::testbed::Daemon::start(
+        &tb,
+        &[
+            "--udp-echo",
+            "198.18.0.2:7000",
+            "--udp-sink",
+            "198.18.0.2:9000",
+            "--udp-sink",
+            "[2001:db8::2]:9000",
+        ],
+    )
+    .unwrap();
+    // The echo answers the datagram whose header checks out, and only that one.
+    let echo_peer = in_netns(&tb.ns_a, || {
+        let s = std::net::UdpSocket::bind("198.18.0.1:40000").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = s.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    });
+    thread::sleep(Duration::from_millis(200));
+    let m = macs(&tb);
+    let corrupt = |mut f: Vec<u8>| {
+        f[24] ^= 0x5a; // the IPv4 header checksum
+        f
+    };
+    let mut frames = vec![
+        corrupt(datagram(m, "198.18.0.1:40000", "198.18.0.2:7000", b"bad")),
+        datagram(m, "198.18.0.1:40000", "198.18.0.2:7000", b"good"),
+    ];
+    for i in 0..5u8 {
+        frames.push(corrupt(datagram(
+            m,
+            "198.18.0.1:40001",
+            "198.18.0.2:9000",
+            &[i],
+        )));
+    }
+    for i in 0..3u8 {
+        frames.push(datagram(m, "198.18.0.1:40001", "198.18.0.2:9000", &[i]));
+    }
+    // IPv6 with a segment routing header: segments left (not here yet), and none left.
+    for segments_left in [1u8, 2, 0] {
+        let mut f = datagram(m, "[2001:db8::1]:40002", "[2001:db8::2]:9000", b"srh");
+        let mut srh = vec![17u8, 2, 4, segments_left, 0, 0, 0, 0];
+        srh.extend_from_slice(&[0u8; 16]); // one segment
+        f[20] = 43; // next header: routing
+        let plen = u16::from_be_bytes([f[18], f[19]]) + srh.len() as u16;
+        f[18..20].copy_from_slice(&plen.to_be_bytes());
+        f.splice(54..54, srh);
+        frames.push(f);
+    }
+    send_raw(&tb, &frames);
+    let answers = echo_peer.join().unwrap();
+    assert_eq!(answers, vec![b"good".to_vec()]);
+    let stats = tb.stats();
+    assert_eq!(queue_sum(&stats, "ip_checksum_errors"), 6, "{stats}");
+    assert_eq!(sink_packets(&stats, "198.18.0.2:9000"), 3, "{stats}");
+    assert_eq!(
+        stats["verdicts"]["pass_reasons"]["in_transit"], 2,
+        "{stats}"
+    );
+    assert_eq!(sink_packets(&stats, "[2001:db8::2]:9000"), 1, "{stats}");
+}
+
+#[test]
+fn spoofed_sources_do_not_make_a_wildcard_socket_forget_how_to_answer() {
+    let tb = std::sync::Arc::new(Testbed::new(1));
+    tb.add_second_address();
+    let rt = support::api::runtime();
+    let stack = rt.block_on(support::api::stack(&tb));
+    let sock = rt
+        .block_on(stack.udp_bind("0.0.0.0:7200".parse().unwrap()))
+        .unwrap();
+    // An echo that, asked with "poke ADDR", also writes first to ADDR.
+    rt.spawn(async move {
+        let mut buf = [0u8; 2048];
+        loop {
+            let (n, peer) = sock.recv_from(&mut buf).await.unwrap();
+            if let Some(addr) = std::str::from_utf8(&buf[..n])
+                .ok()
+                .and_then(|t| t.strip_prefix("poke "))
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            {
+                sock.send_to(b"hello", addr).await.unwrap();
+            }
+            let _ = sock.send_to(&buf[..n], peer).await;
+        }
+    });
+    // A peer that wrote once, to the second address, before the flood.
+    let quiet = in_netns(&tb.ns_a, || {
+        let s = std::net::UdpSocket::bind("198.18.0.1:41000").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send_to(b"hi", "198.18.0.3:7200").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = s.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"hi"[..], "198.18.0.3:7200".parse().unwrap())
+        );
+        // Then, after the flood, the application writes to it first.
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let (n, from) = s
+            .recv_from(&mut buf)
+            .expect("the application's hello arrives");
+        (buf[..n].to_vec(), from)
+    });
+    thread::sleep(Duration::from_millis(300));
+    // 10,000 datagrams from as many spoofed sources (198.19.0.0/16, no route back).
+    let m = macs(&tb);
+    let frames: Vec<Vec<u8>> = (0..10_000u32)
+        .map(|i| {
+            let src = format!("198.19.{}.{}:{}", i >> 8, i & 255, 1024 + i % 50_000);
+            datagram(m, &src, "198.18.0.2:7200", b"spoof")
+        })
+        .collect();
+    let (tb2, live) = (
+        tb.clone(),
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    );
+    // A live peer talks to the second address all along; every answer must come from it.
+    let talker = {
+        let live = live.clone();
+        in_netns(&tb.ns_a, move || {
+            let s = std::net::UdpSocket::bind("198.18.0.1:42000").unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let mut buf = [0u8; 64];
+            let mut answered = 0;
+            while live.load(std::sync::atomic::Ordering::Relaxed) {
+                // The socket's queue may be full of spoofed datagrams: a ping can be dropped
+                // (as a full SO_RCVBUF drops it in Linux), but every answer is from .3.
+                s.send_to(b"ping", "198.18.0.3:7200").unwrap();
+                if let Ok((n, from)) = s.recv_from(&mut buf) {
+                    assert_eq!(
+                        (&buf[..n], from),
+                        (&b"ping"[..], "198.18.0.3:7200".parse().unwrap())
+                    );
+                    answered += 1;
+                }
+                thread::sleep(Duration::from_millis(5));
+            }
+            s.send_to(b"poke 198.18.0.1:41000", "198.18.0.3:7200")
+                .unwrap();
+            answered
+        })
+    };
+    send_raw(&tb2, &frames);
+    thread::sleep(Duration::from_millis(1500));
+    live.store(false, std::sync::atomic::Ordering::Relaxed);
+    let answered = talker.join().unwrap();
+    assert!(answered > 0);
+    let (hello, from) = quiet.join().unwrap();
+    assert_eq!(hello, b"hello");
+    assert!(
+        from.is_ipv4() && from.port() == 7200,
+        "the forgotten peer is answered from a local address of its family: {from}"
+    );
+    drop(rt);
+    drop(stack);
+}

@@ -262,6 +262,34 @@ fn cases() -> Vec<Case> {
             Hit("tcp", "[2001:db8::2]:443"),
         ),
         case(
+            "udp6 behind a routing header with segments left (RFC 8200: not here yet)",
+            cat(&[
+                &eth(&[], ETH_IPV6),
+                &ipv6(ROUTING, v6(2), &cat(&[&routing(UDP, 2), &l4(UDP, 7000)])),
+            ]),
+            Pass(Counter::PassInTransit),
+        ),
+        case(
+            "tcp6 behind hop-by-hop, then a routing header with one segment left",
+            cat(&[
+                &eth(&[], ETH_IPV6),
+                &ipv6(
+                    HOPOPTS,
+                    v6(2),
+                    &cat(&[&ext(HOPOPTS, ROUTING, 0), &routing(TCP, 1), &l4(TCP, 443)]),
+                ),
+            ]),
+            Pass(Counter::PassInTransit),
+        ),
+        case(
+            "udp6 behind a routing header whose segments are all done",
+            cat(&[
+                &eth(&[], ETH_IPV6),
+                &ipv6(ROUTING, v6(2), &cat(&[&routing(UDP, 0), &l4(UDP, 7000)])),
+            ]),
+            Hit("udp", "[2001:db8::2]:7000"),
+        ),
+        case(
             "udp6 behind AH",
             cat(&[
                 &eth(&[], ETH_IPV6),

@@ -9,6 +9,7 @@
 //! the sockets; [`port`] reserves outbound ports.
 
 mod builder;
+mod peer_memory;
 mod port;
 mod stack;
 mod tcp;

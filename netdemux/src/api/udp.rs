@@ -1,11 +1,10 @@
 //! `UdpSocket`: a UDP socket on a socket address that netdemux steers to the stack.
 
 use std::{
-    collections::HashMap,
     future::poll_fn,
     hash::{Hash as _, Hasher as _},
     io,
-    net::{IpAddr, SocketAddr},
+    net::SocketAddr,
     sync::{Arc, Mutex, atomic::Ordering},
     task::{Context, Poll},
 };
@@ -13,6 +12,7 @@ use std::{
 use anyhow::Context as _;
 
 use super::{
+    peer_memory::PeerMemory,
     port,
     stack::{Stack, StackShared},
 };
@@ -21,7 +21,8 @@ use crate::{
     control::binding::{Binding, Proto, parse_socket_addr},
 };
 
-/// Peers remembered by a wildcard socket to answer from the right address.
+/// Peers remembered by a wildcard socket to answer from the right address (least recently
+/// heard-from forgotten first).
 const PEER_MEMORY: usize = 4096;
 
 /// A UDP socket bound through netdemux: datagrams to its address arrive over AF_XDP, datagrams
@@ -31,7 +32,7 @@ pub struct UdpSocket {
     stack: Arc<StackShared>,
     /// For a wildcard socket: the local address each peer last wrote to, so the answer leaves
     /// from it. Touched by the application only, never by the data path.
-    peers: Mutex<HashMap<SocketAddr, IpAddr>>,
+    peers: Mutex<PeerMemory>,
     /// For a socket bound to port 0: the kernel socket that keeps the port it was given.
     _reserved: Option<std::net::UdpSocket>,
 }
@@ -74,7 +75,7 @@ impl Stack {
         Ok(UdpSocket {
             shared,
             stack: self.shared.clone(),
-            peers: Mutex::new(Default::default()),
+            peers: Mutex::new(PeerMemory::new(PEER_MEMORY)),
             _reserved: reserved,
         })
     }
@@ -113,10 +114,7 @@ impl UdpSocket {
                 buf[..n].copy_from_slice(&d.buf[..n]);
                 if self.shared.local.ip().is_unspecified() {
                     let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-                    if peers.len() >= PEER_MEMORY && !peers.contains_key(&d.peer) {
-                        peers.clear();
-                    }
-                    peers.insert(d.peer, d.local.ip());
+                    peers.heard(d.peer, d.local.ip());
                 }
                 let peer = d.peer;
                 let _ = self.shared.rx_free.push(d.buf);
@@ -147,12 +145,12 @@ impl UdpSocket {
             return Ok(local);
         }
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        match peers.get(&target) {
-            Some(ip) => Ok(SocketAddr::new(*ip, local.port())),
+        match peers.local_for(&target) {
+            Some(ip) => Ok(SocketAddr::new(ip, local.port())),
             None => Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
                 format!(
-                    "a wildcard socket answers from the address a peer wrote to, and {target} has not written yet"
+                    "a wildcard socket answers from an address peers wrote to, and nobody has                      written yet (bind to an address to send to {target} first)"
                 ),
             )),
         }

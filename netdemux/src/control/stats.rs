@@ -25,6 +25,8 @@ crate::counters! {
         fragment: counter [table],
         /// Truncated or malformed headers.
         malformed: counter [table],
+        /// IPv6 packets whose routing header has segments left (not here yet).
+        in_transit: counter,
     }
 }
 

@@ -43,6 +43,9 @@ crate::counters! {
         /// Sends dropped because their destination (or its gateway) did not resolve to a MAC
         /// address in time (a TCP segment is sent again by its timers).
         unresolved: counter,
+        /// IPv4 packets whose header checksum was wrong (dropped before anything reads them,
+        /// as the kernel drops them).
+        ip_checksum_errors: counter,
         /// TCP segments and datagrams for sockets whose TCP/UDP checksum was wrong (dropped).
         checksum_errors: counter,
         /// Of those, the ones whose checksum field held only the pseudo-header sum: a sender

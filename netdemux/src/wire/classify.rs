@@ -83,7 +83,10 @@ pub fn classify(frame: &[u8]) -> Option<Classified> {
             for _ in 0..MAX_IPV6_EXT_HEADERS {
                 let len = match next {
                     PROTO_TCP | PROTO_UDP | IPPROTO_ICMPV6 => break,
+                    // Segments left: not at its final destination (the program passes it).
+                    IPPROTO_ROUTING if *frame.get(l4 + 3)? != 0 => return None,
                     IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS => {
+                        frame.get(l4 + 3)?;
                         (*frame.get(l4 + 1)? as usize + 1) * 8
                     }
                     IPPROTO_AH => (*frame.get(l4 + 1)? as usize + 2) * 4,

@@ -111,6 +111,15 @@ pub fn ext(kind: u8, next: u8, units: u8) -> Vec<u8> {
     h
 }
 
+/// A segment routing header (RFC 8754, type 4) with one segment whose next header is `next`
+/// and `segments_left` segments still to visit.
+pub fn routing(next: u8, segments_left: u8) -> Vec<u8> {
+    let mut h = ext(ROUTING, next, 2);
+    h[2] = 4;
+    h[3] = segments_left;
+    h
+}
+
 /// Concatenates byte strings.
 pub fn cat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()

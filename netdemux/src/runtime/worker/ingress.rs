@@ -5,7 +5,7 @@
 
 use std::{sync::atomic::Ordering, time::Instant};
 
-use netdemux_common::PROTO_TCP;
+use netdemux_common::{FAMILY_V4, PROTO_TCP};
 
 use super::tcp_sockets::TcpSockets;
 use crate::{
@@ -44,6 +44,12 @@ impl Dispatch<'_> {
             self.counters.unclaimed += 1;
             return Verdict::Recycle;
         };
+        // The kernel drops an IPv4 packet whose header checksum is wrong before anything
+        // reads it (ip_rcv_core); so does every service and socket here.
+        if c.key.family == FAMILY_V4 && !checksum::verifies(0, &frame[c.l3_offset..c.l4_offset]) {
+            self.counters.ip_checksum_errors += 1;
+            return Verdict::Recycle;
+        }
         if c.icmp {
             return self.icmp(frame, &c);
         }

@@ -172,7 +172,15 @@ fn man() -> Result<()> {
 }
 
 /// Fuzz targets in netdemux/fuzz, each run for the given time (not part of `test`).
-const FUZZ_TARGETS: [&str; 3] = ["wire_frames", "addresses", "tcp_segments"];
+const FUZZ_TARGETS: [&str; 7] = [
+    "wire_frames",
+    "addresses",
+    "tcp_segments",
+    "tcp_packets",
+    "http_requests",
+    "neighbour_cache",
+    "worker_frames",
+];
 
 fn fuzz(rest: &[&str]) -> Result<()> {
     let seconds = match rest {

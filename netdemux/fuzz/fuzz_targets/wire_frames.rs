@@ -24,11 +24,18 @@ fuzz_target!(|data: &[u8]| {
         let mut copy = data.to_vec();
         if let Some(len) = udp_echo::reply_in_place(&mut copy, &c) {
             assert!(len as usize <= copy.len());
-            assert!(!c.icmp && c.unicast, "the echo answers only unicast datagrams");
+            assert!(
+                !c.icmp && c.unicast,
+                "the echo answers only unicast datagrams"
+            );
         }
         if let Ok(e) = IcmpError::from_classified(data, &c) {
             assert!(c.icmp, "an ICMP error from a frame classified as TCP/UDP");
-            assert_eq!(Some(e.local), c.key.socket_addr(), "the error names the bound socket");
+            assert_eq!(
+                Some(e.local),
+                c.key.socket_addr(),
+                "the error names the bound socket"
+            );
         }
         if c.icmp {
             assert!(tcp::TcpPacket::from_classified(data, &c).is_err());

@@ -83,16 +83,17 @@ impl Frames for XskSocket {
     }
 }
 
-/// An in-memory socket for tests: frames to receive are queued, frames sent are collected.
-#[cfg(test)]
-pub(crate) mod fake {
+/// An in-memory socket for tests and fuzzing: frames to receive are queued, frames sent are
+/// collected.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fake {
     use std::collections::VecDeque;
 
     use super::*;
 
     /// A queue's frames in memory.
     #[derive(Default)]
-    pub(crate) struct FakeFrames {
+    pub struct FakeFrames {
         /// Frames the next `receive` calls hand out, a batch at a time.
         pub rx: VecDeque<Vec<u8>>,
         /// Frames posted (in-place answers included), in order.
@@ -122,6 +123,11 @@ pub(crate) mod fake {
                 };
                 batch.rx += 1;
                 if let Verdict::Transmit(len) = f(&mut frame) {
+                    // The real socket refuses these (they would send an older packet's bytes).
+                    assert!(
+                        len as usize <= frame.len(),
+                        "an answer longer than the frame received"
+                    );
                     frame.truncate(len as usize);
                     self.sent.push(frame);
                     batch.tx += 1;

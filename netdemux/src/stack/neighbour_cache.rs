@@ -479,3 +479,133 @@ mod tests {
         assert!(n.suggested.order.len() <= 4);
     }
 }
+
+/// Arbitrary sequences of what the data path and the resolver do to a cache — frames that
+/// confirm or suggest addresses from many sources and MACs, sends, the kernel's answers, time
+/// passing — with its invariants checked after each step: the body of the `neighbour_cache`
+/// fuzz target, and of a seeded test that runs it in CI.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing {
+    use std::{
+        collections::HashSet,
+        net::{IpAddr, Ipv4Addr, Ipv6Addr},
+        time::{Duration, Instant},
+    };
+
+    use super::{NeighbourCache, Resolution, Route};
+
+    const CAPACITY: usize = 64;
+    const PENDING: usize = 16;
+
+    /// Runs the operations `data` describes; see the module's documentation.
+    pub fn run(data: &[u8]) {
+        let start = Instant::now();
+        let mut now = start;
+        let mut cache = NeighbourCache::new(CAPACITY, PENDING, Duration::from_secs(30));
+        // Every send is an item with a number; each comes back exactly once.
+        let (mut next_item, mut open) = (0u64, HashSet::new());
+        let settle = |open: &mut HashSet<u64>, item: u64| {
+            assert!(open.remove(&item), "send {item} came back twice");
+        };
+        for op in data.chunks(4) {
+            let [code, a, b, c] = [
+                op[0],
+                *op.get(1).unwrap_or(&0),
+                *op.get(2).unwrap_or(&0),
+                *op.get(3).unwrap_or(&0),
+            ];
+            // Sources from a pool large enough to overflow the tables, both families.
+            let ip = if a & 0x80 == 0 {
+                IpAddr::V4(Ipv4Addr::new(198, 18, a, b))
+            } else {
+                IpAddr::V6(Ipv6Addr::new(
+                    0x2001,
+                    0xdb8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    u16::from(a & 0x7f),
+                    u16::from(b),
+                ))
+            };
+            let mac = [2, 0, 0, 0, 0, c % 8];
+            match code % 8 {
+                0 => cache.confirm(ip, mac, now),
+                1 => cache.suggest(ip, mac),
+                2 => {
+                    let item = next_item;
+                    next_item += 1;
+                    open.insert(item);
+                    match cache.send(ip, item, now) {
+                        Route::Now(m, i) => {
+                            assert_eq!(Some(m), cache.lookup(ip));
+                            settle(&mut open, i);
+                        }
+                        Route::Dropped(i) => settle(&mut open, i),
+                        Route::Resolve(_) | Route::Queued => {}
+                    }
+                }
+                3 => {
+                    let answer = match c % 3 {
+                        0 => Resolution::Mac(mac),
+                        1 => Resolution::NoRoute,
+                        _ => Resolution::Unresolved,
+                    };
+                    for r in cache.resolved(ip, answer, now) {
+                        match r {
+                            Ok((m, i)) => {
+                                assert_eq!(Resolution::Mac(m), answer);
+                                settle(&mut open, i);
+                            }
+                            Err(i) => settle(&mut open, i),
+                        }
+                    }
+                    if answer == Resolution::Mac(mac) {
+                        assert_eq!(cache.lookup(ip), Some(mac), "a resolved address is used");
+                    }
+                }
+                4 => {
+                    for i in cache.expire(now) {
+                        settle(&mut open, i);
+                    }
+                }
+                5 => {
+                    let (m, _) = cache.next_hop(ip, now);
+                    assert_eq!(m, cache.lookup(ip));
+                }
+                6 => {
+                    let _ = cache.refresh_due(ip, now);
+                }
+                _ => now += Duration::from_millis(u64::from(b) * 256 + u64::from(c)),
+            }
+            assert!(cache.confirmed.map.len() <= CAPACITY);
+            assert!(cache.suggested.map.len() <= CAPACITY);
+            assert!(cache.asked.map.len() <= PENDING.max(1));
+            assert!(cache.confirmed.order.len() <= 2 * CAPACITY + 1);
+            assert!(cache.pending() <= PENDING);
+            assert_eq!(cache.pending(), open.len(), "a send was lost or made up");
+        }
+        // Everything still waiting goes once its wait is over.
+        for i in cache.expire(now + super::RESOLVE_WAIT) {
+            settle(&mut open, i);
+        }
+        assert!(open.is_empty(), "sends never came back: {open:?}");
+    }
+
+    #[test]
+    fn seeded_operations_keep_the_invariants() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..200 {
+            let data: Vec<u8> = (0..2048)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            run(&data);
+        }
+    }
+}

@@ -14,6 +14,8 @@
 //! read every 100 ms.
 
 mod egress;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 mod ingress;
 pub mod stats;
 pub mod tcp_sockets;

@@ -43,6 +43,9 @@ crate::counters! {
         /// Sends dropped because their destination (or its gateway) did not resolve to a MAC
         /// address in time (a TCP segment is sent again by its timers).
         unresolved: counter,
+        /// Frames to another host's MAC address (a NIC in promiscuous mode, a switch flooding):
+        /// dropped, as the kernel drops them.
+        other_host: counter,
         /// IPv4 packets whose header checksum was wrong (dropped before anything reads them,
         /// as the kernel drops them).
         ip_checksum_errors: counter,

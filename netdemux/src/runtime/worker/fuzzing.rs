@@ -332,6 +332,16 @@ mod tests {
         }
     }
 
+    /// Found by the fuzz target: a datagram to the echo but to another host's MAC was answered,
+    /// from that MAC. The kernel drops such frames (PACKET_OTHERHOST); so does the worker now.
+    #[test]
+    fn a_frame_to_another_hosts_mac_is_not_answered() {
+        let crash = [0x31, 0xb3, 0, 0, 0, 2];
+        assert_eq!(run(&crash).frames, 0);
+        // The same datagram to the right MAC is answered.
+        assert_eq!(run(&[0x31, 0, 1, 0]).frames, 1);
+    }
+
     /// A handshake and a request through the worker: the seeded path reaches the HTTP service.
     #[test]
     fn a_request_after_a_handshake_is_answered() {

@@ -19,6 +19,8 @@ use crate::{
 
 /// What one frame may touch: the worker's tables and its local counters.
 pub(super) struct Dispatch<'a> {
+    /// The interface's MAC address.
+    pub mac: [u8; 6],
     pub services: &'a ServiceTable,
     pub service_counters: &'a mut [ServiceCounters],
     pub counters: &'a mut QueueCounters,
@@ -40,6 +42,15 @@ fn source_mac(frame: &[u8]) -> [u8; 6] {
 impl Dispatch<'_> {
     /// What becomes of one received frame.
     pub fn frame(&mut self, frame: &mut [u8]) -> Verdict {
+        // A frame to another host's MAC (a NIC in promiscuous mode, a switch flooding) is not
+        // ours to answer: the kernel drops it too (PACKET_OTHERHOST, in ip_rcv_core).
+        if frame
+            .get(..6)
+            .is_some_and(|dst| dst[0] & 1 == 0 && dst != self.mac)
+        {
+            self.counters.other_host += 1;
+            return Verdict::Recycle;
+        }
         let Some(c) = classify(frame) else {
             self.counters.unclaimed += 1;
             return Verdict::Recycle;

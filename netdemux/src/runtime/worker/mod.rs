@@ -211,6 +211,7 @@ impl<S: Frames> Worker<S> {
     fn ingress(&mut self, now: Instant) -> Batch {
         let sockets = self.application.as_ref().map(|a| a.bridge.sockets.load());
         let mut dispatch = Dispatch {
+            mac: self.cfg.mac,
             services: &self.services,
             service_counters: &mut self.service_counters,
             counters: &mut self.counters,

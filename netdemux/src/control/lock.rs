@@ -51,12 +51,19 @@ impl LockFile {
     /// with that holder's file open for reading what it wrote.
     fn acquire(path: &Path, wait: bool) -> Result<Result<LockFile, fs::File>> {
         let dir = path.parent().context("a lock path has no parent")?;
-        for _ in 0..1000 {
-            fs::DirBuilder::new()
+        for attempt in 0..1000 {
+            // A holder leaving removes the folder when it is empty: making it may race that.
+            if let Err(e) = fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            {
+                use std::io::ErrorKind::{AlreadyExists, NotFound};
+                if attempt < 999 && matches!(e.kind(), NotFound | AlreadyExists) {
+                    continue;
+                }
+                return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+            }
             let file = match fs::OpenOptions::new()
                 .read(true)
                 .write(true)

@@ -177,6 +177,8 @@ pub mod program_names {
     pub const GEN: &str = "netdemux_gen";
     /// `return XDP_DROP`: the receive ceiling for the benchmarks.
     pub const DROP: &str = "netdemux_drop";
+    /// Every frame to its queue's AF_XDP socket: the ceiling of an AF_XDP receiver.
+    pub const REDIRECT_ALL: &str = "netdemux_redirect_all";
 }
 
 /// The destination socket address of a packet: the key of the binding table.

@@ -181,6 +181,16 @@ pub fn netdemux_gen(ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
 }
 
+/// Every frame to the AF_XDP socket of its RX queue, no parsing, no lookup, no counter: the
+/// ceiling a demultiplexing receiver is measured against (the benchmarks' bare consumer and
+/// bare reflector run the same socket code behind it).
+#[xdp]
+pub fn netdemux_redirect_all(ctx: XdpContext) -> u32 {
+    match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
+        Ok(action) | Err(action) => action,
+    }
+}
+
 /// `return XDP_DROP`: the ceiling of what a receiver can absorb, for the benchmarks.
 #[xdp]
 pub fn netdemux_drop(_ctx: XdpContext) -> u32 {

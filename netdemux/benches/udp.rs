@@ -8,7 +8,12 @@
 //! - R2    netdemux run --udp-sink: every frame a hit, counted by the AF_XDP sink;
 //! - R3e   netdemux run --udp-echo: every frame a hit and answered in place (answers counted);
 //! - R4    R2 with the program attached in skb (generic) mode;
-//! - R6    half hits to the sink, half misses to a kernel socket (both counted).
+//! - R6    half hits to the sink, half misses to a kernel socket (both counted);
+//! - Rbc   the bare consumer: netdemux's AF_XDP socket code behind a program that redirects every
+//!   frame, no parsing or lookup, frames only returned — the ceiling for R2;
+//! - Rbr   the bare reflector: the same, swapping addresses and ports and transmitting each frame
+//!   in place — the ceiling for R3e. `sink / bare consumer` and `echo / bare reflector` are the
+//!   demultiplexer's tax, measured in one run with no outside tool.
 //!
 //! Two layouts, interleaved, both with the generator alone on CPU 0 and the receiver on CPU 1:
 //! "pinned" (threaded NAPI on the receiving veth, its thread on CPU 1 too; the queue worker waits
@@ -67,6 +72,8 @@ enum Receiver {
     AfXdpEcho,
     AfXdpSinkSkb,
     Mix,
+    BareConsumer,
+    BareReflector,
 }
 
 impl Receiver {
@@ -79,6 +86,8 @@ impl Receiver {
             Receiver::AfXdpEcho => "R3e netdemux AF_XDP udp-echo (answers sent)",
             Receiver::AfXdpSinkSkb => "R4 R2 with XDP in skb (generic) mode",
             Receiver::Mix => "R6 50/50 hit/miss: sink + kernel socket",
+            Receiver::BareConsumer => "Rbc bare AF_XDP consumer (redirect all, return frames)",
+            Receiver::BareReflector => "Rbr bare AF_XDP reflector (redirect all, swap, transmit)",
         }
     }
     fn key(self) -> &'static str {
@@ -90,6 +99,8 @@ impl Receiver {
             Receiver::AfXdpEcho => "r3e_afxdp_echo",
             Receiver::AfXdpSinkSkb => "r4_afxdp_sink_skb",
             Receiver::Mix => "r6_mix",
+            Receiver::BareConsumer => "rbc_bare_consumer",
+            Receiver::BareReflector => "rbr_bare_reflector",
         }
     }
 }
@@ -188,7 +199,115 @@ fn pin_napi(tb: &Testbed, layout: Layout) -> Result<()> {
     Ok(())
 }
 
+/// A bare receiver: the redirect-all program attached to veth_b and one AF_XDP socket on queue
+/// 0, served on CPU 1 by the same socket code as a queue worker, waiting the same way.
+struct Bare {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<Result<()>>,
+}
+
+/// Swaps the Ethernet addresses, the IPv4 addresses and the UDP ports of a 64-byte-class frame
+/// in place (the checksums stay right: both sums are symmetric); its length, or 0 to recycle.
+fn reflect(f: &mut [u8]) -> u32 {
+    if f.len() < 42 || f[12..14] != [0x08, 0x00] {
+        return 0;
+    }
+    for (a, b) in [(0, 6), (26, 30), (34, 36)] {
+        let n = if a == 34 {
+            2
+        } else if a == 0 {
+            6
+        } else {
+            4
+        };
+        for i in 0..n {
+            f.swap(a + i, b + i);
+        }
+    }
+    f.len() as u32
+}
+
+fn start_bare(
+    tb: &Testbed,
+    layout: Layout,
+    reflector: bool,
+    count: Arc<AtomicU64>,
+) -> Result<Bare> {
+    use netdemux::xsk::{Verdict, XskConfig, XskSocket};
+    let (stop, veth) = (Arc::new(AtomicBool::new(false)), tb.veth_b.clone());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stop2 = stop.clone();
+    let handle = in_netns(&tb.ns_b, move || -> Result<()> {
+        let set_up = || -> Result<(aya::Ebpf, XskSocket)> {
+            let mut ebpf = object::open(1)?;
+            let mut maps = netdemux::control::maps::DemuxMaps::take(&mut ebpf, None)?;
+            let ifindex = netdemux::control::iface::Interface::link(&veth)?.ifindex()?;
+            let cfg = XskConfig {
+                busy_poll: layout == Layout::BusyPoll,
+                ..XskConfig::default()
+            };
+            let sock = XskSocket::open(ifindex, 0, &cfg)?;
+            maps.xsks.set(
+                0,
+                std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sock)),
+                0,
+            )?;
+            let prog = object::load_program(&mut ebpf, program_names::REDIRECT_ALL)?;
+            prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver)?;
+            drop(maps);
+            Ok((ebpf, sock))
+        };
+        let (ebpf, mut sock) = match set_up() {
+            Ok(x) => {
+                ready_tx.send(Ok(())).ok();
+                x
+            }
+            Err(e) => {
+                ready_tx.send(Err(format!("{e:#}"))).ok();
+                return Err(e);
+            }
+        };
+        let mut cpus = nix::sched::CpuSet::new();
+        cpus.set(1)?;
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)?;
+        while !stop2.load(Ordering::Relaxed) {
+            sock.complete();
+            let b = sock.receive(|f| {
+                if reflector {
+                    match reflect(f) {
+                        0 => Verdict::Recycle,
+                        n => Verdict::Transmit(n),
+                    }
+                } else {
+                    Verdict::Recycle
+                }
+            });
+            count.fetch_add(
+                if reflector { b.tx } else { b.rx } as u64,
+                Ordering::Relaxed,
+            );
+            if b.rx == 0 {
+                // As a queue worker idles: a spin with a kick, or poll(2).
+                if layout == Layout::BusyPoll {
+                    sock.kick();
+                } else {
+                    sock.wait(Duration::from_millis(100))?;
+                }
+            }
+        }
+        drop(sock);
+        drop(ebpf);
+        Ok(())
+    });
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(Bare { stop, handle }),
+        Ok(Err(e)) => bail!("bare receiver: {e}"),
+        Err(_) => bail!("bare receiver thread died"),
+    }
+}
+
 struct Setup {
+    bare: Option<Bare>,
     drop_prog: Option<aya::Ebpf>,
     daemon: Option<Daemon>,
     reader: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
@@ -198,6 +317,7 @@ struct Setup {
 fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
     let kernel_count = Arc::new(AtomicU64::new(0));
     let mut s = Setup {
+        bare: None,
         drop_prog: None,
         daemon: None,
         reader: None,
@@ -205,6 +325,10 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
     };
     match r {
         Receiver::XdpDrop => s.drop_prog = Some(attach_drop(tb)?),
+        Receiver::BareConsumer | Receiver::BareReflector => {
+            let reflector = r == Receiver::BareReflector;
+            s.bare = Some(start_bare(tb, layout, reflector, kernel_count.clone())?);
+        }
         Receiver::KernelNoProgram => {
             must(
                 "ip",
@@ -263,6 +387,12 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
 }
 
 fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
+    if let Some(b) = s.bare {
+        b.stop.store(true, Ordering::Relaxed);
+        b.handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("bare receiver panicked"))??;
+    }
     if let Some((stop, h)) = s.reader {
         stop.store(true, Ordering::Relaxed);
         let _ = h.join();
@@ -284,7 +414,11 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
         Receiver::KernelBehindDemux => {
             tb.netdemux_ok(&["detach", "--iface", &tb.veth_b])?;
         }
-        Receiver::AfXdpSink | Receiver::AfXdpEcho | Receiver::Mix => {}
+        Receiver::AfXdpSink
+        | Receiver::AfXdpEcho
+        | Receiver::Mix
+        | Receiver::BareConsumer
+        | Receiver::BareReflector => {}
         Receiver::AfXdpSinkSkb => {
             tb.netdemux_ok(&["detach", "--iface", &tb.veth_b])?;
             must(
@@ -302,9 +436,10 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
 fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
     Ok(match r {
         Receiver::XdpDrop => ethtool_sum(tb, &tb.ns_b, &tb.veth_b, "xdp_drops"),
-        Receiver::KernelNoProgram | Receiver::KernelBehindDemux => {
-            s.kernel_count.load(Ordering::Relaxed)
-        }
+        Receiver::KernelNoProgram
+        | Receiver::KernelBehindDemux
+        | Receiver::BareConsumer
+        | Receiver::BareReflector => s.kernel_count.load(Ordering::Relaxed),
         Receiver::AfXdpSink | Receiver::AfXdpSinkSkb | Receiver::Mix => {
             let v: serde_json::Value = serde_json::from_str(
                 &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
@@ -332,7 +467,7 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
 /// Receiver-side losses the kernel counted (ring full, socket buffer full).
 fn receiver_drops(tb: &Testbed, r: Receiver) -> Result<u64> {
     Ok(match r {
-        Receiver::XdpDrop => 0,
+        Receiver::XdpDrop | Receiver::BareConsumer | Receiver::BareReflector => 0,
         Receiver::KernelNoProgram | Receiver::KernelBehindDemux => udp_rcvbuf_errors(&tb.ns_b),
         Receiver::AfXdpSink | Receiver::AfXdpEcho | Receiver::AfXdpSinkSkb | Receiver::Mix => {
             let v: serde_json::Value = serde_json::from_str(
@@ -399,7 +534,17 @@ fn offer_load(tb: &Testbed, secs: f64, mix: bool) -> Result<serde_json::Value> {
 }
 
 fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only KEY,KEY` and `--layout pinned|busy_poll` narrow a run (for profiling; the report
+    // wants the whole table).
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let only = after("--only");
+    let only_layout = after("--layout");
     let (secs, reps) = if quick { (2.0, 2) } else { (3.0, 3) };
     if !nix::unistd::geteuid().is_root() {
         bail!("the UDP benchmark creates namespaces and loads BPF programs: run it as root");
@@ -413,8 +558,21 @@ fn main() -> Result<()> {
         Receiver::AfXdpEcho,
         Receiver::AfXdpSinkSkb,
         Receiver::Mix,
+        Receiver::BareConsumer,
+        Receiver::BareReflector,
     ];
-    let layouts = [Layout::Pinned, Layout::BusyPoll];
+    let receivers: Vec<Receiver> = receivers
+        .into_iter()
+        .filter(|r| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|k| r.key().starts_with(k)))
+        })
+        .collect();
+    let layouts: Vec<Layout> = [Layout::Pinned, Layout::BusyPoll]
+        .into_iter()
+        .filter(|l| only_layout.as_deref().is_none_or(|o| o == l.key()))
+        .collect();
+    let partial = only.is_some() || only_layout.is_some();
     let mut samples: Vec<Vec<Vec<serde_json::Value>>> =
         vec![vec![Vec::new(); receivers.len()]; layouts.len()];
     for rep in 0..=reps {
@@ -492,7 +650,11 @@ fn main() -> Result<()> {
         println!("| {} | {} |", r.name(), cells.join(" | "));
         rows.insert(r.key().to_string(), serde_json::Value::Object(per_layout));
     }
-    for layout in layouts {
+    if partial {
+        println!("(a partial run: no ratios, no results file)");
+        return Ok(());
+    }
+    for &layout in &layouts {
         let ratio = |a: &str, b: &str| rate[&(layout.key(), a)] / rate[&(layout.key(), b)];
         ratios.insert(
             layout.key().to_string(),
@@ -503,6 +665,8 @@ fn main() -> Result<()> {
                 "echo_vs_kernel_udp": ratio("r3e_afxdp_echo", "rnone_kernel_recvmmsg"),
                 "skb_mode_vs_native": ratio("r4_afxdp_sink_skb", "r2_afxdp_sink"),
                 "mix_vs_kernel_udp": ratio("r6_mix", "rnone_kernel_recvmmsg"),
+                "sink_vs_bare_consumer": ratio("r2_afxdp_sink", "rbc_bare_consumer"),
+                "echo_vs_bare_reflector": ratio("r3e_afxdp_echo", "rbr_bare_reflector"),
             }),
         );
     }

@@ -114,6 +114,7 @@ fn main() -> Result<()> {
     let out = serde_json::json!({
         "benchmark": "udp_echo_latency",
         "quick": quick,
+        "provenance": netdemux::testbed::provenance(quick),
         "samples_each": ours.len(),
         "kernel_us": {"p50": k50, "p99": k99},
         "netdemux_us": {"p50": o50, "p99": o99},

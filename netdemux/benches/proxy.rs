@@ -304,6 +304,7 @@ fn main() -> Result<()> {
     let out = serde_json::json!({
         "benchmark": "tcp_proxy",
         "quick": quick,
+        "provenance": netdemux::testbed::provenance(quick),
         "seconds_each": seconds,
         "bulk_bytes": bytes,
         "rounds": 3,

@@ -1,12 +1,17 @@
-//! `cargo xtask bench` ends here: the results of the xdp, udp, echo and tcp benchmarks (their
-//! `bench/results/*-latest.json`) merged into one dated record, `bench/results/<UTC date>.json`,
-//! copied to `bench/results/latest.json`, with the headline ratios in one `"ratios"` object and a
-//! markdown table, `bench/results/latest.md`, and a PNG plot, `bench/results/latest.png`
-//! (Mpps per receiver in both layouts; echo latency percentiles). A ratio whose benchmark has not
-//! run is `null`. Usage: report
+//! `cargo xtask bench` ends here: the results of one run of the xdp, udp, echo, tcp and proxy
+//! benchmarks (their `bench/results/*-latest.json`, each with its provenance) merged into one
+//! record, `bench/results/<UTC timestamp>.json` (never overwritten), copied to
+//! `bench/results/latest.json`, with the headline ratios in one `"ratios"` object; every table in
+//! `bench/results/latest.md`, which is also written into README.md between its markers (a test
+//! checks they match); and a PNG plot, `bench/results/latest.png`.
+//!
+//! Only results of one run are merged: the run `cargo xtask bench` names in
+//! `NETDEMUX_BENCH_RUN` (or, run by hand, the newest run among the files). A file from another
+//! run is left out and said so (its ratios are `null`), and results of one run that disagree on
+//! commit, CPU or kernel are refused. Usage: report
 use std::{fs, path::PathBuf};
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
@@ -16,171 +21,346 @@ fn read(dir: &std::path::Path, name: &str) -> Option<Value> {
         .and_then(|t| serde_json::from_str(&t).ok())
 }
 
-/// Today's UTC date as YYYY-MM-DD (civil from days, Howard Hinnant's algorithm).
-fn utc_date() -> String {
-    let days = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
-        .unwrap_or(0) as i64;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
+/// The README's generated part lies between these lines.
+const BEGIN: &str = "<!-- bench/results/latest.md: written by `cargo xtask bench`; do not edit -->";
+const END: &str = "<!-- end of bench/results/latest.md -->";
+
+const BENCHES: [&str; 5] = ["xdp", "udp", "echo", "tcp", "proxy"];
 
 fn main() -> Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    let (xdp, udp, echo, tcp) = (
-        read(&dir, "xdp-latest.json"),
-        read(&dir, "udp-latest.json"),
-        read(&dir, "echo-latest.json"),
-        read(&dir, "tcp-latest.json"),
-    );
-    let proxy = read(&dir, "proxy-latest.json");
-    let proxy_ratio = |k: &str| {
-        proxy
-            .as_ref()
-            .map(|p| p["ratios"][k].clone())
-            .unwrap_or(Value::Null)
+    let files: Vec<(&str, Option<Value>)> = BENCHES
+        .iter()
+        .map(|b| (*b, read(&dir, &format!("{b}-latest.json"))))
+        .collect();
+    let run_of = |v: &Value| v["provenance"]["run"].as_str().map(str::to_string);
+    let run = match std::env::var(netdemux::testbed::BENCH_RUN_VAR) {
+        Ok(r) => r,
+        Err(_) => files
+            .iter()
+            .filter_map(|(_, v)| v.as_ref().and_then(run_of))
+            .max()
+            .ok_or_else(|| {
+                anyhow!(
+                    "no benchmark results with a provenance in {}",
+                    dir.display()
+                )
+            })?,
     };
-    let tcp_ratio = |k: &str| {
-        tcp.as_ref()
-            .map(|t| t["ratios"][k].clone())
-            .unwrap_or(Value::Null)
+    let mut merged = serde_json::Map::new();
+    let mut left_out = Vec::new();
+    let mut first: Option<Value> = None;
+    for (name, v) in files {
+        let Some(v) = v else {
+            merged.insert(name.into(), Value::Null);
+            continue;
+        };
+        if run_of(&v).as_deref() != Some(run.as_str()) {
+            println!(
+                "left out: {name}-latest.json is from run {}, not this run ({run})",
+                run_of(&v).unwrap_or_else(|| "unknown (no provenance)".into())
+            );
+            left_out.push(json!({"benchmark": name, "run": run_of(&v)}));
+            merged.insert(name.into(), Value::Null);
+            continue;
+        }
+        let p = &v["provenance"];
+        if let Some(f) = &first {
+            for k in ["commit", "dirty", "cpu", "cores", "kernel"] {
+                if f[k] != p[k] {
+                    bail!(
+                        "results of run {run} disagree on {k} ({} vs {} in {name}): refusing to merge them",
+                        f[k],
+                        p[k]
+                    );
+                }
+            }
+        } else {
+            first = Some(p.clone());
+        }
+        merged.insert(name.into(), v);
+    }
+    let Some(provenance) = first else {
+        bail!("no results of run {run} in {}", dir.display());
+    };
+    let get = |b: &str| merged.get(b).filter(|v| !v.is_null());
+    let (xdp, udp, echo, tcp, proxy) = (
+        get("xdp"),
+        get("udp"),
+        get("echo"),
+        get("tcp"),
+        get("proxy"),
+    );
+    let ratio = |v: Option<&Value>, path: &[&str]| {
+        let mut x = v.cloned().unwrap_or(Value::Null);
+        for k in path {
+            x = x[*k].clone();
+        }
+        x
     };
     // Headline ratios: the udp ones from the busy-poll layout (the one to run netdemux in), the
     // other layout's beside them.
-    let udp_ratio = |layout: &str, k: &str| {
-        udp.as_ref()
-            .map(|u| u["ratios"][layout][k].clone())
-            .unwrap_or(Value::Null)
-    };
     let ratios = json!({
-        "hit_vs_drop": udp_ratio("busy_poll", "hit_vs_drop"),
-        "stack_vs_kernel_udp": udp_ratio("busy_poll", "stack_vs_kernel_udp"),
-        "miss_tax": udp_ratio("busy_poll", "miss_tax"),
-        "tcp_reqs_vs_kernel": tcp_ratio("tcp_reqs_vs_kernel"),
-        "tcp_p50_vs_kernel": tcp_ratio("tcp_p50_vs_kernel"),
-        "tcp_p99_vs_kernel": tcp_ratio("tcp_p99_vs_kernel"),
-        "program_hit_vs_empty": xdp.as_ref().map(|x| x["ratios"]["program_hit_vs_empty"].clone()).unwrap_or(Value::Null),
-        "echo_p50_vs_kernel": echo.as_ref().map(|e| e["ratios"]["echo_p50_vs_kernel"].clone()).unwrap_or(Value::Null),
-        "echo_p99_vs_kernel": echo.as_ref().map(|e| e["ratios"]["echo_p99_vs_kernel"].clone()).unwrap_or(Value::Null),
-        "pinned_layout": udp.as_ref().map(|u| u["ratios"]["pinned"].clone()).unwrap_or(Value::Null),
-        "proxy_reqs_vs_kernel": proxy_ratio("proxy_reqs_vs_kernel"),
-        "proxy_p99_vs_kernel": proxy_ratio("proxy_p99_vs_kernel"),
-        "proxy_bulk_vs_kernel": proxy_ratio("proxy_bulk_vs_kernel"),
+        "sink_vs_bare_consumer": ratio(udp, &["ratios", "busy_poll", "sink_vs_bare_consumer"]),
+        "echo_vs_bare_reflector": ratio(udp, &["ratios", "busy_poll", "echo_vs_bare_reflector"]),
+        "hit_vs_drop": ratio(udp, &["ratios", "busy_poll", "hit_vs_drop"]),
+        "stack_vs_kernel_udp": ratio(udp, &["ratios", "busy_poll", "stack_vs_kernel_udp"]),
+        "miss_tax": ratio(udp, &["ratios", "busy_poll", "miss_tax"]),
+        "pinned_layout": ratio(udp, &["ratios", "pinned"]),
+        "program_hit_vs_empty": ratio(xdp, &["ratios", "program_hit_vs_empty"]),
+        "program_hit_minus_empty_ns": ratio(xdp, &["ratios", "program_hit_minus_empty_ns"]),
+        "hit_growth_1_to_max": ratio(xdp, &["ratios", "hit_growth_1_to_max"]),
+        "echo_p50_vs_kernel": ratio(echo, &["ratios", "echo_p50_vs_kernel"]),
+        "echo_p99_vs_kernel": ratio(echo, &["ratios", "echo_p99_vs_kernel"]),
+        "tcp_reqs_vs_kernel": ratio(tcp, &["ratios", "tcp_reqs_vs_kernel"]),
+        "tcp_p50_vs_kernel": ratio(tcp, &["ratios", "tcp_p50_vs_kernel"]),
+        "tcp_p99_vs_kernel": ratio(tcp, &["ratios", "tcp_p99_vs_kernel"]),
+        "proxy_reqs_vs_kernel": ratio(proxy, &["ratios", "proxy_reqs_vs_kernel"]),
+        "proxy_p99_vs_kernel": ratio(proxy, &["ratios", "proxy_p99_vs_kernel"]),
+        "proxy_bulk_vs_kernel": ratio(proxy, &["ratios", "proxy_bulk_vs_kernel"]),
     });
-    let date = utc_date();
-    let record = json!({
-        "date": date, "ratios": ratios, "xdp": xdp, "udp": udp, "echo": echo, "tcp": tcp,
-        "proxy": proxy,
-    });
+    let stamp = provenance["timestamp"]
+        .as_str()
+        .unwrap_or("unknown")
+        .replace(':', "-");
+    let mut record =
+        json!({"run": run, "provenance": provenance, "ratios": ratios, "left_out": left_out});
+    if let Some(o) = record.as_object_mut() {
+        o.extend(merged.clone());
+    }
     let text = serde_json::to_string_pretty(&record)? + "\n";
-    fs::write(dir.join(format!("{date}.json")), &text).context("write the dated results")?;
+    // A dated record is never overwritten.
+    let mut dated = dir.join(format!("{stamp}.json"));
+    let mut n = 2;
+    while dated.exists() {
+        dated = dir.join(format!("{stamp}-{n}.json"));
+        n += 1;
+    }
+    fs::write(&dated, &text).context("write the dated results")?;
     fs::write(dir.join("latest.json"), &text).context("write latest.json")?;
 
-    let f = |v: &Value| {
-        v.as_f64()
-            .map(|x| format!("{x:.2}"))
-            .unwrap_or_else(|| "—".into())
-    };
-    let mut md =
-        format!("# netdemux benchmarks, {date}\n\n| ratio | goal | measured |\n|---|---|---:|\n");
-    for (name, goal, value) in [
-        (
-            "AF_XDP sink / XDP_DROP (busy-poll layout)",
-            "≥ 0.90",
-            &ratios["hit_vs_drop"],
-        ),
-        (
-            "AF_XDP sink / kernel recvmmsg (busy-poll layout)",
-            "≥ 8",
-            &ratios["stack_vs_kernel_udp"],
-        ),
-        (
-            "AF_XDP sink / kernel recvmmsg (pinned layout)",
-            "≥ 8",
-            &ratios["pinned_layout"]["stack_vs_kernel_udp"],
-        ),
-        (
-            "miss tax: kernel behind netdemux / kernel alone",
-            "≥ 0.97",
-            &ratios["miss_tax"],
-        ),
-        (
-            "program hit / empty XDP program",
-            "≤ 2.2",
-            &ratios["program_hit_vs_empty"],
-        ),
-        (
-            "echo round trip p50 / kernel echo",
-            "≤ 1",
-            &ratios["echo_p50_vs_kernel"],
-        ),
-        (
-            "echo round trip p99 / kernel echo",
-            "≤ 1",
-            &ratios["echo_p99_vs_kernel"],
-        ),
-        (
-            "HTTP keep-alive requests/s / kernel (tokio)",
-            "≥ 1.5",
-            &ratios["tcp_reqs_vs_kernel"],
-        ),
-        (
-            "HTTP request latency p99 / kernel (tokio)",
-            "≤ 1",
-            &ratios["tcp_p99_vs_kernel"],
-        ),
-        (
-            "TCP proxy requests/s / kernel proxy (tokio)",
-            "≥ 1",
-            &ratios["proxy_reqs_vs_kernel"],
-        ),
-        (
-            "TCP proxy request latency p99 / kernel proxy (tokio)",
-            "≤ 1",
-            &ratios["proxy_p99_vs_kernel"],
-        ),
-        (
-            "TCP proxy bulk throughput / kernel proxy (tokio)",
-            "≥ 1",
-            &ratios["proxy_bulk_vs_kernel"],
-        ),
-    ] {
-        md.push_str(&format!("| {name} | {goal} | {} |\n", f(value)));
-    }
-    if let Some(u) = &udp {
-        md.push_str("\n| receiver (Mpps) | pinned | busy-poll |\n|---|---:|---:|\n");
-        if let Some(rows) = u["receivers"].as_object() {
-            for (key, r) in rows {
-                md.push_str(&format!(
-                    "| {key} | {} | {} |\n",
-                    f(&r["pinned"]["received_mpps"]),
-                    f(&r["busy_poll"]["received_mpps"])
-                ));
-            }
-        }
-    }
+    let md = markdown(&run, &record, xdp, udp, echo, tcp, proxy);
     fs::write(dir.join("latest.md"), &md).context("write latest.md")?;
+    embed_in_readme(&dir.join("../../README.md"), &md)?;
     print!("{md}");
     let png = dir.join("latest.png");
-    match plot(&png, &date, udp.as_ref(), echo.as_ref()) {
-        Ok(()) => {
-            println!("\nresults: bench/results/{date}.json, latest.json, latest.md, latest.png")
-        }
+    let date = provenance["timestamp"]
+        .as_str()
+        .unwrap_or("")
+        .get(..10)
+        .unwrap_or("");
+    match plot(&png, date, udp, echo) {
+        Ok(()) => println!(
+            "\nresults: {}, latest.json, latest.md (and README.md), latest.png",
+            dated.display()
+        ),
         Err(e) => {
-            println!("\nresults: bench/results/{date}.json, latest.json, latest.md");
+            println!(
+                "\nresults: {}, latest.json, latest.md (and README.md)",
+                dated.display()
+            );
             eprintln!("no plot: {e:#}");
         }
     }
     Ok(())
+}
+
+/// Replaces the README's generated part with `md`.
+fn embed_in_readme(path: &std::path::Path, md: &str) -> Result<()> {
+    let readme = fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let (Some(a), Some(b)) = (readme.find(BEGIN), readme.find(END)) else {
+        bail!(
+            "{} has no generated part (its markers are missing)",
+            path.display()
+        );
+    };
+    let out = format!("{}{BEGIN}\n{md}{}", &readme[..a], &readme[b..]);
+    fs::write(path, out).with_context(|| format!("write {}", path.display()))
+}
+
+fn num(v: &Value, digits: usize) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:.digits$}"))
+        .unwrap_or_else(|| "—".into())
+}
+
+/// Every table of the run, with its provenance.
+fn markdown(
+    run: &str,
+    record: &Value,
+    xdp: Option<&Value>,
+    udp: Option<&Value>,
+    echo: Option<&Value>,
+    tcp: Option<&Value>,
+    proxy: Option<&Value>,
+) -> String {
+    let p = &record["provenance"];
+    let ratios = &record["ratios"];
+    let mut md = format!(
+        "Run {run}: commit {}{}, {} ({} cores), Linux {}{}.\n\n",
+        p["commit"]
+            .as_str()
+            .map(|c| &c[..c.len().min(12)])
+            .unwrap_or("unknown"),
+        if p["dirty"].as_bool() == Some(false) {
+            ""
+        } else {
+            " (with local changes)"
+        },
+        p["cpu"].as_str().unwrap_or("unknown CPU"),
+        p["cores"],
+        p["kernel"].as_str().unwrap_or("?"),
+        if p["quick"].as_bool() == Some(true) {
+            ", quick"
+        } else {
+            ""
+        },
+    );
+    if let Some(l) = record["left_out"].as_array().filter(|l| !l.is_empty()) {
+        let names: Vec<&str> = l.iter().filter_map(|x| x["benchmark"].as_str()).collect();
+        md.push_str(&format!("Not in this run: {}.\n\n", names.join(", ")));
+    }
+    md.push_str("| ratio | goal | measured |\n|---|---|---:|\n");
+    for (name, goal, key) in [
+        (
+            "AF_XDP sink / bare AF_XDP consumer (busy-poll)",
+            "≥ 0.95",
+            "sink_vs_bare_consumer",
+        ),
+        (
+            "AF_XDP echo / bare AF_XDP reflector (busy-poll)",
+            "≥ 0.95",
+            "echo_vs_bare_reflector",
+        ),
+        ("AF_XDP sink / XDP_DROP (busy-poll)", "—", "hit_vs_drop"),
+        (
+            "AF_XDP sink / kernel recvmmsg (busy-poll)",
+            "—",
+            "stack_vs_kernel_udp",
+        ),
+        (
+            "miss tax: kernel behind netdemux / kernel alone (busy-poll)",
+            "≥ 0.97",
+            "miss_tax",
+        ),
+        (
+            "program hit − empty program, ns (test_run)",
+            "≤ 25",
+            "program_hit_minus_empty_ns",
+        ),
+        (
+            "program hit cost, 1 → most bindings",
+            "≤ 1.15",
+            "hit_growth_1_to_max",
+        ),
+        (
+            "echo round trip p50 / kernel echo",
+            "≤ 0.8",
+            "echo_p50_vs_kernel",
+        ),
+        (
+            "echo round trip p99 / kernel echo",
+            "≤ 0.8",
+            "echo_p99_vs_kernel",
+        ),
+        (
+            "HTTP requests/s / kernel (tokio, 1 thread)",
+            "≥ 1.5",
+            "tcp_reqs_vs_kernel",
+        ),
+        (
+            "HTTP p99 / kernel (tokio, 1 thread)",
+            "≤ 1",
+            "tcp_p99_vs_kernel",
+        ),
+        (
+            "TCP proxy requests/s / kernel relay",
+            "—",
+            "proxy_reqs_vs_kernel",
+        ),
+        ("TCP proxy p99 / kernel relay", "—", "proxy_p99_vs_kernel"),
+        ("TCP proxy bulk / kernel relay", "—", "proxy_bulk_vs_kernel"),
+    ] {
+        md.push_str(&format!("| {name} | {goal} | {} |\n", num(&ratios[key], 2)));
+    }
+    if let Some(x) = xdp {
+        md.push_str(
+            "\nXDP program, BPF_PROG_TEST_RUN, ns per run (median over repetitions, interleaved):\n\n\
+             | bindings | empty | hit | miss | hit − empty | miss − empty |\n|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for r in x["rows"].as_array().into_iter().flatten() {
+            let d = |k: &str| r[k].as_f64().unwrap_or(0.0) - r["empty_ns"].as_f64().unwrap_or(0.0);
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {:.1} | {:.1} |\n",
+                r["bindings"],
+                num(&r["empty_ns"], 1),
+                num(&r["hit_ns"], 1),
+                num(&r["miss_ns"], 1),
+                d("hit_ns"),
+                d("miss_ns")
+            ));
+        }
+    }
+    if let Some(u) = udp {
+        md.push_str(
+            "\nUDP receive, Mpps (offered → received, median; generator alone on CPU 0, receiver on CPU 1):\n\n\
+             | receiver | pinned | busy-poll |\n|---|---:|---:|\n",
+        );
+        for (key, r) in u["receivers"].as_object().into_iter().flatten() {
+            let cell = |l: &str| {
+                format!(
+                    "{} → {}",
+                    num(&r[l]["offered_mpps"], 2),
+                    num(&r[l]["received_mpps"], 2)
+                )
+            };
+            md.push_str(&format!(
+                "| {key} | {} | {} |\n",
+                cell("pinned"),
+                cell("busy_poll")
+            ));
+        }
+    }
+    if let Some(e) = echo {
+        md.push_str(&format!(
+            "\nUDP echo round trip, µs ({} samples each):\n\n| echo | p50 | p99 |\n|---|---:|---:|\n\
+             | kernel UDP socket | {} | {} |\n| netdemux --udp-echo | {} | {} |\n",
+            e["samples_each"], num(&e["kernel_us"]["p50"], 1), num(&e["kernel_us"]["p99"], 1),
+            num(&e["netdemux_us"]["p50"], 1), num(&e["netdemux_us"]["p99"], 1)
+        ));
+    }
+    if let Some(t) = tcp {
+        let row = |k: &str| {
+            format!(
+                "{} | {} | {}",
+                num(&t[k]["requests_per_s"], 0),
+                num(&t[k]["p50_us"], 0),
+                num(&t[k]["p99_us"], 0)
+            )
+        };
+        md.push_str(&format!(
+            "\nHTTP keep-alive (wrk -t1 -c16), median of {} rounds:\n\n| responder | requests/s | p50 µs | p99 µs |\n|---|---:|---:|---:|\n\
+             | kernel TCP, tokio (1 thread) | {} |\n| netdemux --http | {} |\n",
+            t["rounds"], row("kernel"), row("netdemux")
+        ));
+    }
+    if let Some(x) = proxy {
+        let row = |k: &str| {
+            format!(
+                "{} | {} | {} | {}",
+                num(&x[k]["requests_per_s"], 0),
+                num(&x[k]["p50_us"], 0),
+                num(&x[k]["p99_us"], 0),
+                num(&x[k]["bulk_gbps"], 2)
+            )
+        };
+        md.push_str(&format!(
+            "\nTCP proxy (wrk -t1 -c16 and a 256 MB transfer), median of {} rounds:\n\n| proxy | requests/s | p50 µs | p99 µs | bulk Gbit/s |\n|---|---:|---:|---:|---:|\n\
+             | kernel relay, tokio (1 thread) | {} |\n| netdemux --tcp-proxy | {} |\n",
+            x["rounds"], row("kernel"), row("netdemux")
+        ));
+    }
+    md
 }
 
 /// The first of the usual sans-serif TrueType fonts present (Debian: fonts-dejavu-core, which

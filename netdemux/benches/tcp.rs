@@ -217,6 +217,7 @@ fn main() -> Result<()> {
     let out = serde_json::json!({
         "benchmark": "http_keepalive",
         "quick": quick,
+        "provenance": netdemux::testbed::provenance(quick),
         "seconds_each": seconds,
         "rounds": 3,
         "offloads": settings,

@@ -674,6 +674,7 @@ fn main() -> Result<()> {
     let out = serde_json::json!({
         "benchmark": "udp_receive",
         "quick": quick,
+        "provenance": netdemux::testbed::provenance(quick),
         "seconds_per_sample": secs,
         "repetitions": reps,
         "kernel": fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),

@@ -3,8 +3,12 @@
 //! miss at growing binding-table sizes, beside an empty `return XDP_PASS` program measured in the
 //! same run and interleaved with it. Each figure is the median of several repetitions.
 //!
-//! A hit here has no AF_XDP socket behind it, so it includes the XSKMAP lookup of
-//! `bpf_redirect_map` and falls back to XDP_PASS; a miss is an exact plus a wildcard lookup.
+//! A hit is measured as in service: an AF_XDP socket (bound to a veth queue in a testbed) sits in
+//! the XSKMAP, so `bpf_redirect_map` finds it and the program counts a redirect; and over 16
+//! bound addresses spread through the table, each with its own frame, so the figure is not one
+//! hot bucket. The same hit with no socket behind it (the fallback to XDP_PASS) is reported
+//! beside it. A miss goes to a port with nothing bound. Differences to the empty program are
+//! reported in ns, with the spread (lowest to highest repetition).
 //!
 //! Output: a markdown table on stdout and `bench/results/xdp-latest.json`.
 //! Usage: xdp [--quick]   (root)
@@ -16,7 +20,11 @@ use aya::{
     maps::PerCpuValues,
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
-use netdemux::control::{binding::Binding, maps::DemuxMaps, object};
+use netdemux::{
+    control::{binding::Binding, maps::DemuxMaps, object},
+    testbed::{Testbed, in_netns},
+    xsk::{XskConfig, XskSocket},
+};
 use netdemux_common::{BindStats, program_names};
 
 struct Config {
@@ -55,7 +63,26 @@ fn filler(i: u32) -> Binding {
     }
 }
 
+const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
+/// Bound addresses whose hits are measured: 198.18.0.2:7000..7016.
+const MEASURED: u16 = 16;
+
+/// The average ns per run of `prog` over `frames`, `repeat` runs in all, split evenly; every run
+/// must end in `verdict`.
+fn ns_over(prog: &Xdp, frames: &[Vec<u8>], repeat: u32, verdict: u32) -> Result<f64> {
+    let each = (repeat / frames.len() as u32).max(1);
+    let mut sum = 0.0;
+    for f in frames {
+        sum += ns_per_run_verdict(prog, f, each, verdict)?;
+    }
+    Ok(sum / frames.len() as f64)
+}
+
 fn ns_per_run(prog: &Xdp, data: &[u8], repeat: u32) -> Result<f64> {
+    ns_per_run_verdict(prog, data, repeat, 2)
+}
+
+fn ns_per_run_verdict(prog: &Xdp, data: &[u8], repeat: u32, verdict: u32) -> Result<f64> {
     let r = prog
         .test_run(TestRunOptions {
             data_in: Some(data),
@@ -63,8 +90,8 @@ fn ns_per_run(prog: &Xdp, data: &[u8], repeat: u32) -> Result<f64> {
             ..Default::default()
         })
         .context("BPF_PROG_TEST_RUN")?;
-    if r.return_value != 2 {
-        bail!("unexpected verdict {}", r.return_value);
+    if r.return_value != verdict {
+        bail!("unexpected verdict {} (wanted {verdict})", r.return_value);
     }
     Ok(r.duration.as_nanos() as f64)
 }
@@ -86,13 +113,13 @@ fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let cfg = if quick {
         Config {
-            sizes: vec![1, 1_000, 100_000],
+            sizes: vec![16, 1_000, 100_000],
             repeat: 1_000_000,
             reps: 3,
         }
     } else {
         Config {
-            sizes: vec![1, 1_000, 100_000, 1_000_000],
+            sizes: vec![16, 1_000, 100_000, 1_000_000],
             repeat: 5_000_000,
             reps: 5,
         }
@@ -105,9 +132,22 @@ fn main() -> Result<()> {
     cpus.set(1).ok();
     let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus);
 
+    // An AF_XDP socket on a veth queue, for the XSKMAP of every object (a socket may sit in
+    // several maps).
+    let tb = Testbed::new("ndx", 1, BIN)?;
+    let veth = tb.veth_b.clone();
+    let sock = in_netns(&tb.ns_b, move || -> Result<XskSocket> {
+        let ifindex = netdemux::control::iface::Interface::link(&veth)?.ifindex()?;
+        Ok(XskSocket::open(ifindex, 0, &XskConfig::default())?)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("socket thread panicked"))??;
+    let sock_fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sock));
+
     // One object per table size, so every configuration can be measured interleaved.
     let hit = frame(7000);
-    let miss = frame(7001);
+    let hits: Vec<Vec<u8>> = (0..MEASURED).map(|i| frame(7000 + i)).collect();
+    let miss = frame(6999);
     let cpus_n = aya::util::nr_cpus().map_err(|(_, e)| e)?;
     let mut setups = Vec::new();
     for &size in &cfg.sizes {
@@ -116,8 +156,10 @@ fn main() -> Result<()> {
         let mut maps = DemuxMaps::take(&mut ebpf, None)?;
         object::load_program(&mut ebpf, program_names::PASS)?;
         object::load_demux(&mut ebpf)?;
-        maps.bind(&Binding::parse("udp", "198.18.0.2:7000")?)?;
-        for i in 1..size {
+        for i in 0..MEASURED {
+            maps.bind(&Binding::parse("udp", &format!("198.18.0.2:{}", 7000 + i))?)?;
+        }
+        for i in 1..size.saturating_sub(u32::from(MEASURED) - 1) {
             let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus_n])?;
             maps.binds[0].insert(filler(i).key(), zeros, 0)?;
         }
@@ -126,6 +168,22 @@ fn main() -> Result<()> {
             t.elapsed().as_secs_f64()
         );
         setups.push((size, ebpf, maps));
+    }
+    // Objects whose XSKMAP holds the socket: hits are redirected, as in service.
+    let mut with_socket = Vec::new();
+    for (size, _, _) in &setups {
+        let mut ebpf = object::open(size + 16)?;
+        let mut maps = DemuxMaps::take(&mut ebpf, None)?;
+        object::load_demux(&mut ebpf)?;
+        for i in 0..MEASURED {
+            maps.bind(&Binding::parse("udp", &format!("198.18.0.2:{}", 7000 + i))?)?;
+        }
+        for i in 1..size.saturating_sub(u32::from(MEASURED) - 1) {
+            let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus_n])?;
+            maps.binds[0].insert(filler(i).key(), zeros, 0)?;
+        }
+        maps.xsks.set(0, sock_fd, 0)?;
+        with_socket.push((ebpf, maps));
     }
     // Warm-up (discarded): about a second of runs over every configuration.
     let t = Instant::now();
@@ -137,13 +195,21 @@ fn main() -> Result<()> {
             ns_per_run(demux, &miss, cfg.repeat / 10)?;
         }
     }
-    let mut samples = vec![(Vec::new(), Vec::new(), Vec::new()); setups.len()];
+    let mut samples = vec![(Vec::new(), Vec::new(), Vec::new(), Vec::new()); setups.len()];
     for _ in 0..cfg.reps {
         for (i, (_, ebpf, _)) in setups.iter().enumerate() {
             let (empty, demux) = progs(ebpf)?;
+            let redirecting: &Xdp = with_socket[i]
+                .0
+                .program(program_names::DEMUX)
+                .unwrap()
+                .try_into()?;
             samples[i].0.push(ns_per_run(empty, &hit, cfg.repeat)?);
-            samples[i].1.push(ns_per_run(demux, &hit, cfg.repeat)?);
+            samples[i]
+                .1
+                .push(ns_over(redirecting, &hits, cfg.repeat, 4)?);
             samples[i].2.push(ns_per_run(demux, &miss, cfg.repeat)?);
+            samples[i].3.push(ns_over(demux, &hits, cfg.repeat, 2)?);
         }
     }
 
@@ -152,27 +218,39 @@ fn main() -> Result<()> {
         cfg.repeat, cfg.reps
     );
     println!(
-        "\n| bindings | empty XDP_PASS (ns) | hit (ns) | miss (ns) | hit / empty | miss / empty |"
+        "\n| bindings | empty (ns) | hit (ns) | hit, no socket (ns) | miss (ns) | hit − empty (ns, spread) | miss − empty (ns) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
-    for ((size, _, maps), (e, h, m)) in setups.iter().zip(samples) {
-        let (e, h, m) = (median(e), median(h), median(m));
-        println!(
-            "| {size} | {e:.0} | {h:.0} | {m:.0} | {:.2} | {:.2} |",
-            h / e,
-            m / e
+    for (i, ((size, _, _), (e, h, m, hn))) in setups.iter().zip(samples).enumerate() {
+        // The difference per repetition (both sides measured back to back), then its median.
+        let diffs: Vec<f64> = h.iter().zip(&e).map(|(h, e)| h - e).collect();
+        let (lo, hi) = (
+            diffs.iter().copied().fold(f64::MAX, f64::min),
+            diffs.iter().copied().fold(f64::MIN, f64::max),
         );
-        let matched = maps
+        let d = median(diffs);
+        let (e, h, m, hn) = (median(e), median(h), median(m), median(hn));
+        println!(
+            "| {size} | {e:.0} | {h:.0} | {hn:.0} | {m:.0} | {d:.1} ({lo:.0}–{hi:.0}) | {:.1} |",
+            m - e
+        );
+        let redirected = with_socket[i]
+            .1
             .binding_stats()?
             .iter()
-            .find(|(b, _)| b.addr.port() == 7000)
-            .map(|(_, s)| s.packets);
+            .filter(|(b, _)| b.addr.port() >= 7000)
+            .map(|(_, s)| s.packets)
+            .sum::<u64>();
         rows.push(serde_json::json!({
-            "bindings": size, "empty_ns": e, "hit_ns": h, "miss_ns": m,
-            "hit_vs_empty": h / e, "miss_vs_empty": m / e, "hit_binding_packets": matched,
+            "bindings": size, "empty_ns": e, "hit_ns": h, "hit_no_socket_ns": hn, "miss_ns": m,
+            "hit_minus_empty_ns": d, "hit_minus_empty_spread_ns": [lo, hi],
+            "hit_vs_empty": h / e, "miss_vs_empty": m / e, "hit_binding_packets": redirected,
         }));
     }
+    drop(with_socket);
+    drop(sock);
+    drop(tb);
     let first = &rows[0];
     let last = &rows[rows.len() - 1];
     let growth = last["hit_ns"].as_f64().unwrap() / first["hit_ns"].as_f64().unwrap();
@@ -194,6 +272,7 @@ fn main() -> Result<()> {
     let out = serde_json::json!({
         "benchmark": "xdp_test_run",
         "quick": quick,
+        "provenance": netdemux::testbed::provenance(quick),
         "repeat": cfg.repeat,
         "repetitions": cfg.reps,
         "kernel": kernel.trim(),
@@ -201,6 +280,7 @@ fn main() -> Result<()> {
         "rows": rows,
         "ratios": {
             "program_hit_vs_empty": first["hit_vs_empty"],
+            "program_hit_minus_empty_ns": first["hit_minus_empty_ns"],
             "hit_growth_1_to_max": growth,
             "miss_growth_1_to_max": miss_growth,
         },

@@ -221,23 +221,37 @@ fn bench(rest: &[&str]) -> Result<()> {
             "--quick" => quick = true,
             "xdp" | "udp" | "echo" | "tcp" | "proxy" => which.push(arg),
             "all" => which.extend(["xdp", "udp", "echo", "tcp", "proxy"]),
-            other => bail!("unknown benchmark '{other}' (available: xdp, udp, echo, tcp, all)"),
+            other => {
+                bail!("unknown benchmark '{other}' (available: xdp, udp, echo, tcp, proxy, all)")
+            }
         }
     }
     if which.is_empty() {
         which.extend(["xdp", "udp", "echo", "tcp", "proxy"]);
     }
     setup::setup()?;
+    // One id for all of this run's results: the report merges only those.
+    let run = format!(
+        "{}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        std::process::id()
+    );
+    let env = [("NETDEMUX_BENCH_RUN", run.as_str())];
     for bench in which {
         let mut args = vec!["bench", "-q", "-p", "netdemux", "--bench", bench, "--"];
         if quick {
             args.push("--quick");
         }
-        cmd::run("cargo", &args)?;
+        cmd::run_env("cargo", &args, &env)?;
     }
-    // One dated record of everything measured so far, with the headline ratios and a table.
-    cmd::run(
+    // One dated record of this run, with the headline ratios, the tables (also into README.md)
+    // and a plot.
+    cmd::run_env(
         "cargo",
         &["bench", "-q", "-p", "netdemux", "--bench", "report"],
+        &env,
     )
 }

@@ -465,7 +465,10 @@ pub fn provenance(quick: bool) -> serde_json::Value {
         "dirty": git(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"])
             .map(|s| !s.is_empty()),
         "cpu": cpu,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        // The machine's, not this process's (benchmarks pin themselves to one CPU).
+        "cores": std::fs::read_to_string("/proc/cpuinfo")
+            .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+            .unwrap_or(0),
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "quick": quick,
         "timestamp": timestamp,

@@ -3,8 +3,10 @@
 //!
 //! A kernel UDP client in the peer namespace sends one 32-byte datagram and waits for its answer,
 //! `n` times, timing each round trip; the first 10% are a discarded warm-up. The two echoes are
-//! measured alternately, 3 rounds each, and the percentiles are taken over all their samples.
-//! Default veth layout (no threaded NAPI), 1 queue; the netdemux worker waits in poll(2).
+//! measured in 3 rounds each, in a random order per round, and the percentiles (p50, p99,
+//! p99.9, max) are taken over all their samples. Both sides are pinned the same way: the client
+//! on CPU 0, the echo (the kernel echo's thread, the netdemux worker) on CPU 1. Default veth
+//! layout (no threaded NAPI), 1 queue; the netdemux worker waits in poll(2).
 //! Output: a markdown table and `bench/results/echo-latest.json`. Usage: echo [--quick]  (root)
 
 use std::{
@@ -28,6 +30,7 @@ const DST: &str = "198.18.0.2:7000";
 /// Round-trip times in microseconds for `n` ping-pongs from namespace a.
 fn ping_pong(tb: &Testbed, n: usize) -> Result<Vec<f64>> {
     in_netns(&tb.ns_a, move || -> Result<Vec<f64>> {
+        pin(0);
         let sock = UdpSocket::bind("0.0.0.0:0")?;
         sock.connect(DST)?;
         sock.set_read_timeout(Some(Duration::from_secs(1)))?;
@@ -49,10 +52,19 @@ fn ping_pong(tb: &Testbed, n: usize) -> Result<Vec<f64>> {
     .map_err(|_| anyhow::anyhow!("client panicked"))?
 }
 
+/// Pins the calling thread to `cpu`.
+fn pin(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
+
 /// A kernel UDP echo on DST in namespace b until `stop`.
 fn kernel_echo(tb: &Testbed, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let h = in_netns(&tb.ns_b, move || {
+        pin(1);
         let sock = UdpSocket::bind(DST).expect("bind the kernel echo");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -80,32 +92,62 @@ fn main() -> Result<()> {
     }
     let tb = Testbed::new("nde", 1, BIN)?;
     let (mut kernel, mut ours) = (Vec::new(), Vec::new());
+    // A random order per round (xorshift seeded from the clock), recorded in the results.
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64 | 1)
+        .unwrap_or(1);
+    let mut order = Vec::new();
     for _ in 0..3 {
-        let stop = Arc::new(AtomicBool::new(false));
-        let h = kernel_echo(&tb, stop.clone());
-        kernel.extend(ping_pong(&tb, n)?);
-        stop.store(true, Ordering::Relaxed);
-        let _ = h.join();
-
-        let d = Daemon::start(&tb, &["--udp-echo", DST])?;
-        let r = ping_pong(&tb, n);
-        d.stop()?;
-        ours.extend(r?);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let kernel_first = seed.is_multiple_of(2);
+        order.push(if kernel_first {
+            "kernel, netdemux"
+        } else {
+            "netdemux, kernel"
+        });
+        for side in if kernel_first {
+            [true, false]
+        } else {
+            [false, true]
+        } {
+            if side {
+                let stop = Arc::new(AtomicBool::new(false));
+                let h = kernel_echo(&tb, stop.clone());
+                let r = ping_pong(&tb, n);
+                stop.store(true, Ordering::Relaxed);
+                let _ = h.join();
+                kernel.extend(r?);
+            } else {
+                let d = Daemon::start(&tb, &["--udp-echo", DST, "--cpu", "1"])?;
+                let r = ping_pong(&tb, n);
+                d.stop()?;
+                ours.extend(r?);
+            }
+        }
     }
     drop(tb);
     kernel.sort_by(f64::total_cmp);
     ours.sort_by(f64::total_cmp);
     let row = |v: &[f64]| (percentile(v, 0.5), percentile(v, 0.99));
+    let tail = |v: &[f64]| (percentile(v, 0.999), v.last().copied().unwrap_or(0.0));
     let (k50, k99) = row(&kernel);
     let (o50, o99) = row(&ours);
+    let ((k999, kmax), (o999, omax)) = (tail(&kernel), tail(&ours));
     println!(
         "UDP echo round trip, 32-byte payload, kernel client in the peer namespace ({} samples each)\n",
         ours.len()
     );
-    println!("| echo | p50 (µs) | p99 (µs) |");
-    println!("|---|---:|---:|");
-    println!("| kernel UDP socket (recv_from/send_to) | {k50:.1} | {k99:.1} |");
-    println!("| netdemux --udp-echo (AF_XDP, copy mode) | {o50:.1} | {o99:.1} |");
+    println!("| echo | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| kernel UDP socket (recv_from/send_to) | {k50:.1} | {k99:.1} | {k999:.1} | {kmax:.1} |"
+    );
+    println!(
+        "| netdemux --udp-echo (AF_XDP, copy mode) | {o50:.1} | {o99:.1} | {o999:.1} | {omax:.1} |"
+    );
     println!(
         "\nratios netdemux/kernel: p50 {:.2}, p99 {:.2}",
         o50 / k50,
@@ -116,8 +158,10 @@ fn main() -> Result<()> {
         "quick": quick,
         "provenance": netdemux::testbed::provenance(quick),
         "samples_each": ours.len(),
-        "kernel_us": {"p50": k50, "p99": k99},
-        "netdemux_us": {"p50": o50, "p99": o99},
+        "order": order,
+        "pinning": "client on CPU 0; the kernel echo's thread and the netdemux worker on CPU 1",
+        "kernel_us": {"p50": k50, "p99": k99, "p99_9": k999, "max": kmax},
+        "netdemux_us": {"p50": o50, "p99": o99, "p99_9": o999, "max": omax},
         "ratios": {"echo_p50_vs_kernel": o50 / k50, "echo_p99_vs_kernel": o99 / k99},
     });
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");

@@ -323,10 +323,12 @@ fn markdown(
     }
     if let Some(e) = echo {
         md.push_str(&format!(
-            "\nUDP echo round trip, µs ({} samples each):\n\n| echo | p50 | p99 |\n|---|---:|---:|\n\
-             | kernel UDP socket | {} | {} |\n| netdemux --udp-echo | {} | {} |\n",
+            "\nUDP echo round trip, µs ({} samples each; client on CPU 0, echo on CPU 1):\n\n| echo | p50 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|\n\
+             | kernel UDP socket | {} | {} | {} | {} |\n| netdemux --udp-echo | {} | {} | {} | {} |\n",
             e["samples_each"], num(&e["kernel_us"]["p50"], 1), num(&e["kernel_us"]["p99"], 1),
-            num(&e["netdemux_us"]["p50"], 1), num(&e["netdemux_us"]["p99"], 1)
+            num(&e["kernel_us"]["p99_9"], 1), num(&e["kernel_us"]["max"], 1),
+            num(&e["netdemux_us"]["p50"], 1), num(&e["netdemux_us"]["p99"], 1),
+            num(&e["netdemux_us"]["p99_9"], 1), num(&e["netdemux_us"]["max"], 1)
         ));
     }
     if let Some(t) = tcp {

@@ -259,6 +259,27 @@ impl std::fmt::Display for XskError {
 
 impl std::error::Error for XskError {}
 
+/// Asks the kernel to busy-poll the device queue for `fd` (SO_PREFER_BUSY_POLL, SO_BUSY_POLL
+/// 20 µs, SO_BUSY_POLL_BUDGET one batch): what an AF_XDP socket gets with `busy_poll`, and what
+/// the benchmarks give a kernel UDP socket to compare like with like.
+pub fn set_busy_poll(fd: BorrowedFd<'_>) -> Result<(), XskError> {
+    let one: libc::c_int = 1;
+    let usecs: libc::c_int = 20;
+    let budget: libc::c_int = BATCH as libc::c_int;
+    step(
+        "SO_PREFER_BUSY_POLL",
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_PREFER_BUSY_POLL, &one),
+    )?;
+    step(
+        "SO_BUSY_POLL",
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &usecs),
+    )?;
+    step(
+        "SO_BUSY_POLL_BUDGET",
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_BUSY_POLL_BUDGET, &budget),
+    )
+}
+
 fn step<T>(step: &'static str, r: io::Result<T>) -> Result<T, XskError> {
     r.map_err(|error| XskError { step, error })
 }
@@ -363,21 +384,7 @@ impl XskSocket {
         )?;
 
         if cfg.busy_poll {
-            let one: libc::c_int = 1;
-            let usecs: libc::c_int = 20;
-            let budget: libc::c_int = BATCH as libc::c_int;
-            step(
-                "SO_PREFER_BUSY_POLL",
-                setsockopt(b, libc::SOL_SOCKET, libc::SO_PREFER_BUSY_POLL, &one),
-            )?;
-            step(
-                "SO_BUSY_POLL",
-                setsockopt(b, libc::SOL_SOCKET, libc::SO_BUSY_POLL, &usecs),
-            )?;
-            step(
-                "SO_BUSY_POLL_BUDGET",
-                setsockopt(b, libc::SOL_SOCKET, libc::SO_BUSY_POLL_BUDGET, &budget),
-            )?;
+            set_busy_poll(b)?;
         }
 
         let mut sock = XskSocket {

@@ -332,19 +332,23 @@ fn markdown(
         ));
     }
     if let Some(t) = tcp {
-        let row = |k: &str| {
+        let row = |v: &Value| {
             format!(
                 "{} | {} | {}",
-                num(&t[k]["requests_per_s"], 0),
-                num(&t[k]["p50_us"], 0),
-                num(&t[k]["p99_us"], 0)
+                num(&v["requests_per_s"], 0),
+                num(&v["p50_us"], 0),
+                num(&v["p99_us"], 0)
             )
         };
         md.push_str(&format!(
-            "\nHTTP keep-alive (wrk -t1 -c16), median of {} rounds:\n\n| responder | requests/s | p50 µs | p99 µs |\n|---|---:|---:|---:|\n\
-             | kernel TCP, tokio (1 thread) | {} |\n| netdemux --http | {} |\n",
-            t["rounds"], row("kernel"), row("netdemux")
+            "\nHTTP keep-alive (wrk -t1 -c16 on CPU 0, every server on CPU 1), median of {} rounds in random orders; ratios against the best kernel server ({}):\n\n| responder | requests/s | p50 µs | p99 µs |\n|---|---:|---:|---:|\n",
+            t["rounds"],
+            t["kernel_best"].as_str().unwrap_or("?")
         ));
+        for (name, v) in t["kernel_servers"].as_object().into_iter().flatten() {
+            md.push_str(&format!("| kernel TCP, {name} | {} |\n", row(v)));
+        }
+        md.push_str(&format!("| netdemux --http | {} |\n", row(&t["netdemux"])));
     }
     if let Some(x) = proxy {
         let row = |k: &str| {

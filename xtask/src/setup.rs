@@ -23,6 +23,8 @@ const PACKAGES: &[&str] = &[
     "curl",
     "python3-scapy",
     "wrk",
+    // The HTTP benchmark's nginx baseline.
+    "nginx-light",
     "procps",
     // The font of the benchmark report's plot.
     "fonts-dejavu-core",

@@ -106,6 +106,7 @@ fn main() -> Result<()> {
         "hit_vs_drop": ratio(udp, &["ratios", "busy_poll", "hit_vs_drop"]),
         "stack_vs_kernel_udp": ratio(udp, &["ratios", "busy_poll", "stack_vs_kernel_udp"]),
         "miss_tax": ratio(udp, &["ratios", "busy_poll", "miss_tax"]),
+        "miss_tax_vs_pass_program": ratio(udp, &["ratios", "busy_poll", "miss_tax_vs_pass_program"]),
         "pinned_layout": ratio(udp, &["ratios", "pinned"]),
         "program_hit_vs_empty": ratio(xdp, &["ratios", "program_hit_vs_empty"]),
         "program_hit_minus_empty_ns": ratio(xdp, &["ratios", "program_hit_minus_empty_ns"]),
@@ -244,6 +245,11 @@ fn markdown(
             "miss_tax",
         ),
         (
+            "miss tax: kernel behind netdemux / behind an XDP_PASS program (busy-poll)",
+            "≥ 0.97",
+            "miss_tax_vs_pass_program",
+        ),
+        (
             "program hit − empty program, ns (test_run)",
             "≤ 25",
             "program_hit_minus_empty_ns",
@@ -299,15 +305,16 @@ fn markdown(
     }
     if let Some(u) = udp {
         md.push_str(
-            "\nUDP receive, Mpps (offered → received, median; generator alone on CPU 0, receiver on CPU 1):\n\n\
+            "\nUDP receive, Mpps (offered → received, median; generator alone on CPU 0, receiver on CPU 1; in brackets the CPU time of both cores per frame received):\n\n\
              | receiver | pinned | busy-poll |\n|---|---:|---:|\n",
         );
         for (key, r) in u["receivers"].as_object().into_iter().flatten() {
             let cell = |l: &str| {
                 format!(
-                    "{} → {}",
+                    "{} → {} ({} ns)",
                     num(&r[l]["offered_mpps"], 2),
-                    num(&r[l]["received_mpps"], 2)
+                    num(&r[l]["received_mpps"], 2),
+                    num(&r[l]["cpu_ns_per_frame"], 0)
                 )
             };
             md.push_str(&format!(

@@ -5,6 +5,8 @@
 //! - R0    XDP_DROP on the receiving veth: the ceiling of what arrives;
 //! - Rnone no program, a kernel UDP socket read with recvmmsg(64);
 //! - R1    netdemux attached, nothing bound: every frame a miss, to the same kernel socket;
+//! - R1p   an XDP program that only returns XDP_PASS, the same kernel socket: what any program
+//!   costs, so R1/R1p is what the demultiplexer itself adds to a miss;
 //! - R2    netdemux run --udp-sink: every frame a hit, counted by the AF_XDP sink;
 //! - R3e   netdemux run --udp-echo: every frame a hit and answered in place (answers counted);
 //! - R4    R2 with the program attached in skb (generic) mode;
@@ -68,6 +70,7 @@ enum Receiver {
     XdpDrop,
     KernelNoProgram,
     KernelBehindDemux,
+    KernelBehindPass,
     AfXdpSink,
     AfXdpEcho,
     AfXdpSinkSkb,
@@ -82,6 +85,7 @@ impl Receiver {
             Receiver::XdpDrop => "R0 XDP_DROP",
             Receiver::KernelNoProgram => "Rnone kernel UDP recvmmsg, no program",
             Receiver::KernelBehindDemux => "R1 kernel UDP recvmmsg behind netdemux (all misses)",
+            Receiver::KernelBehindPass => "R1p kernel UDP recvmmsg behind an XDP_PASS program",
             Receiver::AfXdpSink => "R2 netdemux AF_XDP udp-sink (all hits)",
             Receiver::AfXdpEcho => "R3e netdemux AF_XDP udp-echo (answers sent)",
             Receiver::AfXdpSinkSkb => "R4 R2 with XDP in skb (generic) mode",
@@ -95,6 +99,7 @@ impl Receiver {
             Receiver::XdpDrop => "r0_xdp_drop",
             Receiver::KernelNoProgram => "rnone_kernel_recvmmsg",
             Receiver::KernelBehindDemux => "r1_demux_miss_kernel",
+            Receiver::KernelBehindPass => "r1p_pass_kernel",
             Receiver::AfXdpSink => "r2_afxdp_sink",
             Receiver::AfXdpEcho => "r3e_afxdp_echo",
             Receiver::AfXdpSinkSkb => "r4_afxdp_sink_skb",
@@ -345,6 +350,7 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
     };
     match r {
         Receiver::XdpDrop => s.drop_prog = Some(attach_drop(tb)?),
+        Receiver::KernelBehindPass => s.drop_prog = Some(attach_floor(tb, program_names::PASS)?),
         Receiver::BareConsumer | Receiver::BareReflector => {
             let reflector = r == Receiver::BareReflector;
             s.bare = Some(start_bare(tb, layout, reflector, kernel_count.clone())?);
@@ -396,7 +402,10 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
     pin_napi(tb, layout)?;
     if matches!(
         r,
-        Receiver::KernelNoProgram | Receiver::KernelBehindDemux | Receiver::Mix
+        Receiver::KernelNoProgram
+            | Receiver::KernelBehindDemux
+            | Receiver::KernelBehindPass
+            | Receiver::Mix
     ) {
         let stop = Arc::new(AtomicBool::new(false));
         let port = if r == Receiver::Mix { 7001 } else { 7000 };
@@ -422,7 +431,7 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
     }
     drop(s.drop_prog);
     match r {
-        Receiver::XdpDrop => {}
+        Receiver::XdpDrop | Receiver::KernelBehindPass => {}
         Receiver::KernelNoProgram => {
             must(
                 "ip",
@@ -458,6 +467,7 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
         Receiver::XdpDrop => ethtool_sum(tb, &tb.ns_b, &tb.veth_b, "xdp_drops"),
         Receiver::KernelNoProgram
         | Receiver::KernelBehindDemux
+        | Receiver::KernelBehindPass
         | Receiver::BareConsumer
         | Receiver::BareReflector => s.kernel_count.load(Ordering::Relaxed),
         Receiver::AfXdpSink | Receiver::AfXdpSinkSkb | Receiver::Mix => {
@@ -488,7 +498,9 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
 fn receiver_drops(tb: &Testbed, r: Receiver) -> Result<u64> {
     Ok(match r {
         Receiver::XdpDrop | Receiver::BareConsumer | Receiver::BareReflector => 0,
-        Receiver::KernelNoProgram | Receiver::KernelBehindDemux => udp_rcvbuf_errors(&tb.ns_b),
+        Receiver::KernelNoProgram | Receiver::KernelBehindDemux | Receiver::KernelBehindPass => {
+            udp_rcvbuf_errors(&tb.ns_b)
+        }
         Receiver::AfXdpSink | Receiver::AfXdpEcho | Receiver::AfXdpSinkSkb | Receiver::Mix => {
             let v: serde_json::Value = serde_json::from_str(
                 &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
@@ -517,10 +529,16 @@ fn receiver_drops(tb: &Testbed, r: Receiver) -> Result<u64> {
 /// Attaches the embedded object's `netdemux_drop` program in native mode to `veth_b`, from a
 /// thread inside namespace b; dropping the returned object detaches it.
 fn attach_drop(tb: &Testbed) -> Result<aya::Ebpf> {
+    attach_floor(tb, program_names::DROP)
+}
+
+/// Attaches one of the object's floor programs (`netdemux_drop`, `netdemux_pass`) in native mode
+/// to `veth_b`; dropping the returned object detaches it.
+fn attach_floor(tb: &Testbed, name: &'static str) -> Result<aya::Ebpf> {
     let veth = tb.veth_b.clone();
     in_netns(&tb.ns_b, move || -> Result<aya::Ebpf> {
         let mut ebpf = object::open(1)?;
-        let prog = object::load_program(&mut ebpf, program_names::DROP)?;
+        let prog = object::load_program(&mut ebpf, name)?;
         let ifindex = netdemux::control::iface::Interface::link(&veth)?.ifindex()?;
         prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver)?;
         Ok(ebpf)
@@ -574,6 +592,7 @@ fn main() -> Result<()> {
         Receiver::XdpDrop,
         Receiver::KernelNoProgram,
         Receiver::KernelBehindDemux,
+        Receiver::KernelBehindPass,
         Receiver::AfXdpSink,
         Receiver::AfXdpEcho,
         Receiver::AfXdpSinkSkb,
@@ -619,11 +638,17 @@ fn main() -> Result<()> {
                 );
                 let duration = g["duration_s"].as_f64().unwrap_or(secs);
                 let rate = (after - before) as f64 / duration;
+                // CPU time of both cores per frame received: a cost that a saturated
+                // generator's cap does not hide.
+                let busy = netdemux::testbed::cpu_busy(&cpu_before, &cpu_after);
+                let cpu_ns = busy.iter().sum::<f64>() * (duration + 0.3) * 1e9
+                    / (after - before).max(1) as f64;
                 let sample = serde_json::json!({
+                    "cpu_ns_per_frame": cpu_ns,
                     "offered_mpps": g["pps"].as_f64().unwrap_or(0.0) / 1e6,
                     "received_mpps": rate / 1e6,
                     "receiver_drops": drops_after - drops_before,
-                    "cpu_busy": netdemux::testbed::cpu_busy(&cpu_before, &cpu_after),
+                    "cpu_busy": busy,
                 });
                 eprintln!("rep {rep} {:<9} {:<52} {sample}", layout.key(), r.name());
                 samples[l][i].push(sample);
@@ -656,15 +681,16 @@ fn main() -> Result<()> {
         let mut cells = Vec::new();
         let mut per_layout = serde_json::Map::new();
         for (l, layout) in layouts.iter().enumerate() {
-            let (o, m) = (
+            let (o, m, c) = (
                 median(&samples[l][i], "offered_mpps"),
                 median(&samples[l][i], "received_mpps"),
+                median(&samples[l][i], "cpu_ns_per_frame"),
             );
             cells.push(format!("{o:.2} | {m:.2}"));
             rate.insert((layout.key(), r.key()), m);
             per_layout.insert(
                 layout.key().to_string(),
-                serde_json::json!({"offered_mpps": o, "received_mpps": m, "samples": samples[l][i]}),
+                serde_json::json!({"offered_mpps": o, "received_mpps": m, "cpu_ns_per_frame": c, "samples": samples[l][i]}),
             );
         }
         println!("| {} | {} |", r.name(), cells.join(" | "));
@@ -682,6 +708,7 @@ fn main() -> Result<()> {
                 "hit_vs_drop": ratio("r2_afxdp_sink", "r0_xdp_drop"),
                 "stack_vs_kernel_udp": ratio("r2_afxdp_sink", "rnone_kernel_recvmmsg"),
                 "miss_tax": ratio("r1_demux_miss_kernel", "rnone_kernel_recvmmsg"),
+                "miss_tax_vs_pass_program": ratio("r1_demux_miss_kernel", "r1p_pass_kernel"),
                 "echo_vs_kernel_udp": ratio("r3e_afxdp_echo", "rnone_kernel_recvmmsg"),
                 "skb_mode_vs_native": ratio("r4_afxdp_sink_skb", "r2_afxdp_sink"),
                 "mix_vs_kernel_udp": ratio("r6_mix", "rnone_kernel_recvmmsg"),

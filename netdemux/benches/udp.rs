@@ -237,14 +237,8 @@ fn reflect(f: &mut [u8]) -> u32 {
     if f.len() < 42 || f[12..14] != [0x08, 0x00] {
         return 0;
     }
-    for (a, b) in [(0, 6), (26, 30), (34, 36)] {
-        let n = if a == 34 {
-            2
-        } else if a == 0 {
-            6
-        } else {
-            4
-        };
+    // (one field, the other, their length): MACs, IPv4 addresses, UDP ports.
+    for (a, b, n) in [(0, 6, 6), (26, 30, 4), (34, 36, 2)] {
         for i in 0..n {
             f.swap(a + i, b + i);
         }

@@ -78,6 +78,22 @@ fn ns_over(prog: &Xdp, frames: &[Vec<u8>], repeat: u32, verdict: u32) -> Result<
     Ok(sum / frames.len() as f64)
 }
 
+/// A loaded object with the demultiplexer and a table of `size` bindings: the measured ones
+/// and fillers.
+fn table(size: u32, cpus_n: usize) -> Result<(aya::Ebpf, DemuxMaps)> {
+    let mut ebpf = object::open(size + 16)?;
+    let mut maps = DemuxMaps::take(&mut ebpf, None)?;
+    object::load_demux(&mut ebpf)?;
+    for i in 0..MEASURED {
+        maps.bind(&Binding::parse("udp", &format!("198.18.0.2:{}", 7000 + i))?)?;
+    }
+    for i in 1..size.saturating_sub(u32::from(MEASURED) - 1) {
+        let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus_n])?;
+        maps.binds[0].insert(filler(i).key(), zeros, 0)?;
+    }
+    Ok((ebpf, maps))
+}
+
 fn ns_per_run(prog: &Xdp, data: &[u8], repeat: u32) -> Result<f64> {
     ns_per_run_verdict(prog, data, repeat, 2)
 }
@@ -152,17 +168,8 @@ fn main() -> Result<()> {
     let mut setups = Vec::new();
     for &size in &cfg.sizes {
         let t = Instant::now();
-        let mut ebpf = object::open(size + 16)?;
-        let mut maps = DemuxMaps::take(&mut ebpf, None)?;
+        let (mut ebpf, maps) = table(size, cpus_n)?;
         object::load_program(&mut ebpf, program_names::PASS)?;
-        object::load_demux(&mut ebpf)?;
-        for i in 0..MEASURED {
-            maps.bind(&Binding::parse("udp", &format!("198.18.0.2:{}", 7000 + i))?)?;
-        }
-        for i in 1..size.saturating_sub(u32::from(MEASURED) - 1) {
-            let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus_n])?;
-            maps.binds[0].insert(filler(i).key(), zeros, 0)?;
-        }
         eprintln!(
             "table of {size} bindings filled in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -172,16 +179,7 @@ fn main() -> Result<()> {
     // Objects whose XSKMAP holds the socket: hits are redirected, as in service.
     let mut with_socket = Vec::new();
     for (size, _, _) in &setups {
-        let mut ebpf = object::open(size + 16)?;
-        let mut maps = DemuxMaps::take(&mut ebpf, None)?;
-        object::load_demux(&mut ebpf)?;
-        for i in 0..MEASURED {
-            maps.bind(&Binding::parse("udp", &format!("198.18.0.2:{}", 7000 + i))?)?;
-        }
-        for i in 1..size.saturating_sub(u32::from(MEASURED) - 1) {
-            let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus_n])?;
-            maps.binds[0].insert(filler(i).key(), zeros, 0)?;
-        }
+        let (ebpf, mut maps) = table(*size, cpus_n)?;
         maps.xsks.set(0, sock_fd, 0)?;
         with_socket.push((ebpf, maps));
     }

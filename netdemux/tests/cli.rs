@@ -168,16 +168,7 @@ fn state_of_another_layout_is_refused_never_reused() {
     let v = tb.veth_b.as_str();
     tb.netdemux_ok(&["attach", "--iface", v]);
     tb.netdemux_ok(&["bind", "--iface", v, "udp", "198.18.0.2:7000"]);
-    let info_pin = tb.pin_dir().join(v).join("info");
-    let data = aya::maps::MapData::from_pin(&info_pin).unwrap();
-    let mut info: aya::maps::Array<_, netdemux_common::StateInfo> =
-        aya::maps::Map::from_map_data(data)
-            .unwrap()
-            .try_into()
-            .unwrap();
-    let mut st = info.get(&0, 0).unwrap();
-    st.layout_version += 1;
-    info.set(0, st, 0).unwrap();
+    tb.rewrite_info(|i| i.layout_version += 1);
     for args in [
         vec!["list", "--iface", v],
         vec!["bind", "--iface", v, "udp", "198.18.0.2:7001"],

@@ -50,13 +50,6 @@ fn sink_packets(stats: &serde_json::Value) -> u64 {
         .unwrap_or(0)
 }
 
-fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
-    stats["queues"]
-        .as_array()
-        .map(|q| q.iter().map(|x| u(&x[field])).sum())
-        .unwrap_or(0)
-}
-
 /// Sends `n` datagrams to `dst` from `sockets` sockets (so many source ports, so RSS spreads
 /// them over the queues), paced so a healthy receiver keeps up.
 fn send_spread(ns: &str, dst: SocketAddr, n: u64, sockets: usize) -> thread::JoinHandle<()> {
@@ -436,16 +429,7 @@ fn run_refuses_an_attachment_made_by_another_build() {
     let tb = Testbed::new(1);
     tb.attach("native");
     // Pretend another build attached: rewrite the recorded object hash.
-    let info_pin = tb.pin_dir().join(&tb.veth_b).join("info");
-    let data = aya::maps::MapData::from_pin(&info_pin).unwrap();
-    let mut info: aya::maps::Array<_, netdemux_common::StateInfo> =
-        aya::maps::Map::from_map_data(data)
-            .unwrap()
-            .try_into()
-            .unwrap();
-    let mut v = info.get(&0, 0).unwrap();
-    v.object_hash ^= 1;
-    info.set(0, v, 0).unwrap();
+    tb.rewrite_info(|i| i.object_hash ^= 1);
     let out = tb.netdemux(&[
         "run",
         "--iface",

@@ -113,16 +113,7 @@ fn gc_leaves_a_live_attachment_of_another_layout_alone() {
     tb.attach("native");
     tb.netdemux_ok(&["bind", "--iface", &tb.veth_b, "udp", "198.18.0.2:7000"]);
     // Pretend another build, with another state layout, attached (its daemon may be running).
-    let info_pin = tb.pin_dir().join(&tb.veth_b).join("info");
-    let data = aya::maps::MapData::from_pin(&info_pin).unwrap();
-    let mut info: aya::maps::Array<_, netdemux_common::StateInfo> =
-        aya::maps::Map::from_map_data(data)
-            .unwrap()
-            .try_into()
-            .unwrap();
-    let mut v = info.get(&0, 0).unwrap();
-    v.layout_version += 1;
-    info.set(0, v, 0).unwrap();
+    tb.rewrite_info(|i| i.layout_version += 1);
 
     let removed = tb.netdemux_ok(&["gc", "--json"]);
     let removed: Vec<String> = serde_json::from_str(&removed).unwrap();
@@ -330,15 +321,6 @@ fn send_raw(tb: &Testbed, frames: &[Vec<u8>]) {
         "raw send: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
-    stats["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q[field].as_u64().unwrap())
-        .sum()
 }
 
 fn sink_packets(stats: &serde_json::Value, addr: &str) -> u64 {

@@ -300,14 +300,8 @@ pub fn detach_locked(_lock: &StateLock, iface: &Interface) -> Result<Detached> {
 }
 
 /// Removes `iface`'s state when it provably belongs to an interface that is gone or was
-/// replaced (a container's veth deleted and made again), saying so in one line. True when it
-/// did.
-pub fn remove_if_stale(iface: &Interface) -> Result<bool> {
-    let lock = StateLock::acquire(iface)?;
-    remove_if_stale_locked(&lock, iface)
-}
-
-/// [`remove_if_stale`], with `iface`'s state lock held.
+/// replaced (a container's veth deleted and made again), saying so in one line; `iface`'s state
+/// lock is held. True when it did.
 pub fn remove_if_stale_locked(_lock: &StateLock, iface: &Interface) -> Result<bool> {
     if !attachment::proven_stale(iface) {
         return Ok(false);

@@ -102,6 +102,37 @@ impl Testbed {
     pub fn pin_dir(&self) -> PathBuf {
         self.0.pin_dir()
     }
+
+    /// Rewrites the state record pinned for veth_b with `change` (to pretend another build, or
+    /// another state layout, made it).
+    pub fn rewrite_info(&self, change: impl FnOnce(&mut netdemux_common::StateInfo)) {
+        let pin = self.pin_dir().join(&self.veth_b).join("info");
+        let data = aya::maps::MapData::from_pin(&pin).unwrap();
+        let mut info: aya::maps::Array<_, netdemux_common::StateInfo> =
+            aya::maps::Map::from_map_data(data)
+                .unwrap()
+                .try_into()
+                .unwrap();
+        let mut v = info.get(&0, 0).unwrap();
+        change(&mut v);
+        info.set(0, v, 0).unwrap();
+    }
+}
+
+/// A counter summed over the queues of `stats --json`.
+pub fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
+    stats["queues"]
+        .as_array()
+        .map(|q| {
+            q.iter()
+                .map(|x| {
+                    x[field]
+                        .as_u64()
+                        .unwrap_or_else(|| panic!("{field} is not a number: {x}"))
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 /// Gives namespace a a network behind it (198.19.0.0/24 and 2001:db8:1::/64 on its loopback),

@@ -24,20 +24,6 @@ fn start(tb: &Testbed, args: &[&str]) -> netdemux::testbed::Daemon {
     netdemux::testbed::Daemon::start(tb, args).expect("netdemux run comes up")
 }
 
-/// A TCP counter summed over the queues.
-fn tcp_total(stats: &serde_json::Value, name: &str) -> u64 {
-    stats["queues"]
-        .as_array()
-        .expect("queues")
-        .iter()
-        .map(|q| {
-            q["tcp"][name]
-                .as_u64()
-                .unwrap_or_else(|| panic!("tcp counter {name}"))
-        })
-        .sum()
-}
-
 /// One HTTP GET on a new connection; the time it took.
 fn get(dst: SocketAddr) -> Result<Duration, String> {
     let t = Instant::now();
@@ -107,8 +93,8 @@ fn ten_thousand_spoofed_syns_do_not_lock_new_clients_out() {
     let took = clients.join().expect("the clients ran");
     let sent = flood["packets"].as_u64().expect("gen counts packets");
     let stats = tb.stats();
-    let cookies = tcp_total(&stats, "syncookies_sent");
-    let cookie_clients = tcp_total(&stats, "syncookies_ok");
+    let cookies = tcp_sum(&stats, "syncookies_sent");
+    let cookie_clients = tcp_sum(&stats, "syncookies_ok");
     let failed: Vec<_> = took.iter().filter_map(|r| r.as_ref().err()).collect();
     let slowest = took.iter().filter_map(|r| r.as_ref().ok()).max();
     eprintln!(
@@ -125,7 +111,7 @@ fn ten_thousand_spoofed_syns_do_not_lock_new_clients_out() {
         slowest.is_some_and(|t| *t < Duration::from_millis(900)),
         "no client waited for a SYN retransmission: slowest {slowest:?}"
     );
-    assert_eq!(tcp_total(&stats, "half_open_drops"), 0);
+    assert_eq!(tcp_sum(&stats, "half_open_drops"), 0);
 }
 
 /// VmRSS of `pid`, bytes.
@@ -221,8 +207,8 @@ fn two_thousand_connections_that_never_read_stay_within_the_memory_budget() {
         growth >> 20,
         peak_used >> 20,
         BUDGET >> 20,
-        tcp_total(&stats, "memory_drops"),
-        tcp_total(&stats, "memory_syn_drops"),
+        tcp_sum(&stats, "memory_drops"),
+        tcp_sum(&stats, "memory_syn_drops"),
     );
     assert!(sent > 100 << 20, "the hogs sent {} MiB", sent >> 20);
     assert!(peak_used <= BUDGET, "the buffers took {peak_used} bytes");
@@ -237,7 +223,7 @@ fn two_thousand_connections_that_never_read_stay_within_the_memory_budget() {
     let end = Instant::now() + Duration::from_secs(15);
     let stats = loop {
         let stats = tb.stats();
-        let idle = tcp_total(&stats, "idle_closed");
+        let idle = tcp_sum(&stats, "idle_closed");
         if idle >= CONNS as u64 * 9 / 10 || Instant::now() > end {
             break stats;
         }
@@ -246,10 +232,10 @@ fn two_thousand_connections_that_never_read_stay_within_the_memory_budget() {
     let used = stats["tcp_memory"]["used"].as_u64().unwrap();
     eprintln!(
         "idle_closed {}, budget used {} KiB after",
-        tcp_total(&stats, "idle_closed"),
+        tcp_sum(&stats, "idle_closed"),
         used >> 10
     );
-    assert!(tcp_total(&stats, "idle_closed") >= CONNS as u64 * 9 / 10);
+    assert!(tcp_sum(&stats, "idle_closed") >= CONNS as u64 * 9 / 10);
     // What is left are orphans whose data the peer's shut window still holds back (they give
     // up after their probes, as Linux's do, or are reset if memory runs out): room remains.
     assert!(used < BUDGET * 7 / 8, "{used} bytes still held");
@@ -315,8 +301,8 @@ fn broadcast_syns_and_datagrams_to_wildcard_services_get_no_answer() {
         assert_eq!(service["packets"], 0, "no service saw a frame: {service}");
     }
     assert_eq!(stats["queues"][0]["tx"], 0, "nothing answered");
-    assert_eq!(tcp_total(&stats, "opened"), 0);
-    assert_eq!(tcp_total(&stats, "syncookies_sent"), 0);
+    assert_eq!(tcp_sum(&stats, "opened"), 0);
+    assert_eq!(tcp_sum(&stats, "syncookies_sent"), 0);
     // The same services still answer their own host.
     in_netns(&tb.ns_a, || {
         get("198.18.0.2:8080".parse().unwrap()).expect("unicast HTTP");
@@ -443,10 +429,10 @@ fn a_path_mtu_drop_behind_a_router_and_the_transfer_goes_on_in_smaller_segments(
     .join()
     .expect("the transfer completed");
     let stats = tb.stats();
-    let reductions = tcp_total(&stats, "pmtu_reductions");
+    let reductions = tcp_sum(&stats, "pmtu_reductions");
     eprintln!(
         "{n} bytes echoed through a 1280-byte hop; pmtu_reductions {reductions}, icmp_errors {}",
-        tcp_total(&stats, "icmp_errors")
+        tcp_sum(&stats, "icmp_errors")
     );
     assert_eq!(n, LEN);
     assert_eq!(sent, got, "the echo is exact");

@@ -20,7 +20,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -337,6 +337,7 @@ impl Prepared {
             stopped: false,
             undo,
         };
+        let isn = tcp::IsnSource::new(Instant::now());
         for (i, sock) in sockets.into_iter().enumerate() {
             let q = sock.queue();
             plane
@@ -364,6 +365,7 @@ impl Prepared {
                     limits: tcp::Limits::default(),
                     budget: budget.clone(),
                     idle_timeout: cfg.tcp_idle_timeout,
+                    isn: isn.clone(),
                 },
             };
             let application = bridge.as_ref().map(|b| WorkerApplication {

@@ -135,6 +135,20 @@ pub fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A TCP counter (`queues[].tcp.NAME`) summed over the queues of `stats --json`.
+pub fn tcp_sum(stats: &serde_json::Value, name: &str) -> u64 {
+    stats["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .map(|q| {
+            q["tcp"][name]
+                .as_u64()
+                .unwrap_or_else(|| panic!("tcp counter {name} in {q}"))
+        })
+        .sum()
+}
+
 /// Gives namespace a a network behind it (198.19.0.0/24 and 2001:db8:1::/64 on its loopback),
 /// routed from namespace b through a: peers there are reached only through a gateway.
 pub fn backend_network(tb: &Testbed) {

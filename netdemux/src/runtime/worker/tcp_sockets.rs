@@ -18,7 +18,8 @@ use crate::{
     },
     services::{Kind, ServiceTable, tcp::App},
     stack::tcp::{
-        Config, ConnId, Counters, Endpoint, Events, Limits, MemoryBudget, endpoint::Disposition,
+        Config, ConnId, Counters, Endpoint, Events, IsnSource, Limits, MemoryBudget,
+        endpoint::Disposition,
     },
     wire::{
         icmp::IcmpError,
@@ -87,6 +88,9 @@ pub struct TcpSetup {
     pub budget: Arc<MemoryBudget>,
     /// Service connections with no news for this long are closed.
     pub idle_timeout: Duration,
+    /// ISNs and timestamps (shared by every worker of a data plane, so an outbound connection
+    /// picks the same numbers for a 4-tuple whichever worker opens it).
+    pub isn: IsnSource,
 }
 
 impl TcpSetup {
@@ -97,6 +101,7 @@ impl TcpSetup {
             limits: Limits::default(),
             budget: Arc::new(MemoryBudget::unlimited()),
             idle_timeout: Duration::from_secs(60),
+            isn: IsnSource::new(Instant::now()),
         }
     }
 }
@@ -111,7 +116,7 @@ impl TcpSockets {
         application: Option<(usize, Arc<Bridge>)>,
         now: Instant,
     ) -> Option<TcpSockets> {
-        let mut endpoint = Endpoint::new(setup.config, setup.limits, now);
+        let mut endpoint = Endpoint::with_isn(setup.config, setup.limits, setup.isn);
         endpoint.set_memory_budget(setup.budget);
         let mut listeners = HashMap::new();
         for &(kind, addr) in services.services() {

@@ -6,7 +6,6 @@
 use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap, VecDeque},
-    hash::{BuildHasher, RandomState},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
@@ -16,6 +15,7 @@ use super::{
     Seq,
     connection::{self, Config, Connection, Events, Start, State},
     counters::Counters,
+    isn::IsnSource,
     memory::MemoryBudget,
     syn_cookie::{self, SynCookies},
     time_wait::{TimeWaits, Verdict},
@@ -169,8 +169,10 @@ pub struct Endpoint {
     /// RSTs and TIME_WAIT's ACKs waiting to be sent.
     control: VecDeque<(SocketAddr, SocketAddr, TcpHeader)>,
     time_waits: TimeWaits,
-    secret: RandomState,
+    /// ISNs and timestamp offsets (shared with the other endpoints of a stack).
+    isn: IsnSource,
     cookies: SynCookies,
+    /// The start of the timestamp and SYN cookie clocks: `isn`'s.
     clock_base: Instant,
     /// The memory the connections' buffers charge (shared with other endpoints of a daemon).
     budget: Arc<MemoryBudget>,
@@ -203,6 +205,12 @@ fn unspecified(addr: SocketAddr) -> SocketAddr {
 impl Endpoint {
     /// An endpoint whose connections use `config`, within `limits`; `now` starts its clocks.
     pub fn new(config: Config, limits: Limits, now: Instant) -> Endpoint {
+        Endpoint::with_isn(config, limits, IsnSource::new(now))
+    }
+
+    /// Like [`Endpoint::new`], with ISNs, timestamps and their clocks from `isn`: endpoints
+    /// given clones of one source pick the same numbers for a 4-tuple.
+    pub fn with_isn(config: Config, limits: Limits, isn: IsnSource) -> Endpoint {
         Endpoint {
             config,
             limits,
@@ -215,9 +223,9 @@ impl Endpoint {
             events: VecDeque::new(),
             control: VecDeque::new(),
             time_waits: TimeWaits::default(),
-            secret: RandomState::new(),
+            clock_base: isn.base(),
+            isn,
             cookies: SynCookies::default(),
-            clock_base: now,
             budget: Arc::new(MemoryBudget::unlimited()),
             leftovers: HashMap::new(),
             counters: Counters::default(),
@@ -370,12 +378,9 @@ impl Endpoint {
         Ok(id)
     }
 
-    /// RFC 6528: ISN = M + F(4-tuple, secret), M a 4 µs clock; the timestamp offset likewise
-    /// per connection (RFC 7323 §5.4).
+    /// The ISN and timestamp offset of a connection from `local` to `remote` (RFC 6528).
     fn isn(&self, local: SocketAddr, remote: SocketAddr, now: Instant) -> (Seq, u32) {
-        let f = self.secret.hash_one((local, remote));
-        let m = (now.saturating_duration_since(self.clock_base).as_micros() / 4) as u32;
-        (Seq(m.wrapping_add(f as u32)), (f >> 32) as u32)
+        self.isn.pick(local, remote, now)
     }
 
     fn insert(&mut self, conn: Connection, half_open_of: Option<SocketAddr>) -> ConnId {

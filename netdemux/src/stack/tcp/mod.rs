@@ -10,6 +10,7 @@ pub mod counters;
 pub mod endpoint;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub mod isn;
 pub mod memory;
 pub mod rtt;
 pub mod send_buffer;
@@ -23,4 +24,5 @@ pub use crate::wire::seq::Seq;
 pub use connection::{Config, Connection, Events, State};
 pub use counters::{AtomicCounters, Counters};
 pub use endpoint::{ConnId, Endpoint, Limits};
+pub use isn::IsnSource;
 pub use memory::MemoryBudget;

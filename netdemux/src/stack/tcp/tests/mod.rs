@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use sim::{Dir, Faults, Net, Pump, Rng, addr};
 
-use super::{ConnId, Endpoint, Events, Limits, State, congestion::Algorithm, connection::Config};
+use super::{
+    ConnId, Endpoint, Events, IsnSource, Limits, State, congestion::Algorithm, connection::Config,
+};
 use crate::wire::tcp::{Flags, TcpHeader};
 
 const SEC: Duration = Duration::from_secs(1);
@@ -797,6 +799,38 @@ mod close {
         assert!(id.is_ok(), "the client's side is gone");
         assert!(net.run_until(SEC, |n| n.server.backlog(n.server_addr) == 1));
         assert!(net.server.counters.passive_opens == 2);
+    }
+
+    /// The queue workers of a stack each have an endpoint, and outbound connections go to them
+    /// in turn; the peer (closing first) holds each 4-tuple in TIME_WAIT. Endpoints sharing one
+    /// ISN source open every connection past the last one; with a secret each, the ISNs and
+    /// timestamps of one worker trail the other's, and every other SYN would be answered with
+    /// the old connection's ACK, reset and sent again a second later (RFC 6191, as Linux).
+    #[test]
+    fn workers_sharing_an_isn_source_reopen_the_peers_time_wait_in_turn() {
+        let mut net = Net::new(Config::default());
+        let isn = IsnSource::new(net.now);
+        net.client = Endpoint::with_isn(Config::default(), Limits::default(), isn.clone());
+        let mut other = Endpoint::with_isn(Config::default(), Limits::default(), isn);
+        for round in 1..=6 {
+            let (c, s) = open(&mut net);
+            net.server.with(s, net.now, |c, _| c.close());
+            net.run_for(SEC / 10);
+            net.client.with(c, net.now, |c, _| c.close());
+            assert!(net.run_until(SEC, |n| {
+                state(n, true, s) == Some(State::TimeWait) && n.client.get(c).is_none()
+            }));
+            assert_eq!(net.server.counters.passive_opens, round);
+            // The next connection comes from the other worker.
+            std::mem::swap(&mut net.client, &mut other);
+        }
+        for ep in [&net.client, &other] {
+            assert_eq!(
+                (ep.counters.resets_sent, ep.counters.retransmits),
+                (0, 0),
+                "a SYN met the TIME_WAIT"
+            );
+        }
     }
 }
 

@@ -103,6 +103,8 @@ fn main() -> Result<()> {
     let ratios = json!({
         "sink_vs_bare_consumer": ratio(udp, &["ratios", "busy_poll", "sink_vs_bare_consumer"]),
         "echo_vs_bare_reflector": ratio(udp, &["ratios", "busy_poll", "echo_vs_bare_reflector"]),
+        "demux_program_tax": ratio(udp, &["ratios", "busy_poll", "demux_program_tax"]),
+        "queue_worker_tax": ratio(udp, &["ratios", "busy_poll", "queue_worker_tax"]),
         "hit_vs_drop": ratio(udp, &["ratios", "busy_poll", "hit_vs_drop"]),
         "stack_vs_kernel_udp": ratio(udp, &["ratios", "busy_poll", "stack_vs_kernel_udp"]),
         "miss_tax": ratio(udp, &["ratios", "busy_poll", "miss_tax"]),
@@ -227,6 +229,16 @@ fn markdown(
             "AF_XDP sink / bare AF_XDP consumer (busy-poll)",
             "≥ 0.95",
             "sink_vs_bare_consumer",
+        ),
+        (
+            "… of it the program: bare consumer behind the demux program / bare consumer",
+            "—",
+            "demux_program_tax",
+        ),
+        (
+            "… of it the queue worker: AF_XDP sink / bare consumer behind the demux program",
+            "—",
+            "queue_worker_tax",
         ),
         (
             "AF_XDP echo / bare AF_XDP reflector (busy-poll)",

@@ -15,7 +15,9 @@
 //!   frame, no parsing or lookup, frames only returned — the ceiling for R2;
 //! - Rbr   the bare reflector: the same, swapping addresses and ports and transmitting each frame
 //!   in place — the ceiling for R3e. `sink / bare consumer` and `echo / bare reflector` are the
-//!   demultiplexer's tax, measured in one run with no outside tool.
+//!   demultiplexer's tax, measured in one run with no outside tool;
+//! - Rbd   the bare consumer behind the demux program itself (the sink's address bound): splits
+//!   that tax into the program's part (`Rbd / Rbc`) and the queue worker's (`R2 / Rbd`).
 //!
 //! Two layouts, interleaved, both with the generator alone on CPU 0 and the receiver on CPU 1:
 //! "pinned" (threaded NAPI on the receiving veth, its thread on CPU 1 too; the queue worker waits
@@ -77,6 +79,7 @@ enum Receiver {
     Mix,
     BareConsumer,
     BareReflector,
+    BareBehindDemux,
 }
 
 impl Receiver {
@@ -92,6 +95,7 @@ impl Receiver {
             Receiver::Mix => "R6 50/50 hit/miss: sink + kernel socket",
             Receiver::BareConsumer => "Rbc bare AF_XDP consumer (redirect all, return frames)",
             Receiver::BareReflector => "Rbr bare AF_XDP reflector (redirect all, swap, transmit)",
+            Receiver::BareBehindDemux => "Rbd bare AF_XDP consumer behind the demux program",
         }
     }
     fn key(self) -> &'static str {
@@ -106,6 +110,7 @@ impl Receiver {
             Receiver::Mix => "r6_mix",
             Receiver::BareConsumer => "rbc_bare_consumer",
             Receiver::BareReflector => "rbr_bare_reflector",
+            Receiver::BareBehindDemux => "rbd_bare_behind_demux",
         }
     }
 }
@@ -224,8 +229,9 @@ fn pin_napi(tb: &Testbed, layout: Layout) -> Result<()> {
     Ok(())
 }
 
-/// A bare receiver: the redirect-all program attached to veth_b and one AF_XDP socket on queue
-/// 0, served on CPU 1 by the same socket code as a queue worker, waiting the same way.
+/// A bare receiver: the redirect-all program (or, `behind_demux`, the demux program with the
+/// sink's address bound) attached to veth_b and one AF_XDP socket on queue 0, served on CPU 1
+/// by the same socket code as a queue worker, waiting the same way.
 struct Bare {
     stop: Arc<AtomicBool>,
     handle: thread::JoinHandle<Result<()>>,
@@ -249,7 +255,7 @@ fn reflect(f: &mut [u8]) -> u32 {
 fn start_bare(
     tb: &Testbed,
     layout: Layout,
-    reflector: bool,
+    (reflector, behind_demux): (bool, bool),
     count: Arc<AtomicU64>,
 ) -> Result<Bare> {
     use netdemux::xsk::{Verdict, XskConfig, XskSocket};
@@ -271,7 +277,15 @@ fn start_bare(
                 std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sock)),
                 0,
             )?;
-            let prog = object::load_program(&mut ebpf, program_names::REDIRECT_ALL)?;
+            let prog = if behind_demux {
+                maps.bind(&netdemux::control::binding::Binding {
+                    proto: netdemux::control::binding::Proto::Udp,
+                    addr: "198.18.0.2:7000".parse()?,
+                })?;
+                object::load_program(&mut ebpf, program_names::DEMUX)?
+            } else {
+                object::load_program(&mut ebpf, program_names::REDIRECT_ALL)?
+            };
             prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver)?;
             drop(maps);
             Ok((ebpf, sock))
@@ -345,9 +359,9 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
     match r {
         Receiver::XdpDrop => s.drop_prog = Some(attach_drop(tb)?),
         Receiver::KernelBehindPass => s.drop_prog = Some(attach_floor(tb, program_names::PASS)?),
-        Receiver::BareConsumer | Receiver::BareReflector => {
-            let reflector = r == Receiver::BareReflector;
-            s.bare = Some(start_bare(tb, layout, reflector, kernel_count.clone())?);
+        Receiver::BareConsumer | Receiver::BareReflector | Receiver::BareBehindDemux => {
+            let kind = (r == Receiver::BareReflector, r == Receiver::BareBehindDemux);
+            s.bare = Some(start_bare(tb, layout, kind, kernel_count.clone())?);
         }
         Receiver::KernelNoProgram => {
             must(
@@ -441,7 +455,8 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
         | Receiver::AfXdpEcho
         | Receiver::Mix
         | Receiver::BareConsumer
-        | Receiver::BareReflector => {}
+        | Receiver::BareReflector
+        | Receiver::BareBehindDemux => {}
         Receiver::AfXdpSinkSkb => {
             tb.netdemux_ok(&["detach", "--iface", &tb.veth_b])?;
             must(
@@ -463,7 +478,8 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
         | Receiver::KernelBehindDemux
         | Receiver::KernelBehindPass
         | Receiver::BareConsumer
-        | Receiver::BareReflector => s.kernel_count.load(Ordering::Relaxed),
+        | Receiver::BareReflector
+        | Receiver::BareBehindDemux => s.kernel_count.load(Ordering::Relaxed),
         Receiver::AfXdpSink | Receiver::AfXdpSinkSkb | Receiver::Mix => {
             let v: serde_json::Value = serde_json::from_str(
                 &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
@@ -491,7 +507,10 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
 /// Receiver-side losses the kernel counted (ring full, socket buffer full).
 fn receiver_drops(tb: &Testbed, r: Receiver) -> Result<u64> {
     Ok(match r {
-        Receiver::XdpDrop | Receiver::BareConsumer | Receiver::BareReflector => 0,
+        Receiver::XdpDrop
+        | Receiver::BareConsumer
+        | Receiver::BareReflector
+        | Receiver::BareBehindDemux => 0,
         Receiver::KernelNoProgram | Receiver::KernelBehindDemux | Receiver::KernelBehindPass => {
             udp_rcvbuf_errors(&tb.ns_b)
         }
@@ -593,6 +612,7 @@ fn main() -> Result<()> {
         Receiver::Mix,
         Receiver::BareConsumer,
         Receiver::BareReflector,
+        Receiver::BareBehindDemux,
     ];
     let receivers: Vec<Receiver> = receivers
         .into_iter()
@@ -708,6 +728,8 @@ fn main() -> Result<()> {
                 "mix_vs_kernel_udp": ratio("r6_mix", "rnone_kernel_recvmmsg"),
                 "sink_vs_bare_consumer": ratio("r2_afxdp_sink", "rbc_bare_consumer"),
                 "echo_vs_bare_reflector": ratio("r3e_afxdp_echo", "rbr_bare_reflector"),
+                "demux_program_tax": ratio("rbd_bare_behind_demux", "rbc_bare_consumer"),
+                "queue_worker_tax": ratio("r2_afxdp_sink", "rbd_bare_behind_demux"),
             }),
         );
     }

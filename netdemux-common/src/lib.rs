@@ -133,7 +133,7 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// Version of the pinned-state layout (maps, key and value types). Stored in [`StateInfo`].
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Magic number at the start of [`StateInfo`] ("NDMX").
 pub const STATE_MAGIC: u32 = 0x4e44_4d58;
 
@@ -144,9 +144,9 @@ pub const MAX_QUEUES: u32 = 256;
 
 /// Names of the maps in the eBPF object. The kernel keeps at most 15 characters of a map name.
 pub mod map_names {
-    /// `PerCpuHashMap<BindKey, BindStats>`: binding set 0 — the bound socket addresses and their
-    /// counters. There are two sets so a whole set can be replaced atomically: [`ACTIVE`] says
-    /// which one the program uses.
+    /// `HashMap<BindKey, u32>`: binding set 0 — the bound socket addresses and each one's
+    /// counter index (in [`STATS`] and [`KEYS`]). There are two sets so a whole set can be
+    /// replaced atomically: [`ACTIVE`] says which one the program uses.
     pub const BINDS: &str = "NDX_BINDS";
     /// Binding set 1 (see [`BINDS`]).
     pub const BINDS1: &str = "NDX_BINDS1";
@@ -154,13 +154,24 @@ pub mod map_names {
     pub const ACTIVE: &str = "NDX_ACTIVE";
     /// `PerCpuArray<Counters>` with one entry: the verdict counters.
     pub const COUNTERS: &str = "NDX_COUNTERS";
-    /// `Array<u32>` indexed by [`crate::port_slot`]: how many bindings of set 0 a (protocol,
-    /// port) has.
+    /// `Array<PortEntry>` indexed by [`crate::port_slot`]: how many bindings of set 0 a
+    /// (protocol, port, family) has, and the counter index of the only one (see
+    /// [`crate::PortEntry`]).
     pub const PORTS: &str = "NDX_PORTS";
     /// The port index of binding set 1.
     pub const PORTS1: &str = "NDX_PORTS1";
     /// `XskMap` indexed by RX queue.
     pub const XSKS: &str = "NDX_XSKS";
+    /// `PerCpuArray<BindStats>` indexed by counter index: each binding's packets and bytes.
+    /// Twice the binding capacity, so a whole set can be replaced while the old one counts.
+    pub const STATS: &str = "NDX_STATS";
+    /// `Array<BindKey>` indexed by counter index: the binding that owns it (the program
+    /// compares a frame's address with it when a port has one binding).
+    pub const KEYS: &str = "NDX_KEYS";
+    /// `Stack<u32>`: counter indices given back (userspace only).
+    pub const FREE: &str = "NDX_FREE";
+    /// `Array<u32>` with one entry: the lowest counter index never handed out (userspace only).
+    pub const NEXT: &str = "NDX_NEXT";
     /// `Array<StateInfo>` with one entry, written by userspace when it attaches.
     pub const INFO: &str = "NDX_INFO";
     /// `Array<GenSettings>` with one entry: how the generator program varies its frames.
@@ -280,17 +291,54 @@ impl BindKey {
     }
 }
 
-/// Entries of the port map: one per (protocol, port), UDP first, then TCP.
-pub const PORT_SLOTS: u32 = 2 * 65_536;
+/// Entries of the port map: one per (protocol, family, port): UDP/IPv4, UDP/IPv6, TCP/IPv4,
+/// TCP/IPv6.
+pub const PORT_SLOTS: u32 = 4 * 65_536;
 
-/// Index in the port map of `proto` (a protocol number) and `port` (host order); `None` for a
-/// protocol netdemux does not bind.
+/// Index in the port map of `proto` (a protocol number), `family` (a family tag) and `port`
+/// (host order); `None` for a protocol or family netdemux does not bind.
 #[inline(always)]
-pub const fn port_slot(proto: u8, port: u16) -> Option<u32> {
-    match proto {
-        PROTO_UDP => Some(port as u32),
-        PROTO_TCP => Some(65_536 + port as u32),
-        _ => None,
+pub const fn port_slot(proto: u8, port: u16, family: u8) -> Option<u32> {
+    let base = match (proto, family) {
+        (PROTO_UDP, FAMILY_V4) => 0,
+        (PROTO_UDP, FAMILY_V6) => 65_536,
+        (PROTO_TCP, FAMILY_V4) => 2 * 65_536,
+        (PROTO_TCP, FAMILY_V6) => 3 * 65_536,
+        _ => return None,
+    };
+    Some(base + port as u32)
+}
+
+/// [`PortEntry::index`] when the program must look the binding up in the hash map.
+pub const NO_INDEX: u32 = u32::MAX;
+
+/// An entry of the port map: the bindings of one (protocol, family, port).
+///
+/// Most frames go to ports nothing is bound on: `count == 0` settles them with one array
+/// lookup. A port with exactly one binding names its counter index, so a hit compares the
+/// frame's address with [`map_names::KEYS`] at that index — no hashing; a port shared by
+/// several bindings (or one left over after others went, until the set is next replaced) has
+/// [`NO_INDEX`] and the program looks the address up in the binding set.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortEntry {
+    /// Bindings on this (protocol, family, port).
+    pub count: u32,
+    /// The counter index of the only binding, or [`NO_INDEX`].
+    pub index: u32,
+}
+
+impl PortEntry {
+    /// Nothing bound.
+    pub const EMPTY: PortEntry = PortEntry {
+        count: 0,
+        index: NO_INDEX,
+    };
+}
+
+impl Default for PortEntry {
+    fn default() -> Self {
+        PortEntry::EMPTY
     }
 }
 
@@ -410,6 +458,7 @@ pub struct StateInfo {
 const _: () = assert!(core::mem::size_of::<BindKey>() == 20);
 const _: () = assert!(core::mem::align_of::<BindKey>() == 4);
 const _: () = assert!(core::mem::size_of::<BindStats>() == 16);
+const _: () = assert!(core::mem::size_of::<PortEntry>() == 8);
 const _: () = assert!(core::mem::size_of::<StateInfo>() == 40);
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * Counter::COUNT as usize);
 
@@ -419,6 +468,8 @@ mod pod {
     unsafe impl aya::Pod for super::BindKey {}
     // SAFETY: BindStats is repr(C) with two u64 fields and no padding.
     unsafe impl aya::Pod for super::BindStats {}
+    // SAFETY: PortEntry is repr(C) with two u32 fields and no padding.
+    unsafe impl aya::Pod for super::PortEntry {}
     // SAFETY: GenSettings is repr(C), four u32 fields without padding.
     unsafe impl aya::Pod for super::GenSettings {}
     // SAFETY: Counters is repr(C), an array of u64 without padding.

@@ -12,12 +12,14 @@ mod parse;
 use aya_ebpf::{
     bindings::xdp_action,
     macros::xdp,
-    maps::{Array, PerCpuHashMap},
+    maps::{Array, HashMap},
     programs::XdpContext,
 };
 use aya_log_ebpf::debug;
-use maps::{ACTIVE, BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, INFO, PORTS, PORTS1, XSKS};
-use netdemux_common::{BindKey, BindStats, Counter, port_slot};
+use maps::{
+    ACTIVE, BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, INFO, KEYS, PORTS, PORTS1, STATS, XSKS,
+};
+use netdemux_common::{BindKey, Counter, NO_INDEX, PortEntry, port_slot};
 use parse::{Frame, classify};
 
 #[xdp]
@@ -51,28 +53,36 @@ fn logging() -> bool {
     INFO.get(0).is_some_and(|i| i.log != 0)
 }
 
-/// The per-CPU counters of the binding `key` matches in `binds` (exact address first, then the
-/// family's wildcard if `wildcard`), if the port index says the port has any.
+/// The counter index of the binding `key` matches in a binding set (exact address first, then
+/// the family's wildcard if `wildcard`). The port entry settles most frames: nothing bound on
+/// the port (a miss), or one binding, whose address is compared without hashing; only a port
+/// shared by several bindings costs a hash lookup.
 #[inline(always)]
 #[allow(
     clippy::needless_borrows_for_generic_args,
     reason = "look the key up where it is, without a 20-byte copy per lookup"
 )]
 fn find(
-    binds: &PerCpuHashMap<BindKey, BindStats>,
-    ports: &Array<u32>,
+    binds: &HashMap<BindKey, u32>,
+    ports: &Array<PortEntry>,
     key: &mut BindKey,
     wildcard: bool,
-) -> Option<*mut BindStats> {
-    // Most frames go to ports nothing is bound on: one array lookup settles those.
-    let bound_on_port = port_slot(key.proto, key.port())
-        .and_then(|slot| ports.get(slot))
-        .is_some_and(|&n| n != 0);
-    if !bound_on_port {
+) -> Option<u32> {
+    let entry = ports.get(port_slot(key.proto, key.port(), key.family)?)?;
+    if entry.count == 0 {
         return None;
     }
-    if let Some(stats) = binds.get_ptr_mut(&*key) {
-        return Some(stats);
+    if entry.index != NO_INDEX {
+        // The slot fixes protocol, family and port: the address decides.
+        // Words compared by hand: array equality may become a memcmp call, which BPF lacks.
+        let (b, k) = (&KEYS.get(entry.index)?.addr, &key.addr);
+        let exact = (b[0] ^ k[0]) | (b[1] ^ k[1]) | (b[2] ^ k[2]) | (b[3] ^ k[3]) == 0;
+        let any = wildcard && b[0] | b[1] | b[2] | b[3] == 0;
+        return (exact || any).then_some(entry.index);
+    }
+    if let Some(index) = binds.get_ptr(&*key) {
+        // SAFETY: a value of the hash map, valid for this run (RCU); a plain u32.
+        return Some(unsafe { *index });
     }
     if !wildcard {
         return None;
@@ -83,7 +93,8 @@ fn find(
         // keeps four stores instead of calling an out-of-line memset.
         unsafe { core::ptr::write_volatile(word, 0) };
     }
-    binds.get_ptr_mut(&*key)
+    // SAFETY: as above.
+    binds.get_ptr(&*key).map(|index| unsafe { *index })
 }
 
 /// Looks `key` up in the active binding set and redirects on a match; wildcard bindings take
@@ -102,15 +113,17 @@ fn deliver(
     } else {
         find(&BINDS, &PORTS, key, unicast)
     };
-    let Some(stats) = found else {
+    let Some(index) = found else {
         count.add(Counter::PassNoBinding);
         return xdp_action::XDP_PASS;
     };
-    // SAFETY: `stats` is this CPU's value of a per-CPU hash entry, valid for this run (RCU); no
-    // other CPU writes it and XDP runs without preemption.
-    unsafe {
-        (*stats).packets += 1;
-        (*stats).bytes += frame.len() as u64;
+    if let Some(stats) = STATS.get_ptr_mut(index) {
+        // SAFETY: this CPU's entry of a per-CPU array, valid for this run; no other CPU writes
+        // it and XDP runs without preemption.
+        unsafe {
+            (*stats).packets += 1;
+            (*stats).bytes += frame.len() as u64;
+        }
     }
     // The low bits of the flags are the action when the queue has no socket: the kernel gets it.
     match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {

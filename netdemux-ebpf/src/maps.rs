@@ -2,23 +2,40 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, PerCpuArray, PerCpuHashMap, XskMap},
+    maps::{Array, HashMap, PerCpuArray, Stack, XskMap},
 };
 use netdemux_common::{
     BindKey, BindStats, Counter, Counters, DEFAULT_MAX_BINDINGS, GenSettings, MAX_QUEUES,
-    PORT_SLOTS, StateInfo,
+    PORT_SLOTS, PortEntry, StateInfo,
 };
 
-/// Binding set 0: bound socket addresses and their per-CPU counters. Userspace resizes it at
+/// Binding set 0: bound socket addresses and their counter indices. Userspace resizes it at
 /// load time.
 #[map(name = "NDX_BINDS")]
-pub static BINDS: PerCpuHashMap<BindKey, BindStats> =
-    PerCpuHashMap::with_max_entries(DEFAULT_MAX_BINDINGS, 0);
+pub static BINDS: HashMap<BindKey, u32> = HashMap::with_max_entries(DEFAULT_MAX_BINDINGS, 0);
 
 /// Binding set 1: userspace fills the set not in use, then flips [`ACTIVE`].
 #[map(name = "NDX_BINDS1")]
-pub static BINDS1: PerCpuHashMap<BindKey, BindStats> =
-    PerCpuHashMap::with_max_entries(DEFAULT_MAX_BINDINGS, 0);
+pub static BINDS1: HashMap<BindKey, u32> = HashMap::with_max_entries(DEFAULT_MAX_BINDINGS, 0);
+
+/// Each binding's per-CPU packet and byte counts, by counter index (shared by both sets: a
+/// binding kept across a replacement keeps its index). Userspace sizes it at load time.
+#[map(name = "NDX_STATS")]
+pub static STATS: PerCpuArray<BindStats> =
+    PerCpuArray::with_max_entries(2 * DEFAULT_MAX_BINDINGS, 0);
+
+/// The binding that owns each counter index: a port's only binding is matched against it.
+#[map(name = "NDX_KEYS")]
+pub static KEYS: Array<BindKey> = Array::with_max_entries(2 * DEFAULT_MAX_BINDINGS, 0);
+
+/// Counter indices given back; used by userspace only (declared so it is created and pinned
+/// with the rest).
+#[map(name = "NDX_FREE")]
+pub static FREE: Stack<u32> = Stack::with_max_entries(2 * DEFAULT_MAX_BINDINGS, 0);
+
+/// The lowest counter index never handed out; used by userspace only.
+#[map(name = "NDX_NEXT")]
+pub static NEXT: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Which binding set (and port index) the program uses: 0 or 1.
 #[map(name = "NDX_ACTIVE")]
@@ -28,14 +45,15 @@ pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 #[map(name = "NDX_COUNTERS")]
 pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
-/// Number of bindings per (protocol, port): a frame to a port with none is passed after one
-/// array lookup instead of two hash lookups.
+/// The bindings of each (protocol, family, port) of set 0 (see `PortEntry`): a frame to a port
+/// with none is passed after one array lookup, one to a port with one binding is matched
+/// without hashing.
 #[map(name = "NDX_PORTS")]
-pub static PORTS: Array<u32> = Array::with_max_entries(PORT_SLOTS, 0);
+pub static PORTS: Array<PortEntry> = Array::with_max_entries(PORT_SLOTS, 0);
 
 /// The port index of binding set 1.
 #[map(name = "NDX_PORTS1")]
-pub static PORTS1: Array<u32> = Array::with_max_entries(PORT_SLOTS, 0);
+pub static PORTS1: Array<PortEntry> = Array::with_max_entries(PORT_SLOTS, 0);
 
 /// The AF_XDP socket of each RX queue.
 #[map(name = "NDX_XSKS")]

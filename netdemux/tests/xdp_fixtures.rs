@@ -31,6 +31,8 @@ const BINDINGS: &[(&str, &str)] = &[
     ("tcp", "[::]:8080"),
     ("tcp", "[2001:db8::2]:8080"),
     ("udp", "239.1.2.3:5000"),
+    // Alone on its port and family: matched through the port entry, without the hash.
+    ("udp", "0.0.0.0:5353"),
 ];
 
 /// What a case expects: a match of the given binding, or a pass for the given reason.
@@ -468,6 +470,35 @@ fn cases() -> Vec<Case> {
         ),
     ];
 
+    // --- a wildcard alone on its port (the port entry's direct match, no hash lookup)
+    c.extend([
+        case(
+            "udp4 unicast to a lone wildcard",
+            v4(UDP, OTHER4, 5353),
+            Hit("udp", "0.0.0.0:5353"),
+        ),
+        case(
+            "udp4 limited broadcast to a lone wildcard",
+            v4(UDP, [255, 255, 255, 255], 5353),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "udp4 link-layer broadcast to a lone wildcard",
+            broadcast_mac(v4(UDP, DST4, 5353)),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "udp6 to an IPv4 wildcard's port",
+            v6_frame(UDP, v6(2), 5353),
+            Pass(Counter::PassNoBinding),
+        ),
+        case(
+            "tcp4 to a udp wildcard's port",
+            v4(TCP, DST4, 5353),
+            Pass(Counter::PassNoBinding),
+        ),
+    ]);
+
     // --- broadcast and multicast: exact bindings only (RFC 1122: no wildcard service answers)
     c.extend([
         case(
@@ -861,43 +892,90 @@ fn full_table_is_refused_and_left_intact() {
     assert_eq!(maps.bindings().unwrap().len(), 2);
 }
 
-#[test]
-fn port_counts_follow_bindings_and_gate_the_lookup() {
-    let mut h = Harness::new();
-    let slot = netdemux_common::port_slot(17, 7000).unwrap();
-    assert_eq!(
-        h.maps.port_count(slot).unwrap(),
-        2,
-        "udp v4 and v6 bindings on port 7000"
-    );
-    // A refused duplicate leaves the count as it was.
-    assert!(
-        h.maps
-            .bind(&Binding::parse("udp", "198.18.0.2:7000").unwrap())
-            .is_err()
-    );
-    assert_eq!(h.maps.port_count(slot).unwrap(), 2);
+/// A binding from its protocol and address.
+fn b(proto: &str, addr: &str) -> Binding {
+    Binding::parse(proto, addr).unwrap()
+}
 
-    h.maps
-        .unbind(&Binding::parse("udp", "198.18.0.2:7000").unwrap())
-        .unwrap();
-    assert_eq!(h.maps.port_count(slot).unwrap(), 1);
+/// The packets counted for `binding`.
+fn packets_of(h: &Harness, binding: &str) -> Option<u64> {
+    let b = Binding::parse("udp", binding).unwrap();
+    h.binding_counts()
+        .into_iter()
+        .find(|(x, _)| *x == b)
+        .map(|(_, s)| s.packets)
+}
+
+#[test]
+fn port_entries_match_a_lone_binding_directly_and_shared_ports_by_hash() {
+    use netdemux_common::{FAMILY_V4, FAMILY_V6, NO_INDEX};
+    let mut h = Harness::new();
+    let (slot4, slot6) = (
+        netdemux_common::port_slot(17, 7000, FAMILY_V4).unwrap(),
+        netdemux_common::port_slot(17, 7000, FAMILY_V6).unwrap(),
+    );
+    // IPv4 and IPv6 bindings of port 7000 have an entry each, both direct.
+    let (e4, e6) = (
+        h.maps.port_entry(slot4).unwrap(),
+        h.maps.port_entry(slot6).unwrap(),
+    );
+    assert_eq!((e4.count, e6.count), (1, 1));
+    assert!(e4.index != NO_INDEX && e6.index != NO_INDEX && e4.index != e6.index);
+    // A refused duplicate leaves the entry as it was.
+    assert!(h.maps.bind(&b("udp", "198.18.0.2:7000")).is_err());
+    assert_eq!(h.maps.port_entry(slot4).unwrap(), e4);
+
+    // A second address on the port: the port goes through the hash lookup; both match.
+    h.maps.bind(&b("udp", "198.18.0.3:7000")).unwrap();
+    let shared = h.maps.port_entry(slot4).unwrap();
+    assert_eq!((shared.count, shared.index), (2, NO_INDEX));
     let before = h.maps.verdicts().unwrap();
-    h.run(&v6_frame(UDP, v6(2), 7000)); // the other binding on the port still matches
+    h.run(&v4(UDP, DST4, 7000));
+    h.run(&v4(UDP, [198, 18, 0, 3], 7000));
+    h.run(&v4(UDP, OTHER4, 7000));
+    let d = h.maps.verdicts().unwrap().since(&before);
+    assert_eq!(
+        (
+            d.get(Counter::RedirectFailed),
+            d.get(Counter::PassNoBinding)
+        ),
+        (2, 1)
+    );
+
+    // Back to one binding: still hashed (which one is left is not known without a walk), and
+    // right; the removed address misses.
+    h.maps.unbind(&b("udp", "198.18.0.2:7000")).unwrap();
+    assert_eq!(h.maps.port_entry(slot4).unwrap().count, 1);
+    h.run(&v4(UDP, [198, 18, 0, 3], 7000));
+    let before = h.maps.verdicts().unwrap();
     h.run(&v4(UDP, DST4, 7000));
     let d = h.maps.verdicts().unwrap().since(&before);
-    assert_eq!(d.get(Counter::RedirectFailed), 1);
     assert_eq!(d.get(Counter::PassNoBinding), 1);
+    assert_eq!(packets_of(&h, "198.18.0.3:7000"), Some(2));
 
-    h.maps
-        .unbind(&Binding::parse("udp", "[2001:db8::2]:7000").unwrap())
+    // Replacing the set makes the lone binding direct again, and its counters carry over
+    // exactly (it keeps its counter index).
+    let set = h.maps.bindings().unwrap();
+    h.maps.replace(&set).unwrap();
+    let direct = h.maps.port_entry(slot4).unwrap();
+    assert_eq!(direct.count, 1);
+    assert_ne!(direct.index, NO_INDEX);
+    h.run(&v4(UDP, [198, 18, 0, 3], 7000));
+    assert_eq!(packets_of(&h, "198.18.0.3:7000"), Some(3));
+
+    // A counter index given back and handed out again starts from zero.
+    h.maps.unbind(&b("udp", "198.18.0.3:7000")).unwrap();
+    assert_eq!(
+        h.maps.port_entry(slot4).unwrap(),
+        netdemux_common::PortEntry::EMPTY
+    );
+    h.maps.bind(&b("udp", "198.18.0.4:7001")).unwrap();
+    assert_eq!(packets_of(&h, "198.18.0.4:7001"), Some(0));
+
+    // A binding written behind the port map's back is not seen: the entry gates the lookup.
+    h.maps.binds[0]
+        .insert(b("udp", "198.18.0.2:7000").key(), 0, 0)
         .unwrap();
-    assert_eq!(h.maps.port_count(slot).unwrap(), 0);
-    // A binding written behind the port map's back is not seen: the count gates the lookup.
-    let cpus = aya::util::nr_cpus().unwrap();
-    let zeros = aya::maps::PerCpuValues::try_from(vec![BindStats::default(); cpus]).unwrap();
-    let key = Binding::parse("udp", "198.18.0.2:7000").unwrap().key();
-    h.maps.binds[0].insert(key, zeros, 0).unwrap();
     let before = h.maps.verdicts().unwrap();
     h.run(&v4(UDP, DST4, 7000));
     let d = h.maps.verdicts().unwrap().since(&before);
@@ -977,7 +1055,6 @@ fn random_and_mutated_frames_always_get_a_counted_verdict() {
 #[test]
 fn replacing_the_binding_set_switches_at_once_and_keeps_counters_of_kept_bindings() {
     let mut h = Harness::new();
-    let b = |p: &str, a: &str| Binding::parse(p, a).unwrap();
     h.run(&v4(UDP, DST4, 7000));
     h.run(&v4(UDP, DST4, 7000));
     let r = h
@@ -1026,6 +1103,6 @@ fn replacing_the_binding_set_switches_at_once_and_keeps_counters_of_kept_binding
     // Incremental changes go to the set in use.
     h.maps.bind(&b("udp", "198.18.0.2:7000")).unwrap();
     assert_eq!(h.maps.bindings().unwrap().len(), 2);
-    let slot = netdemux_common::port_slot(17, 7000).unwrap();
+    let slot = netdemux_common::port_slot(17, 7000, netdemux_common::FAMILY_V4).unwrap();
     assert_eq!(h.maps.port_count(slot).unwrap(), 1);
 }

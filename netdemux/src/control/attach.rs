@@ -232,8 +232,7 @@ pub fn upgrade(iface: &Interface) -> Result<Upgraded> {
     for (name, path) in &pins {
         loader.map_pin_path(name, path.as_path());
     }
-    loader.map_max_entries(netdemux_common::map_names::BINDS, a.info.max_bindings);
-    loader.map_max_entries(netdemux_common::map_names::BINDS1, a.info.max_bindings);
+    object::sized(&mut loader, a.info.max_bindings);
     let mut ebpf = loader
         .load(object::OBJECT)
         .context("cannot load this build's eBPF object onto the pinned maps")?;

@@ -1,16 +1,23 @@
-//! Typed handles on the program's pinned maps — the two binding sets and their port counts, the
-//! active-set selector, the verdict counters, the XSKMAP and the state description: eight pins
+//! Typed handles on the program's pinned maps — the two binding sets and their port entries,
+//! the bindings' counters and the keys by counter index with the index allocator, the
+//! active-set selector, the verdict counters, the XSKMAP and the state description: twelve pins
 //! with the link ([`pin_names`]) — whether just loaded or reopened from their pins, and the
 //! operations the CLI performs on them: bind, unbind, replace, list, counter readout.
+//!
+//! Each binding owns a counter index for as long as it is bound (kept across a replacement of
+//! the whole set, so its counters carry over exactly); indices come from a stack of those given
+//! back, else from a never-used high-water mark, so handing one out costs two syscalls at most.
 
 use std::{io, path::Path};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::{
     Ebpf,
-    maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, PerCpuValues, XskMap},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, Stack, XskMap},
 };
-use netdemux_common::{BindKey, BindStats, Counter, Counters, StateInfo, map_names, port_slot};
+use netdemux_common::{
+    BindKey, BindStats, Counter, Counters, NO_INDEX, PortEntry, StateInfo, map_names, port_slot,
+};
 
 use super::binding::Binding;
 
@@ -35,12 +42,20 @@ pub mod pin_names {
     pub const PORTS: &str = "ports";
     /// Bindings per (protocol, port), set 1.
     pub const PORTS1: &str = "ports1";
+    /// The bindings' counters by counter index.
+    pub const STATS: &str = "stats";
+    /// The binding owning each counter index.
+    pub const KEYS: &str = "keys";
+    /// Counter indices given back.
+    pub const FREE: &str = "free";
+    /// The lowest counter index never handed out.
+    pub const NEXT: &str = "next";
     /// The XDP link that keeps the program attached.
     pub const LINK: &str = "link";
 }
 
 /// Every pinned map: its name in the eBPF object and its pin's file name.
-pub const PINNED_MAPS: [(&str, &str); 8] = [
+pub const PINNED_MAPS: [(&str, &str); 12] = [
     (map_names::BINDS, pin_names::BINDS),
     (map_names::BINDS1, pin_names::BINDS1),
     (map_names::ACTIVE, pin_names::ACTIVE),
@@ -49,14 +64,27 @@ pub const PINNED_MAPS: [(&str, &str); 8] = [
     (map_names::INFO, pin_names::INFO),
     (map_names::PORTS, pin_names::PORTS),
     (map_names::PORTS1, pin_names::PORTS1),
+    (map_names::STATS, pin_names::STATS),
+    (map_names::KEYS, pin_names::KEYS),
+    (map_names::FREE, pin_names::FREE),
+    (map_names::NEXT, pin_names::NEXT),
 ];
 
 /// The maps of one loaded or pinned netdemux program.
 pub struct DemuxMaps {
-    /// The two binding sets: bound socket addresses -> per-CPU packet and byte counts.
-    pub binds: [PerCpuHashMap<MapData, BindKey, BindStats>; 2],
-    /// Bindings per (protocol, port) of each set, which the program checks before any lookup.
-    pub ports: [Array<MapData, u32>; 2],
+    /// The two binding sets: bound socket addresses -> counter index.
+    pub binds: [HashMap<MapData, BindKey, u32>; 2],
+    /// The bindings of each (protocol, family, port) of each set, which the program reads
+    /// before anything else.
+    pub ports: [Array<MapData, PortEntry>; 2],
+    /// Per-CPU packet and byte counts by counter index.
+    pub stats: PerCpuArray<MapData, BindStats>,
+    /// The binding owning each counter index.
+    pub keys: Array<MapData, BindKey>,
+    /// Counter indices given back.
+    free: Stack<MapData, u32>,
+    /// Entry 0: the lowest counter index never handed out.
+    next: Array<MapData, u32>,
     /// Which set the program uses (entry 0: 0 or 1).
     pub active: Array<MapData, u32>,
     /// Per-CPU verdict counters (one entry).
@@ -72,7 +100,7 @@ pub struct DemuxMaps {
 /// What [`DemuxMaps::replace`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Replaced {
-    /// Bindings in both the old and the new set (their counters carried over).
+    /// Bindings in both the old and the new set (their counters carried over, exactly).
     pub kept: usize,
     /// Bindings only in the new set.
     pub added: usize,
@@ -162,7 +190,7 @@ impl DemuxMaps {
     /// Builds the handles from maps in the order of [`PINNED_MAPS`].
     fn from_maps(maps: Vec<Map>) -> Result<Self> {
         let max_bindings = match &maps[0] {
-            Map::PerCpuHashMap(data) => data.info().map(|i| i.max_entries()).unwrap_or(0),
+            Map::HashMap(data) => data.info().map(|i| i.max_entries()).unwrap_or(0),
             _ => 0,
         };
         let mut it = maps.into_iter().zip(PINNED_MAPS.map(|(_, f)| f));
@@ -177,6 +205,7 @@ impl DemuxMaps {
             next()?,
             next()?,
         );
+        let (stats, keys, free, high) = (next()?, next()?, next()?, next()?);
         Ok(DemuxMaps {
             binds: [typed(b0.0, b0.1)?, typed(b1.0, b1.1)?],
             active: typed(active.0, active.1)?,
@@ -184,6 +213,10 @@ impl DemuxMaps {
             xsks: typed(xsks.0, xsks.1)?,
             info: typed(info.0, info.1)?,
             ports: [typed(p0.0, p0.1)?, typed(p1.0, p1.1)?],
+            stats: typed(stats.0, stats.1)?,
+            keys: typed(keys.0, keys.1)?,
+            free: typed(free.0, free.1)?,
+            next: typed(high.0, high.1)?,
             max_bindings,
         })
     }
@@ -211,86 +244,175 @@ impl DemuxMaps {
 
     /// Adds `binding`. Fails without changing anything if it is already bound or the table is full.
     ///
-    /// The port count goes up before the binding appears and down after it is gone, so the
-    /// program never skips the lookup of a binding that exists. Concurrent writers must be
-    /// serialised by the caller (the CLI locks the state directory).
+    /// The binding's counters and key are in place before it enters the set, and the port
+    /// entry changes last, so the program never finds a binding without them. Concurrent
+    /// writers must be serialised by the caller (the CLI locks the state directory).
     pub fn bind(&mut self, binding: &Binding) -> Result<()> {
         let set = self.active_set()?;
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-        let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus])?;
+        let key = binding.key();
         let slot = self.port_slot(binding)?;
-        let on_port = self.port_count_in(set, slot)?;
-        self.set_port_count(set, slot, on_port + 1)?;
-        match self.binds[set].insert(binding.key(), zeros, BPF_NOEXIST) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                self.set_port_count(set, slot, on_port)?;
-                match map_errno(&e) {
-                    Some(libc::EEXIST) => {
-                        bail!("{binding} is already bound (`netdemux list` shows the bindings)")
-                    }
-                    Some(libc::E2BIG) => bail!(
-                        "cannot bind {binding}: the binding table is full ({} entries); unbind \
-                         something, or detach and attach again with a larger --max-bindings",
-                        self.max_bindings
-                    ),
-                    _ => Err(anyhow::Error::new(e).context(format!("cannot bind {binding}"))),
-                }
-            }
+        if self.binds[set].get(&key, 0).is_ok() {
+            bail!("{binding} is already bound (`netdemux list` shows the bindings)");
         }
+        let index = self.take_index(binding)?;
+        if let Err(e) = self.bind_at(set, slot, binding, index) {
+            let _ = self.give_index(index);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn bind_at(&mut self, set: usize, slot: u32, binding: &Binding, index: u32) -> Result<()> {
+        let key = binding.key();
+        self.prepare_index(index, &key)?;
+        if let Err(e) = self.binds[set].insert(key, index, BPF_NOEXIST) {
+            return match map_errno(&e) {
+                Some(libc::EEXIST) => {
+                    bail!("{binding} is already bound (`netdemux list` shows the bindings)")
+                }
+                Some(libc::E2BIG) => bail!(
+                    "cannot bind {binding}: the binding table is full ({} entries); unbind \
+                     something, or detach and attach again with a larger --max-bindings",
+                    self.max_bindings
+                ),
+                _ => Err(anyhow::Error::new(e).context(format!("cannot bind {binding}"))),
+            };
+        }
+        let entry = self.port_entry_in(set, slot)?;
+        let entry = PortEntry {
+            count: entry.count + 1,
+            // The first binding on the port is matched directly; a second one sends the port
+            // through the hash lookup.
+            index: if entry.count == 0 { index } else { NO_INDEX },
+        };
+        if let Err(e) = self.set_port_entry(set, slot, entry) {
+            let _ = self.binds[set].remove(&key);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Removes `binding`. Fails if it is not bound.
+    ///
+    /// The port entry changes first, so the program stops matching the binding before it
+    /// leaves the set; its counter index is given back last.
     pub fn unbind(&mut self, binding: &Binding) -> Result<()> {
         let set = self.active_set()?;
         let slot = self.port_slot(binding)?;
-        match self.binds[set].remove(&binding.key()) {
-            Ok(()) => {}
-            Err(e) if map_errno(&e) == Some(libc::ENOENT) => {
+        let key = binding.key();
+        let index = match self.binds[set].get(&key, 0) {
+            Ok(i) => i,
+            Err(MapError::KeyNotFound) => {
                 bail!("{binding} is not bound (`netdemux list` shows the bindings)")
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot unbind {binding}"))),
+        };
+        let entry = self.port_entry_in(set, slot)?;
+        // A port left with one binding keeps the hash lookup (finding which one remains would
+        // take a walk of the set) until the set is next replaced.
+        let entry = match entry.count {
+            0 | 1 => PortEntry::EMPTY,
+            n => PortEntry {
+                count: n - 1,
+                index: NO_INDEX,
+            },
+        };
+        self.set_port_entry(set, slot, entry)?;
+        match self.binds[set].remove(&key) {
+            Ok(()) => {}
+            Err(e) if map_errno(&e) == Some(libc::ENOENT) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot unbind {binding}"))),
         }
-        let on_port = self.port_count_in(set, slot)?;
-        self.set_port_count(set, slot, on_port.saturating_sub(1))
+        self.give_index(index)
     }
 
     fn port_slot(&self, binding: &Binding) -> Result<u32> {
-        port_slot(binding.proto.number(), binding.addr.port())
+        let key = binding.key();
+        port_slot(key.proto, key.port(), key.family)
             .ok_or_else(|| anyhow!("{binding}: no port slot for this protocol"))
     }
 
-    /// How many bindings the active set's port index records for a (protocol, port) slot.
+    /// How many bindings the active set's port entry records for a (protocol, port, family)
+    /// slot.
     pub fn port_count(&self, slot: u32) -> Result<u32> {
-        self.port_count_in(self.active_set()?, slot)
+        Ok(self.port_entry(slot)?.count)
     }
 
-    fn port_count_in(&self, set: usize, slot: u32) -> Result<u32> {
+    /// The active set's port entry of a (protocol, port, family) slot.
+    pub fn port_entry(&self, slot: u32) -> Result<PortEntry> {
+        self.port_entry_in(self.active_set()?, slot)
+    }
+
+    fn port_entry_in(&self, set: usize, slot: u32) -> Result<PortEntry> {
         self.ports[set]
             .get(&slot, 0)
             .context("cannot read the port map")
     }
 
-    fn set_port_count(&mut self, set: usize, slot: u32, n: u32) -> Result<()> {
+    fn set_port_entry(&mut self, set: usize, slot: u32, entry: PortEntry) -> Result<()> {
         self.ports[set]
-            .set(slot, n, 0)
+            .set(slot, entry, 0)
             .context("cannot write the port map")
     }
 
+    /// A free counter index: one given back, else the next never used.
+    fn take_index(&mut self, binding: &Binding) -> Result<u32> {
+        match self.free.pop(0) {
+            Ok(i) => return Ok(i),
+            Err(MapError::ElementNotFound) => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("cannot read the free counters")),
+        }
+        let next = self
+            .next
+            .get(&0, 0)
+            .context("cannot read the counter high-water mark")?;
+        if next >= self.stats.len() {
+            bail!(
+                "cannot bind {binding}: every binding counter is in use ({}); unbind \
+                 something, or detach and attach again with a larger --max-bindings",
+                self.stats.len()
+            );
+        }
+        self.next
+            .set(0, next + 1, 0)
+            .context("cannot write the counter high-water mark")?;
+        Ok(next)
+    }
+
+    /// Gives a counter index back.
+    fn give_index(&mut self, index: u32) -> Result<()> {
+        self.free
+            .push(index, 0)
+            .context("cannot give a binding counter back")
+    }
+
+    /// Zeroes the counters of `index` and records `key` as its owner.
+    fn prepare_index(&mut self, index: u32, key: &BindKey) -> Result<()> {
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus])?;
+        self.stats
+            .set(index, zeros, 0)
+            .context("cannot reset a binding's counters")?;
+        self.keys
+            .set(index, key, 0)
+            .context("cannot write a binding's key")
+    }
+
     /// Replaces the whole binding set with `bindings`, atomically for the data path: the set not
-    /// in use is emptied and filled (bindings kept from the current set bring their counters,
-    /// less the increments made in the microseconds between the copy and the switch), then one
-    /// word switches the program over. Fails before the switch — changing nothing the
-    /// program sees — if the new set does not fit. Concurrent writers must be serialised by the
-    /// caller (the CLI locks the state directory).
+    /// in use is emptied and filled (bindings kept from the current set keep their counter
+    /// index, so their counters carry over exactly), then one word switches the program over,
+    /// and the counter indices of the bindings that went are given back. Fails before the switch
+    /// — changing nothing the program sees — if the new set does not fit. Concurrent writers
+    /// must be serialised by the caller (the CLI locks the state directory).
     pub fn replace(&mut self, bindings: &[Binding]) -> Result<Replaced> {
         let cur = self.active_set()?;
         let next = 1 - cur;
-        // Empty the idle set and its port index.
+        // Empty the idle set and its port entries (its counter indices are either the current
+        // set's too or were given back when it was switched away from).
         let stale: Vec<BindKey> = self.binds[next].keys().collect::<Result<_, _>>()?;
         for key in &stale {
-            if let Some(slot) = port_slot(key.proto, key.port()) {
-                self.set_port_count(next, slot, 0)?;
+            if let Some(slot) = port_slot(key.proto, key.port(), key.family) {
+                self.set_port_entry(next, slot, PortEntry::EMPTY)?;
             }
             match self.binds[next].remove(key) {
                 Ok(()) => {}
@@ -311,37 +433,76 @@ impl DemuxMaps {
                 self.max_bindings
             );
         }
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-        let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
-        for b in &wanted {
-            let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus])?;
-            self.binds[next]
-                .insert(b.key(), zeros, 0)
-                .with_context(|| format!("cannot add {b} to the idle binding set"))?;
-            *counts.entry(self.port_slot(b)?).or_default() += 1;
-        }
-        for (slot, n) in counts {
-            self.set_port_count(next, slot, n)?;
-        }
-        // Counters of kept bindings are copied last, just before the switch: increments the
-        // program makes in the old set in between (microseconds) are the only ones not carried.
-        let mut kept = 0;
-        for b in &wanted {
-            if let Ok(values) = self.binds[cur].get(&b.key(), 0) {
-                self.binds[next].insert(b.key(), values, 0)?;
-                kept += 1;
+        let mut taken = Vec::new();
+        let filled = self.fill_idle(next, cur, &wanted, &mut taken);
+        let kept = match filled {
+            Ok(kept) => kept,
+            Err(e) => {
+                for i in taken {
+                    let _ = self.give_index(i);
+                }
+                return Err(e);
             }
-        }
+        };
         // The switch: one word.
         self.active
             .set(0, next as u32, 0)
             .context("cannot switch the active binding set")?;
-        let before = self.binds[cur].keys().count();
+        // The bindings that went give their counter indices back.
+        let wanted_keys: std::collections::HashSet<BindKey> =
+            wanted.iter().map(|b| b.key()).collect();
+        let mut removed = 0;
+        let old: Vec<(BindKey, u32)> = self.binds[cur].iter().collect::<Result<_, _>>()?;
+        for (key, index) in old {
+            if !wanted_keys.contains(&key) {
+                self.give_index(index)?;
+                removed += 1;
+            }
+        }
         Ok(Replaced {
             kept,
             added: wanted.len() - kept,
-            removed: before - kept,
+            removed,
         })
+    }
+
+    /// Fills the idle set `next` with `wanted` (sorted, unique): bindings of the current set
+    /// `cur` keep their counter index, new ones take one (recorded in `taken`). Returns how
+    /// many were kept.
+    fn fill_idle(
+        &mut self,
+        next: usize,
+        cur: usize,
+        wanted: &[Binding],
+        taken: &mut Vec<u32>,
+    ) -> Result<usize> {
+        let mut kept = 0;
+        let mut ports: std::collections::HashMap<u32, PortEntry> = std::collections::HashMap::new();
+        for b in wanted {
+            let key = b.key();
+            let index = match self.binds[cur].get(&key, 0) {
+                Ok(i) => {
+                    kept += 1;
+                    i
+                }
+                Err(_) => {
+                    let i = self.take_index(b)?;
+                    taken.push(i);
+                    self.prepare_index(i, &key)?;
+                    i
+                }
+            };
+            self.binds[next]
+                .insert(key, index, 0)
+                .with_context(|| format!("cannot add {b} to the idle binding set"))?;
+            let e = ports.entry(self.port_slot(b)?).or_insert(PortEntry::EMPTY);
+            e.index = if e.count == 0 { index } else { NO_INDEX };
+            e.count += 1;
+        }
+        for (slot, entry) in ports {
+            self.set_port_entry(next, slot, entry)?;
+        }
+        Ok(kept)
     }
 
     /// Every binding, sorted by protocol, then address.
@@ -364,7 +525,14 @@ impl DemuxMaps {
         let set = self.active_set()?;
         let mut out = Vec::new();
         for binding in self.bindings()? {
-            match self.binds[set].get(&binding.key(), 0) {
+            let index = match self.binds[set].get(&binding.key(), 0) {
+                Ok(i) => i,
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("cannot read the binding table"));
+                }
+            };
+            match self.stats.get(&index, 0) {
                 Ok(per_cpu) => {
                     let sum = per_cpu
                         .iter()

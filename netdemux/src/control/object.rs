@@ -20,11 +20,21 @@ pub fn object_hash() -> u64 {
 /// Parses the object and creates its maps, sizing the binding table for `max_bindings` entries.
 /// No program is loaded yet: see [`load_program`].
 pub fn open(max_bindings: u32) -> Result<Ebpf> {
-    EbpfLoader::new()
-        .map_max_entries(map_names::BINDS, max_bindings)
-        .map_max_entries(map_names::BINDS1, max_bindings)
+    sized(&mut EbpfLoader::new(), max_bindings)
         .load(OBJECT)
         .context("cannot load the netdemux eBPF object (maps could not be created)")
+}
+
+/// Sizes the maps that grow with the binding table for `max_bindings` bindings: each set, and
+/// twice that in counter indices (a set is filled while the other still counts).
+pub fn sized<'a, 'b>(loader: &'a mut EbpfLoader<'b>, max_bindings: u32) -> &'a mut EbpfLoader<'b> {
+    let indices = max_bindings.saturating_mul(2);
+    loader
+        .map_max_entries(map_names::BINDS, max_bindings)
+        .map_max_entries(map_names::BINDS1, max_bindings)
+        .map_max_entries(map_names::STATS, indices)
+        .map_max_entries(map_names::KEYS, indices)
+        .map_max_entries(map_names::FREE, indices)
 }
 
 /// Loads (verifies) one XDP program of the object and returns it.

@@ -7,6 +7,12 @@
 //! p99.9, max) are taken over all their samples. Both sides are pinned the same way: the client
 //! on CPU 0, the echo (the kernel echo's thread, the netdemux worker) on CPU 1. Default veth
 //! layout (no threaded NAPI), 1 queue; the netdemux worker waits in poll(2).
+//!
+//! Then open loop: one client thread sends datagrams carrying their send time on a fixed
+//! schedule, never waiting for answers, and times the answers as they come. The capacity is the
+//! answered rate of the slower echo with that client sending as fast as it can (what this client
+//! on one core can drive); both echoes are then loaded at 10, 50 and 90% of it, in a random
+//! order, and each load reports p50/p99/p99.9 and the answers missing.
 //! Output: a markdown table and `bench/results/echo-latest.json`. Usage: echo [--quick]  (root)
 
 use std::{
@@ -80,6 +86,72 @@ fn kernel_echo(tb: &Testbed, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     h
 }
 
+/// One open-loop load from namespace a: a 32-byte datagram (sequence number, send time) every
+/// 1/`rate` s for `secs` (`rate` 0: as fast as the client goes), answers timed as they arrive,
+/// one thread on CPU 0 spinning on a non-blocking socket. Returns the round trips in µs, the
+/// datagrams sent and the seconds the sending took.
+fn open_loop(tb: &Testbed, rate: f64, secs: f64) -> Result<(Vec<f64>, u64, f64)> {
+    in_netns(&tb.ns_a, move || -> Result<(Vec<f64>, u64, f64)> {
+        pin(0);
+        let sock = UdpSocket::bind("0.0.0.0:0")?;
+        sock.connect(DST)?;
+        sock.set_nonblocking(true)?;
+        let (base, mut sent, mut rtts) = (Instant::now(), 0u64, Vec::new());
+        let mut buf = [0u8; 64];
+        let mut payload = [0u8; 32];
+        let mut drain = |rtts: &mut Vec<f64>| {
+            while let Ok(n) = sock.recv(&mut buf) {
+                if n == 32 {
+                    let t = u64::from_ne_bytes(buf[8..16].try_into().unwrap());
+                    rtts.push((base.elapsed().as_nanos() as u64 - t) as f64 / 1e3);
+                }
+            }
+        };
+        let end = Duration::from_secs_f64(secs);
+        loop {
+            let now = base.elapsed();
+            if now >= end {
+                break;
+            }
+            let due = rate == 0.0 || now.as_secs_f64() * rate >= sent as f64;
+            if due {
+                payload[..8].copy_from_slice(&sent.to_ne_bytes());
+                payload[8..16].copy_from_slice(&(now.as_nanos() as u64).to_ne_bytes());
+                if sock.send(&payload).is_ok() {
+                    sent += 1;
+                }
+            }
+            drain(&mut rtts);
+        }
+        let took = base.elapsed().as_secs_f64();
+        // Answers still in flight.
+        let last = Instant::now();
+        while last.elapsed() < Duration::from_millis(200) {
+            drain(&mut rtts);
+        }
+        Ok((rtts, sent, took))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("open-loop client panicked"))?
+}
+
+/// Runs `f` against the kernel echo (`kernel`) or netdemux's.
+fn against<T>(tb: &Testbed, kernel: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    if kernel {
+        let stop = Arc::new(AtomicBool::new(false));
+        let h = kernel_echo(tb, stop.clone());
+        let r = f();
+        stop.store(true, Ordering::Relaxed);
+        let _ = h.join();
+        r
+    } else {
+        let d = Daemon::start(tb, &["--udp-echo", DST, "--cpu", "1"])?;
+        let r = f();
+        d.stop()?;
+        r
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -113,22 +185,72 @@ fn main() -> Result<()> {
         } else {
             [false, true]
         } {
+            let r = against(&tb, side, || ping_pong(&tb, n))?;
             if side {
-                let stop = Arc::new(AtomicBool::new(false));
-                let h = kernel_echo(&tb, stop.clone());
-                let r = ping_pong(&tb, n);
-                stop.store(true, Ordering::Relaxed);
-                let _ = h.join();
-                kernel.extend(r?);
+                kernel.extend(r);
             } else {
-                let d = Daemon::start(&tb, &["--udp-echo", DST, "--cpu", "1"])?;
-                let r = ping_pong(&tb, n);
-                d.stop()?;
-                ours.extend(r?);
+                ours.extend(r);
             }
         }
     }
+    // Open loop: the capacity this client drives, then 10/50/90% of it on both echoes.
+    let secs = if quick { 1.0 } else { 2.0 };
+    let mut capacity = f64::MAX;
+    for side in [true, false] {
+        let (rtts, _, took) = against(&tb, side, || open_loop(&tb, 0.0, secs))?;
+        capacity = capacity.min(rtts.len() as f64 / took);
+    }
+    let mut loads = Vec::new();
+    for share in [0.1, 0.5, 0.9] {
+        let rate = share * capacity;
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let mut sides = [true, false];
+        if seed.is_multiple_of(2) {
+            sides.reverse();
+        }
+        let mut load = serde_json::json!({"share": share, "rate_pps": rate});
+        for side in sides {
+            let (mut rtts, sent, _) = against(&tb, side, || open_loop(&tb, rate, secs))?;
+            rtts.sort_by(f64::total_cmp);
+            let missing = sent.saturating_sub(rtts.len() as u64);
+            let p = |q: f64| {
+                if rtts.is_empty() {
+                    0.0
+                } else {
+                    percentile(&rtts, q)
+                }
+            };
+            load[if side { "kernel" } else { "netdemux" }] = serde_json::json!({
+                "sent": sent, "missing": missing,
+                "p50_us": p(0.5), "p99_us": p(0.99), "p99_9_us": p(0.999),
+            });
+        }
+        loads.push(load);
+    }
     drop(tb);
+    println!(
+        "Open loop, capacity {:.0} datagrams/s (the slower echo, this client as fast as it goes):\n",
+        capacity
+    );
+    println!("| load | echo | p50 (µs) | p99 (µs) | p99.9 (µs) | missing |");
+    println!("|---:|---|---:|---:|---:|---:|");
+    for l in &loads {
+        for side in ["kernel", "netdemux"] {
+            let v = &l[side];
+            println!(
+                "| {:.0}% | {side} | {:.1} | {:.1} | {:.1} | {} of {} |",
+                l["share"].as_f64().unwrap_or(0.0) * 100.0,
+                v["p50_us"].as_f64().unwrap_or(0.0),
+                v["p99_us"].as_f64().unwrap_or(0.0),
+                v["p99_9_us"].as_f64().unwrap_or(0.0),
+                v["missing"],
+                v["sent"]
+            );
+        }
+    }
+    println!();
     kernel.sort_by(f64::total_cmp);
     ours.sort_by(f64::total_cmp);
     let row = |v: &[f64]| (percentile(v, 0.5), percentile(v, 0.99));
@@ -163,6 +285,7 @@ fn main() -> Result<()> {
         "kernel_us": {"p50": k50, "p99": k99, "p99_9": k999, "max": kmax},
         "netdemux_us": {"p50": o50, "p99": o99, "p99_9": o999, "max": omax},
         "ratios": {"echo_p50_vs_kernel": o50 / k50, "echo_p99_vs_kernel": o99 / k99},
+        "open_loop": {"capacity_pps": capacity, "seconds_per_load": secs, "loads": loads},
     });
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
     fs::create_dir_all(&dir)?;

@@ -1,4 +1,4 @@
-//! `cargo xtask bench` ends here: the results of one run of the xdp, udp, echo, tcp and proxy
+//! `cargo xtask bench` ends here: the results of one run of the xdp, udp, sweep, echo, tcp and proxy
 //! benchmarks (their `bench/results/*-latest.json`, each with its provenance) merged into one
 //! record, `bench/results/<UTC timestamp>.json` (never overwritten), copied to
 //! `bench/results/latest.json`, with the headline ratios in one `"ratios"` object; every table in
@@ -25,7 +25,7 @@ fn read(dir: &std::path::Path, name: &str) -> Option<Value> {
 const BEGIN: &str = "<!-- bench/results/latest.md: written by `cargo xtask bench`; do not edit -->";
 const END: &str = "<!-- end of bench/results/latest.md -->";
 
-const BENCHES: [&str; 5] = ["xdp", "udp", "echo", "tcp", "proxy"];
+const BENCHES: [&str; 6] = ["xdp", "udp", "sweep", "echo", "tcp", "proxy"];
 
 fn main() -> Result<()> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
@@ -84,9 +84,10 @@ fn main() -> Result<()> {
         bail!("no results of run {run} in {}", dir.display());
     };
     let get = |b: &str| merged.get(b).filter(|v| !v.is_null());
-    let (xdp, udp, echo, tcp, proxy) = (
+    let (xdp, udp, sweep, echo, tcp, proxy) = (
         get("xdp"),
         get("udp"),
+        get("sweep"),
         get("echo"),
         get("tcp"),
         get("proxy"),
@@ -143,7 +144,7 @@ fn main() -> Result<()> {
     fs::write(&dated, &text).context("write the dated results")?;
     fs::write(dir.join("latest.json"), &text).context("write latest.json")?;
 
-    let md = markdown(&run, &record, xdp, udp, echo, tcp, proxy);
+    let md = markdown(&run, &record, [xdp, udp, sweep, echo, tcp, proxy]);
     fs::write(dir.join("latest.md"), &md).context("write latest.md")?;
     embed_in_readme(&dir.join("../../README.md"), &md)?;
     print!("{md}");
@@ -153,7 +154,7 @@ fn main() -> Result<()> {
         .unwrap_or("")
         .get(..10)
         .unwrap_or("");
-    match plot(&png, date, udp, echo) {
+    match plot(&png, date, udp, echo, sweep) {
         Ok(()) => println!(
             "\nresults: {}, latest.json, latest.md (and README.md), latest.png",
             dated.display()
@@ -188,16 +189,10 @@ fn num(v: &Value, digits: usize) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-/// Every table of the run, with its provenance.
-fn markdown(
-    run: &str,
-    record: &Value,
-    xdp: Option<&Value>,
-    udp: Option<&Value>,
-    echo: Option<&Value>,
-    tcp: Option<&Value>,
-    proxy: Option<&Value>,
-) -> String {
+/// Every table of the run, with its provenance: the run's record and each benchmark's results,
+/// in [`BENCHES`] order.
+fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
+    let [xdp, udp, sweep, echo, tcp, proxy] = benches;
     let p = &record["provenance"];
     let ratios = &record["ratios"];
     let mut md = format!(
@@ -344,6 +339,37 @@ fn markdown(
             ));
         }
     }
+    if let Some(sw) = sweep {
+        md.push_str(&format!(
+            "\nLoad sweep (busy-poll layout, 1 queue), median of {}; each row checks offered = received + receiver drops + veth refusals in every repetition:\n\n\
+             | receiver | frame B | flows | offered Mpps | received Mpps | Gbit/s | every frame accounted |\n|---|---:|---:|---:|---:|---:|---|\n",
+            sw["repetitions"]
+        ));
+        for r in sw["rows"].as_array().into_iter().flatten() {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                r["receiver"].as_str().unwrap_or("?").replace('_', " "),
+                r["frame_bytes"],
+                r["flows"],
+                num(&r["offered_mpps"], 2),
+                num(&r["received_mpps"], 2),
+                num(&r["received_gbit_s"], 2),
+                if r["accounted"] == true { "yes" } else { "no" }
+            ));
+        }
+        let mib = |k: &str| {
+            num(
+                &json!(sw["memory"][k].as_f64().unwrap_or(0.0) / 1048576.0),
+                1,
+            )
+        };
+        md.push_str(&format!(
+            "\nA running sink daemon (one queue): resident {} MiB, UMEM {} MiB, pinned maps {} MiB (as the kernel charges them).\n",
+            mib("rss_bytes"),
+            mib("umem_bytes"),
+            mib("map_bytes")
+        ));
+    }
     if let Some(e) = echo {
         md.push_str(&format!(
             "\nUDP echo round trip, µs ({} samples each; client on CPU 0, echo on CPU 1):\n\n| echo | p50 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|\n\
@@ -353,6 +379,27 @@ fn markdown(
             num(&e["netdemux_us"]["p50"], 1), num(&e["netdemux_us"]["p99"], 1),
             num(&e["netdemux_us"]["p99_9"], 1), num(&e["netdemux_us"]["max"], 1)
         ));
+        if let Some(loads) = e["open_loop"]["loads"].as_array() {
+            md.push_str(&format!(
+                "\nOpen loop (a client on CPU 0 sends on a fixed schedule and times the answers), at shares of {} datagrams/s, what the slower echo answered with that client sending as fast as it can:\n\n\
+                 | load | echo | p50 µs | p99 µs | p99.9 µs | missing |\n|---:|---|---:|---:|---:|---:|\n",
+                num(&e["open_loop"]["capacity_pps"], 0)
+            ));
+            for l in loads {
+                for side in ["kernel", "netdemux"] {
+                    let v = &l[side];
+                    md.push_str(&format!(
+                        "| {}% | {side} | {} | {} | {} | {} of {} |\n",
+                        num(&json!(l["share"].as_f64().unwrap_or(0.0) * 100.0), 0),
+                        num(&v["p50_us"], 1),
+                        num(&v["p99_us"], 1),
+                        num(&v["p99_9_us"], 1),
+                        v["missing"],
+                        v["sent"]
+                    ));
+                }
+            }
+        }
     }
     if let Some(t) = tcp {
         let row = |v: &Value| {
@@ -412,19 +459,22 @@ fn register_font() -> Result<()> {
     .map_err(|_| anyhow!("the font file is not a TrueType font"))
 }
 
-/// Left: received Mpps per receiver, pinned and busy-poll layouts side by side. Right: echo round
-/// trip p50/p99, kernel and netdemux.
+/// Top left: received Mpps per receiver, pinned and busy-poll layouts side by side. Top right:
+/// echo round trip p50/p99, kernel and netdemux. Below: the sweep's received Mpps per frame
+/// size, the sink beside the bare consumer.
 fn plot(
     path: &std::path::Path,
     date: &str,
     udp: Option<&Value>,
     echo: Option<&Value>,
+    sweep: Option<&Value>,
 ) -> Result<()> {
     register_font()?;
     let draw_err = |e: &dyn std::fmt::Display| anyhow!("drawing {}: {e}", path.display());
-    let root = BitMapBackend::new(path, (1200, 520)).into_drawing_area();
+    let root = BitMapBackend::new(path, (1200, 900)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| draw_err(&e))?;
-    let (left, right) = root.split_horizontally(800);
+    let (top, bottom) = root.split_vertically(520);
+    let (left, right) = top.split_horizontally(800);
     let layouts = [
         ("pinned", RGBColor(70, 110, 180)),
         ("busy_poll", RGBColor(230, 140, 40)),
@@ -467,6 +517,37 @@ fn plot(
         &[
             ("kernel", RGBColor(150, 150, 150)),
             ("netdemux", RGBColor(40, 150, 90)),
+        ],
+    )
+    .map_err(|e| draw_err(&e))?;
+
+    let rows = sweep.and_then(|s| s["rows"].as_array());
+    let at = |receiver: &str, size: &Value| {
+        rows.into_iter()
+            .flatten()
+            .find(|r| r["receiver"] == receiver && r["frame_bytes"] == *size && r["flows"] == 64)
+            .and_then(|r| r["received_mpps"].as_f64())
+            .unwrap_or(0.0)
+    };
+    let sizes: Vec<(String, [f64; 2])> = rows
+        .into_iter()
+        .flatten()
+        .filter(|r| r["receiver"] == "sink" && r["flows"] == 64)
+        .map(|r| {
+            let size = &r["frame_bytes"];
+            (
+                format!("{size} B"),
+                [at("sink", size), at("bare_consumer", size)],
+            )
+        })
+        .collect();
+    bars(
+        &bottom,
+        "Load sweep (busy-poll): received Mpps by frame size",
+        &sizes,
+        &[
+            ("netdemux sink", RGBColor(40, 150, 90)),
+            ("bare consumer", RGBColor(150, 150, 150)),
         ],
     )
     .map_err(|e| draw_err(&e))?;

@@ -46,26 +46,11 @@ use netdemux::{
 };
 use netdemux_common::program_names;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
+use support::{Bare, Layout, ethtool_sum, pin_napi, start_bare};
+
+mod support;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
-
-/// Where the receiving side runs (both have the generator alone on CPU 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Layout {
-    /// Threaded NAPI pinned to CPU 1 with the receiver; the queue worker waits in poll(2).
-    Pinned,
-    /// veth's default NAPI (softirq); the queue worker on CPU 1 busy-polls and spins.
-    BusyPoll,
-}
-
-impl Layout {
-    fn key(self) -> &'static str {
-        match self {
-            Layout::Pinned => "pinned",
-            Layout::BusyPoll => "busy_poll",
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Receiver {
@@ -113,16 +98,6 @@ impl Receiver {
             Receiver::BareBehindDemux => "rbd_bare_behind_demux",
         }
     }
-}
-
-fn ethtool_sum(tb: &Testbed, ns: &str, dev: &str, field: &str) -> u64 {
-    let _ = tb;
-    must("ip", &["netns", "exec", ns, "ethtool", "-S", dev])
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.trim_start().starts_with("rx_queue_") && l.contains(field))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-        .sum()
 }
 
 fn udp_rcvbuf_errors(ns: &str) -> u64 {
@@ -194,151 +169,6 @@ fn kernel_reader(
     h
 }
 
-/// The pinned layout: threaded NAPI on the receiving veth, its thread pinned to CPU 1 (the
-/// generator pins itself to CPU 0); the busy-poll layout: NAPI back to softirq. veth has NAPI
-/// only while an XDP program or GRO is on, so this follows each set-up.
-fn pin_napi(tb: &Testbed, layout: Layout) -> Result<()> {
-    let threaded = if layout == Layout::Pinned { 1 } else { 0 };
-    must(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &tb.ns_b,
-            "sh",
-            "-c",
-            &format!("echo {threaded} > /sys/class/net/{}/threaded", tb.veth_b),
-        ],
-    )?;
-    if layout == Layout::BusyPoll {
-        return Ok(());
-    }
-    thread::sleep(Duration::from_millis(50));
-    let ps = must("ps", &["-eo", "pid,comm"])?;
-    let prefix = format!("napi/{}", &tb.veth_b[..tb.veth_b.len().min(10)]);
-    let mut pinned = 0;
-    for line in ps.lines().filter(|l| l.contains(&prefix)) {
-        if let Some(pid) = line.split_whitespace().next() {
-            must("taskset", &["-p", "-c", "1", pid])?;
-            pinned += 1;
-        }
-    }
-    if pinned == 0 {
-        bail!("no NAPI thread found for {}", tb.veth_b);
-    }
-    Ok(())
-}
-
-/// A bare receiver: the redirect-all program (or, `behind_demux`, the demux program with the
-/// sink's address bound) attached to veth_b and one AF_XDP socket on queue 0, served on CPU 1
-/// by the same socket code as a queue worker, waiting the same way.
-struct Bare {
-    stop: Arc<AtomicBool>,
-    handle: thread::JoinHandle<Result<()>>,
-}
-
-/// Swaps the Ethernet addresses, the IPv4 addresses and the UDP ports of a 64-byte-class frame
-/// in place (the checksums stay right: both sums are symmetric); its length, or 0 to recycle.
-fn reflect(f: &mut [u8]) -> u32 {
-    if f.len() < 42 || f[12..14] != [0x08, 0x00] {
-        return 0;
-    }
-    // (one field, the other, their length): MACs, IPv4 addresses, UDP ports.
-    for (a, b, n) in [(0, 6, 6), (26, 30, 4), (34, 36, 2)] {
-        for i in 0..n {
-            f.swap(a + i, b + i);
-        }
-    }
-    f.len() as u32
-}
-
-fn start_bare(
-    tb: &Testbed,
-    layout: Layout,
-    (reflector, behind_demux): (bool, bool),
-    count: Arc<AtomicU64>,
-) -> Result<Bare> {
-    use netdemux::xsk::{Verdict, XskConfig, XskSocket};
-    let (stop, veth) = (Arc::new(AtomicBool::new(false)), tb.veth_b.clone());
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let stop2 = stop.clone();
-    let handle = in_netns(&tb.ns_b, move || -> Result<()> {
-        let set_up = || -> Result<(aya::Ebpf, XskSocket)> {
-            let mut ebpf = object::open(1)?;
-            let mut maps = netdemux::control::maps::DemuxMaps::take(&mut ebpf, None)?;
-            let ifindex = netdemux::control::iface::Interface::link(&veth)?.ifindex()?;
-            let cfg = XskConfig {
-                busy_poll: layout == Layout::BusyPoll,
-                ..XskConfig::default()
-            };
-            let sock = XskSocket::open(ifindex, 0, &cfg)?;
-            maps.xsks.set(
-                0,
-                std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sock)),
-                0,
-            )?;
-            let prog = if behind_demux {
-                maps.bind(&netdemux::control::binding::Binding {
-                    proto: netdemux::control::binding::Proto::Udp,
-                    addr: "198.18.0.2:7000".parse()?,
-                })?;
-                object::load_program(&mut ebpf, program_names::DEMUX)?
-            } else {
-                object::load_program(&mut ebpf, program_names::REDIRECT_ALL)?
-            };
-            prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver)?;
-            drop(maps);
-            Ok((ebpf, sock))
-        };
-        let (ebpf, mut sock) = match set_up() {
-            Ok(x) => {
-                ready_tx.send(Ok(())).ok();
-                x
-            }
-            Err(e) => {
-                ready_tx.send(Err(format!("{e:#}"))).ok();
-                return Err(e);
-            }
-        };
-        let mut cpus = nix::sched::CpuSet::new();
-        cpus.set(1)?;
-        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)?;
-        while !stop2.load(Ordering::Relaxed) {
-            sock.complete();
-            let b = sock.receive(|f| {
-                if reflector {
-                    match reflect(f) {
-                        0 => Verdict::Recycle,
-                        n => Verdict::Transmit(n),
-                    }
-                } else {
-                    Verdict::Recycle
-                }
-            });
-            count.fetch_add(
-                if reflector { b.tx } else { b.rx } as u64,
-                Ordering::Relaxed,
-            );
-            if b.rx == 0 {
-                // As a queue worker idles: a spin with a kick, or poll(2).
-                if layout == Layout::BusyPoll {
-                    sock.kick();
-                } else {
-                    sock.wait(Duration::from_millis(100))?;
-                }
-            }
-        }
-        drop(sock);
-        drop(ebpf);
-        Ok(())
-    });
-    match ready_rx.recv() {
-        Ok(Ok(())) => Ok(Bare { stop, handle }),
-        Ok(Err(e)) => bail!("bare receiver: {e}"),
-        Err(_) => bail!("bare receiver thread died"),
-    }
-}
-
 struct Setup {
     bare: Option<Bare>,
     drop_prog: Option<aya::Ebpf>,
@@ -361,7 +191,8 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
         Receiver::KernelBehindPass => s.drop_prog = Some(attach_floor(tb, program_names::PASS)?),
         Receiver::BareConsumer | Receiver::BareReflector | Receiver::BareBehindDemux => {
             let kind = (r == Receiver::BareReflector, r == Receiver::BareBehindDemux);
-            s.bare = Some(start_bare(tb, layout, kind, kernel_count.clone())?);
+            // 64-byte frames on the wire: 60 bytes without the FCS.
+            s.bare = Some(start_bare(tb, layout, kind, kernel_count.clone(), 60)?);
         }
         Receiver::KernelNoProgram => {
             must(
@@ -505,12 +336,13 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
 }
 
 /// Receiver-side losses the kernel counted (ring full, socket buffer full).
-fn receiver_drops(tb: &Testbed, r: Receiver) -> Result<u64> {
+fn receiver_drops(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
     Ok(match r {
-        Receiver::XdpDrop
-        | Receiver::BareConsumer
-        | Receiver::BareReflector
-        | Receiver::BareBehindDemux => 0,
+        Receiver::XdpDrop => 0,
+        Receiver::BareConsumer | Receiver::BareReflector | Receiver::BareBehindDemux => s
+            .bare
+            .as_ref()
+            .map_or(0, |b| b.drops.load(Ordering::Relaxed)),
         Receiver::KernelNoProgram | Receiver::KernelBehindDemux | Receiver::KernelBehindPass => {
             udp_rcvbuf_errors(&tb.ns_b)
         }
@@ -640,14 +472,14 @@ fn main() -> Result<()> {
                 }
                 let (before, drops_before, cpu_before) = (
                     received(&tb, r, &s)?,
-                    receiver_drops(&tb, r)?,
+                    receiver_drops(&tb, r, &s)?,
                     netdemux::testbed::cpu_times(),
                 );
                 let g = offer_load(&tb, secs, r == Receiver::Mix)?;
                 thread::sleep(Duration::from_millis(300));
                 let (after, drops_after, cpu_after) = (
                     received(&tb, r, &s)?,
-                    receiver_drops(&tb, r)?,
+                    receiver_drops(&tb, r, &s)?,
                     netdemux::testbed::cpu_times(),
                 );
                 let duration = g["duration_s"].as_f64().unwrap_or(secs);

@@ -27,7 +27,7 @@ fn the_readme_shows_the_last_benchmark_run_word_for_word() {
             .unwrap();
     let run = json["run"].as_str().expect("latest.json names its run");
     assert!(latest.starts_with(&format!("Run {run}:")), "{latest}");
-    for bench in ["xdp", "udp", "echo", "tcp", "proxy"] {
+    for bench in ["xdp", "udp", "sweep", "echo", "tcp", "proxy"] {
         if !json[bench].is_null() {
             assert_eq!(
                 json[bench]["provenance"]["run"], run,

@@ -17,7 +17,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::{Result, bail};
 
-const USAGE: &str = "usage: cargo xtask <setup | build | test | demo [--duration SECS] | bench [xdp|udp|echo|tcp|all] [--quick]>";
+const USAGE: &str = "usage: cargo xtask <setup | build | test | demo [--duration SECS] | bench [xdp|udp|sweep|echo|tcp|proxy|all] [--quick]>";
 
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -212,6 +212,9 @@ fn fuzz(rest: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The benchmarks `cargo xtask bench` runs, in order.
+const BENCHES: [&str; 6] = ["xdp", "udp", "sweep", "echo", "tcp", "proxy"];
+
 fn bench(rest: &[&str]) -> Result<()> {
     require_root("bench")?;
     let mut quick = false;
@@ -219,15 +222,16 @@ fn bench(rest: &[&str]) -> Result<()> {
     for arg in rest {
         match *arg {
             "--quick" => quick = true,
-            "xdp" | "udp" | "echo" | "tcp" | "proxy" => which.push(arg),
-            "all" => which.extend(["xdp", "udp", "echo", "tcp", "proxy"]),
-            other => {
-                bail!("unknown benchmark '{other}' (available: xdp, udp, echo, tcp, proxy, all)")
-            }
+            "xdp" | "udp" | "sweep" | "echo" | "tcp" | "proxy" => which.push(arg),
+            "all" => which.extend(BENCHES),
+            other => bail!(
+                "unknown benchmark '{other}' (available: {}, all)",
+                BENCHES.join(", ")
+            ),
         }
     }
     if which.is_empty() {
-        which.extend(["xdp", "udp", "echo", "tcp", "proxy"]);
+        which.extend(BENCHES);
     }
     setup::setup()?;
     // One id for all of this run's results: the report merges only those.

@@ -1,0 +1,223 @@
+//! What the UDP benchmarks share: the two receiving layouts, the veth NAPI placement, ethtool
+//! counters, and the bare AF_XDP receivers (the in-repo ceiling a demultiplexing receiver is
+//! measured against).
+#![allow(dead_code, reason = "each benchmark uses a part of it")]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    thread,
+    time::Duration,
+};
+
+use anyhow::{Result, bail};
+use netdemux::{
+    control::object,
+    testbed::{Testbed, in_netns, must},
+};
+use netdemux_common::program_names;
+
+/// Where the receiving side runs (both have the generator alone on CPU 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Threaded NAPI pinned to CPU 1 with the receiver; the queue worker waits in poll(2).
+    Pinned,
+    /// veth's default NAPI (softirq); the queue worker on CPU 1 busy-polls and spins.
+    BusyPoll,
+}
+
+impl Layout {
+    pub fn key(self) -> &'static str {
+        match self {
+            Layout::Pinned => "pinned",
+            Layout::BusyPoll => "busy_poll",
+        }
+    }
+}
+
+pub fn ethtool_sum(tb: &Testbed, ns: &str, dev: &str, field: &str) -> u64 {
+    let _ = tb;
+    must("ip", &["netns", "exec", ns, "ethtool", "-S", dev])
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim_start().starts_with("rx_queue_") && l.contains(field))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+        .sum()
+}
+
+/// The pinned layout: threaded NAPI on the receiving veth, its thread pinned to CPU 1 (the
+/// generator pins itself to CPU 0); the busy-poll layout: NAPI back to softirq. veth has NAPI
+/// only while an XDP program or GRO is on, so this follows each set-up.
+pub fn pin_napi(tb: &Testbed, layout: Layout) -> Result<()> {
+    let threaded = if layout == Layout::Pinned { 1 } else { 0 };
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &tb.ns_b,
+            "sh",
+            "-c",
+            &format!("echo {threaded} > /sys/class/net/{}/threaded", tb.veth_b),
+        ],
+    )?;
+    if layout == Layout::BusyPoll {
+        return Ok(());
+    }
+    thread::sleep(Duration::from_millis(50));
+    let ps = must("ps", &["-eo", "pid,comm"])?;
+    let prefix = format!("napi/{}", &tb.veth_b[..tb.veth_b.len().min(10)]);
+    let mut pinned = 0;
+    for line in ps.lines().filter(|l| l.contains(&prefix)) {
+        if let Some(pid) = line.split_whitespace().next() {
+            must("taskset", &["-p", "-c", "1", pid])?;
+            pinned += 1;
+        }
+    }
+    if pinned == 0 {
+        bail!("no NAPI thread found for {}", tb.veth_b);
+    }
+    Ok(())
+}
+
+/// A bare receiver: the redirect-all program (or, `behind_demux`, the demux program with the
+/// sink's address bound) attached to veth_b and one AF_XDP socket on queue 0, served on CPU 1
+/// by the same socket code as a queue worker, waiting the same way.
+pub struct Bare {
+    pub stop: Arc<AtomicBool>,
+    pub handle: thread::JoinHandle<Result<()>>,
+    /// The socket's drops (RX ring full, no fill buffer), as of a recent idle moment.
+    pub drops: Arc<AtomicU64>,
+    /// Frames of another length than the generator's (the peer's IPv6 neighbour discovery and
+    /// the like: the redirect-all program takes everything), not in the count.
+    pub others: Arc<AtomicU64>,
+}
+
+/// Swaps the Ethernet addresses, the IPv4 addresses and the UDP ports of a 64-byte-class frame
+/// in place (the checksums stay right: both sums are symmetric); its length, or 0 to recycle.
+pub fn reflect(f: &mut [u8]) -> u32 {
+    if f.len() < 42 || f[12..14] != [0x08, 0x00] {
+        return 0;
+    }
+    // (one field, the other, their length): MACs, IPv4 addresses, UDP ports.
+    for (a, b, n) in [(0, 6, 6), (26, 30, 4), (34, 36, 2)] {
+        for i in 0..n {
+            f.swap(a + i, b + i);
+        }
+    }
+    f.len() as u32
+}
+
+pub fn start_bare(
+    tb: &Testbed,
+    layout: Layout,
+    (reflector, behind_demux): (bool, bool),
+    count: Arc<AtomicU64>,
+    frame_len: usize,
+) -> Result<Bare> {
+    use netdemux::xsk::{Verdict, XskConfig, XskSocket};
+    let (stop, veth) = (Arc::new(AtomicBool::new(false)), tb.veth_b.clone());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stop2 = stop.clone();
+    let drops = Arc::new(AtomicU64::new(0));
+    let drops2 = drops.clone();
+    let others = Arc::new(AtomicU64::new(0));
+    let others2 = others.clone();
+    let handle = in_netns(&tb.ns_b, move || -> Result<()> {
+        let set_up = || -> Result<(aya::Ebpf, XskSocket)> {
+            let mut ebpf = object::open(1)?;
+            let mut maps = netdemux::control::maps::DemuxMaps::take(&mut ebpf, None)?;
+            let ifindex = netdemux::control::iface::Interface::link(&veth)?.ifindex()?;
+            let cfg = XskConfig {
+                busy_poll: layout == Layout::BusyPoll,
+                ..XskConfig::default()
+            };
+            let sock = XskSocket::open(ifindex, 0, &cfg)?;
+            maps.xsks.set(
+                0,
+                std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sock)),
+                0,
+            )?;
+            let prog = if behind_demux {
+                maps.bind(&netdemux::control::binding::Binding {
+                    proto: netdemux::control::binding::Proto::Udp,
+                    addr: "198.18.0.2:7000".parse()?,
+                })?;
+                object::load_program(&mut ebpf, program_names::DEMUX)?
+            } else {
+                object::load_program(&mut ebpf, program_names::REDIRECT_ALL)?
+            };
+            prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver)?;
+            drop(maps);
+            Ok((ebpf, sock))
+        };
+        let (ebpf, mut sock) = match set_up() {
+            Ok(x) => {
+                ready_tx.send(Ok(())).ok();
+                x
+            }
+            Err(e) => {
+                ready_tx.send(Err(format!("{e:#}"))).ok();
+                return Err(e);
+            }
+        };
+        let mut cpus = nix::sched::CpuSet::new();
+        cpus.set(1)?;
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpus)?;
+        let mut idle = 0u32;
+        while !stop2.load(Ordering::Relaxed) {
+            sock.complete();
+            // Told apart by the descriptor's length alone: the frame's bytes stay untouched.
+            let mut other = 0u64;
+            let b = sock.receive(|f| {
+                other += u64::from(f.len() != frame_len);
+                if reflector {
+                    match reflect(f) {
+                        0 => Verdict::Recycle,
+                        n => Verdict::Transmit(n),
+                    }
+                } else {
+                    Verdict::Recycle
+                }
+            });
+            let counted = if reflector {
+                b.tx as u64
+            } else {
+                b.rx as u64 - other
+            };
+            count.fetch_add(counted, Ordering::Relaxed);
+            others2.fetch_add(other, Ordering::Relaxed);
+            if b.rx == 0 {
+                // The kernel's drop counts now and then while idle: a syscall per idle spin
+                // would slow the busy-poll kicks that take NAPI work off the generator's core.
+                idle = idle.wrapping_add(1);
+                if (idle.is_multiple_of(1024) || layout == Layout::Pinned)
+                    && let Ok(st) = sock.stats()
+                {
+                    drops2.store(st.rx_dropped + st.rx_ring_full, Ordering::Relaxed);
+                }
+                // As a queue worker idles: a spin with a kick, or poll(2).
+                if layout == Layout::BusyPoll {
+                    sock.kick();
+                } else {
+                    sock.wait(Duration::from_millis(100))?;
+                }
+            }
+        }
+        drop(sock);
+        drop(ebpf);
+        Ok(())
+    });
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok(Bare {
+            stop,
+            handle,
+            drops,
+            others,
+        }),
+        Ok(Err(e)) => bail!("bare receiver: {e}"),
+        Err(_) => bail!("bare receiver thread died"),
+    }
+}

@@ -1,0 +1,317 @@
+//! `cargo xtask bench sweep`: the UDP sink under a line-rate load across frame sizes and flow
+//! counts, beside the bare AF_XDP consumer (the same socket code behind a redirect-everything
+//! program) at every size — the busy-poll layout of `udp`: the generator alone on CPU 0, the
+//! receiver on CPU 1, one veth queue. Every row accounts for every frame offered:
+//! offered = received + the receiver's drops (RX ring full, no fill buffer) + the frames veth
+//! refused to pass on (the sender's `xdp_xmit_errors`), checked per row. Then what a running
+//! sink daemon takes in memory: its resident set, its UMEM and the pinned maps (as the kernel
+//! charges them).
+//!
+//! Not here: 1 against 2 queues. veth hands a frame to the RX queue numbered after the CPU
+//! that sent it, so feeding two queues needs the generator on both cores of this 2-core
+//! machine, and the receiver would share them.
+//!
+//! Output: a markdown table and `bench/results/sweep-latest.json`. Usage: sweep [--quick] (root)
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    sync::{Arc, atomic::AtomicU64, atomic::Ordering},
+    thread,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use netdemux::testbed::{Daemon, Testbed, must, run};
+use support::{Layout, pin_napi, start_bare};
+
+mod support;
+
+const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
+const DST: &str = "198.18.0.2:7000";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Receiver {
+    Sink,
+    Bare,
+}
+
+impl Receiver {
+    fn key(self) -> &'static str {
+        match self {
+            Receiver::Sink => "sink",
+            Receiver::Bare => "bare_consumer",
+        }
+    }
+}
+
+/// One load: frame size on the wire and flows (source ports).
+#[derive(Clone, Copy, Debug)]
+struct Load {
+    size: u32,
+    flows: u32,
+}
+
+/// Frames the sender's veth refused to pass on (the peer's ring was full).
+fn veth_refusals(tb: &Testbed) -> Result<u64> {
+    Ok(must(
+        "ip",
+        &["netns", "exec", &tb.ns_a, "ethtool", "-S", &tb.veth_a],
+    )?
+    .lines()
+    .filter(|l| l.contains("xdp_xmit_errors"))
+    .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+    .sum())
+}
+
+/// (received, receiver drops) so far.
+fn counts(tb: &Testbed, r: Receiver, bare: Option<(&AtomicU64, &AtomicU64)>) -> Result<(u64, u64)> {
+    if let (Receiver::Bare, Some((got, drops))) = (r, bare) {
+        return Ok((got.load(Ordering::Relaxed), drops.load(Ordering::Relaxed)));
+    }
+    let v = tb.stats()?;
+    let sum = |k: &str| -> u64 {
+        v["queues"]
+            .as_array()
+            .map(|q| q.iter().map(|x| x[k].as_u64().unwrap_or(0)).sum())
+            .unwrap_or(0)
+    };
+    Ok((
+        v["services"][0]["packets"].as_u64().unwrap_or(0),
+        sum("rx_dropped") + sum("rx_ring_full"),
+    ))
+}
+
+fn offer(tb: &Testbed, load: Load, secs: f64) -> Result<serde_json::Value> {
+    let (secs, size, flows) = (
+        secs.to_string(),
+        load.size.to_string(),
+        load.flows.to_string(),
+    );
+    let out = run(
+        BIN,
+        &[
+            "--netns",
+            &tb.ns_a,
+            "gen",
+            "--iface",
+            &tb.veth_a,
+            "--dst",
+            DST,
+            "--size",
+            &size,
+            "--flows",
+            &flows,
+            "--duration",
+            &secs,
+            "--json",
+        ],
+    )?;
+    if !out.status.success() {
+        bail!("gen failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// One measurement of `r` under `load`: rates, and the frame accounting.
+fn sample(tb: &Testbed, r: Receiver, load: Load, secs: f64) -> Result<serde_json::Value> {
+    let got = Arc::new(AtomicU64::new(0));
+    let (mut daemon, mut bare) = (None, None);
+    match r {
+        Receiver::Sink => {
+            daemon = Some(Daemon::start(
+                tb,
+                &["--udp-sink", DST, "--cpu", "1", "--busy-poll", "--spin"],
+            )?)
+        }
+        Receiver::Bare => {
+            // The descriptor holds the frame without its FCS.
+            bare = Some(start_bare(
+                tb,
+                Layout::BusyPoll,
+                (false, false),
+                got.clone(),
+                load.size as usize - 4,
+            )?)
+        }
+    }
+    pin_napi(tb, Layout::BusyPoll)?;
+    let bare_counts = bare.as_ref().map(|b| (&*got, &*b.drops));
+    let before = (counts(tb, r, bare_counts)?, veth_refusals(tb)?);
+    let g = offer(tb, load, secs)?;
+    // The receiver drains what is in flight.
+    thread::sleep(Duration::from_millis(300));
+    let after = (counts(tb, r, bare_counts)?, veth_refusals(tb)?);
+    let memory = match &daemon {
+        Some(d) => Some(memory(tb, d)?),
+        None => None,
+    };
+    if let Some(d) = daemon {
+        d.stop()?;
+    }
+    if let Some(b) = bare {
+        b.stop.store(true, Ordering::Relaxed);
+        b.handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("bare receiver panicked"))??;
+    }
+    let offered = g["packets"].as_u64().unwrap_or(0);
+    let duration = g["duration_s"].as_f64().unwrap_or(secs);
+    let received = after.0.0 - before.0.0;
+    let drops = after.0.1 - before.0.1;
+    let refused = after.1 - before.1;
+    let mpps = received as f64 / duration / 1e6;
+    Ok(serde_json::json!({
+        "offered": offered,
+        "offered_mpps": offered as f64 / duration / 1e6,
+        "received": received,
+        "received_mpps": mpps,
+        "received_gbit_s": mpps * 1e6 * f64::from(load.size) * 8.0 / 1e9,
+        "receiver_drops": drops,
+        "veth_refusals": refused,
+        "accounted": received + drops + refused == offered,
+        "memory": memory,
+    }))
+}
+
+/// What the sink daemon takes: resident set, UMEM (frames × frame size per queue) and the
+/// pinned maps' memory as the kernel charges it (`memlock` in each map's fdinfo).
+fn memory(tb: &Testbed, d: &Daemon) -> Result<serde_json::Value> {
+    let status = fs::read_to_string(format!("/proc/{}/status", d.pid()))?;
+    let rss_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    let umem = {
+        let c = netdemux::xsk::XskConfig::default();
+        u64::from(c.frames) * u64::from(c.frame_size)
+    };
+    let mut maps = 0u64;
+    let dir = tb.pin_dir().join(&tb.veth_b);
+    for (_, file) in netdemux::control::maps::PINNED_MAPS {
+        maps += memlock(&dir.join(file))?;
+    }
+    Ok(serde_json::json!({"rss_bytes": rss_kib * 1024, "umem_bytes": umem, "map_bytes": maps}))
+}
+
+/// The `memlock` the kernel reports for the map pinned at `path`.
+fn memlock(path: &Path) -> Result<u64> {
+    use std::os::fd::AsRawFd as _;
+    let fd = netdemux::control::sys::obj_get(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let info = fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
+    Ok(info
+        .lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+fn median_by(v: &[serde_json::Value], k: &str) -> f64 {
+    let mut x: Vec<f64> = v.iter().filter_map(|s| s[k].as_f64()).collect();
+    x.sort_by(f64::total_cmp);
+    x.get(x.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (secs, reps) = if quick { (1.0, 1) } else { (2.0, 3) };
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the sweep creates namespaces and loads BPF programs: run it as root");
+    }
+    let sizes: &[u32] = if quick {
+        &[64, 512, 1518]
+    } else {
+        &[64, 128, 256, 512, 1024, 1518]
+    };
+    let mut rows: Vec<(Receiver, Load)> = Vec::new();
+    for &size in sizes {
+        for r in [Receiver::Sink, Receiver::Bare] {
+            rows.push((r, Load { size, flows: 64 }));
+        }
+    }
+    for flows in [1, 4096] {
+        rows.push((Receiver::Sink, Load { size: 64, flows }));
+    }
+    let tb = Testbed::new("nds", 1, BIN)?;
+    let mut samples: Vec<Vec<serde_json::Value>> = vec![Vec::new(); rows.len()];
+    // Warm-up, discarded; then the rows interleaved, `reps` rounds.
+    sample(
+        &tb,
+        Receiver::Sink,
+        Load {
+            size: 64,
+            flows: 64,
+        },
+        1.0,
+    )?;
+    for rep in 1..=reps {
+        for (i, &(r, load)) in rows.iter().enumerate() {
+            let s = sample(&tb, r, load, secs)?;
+            eprintln!(
+                "rep {rep} {:<14} {:>5} B {:>5} flows {s}",
+                r.key(),
+                load.size,
+                load.flows
+            );
+            samples[i].push(s);
+        }
+    }
+    drop(tb);
+
+    println!(
+        "Load sweep: netdemux gen on CPU 0, receiver on CPU 1 (busy-poll), 1 veth queue; median of {reps}\n"
+    );
+    println!(
+        "| receiver | frame B | flows | offered Mpps | received Mpps | Gbit/s | every frame accounted |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    let mut out_rows = Vec::new();
+    let mut unaccounted = 0;
+    for ((r, load), s) in rows.iter().zip(&samples) {
+        let all = s.iter().all(|x| x["accounted"] == true);
+        unaccounted += usize::from(!all);
+        let (o, m, g) = (
+            median_by(s, "offered_mpps"),
+            median_by(s, "received_mpps"),
+            median_by(s, "received_gbit_s"),
+        );
+        println!(
+            "| {} | {} | {} | {o:.2} | {m:.2} | {g:.2} | {} |",
+            r.key(),
+            load.size,
+            load.flows,
+            if all { "yes" } else { "NO" }
+        );
+        out_rows.push(serde_json::json!({
+            "receiver": r.key(), "frame_bytes": load.size, "flows": load.flows,
+            "offered_mpps": o, "received_mpps": m, "received_gbit_s": g,
+            "accounted": all, "samples": s,
+        }));
+    }
+    let memory = samples[0]
+        .iter()
+        .find_map(|s| s["memory"].as_object().cloned())
+        .map(serde_json::Value::Object)
+        .unwrap_or(serde_json::Value::Null);
+    println!("\nsink daemon memory: {memory}");
+    let out = serde_json::json!({
+        "benchmark": "sweep",
+        "quick": quick,
+        "provenance": netdemux::testbed::provenance(quick),
+        "seconds_per_sample": secs,
+        "repetitions": reps,
+        "rows": out_rows,
+        "memory": memory,
+    });
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+    fs::create_dir_all(&dir)?;
+    let path = dir.join("sweep-latest.json");
+    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")?;
+    println!("results: {}", path.display());
+    if unaccounted > 0 {
+        bail!("{unaccounted} rows did not account for every frame offered (see the samples)");
+    }
+    Ok(())
+}

@@ -114,6 +114,7 @@ fn main() -> Result<()> {
         "program_hit_vs_empty": ratio(xdp, &["ratios", "program_hit_vs_empty"]),
         "program_hit_minus_empty_ns": ratio(xdp, &["ratios", "program_hit_minus_empty_ns"]),
         "program_shared_hit_minus_empty_ns": ratio(xdp, &["ratios", "program_shared_hit_minus_empty_ns"]),
+        "program_hit_minus_redirect_all_ns": ratio(xdp, &["ratios", "program_hit_minus_redirect_all_ns"]),
         "hit_growth_1_to_max": ratio(xdp, &["ratios", "hit_growth_1_to_max"]),
         "echo_p50_vs_kernel": ratio(echo, &["ratios", "echo_p50_vs_kernel"]),
         "echo_p99_vs_kernel": ratio(echo, &["ratios", "echo_p99_vs_kernel"]),
@@ -268,6 +269,11 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             "program_shared_hit_minus_empty_ns",
         ),
         (
+            "program hit − redirect-everything program, ns (test_run; what demultiplexing adds)",
+            "—",
+            "program_hit_minus_redirect_all_ns",
+        ),
+        (
             "program hit cost, 1 → most bindings (shared port: the hash lookup)",
             "≤ 1.15",
             "hit_growth_1_to_max",
@@ -301,14 +307,15 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
     if let Some(x) = xdp {
         md.push_str(
             "\nXDP program, BPF_PROG_TEST_RUN, ns per run (median over repetitions, interleaved):\n\n\
-             | bindings | empty | hit | hit, shared port | miss | hit − empty | shared − empty | miss − empty |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | bindings | empty | redirect-all | hit | hit, shared port | miss | hit − empty | shared − empty | miss − empty |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for r in x["rows"].as_array().into_iter().flatten() {
             let d = |k: &str| r[k].as_f64().unwrap_or(0.0) - r["empty_ns"].as_f64().unwrap_or(0.0);
             md.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
+                "| {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} |\n",
                 r["bindings"],
                 num(&r["empty_ns"], 1),
+                num(&r["redirect_all_ns"], 1),
                 num(&r["hit_ns"], 1),
                 num(&r["hit_shared_ns"], 1),
                 num(&r["miss_ns"], 1),
@@ -486,7 +493,9 @@ fn plot(
             rs.iter()
                 .map(|(k, r)| {
                     let m = |l: &str| r[l]["received_mpps"].as_f64().unwrap_or(0.0);
-                    (k.clone(), [m("pinned"), m("busy_poll")])
+                    // The short key (r0, r2, rbc, ...): the table beside names them.
+                    let short = k.split('_').next().unwrap_or(k);
+                    (short.to_string(), [m("pinned"), m("busy_poll")])
                 })
                 .collect()
         })

@@ -9,7 +9,10 @@
 //! hit: to the only binding on its port (matched through the port entry, no hashing — the
 //! common case) and to a port two addresses share (a hash lookup in a table of the given size:
 //! the figure the table's growth can move). The direct hit with no socket behind it (the
-//! fallback to XDP_PASS) is reported beside them. A miss goes to a port with nothing bound.
+//! fallback to XDP_PASS) is reported beside them, and so is the program that redirects every
+//! frame without looking at it (the bare receivers' program) over the same frames: the hit's
+//! cost above it is what the demultiplexing itself costs. A miss goes to a port with nothing
+//! bound.
 //! Differences to the empty program are reported in ns, with the spread (lowest to highest
 //! repetition).
 //!
@@ -188,7 +191,8 @@ fn main() -> Result<()> {
     // Objects whose XSKMAP holds the socket: hits are redirected, as in service.
     let mut with_socket = Vec::new();
     for (size, _, _) in &setups {
-        let (ebpf, mut maps) = table(*size)?;
+        let (mut ebpf, mut maps) = table(*size)?;
+        object::load_program(&mut ebpf, program_names::REDIRECT_ALL)?;
         maps.xsks.set(0, sock_fd, 0)?;
         with_socket.push((ebpf, maps));
     }
@@ -204,6 +208,7 @@ fn main() -> Result<()> {
     }
     let mut samples = vec![(Vec::new(), Vec::new(), Vec::new(), Vec::new()); setups.len()];
     let mut shared_samples = vec![Vec::new(); setups.len()];
+    let mut bare_samples = vec![Vec::new(); setups.len()];
     for _ in 0..cfg.reps {
         for (i, (_, ebpf, _)) in setups.iter().enumerate() {
             let (empty, demux) = progs(ebpf)?;
@@ -217,6 +222,12 @@ fn main() -> Result<()> {
                 .1
                 .push(ns_over(redirecting, &hits, cfg.repeat, 4)?);
             shared_samples[i].push(ns_over(redirecting, &shared_hits, cfg.repeat, 4)?);
+            let bare: &Xdp = with_socket[i]
+                .0
+                .program(program_names::REDIRECT_ALL)
+                .unwrap()
+                .try_into()?;
+            bare_samples[i].push(ns_over(bare, &hits, cfg.repeat, 4)?);
             samples[i].2.push(ns_per_run(demux, &miss, cfg.repeat)?);
             samples[i].3.push(ns_over(demux, &hits, cfg.repeat, 2)?);
         }
@@ -227,14 +238,20 @@ fn main() -> Result<()> {
         cfg.repeat, cfg.reps
     );
     println!(
-        "\n| bindings | empty (ns) | hit (ns) | hit, shared port (ns) | hit, no socket (ns) | miss (ns) | hit − empty (ns, spread) | shared − empty (ns) | miss − empty (ns) |"
+        "\n| bindings | empty (ns) | redirect-all (ns) | hit (ns) | hit, shared port (ns) | hit, no socket (ns) | miss (ns) | hit − empty (ns, spread) | shared − empty (ns) | hit − redirect-all (ns) | miss − empty (ns) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
-    for (i, (((size, _, _), (e, h, m, hn)), hs)) in
-        setups.iter().zip(samples).zip(shared_samples).enumerate()
+    for (i, ((((size, _, _), (e, h, m, hn)), hs), rb)) in setups
+        .iter()
+        .zip(samples)
+        .zip(shared_samples)
+        .zip(bare_samples)
+        .enumerate()
     {
         let shared_diff = median(hs.iter().zip(&e).map(|(h, e)| h - e).collect());
+        let over_bare = median(h.iter().zip(&rb).map(|(h, b)| h - b).collect());
+        let rb = median(rb);
         // The difference per repetition (both sides measured back to back), then its median.
         let diffs: Vec<f64> = h.iter().zip(&e).map(|(h, e)| h - e).collect();
         let (lo, hi) = (
@@ -244,7 +261,7 @@ fn main() -> Result<()> {
         let d = median(diffs);
         let (e, h, m, hn, hs) = (median(e), median(h), median(m), median(hn), median(hs));
         println!(
-            "| {size} | {e:.0} | {h:.0} | {hs:.0} | {hn:.0} | {m:.0} | {d:.1} ({lo:.0}–{hi:.0}) | {shared_diff:.1} | {:.1} |",
+            "| {size} | {e:.0} | {rb:.0} | {h:.0} | {hs:.0} | {hn:.0} | {m:.0} | {d:.1} ({lo:.0}–{hi:.0}) | {shared_diff:.1} | {over_bare:.1} | {:.1} |",
             m - e
         );
         let redirected = with_socket[i]
@@ -257,6 +274,7 @@ fn main() -> Result<()> {
         rows.push(serde_json::json!({
             "bindings": size, "empty_ns": e, "hit_ns": h, "hit_no_socket_ns": hn, "miss_ns": m,
             "hit_shared_ns": hs, "hit_shared_minus_empty_ns": shared_diff,
+            "redirect_all_ns": rb, "hit_minus_redirect_all_ns": over_bare,
             "hit_minus_empty_ns": d, "hit_minus_empty_spread_ns": [lo, hi],
             "hit_vs_empty": h / e, "miss_vs_empty": m / e, "hit_binding_packets": redirected,
         }));
@@ -298,6 +316,7 @@ fn main() -> Result<()> {
             "program_hit_vs_empty": first["hit_vs_empty"],
             "program_hit_minus_empty_ns": first["hit_minus_empty_ns"],
             "program_shared_hit_minus_empty_ns": first["hit_shared_minus_empty_ns"],
+            "program_hit_minus_redirect_all_ns": first["hit_minus_redirect_all_ns"],
             "hit_growth_1_to_max": growth,
             "direct_hit_growth_1_to_max": direct_growth,
             "miss_growth_1_to_max": miss_growth,

@@ -219,8 +219,9 @@ fn two_thousand_connections_that_never_read_stay_within_the_memory_budget() {
         growth >> 20
     );
     // The hogs go idle: the echo lets them go (unread data: reset; else closed) and the
-    // memory comes back.
-    let end = Instant::now() + Duration::from_secs(15);
+    // memory comes back. The idle timer is 3 s, but on 2 busy cores the last of 2,000 may take
+    // well past that to be noticed (a clean-clone CI run saw 1,776 by 15 s): up to 30 s.
+    let end = Instant::now() + Duration::from_secs(30);
     let stats = loop {
         let stats = tb.stats();
         let idle = tcp_sum(&stats, "idle_closed");
@@ -231,8 +232,9 @@ fn two_thousand_connections_that_never_read_stay_within_the_memory_budget() {
     };
     let used = stats["tcp_memory"]["used"].as_u64().unwrap();
     eprintln!(
-        "idle_closed {}, budget used {} KiB after",
+        "idle_closed {}, memory_aborts {}, budget used {} KiB after",
         tcp_sum(&stats, "idle_closed"),
+        tcp_sum(&stats, "memory_aborts"),
         used >> 10
     );
     assert!(tcp_sum(&stats, "idle_closed") >= CONNS as u64 * 9 / 10);

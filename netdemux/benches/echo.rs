@@ -16,9 +16,7 @@
 //! Output: a markdown table and `bench/results/echo-latest.json`. Usage: echo [--quick]  (root)
 
 use std::{
-    fs,
     net::UdpSocket,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -287,10 +285,6 @@ fn main() -> Result<()> {
         "ratios": {"echo_p50_vs_kernel": o50 / k50, "echo_p99_vs_kernel": o99 / k99},
         "open_loop": {"capacity_pps": capacity, "seconds_per_load": secs, "loads": loads},
     });
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join("echo-latest.json");
-    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")?;
-    println!("results: {}", path.display());
+    netdemux::testbed::write_results("echo", &out)?;
     Ok(())
 }

@@ -12,10 +12,8 @@
 //! (root)
 
 use std::{
-    fs,
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
     process::Command,
     thread,
     time::{Duration, Instant},
@@ -312,10 +310,6 @@ fn main() -> Result<()> {
         "netdemux": {"requests_per_s": o[0], "p50_us": o[1], "p99_us": o[2], "bulk_gbps": o[3], "rounds": rounds(&ours), "counters": counters},
         "ratios": ratios,
     });
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join("proxy-latest.json");
-    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")?;
-    println!("results: {}", path.display());
+    netdemux::testbed::write_results("proxy", &out)?;
     Ok(())
 }

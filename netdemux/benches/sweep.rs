@@ -15,14 +15,14 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::Path,
     sync::{Arc, atomic::AtomicU64, atomic::Ordering},
     thread,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
-use netdemux::testbed::{Daemon, Testbed, must, run};
+use netdemux::testbed::{Daemon, Testbed, queue_sum};
 use support::{Layout, pin_napi, start_bare};
 
 mod support;
@@ -52,33 +52,15 @@ struct Load {
     flows: u32,
 }
 
-/// Frames the sender's veth refused to pass on (the peer's ring was full).
-fn veth_refusals(tb: &Testbed) -> Result<u64> {
-    Ok(must(
-        "ip",
-        &["netns", "exec", &tb.ns_a, "ethtool", "-S", &tb.veth_a],
-    )?
-    .lines()
-    .filter(|l| l.contains("xdp_xmit_errors"))
-    .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-    .sum())
-}
-
 /// (received, receiver drops) so far.
 fn counts(tb: &Testbed, r: Receiver, bare: Option<(&AtomicU64, &AtomicU64)>) -> Result<(u64, u64)> {
     if let (Receiver::Bare, Some((got, drops))) = (r, bare) {
         return Ok((got.load(Ordering::Relaxed), drops.load(Ordering::Relaxed)));
     }
     let v = tb.stats()?;
-    let sum = |k: &str| -> u64 {
-        v["queues"]
-            .as_array()
-            .map(|q| q.iter().map(|x| x[k].as_u64().unwrap_or(0)).sum())
-            .unwrap_or(0)
-    };
     Ok((
         v["services"][0]["packets"].as_u64().unwrap_or(0),
-        sum("rx_dropped") + sum("rx_ring_full"),
+        queue_sum(&v, "rx_dropped") + queue_sum(&v, "rx_ring_full"),
     ))
 }
 
@@ -88,29 +70,16 @@ fn offer(tb: &Testbed, load: Load, secs: f64) -> Result<serde_json::Value> {
         load.size.to_string(),
         load.flows.to_string(),
     );
-    let out = run(
-        BIN,
-        &[
-            "--netns",
-            &tb.ns_a,
-            "gen",
-            "--iface",
-            &tb.veth_a,
-            "--dst",
-            DST,
-            "--size",
-            &size,
-            "--flows",
-            &flows,
-            "--duration",
-            &secs,
-            "--json",
-        ],
-    )?;
-    if !out.status.success() {
-        bail!("gen failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
+    tb.generate(&[
+        "--dst",
+        DST,
+        "--size",
+        &size,
+        "--flows",
+        &flows,
+        "--duration",
+        &secs,
+    ])
 }
 
 /// One measurement of `r` under `load`: rates, and the frame accounting.
@@ -137,11 +106,11 @@ fn sample(tb: &Testbed, r: Receiver, load: Load, secs: f64) -> Result<serde_json
     }
     pin_napi(tb, Layout::BusyPoll)?;
     let bare_counts = bare.as_ref().map(|b| (&*got, &*b.drops));
-    let before = (counts(tb, r, bare_counts)?, veth_refusals(tb)?);
+    let before = (counts(tb, r, bare_counts)?, tb.veth_refusals()?);
     let g = offer(tb, load, secs)?;
     // The receiver drains what is in flight.
     thread::sleep(Duration::from_millis(300));
-    let after = (counts(tb, r, bare_counts)?, veth_refusals(tb)?);
+    let after = (counts(tb, r, bare_counts)?, tb.veth_refusals()?);
     let memory = match &daemon {
         Some(d) => Some(memory(tb, d)?),
         None => None,
@@ -305,11 +274,7 @@ fn main() -> Result<()> {
         "rows": out_rows,
         "memory": memory,
     });
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join("sweep-latest.json");
-    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")?;
-    println!("results: {}", path.display());
+    netdemux::testbed::write_results("sweep", &out)?;
     if unaccounted > 0 {
         bail!("{unaccounted} rows did not account for every frame offered (see the samples)");
     }

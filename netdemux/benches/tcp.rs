@@ -383,10 +383,6 @@ fn main() -> Result<()> {
             "tcp_p99_vs_kernel": o99 / k99,
         },
     });
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join("tcp-latest.json");
-    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")?;
-    println!("results: {}", path.display());
+    netdemux::testbed::write_results("tcp", &out)?;
     Ok(())
 }

@@ -30,7 +30,6 @@ use std::{
     io::IoSliceMut,
     net::UdpSocket,
     os::fd::AsRawFd as _,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -39,10 +38,10 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use netdemux::{
     control::object,
-    testbed::{Daemon, Testbed, in_netns, must, run},
+    testbed::{Daemon, Testbed, in_netns, must, queue_sum},
 };
 use netdemux_common::program_names;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
@@ -312,10 +311,7 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
         | Receiver::BareReflector
         | Receiver::BareBehindDemux => s.kernel_count.load(Ordering::Relaxed),
         Receiver::AfXdpSink | Receiver::AfXdpSinkSkb | Receiver::Mix => {
-            let v: serde_json::Value = serde_json::from_str(
-                &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
-            )?;
-            let sunk = v["services"][0]["packets"].as_u64().unwrap_or(0);
+            let sunk = tb.stats()?["services"][0]["packets"].as_u64().unwrap_or(0);
             // The mix counts what both receivers got: the sink's hits, the kernel's misses.
             sunk + if r == Receiver::Mix {
                 s.kernel_count.load(Ordering::Relaxed)
@@ -323,15 +319,7 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
                 0
             }
         }
-        Receiver::AfXdpEcho => {
-            let v: serde_json::Value = serde_json::from_str(
-                &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
-            )?;
-            v["queues"]
-                .as_array()
-                .map(|q| q.iter().map(|x| x["tx"].as_u64().unwrap_or(0)).sum())
-                .unwrap_or(0)
-        }
+        Receiver::AfXdpEcho => queue_sum(&tb.stats()?, "tx"),
     })
 }
 
@@ -347,26 +335,13 @@ fn receiver_drops(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
             udp_rcvbuf_errors(&tb.ns_b)
         }
         Receiver::AfXdpSink | Receiver::AfXdpEcho | Receiver::AfXdpSinkSkb | Receiver::Mix => {
-            let v: serde_json::Value = serde_json::from_str(
-                &tb.netdemux_ok(&["stats", "--iface", &tb.veth_b, "--json"])?,
-            )?;
+            let v = tb.stats()?;
             let kernel = if r == Receiver::Mix {
                 udp_rcvbuf_errors(&tb.ns_b)
             } else {
                 0
             };
-            kernel
-                + v["queues"]
-                    .as_array()
-                    .map(|q| {
-                        q.iter()
-                            .map(|x| {
-                                x["rx_dropped"].as_u64().unwrap_or(0)
-                                    + x["rx_ring_full"].as_u64().unwrap_or(0)
-                            })
-                            .sum()
-                    })
-                    .unwrap_or(0)
+            kernel + queue_sum(&v, "rx_dropped") + queue_sum(&v, "rx_ring_full")
         }
     })
 }
@@ -394,26 +369,11 @@ fn attach_floor(tb: &Testbed, name: &'static str) -> Result<aya::Ebpf> {
 
 fn offer_load(tb: &Testbed, secs: f64, mix: bool) -> Result<serde_json::Value> {
     let secs = secs.to_string();
-    let mut args = vec![
-        "--netns",
-        &tb.ns_a,
-        "gen",
-        "--iface",
-        &tb.veth_a,
-        "--dst",
-        "198.18.0.2:7000",
-        "--duration",
-        &secs,
-        "--json",
-    ];
+    let mut args = vec!["--dst", "198.18.0.2:7000", "--duration", &secs];
     if mix {
         args.extend(["--hit-ratio", "0.5", "--miss-dst", "198.18.0.2:7001"]);
     }
-    let out = run(BIN, &args)?;
-    if !out.status.success() {
-        bail!("gen failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
+    tb.generate(&args)
 }
 
 fn main() -> Result<()> {
@@ -580,10 +540,6 @@ fn main() -> Result<()> {
         "receivers": rows,
         "ratios": ratios,
     });
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join("udp-latest.json");
-    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n").context("write results")?;
-    println!("results: {}", path.display());
+    netdemux::testbed::write_results("udp", &out)?;
     Ok(())
 }

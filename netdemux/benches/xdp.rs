@@ -19,7 +19,7 @@
 //! Output: a markdown table on stdout and `bench/results/xdp-latest.json`.
 //! Usage: xdp [--quick]   (root)
 
-use std::{fs, path::PathBuf, time::Instant};
+use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use aya::programs::{TestRun as _, TestRunOptions, Xdp};
@@ -294,23 +294,12 @@ fn main() -> Result<()> {
         last["bindings"]
     );
 
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
     let out = serde_json::json!({
         "benchmark": "xdp_test_run",
         "quick": quick,
         "provenance": netdemux::testbed::provenance(quick),
         "repeat": cfg.repeat,
         "repetitions": cfg.reps,
-        "kernel": kernel.trim(),
-        "cpu": cpu,
         "rows": rows,
         "ratios": {
             "program_hit_vs_empty": first["hit_vs_empty"],
@@ -322,10 +311,6 @@ fn main() -> Result<()> {
             "miss_growth_1_to_max": miss_growth,
         },
     });
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
-    fs::create_dir_all(&dir)?;
-    let path = dir.join("xdp-latest.json");
-    fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")?;
-    println!("results: {}", path.display());
+    netdemux::testbed::write_results("xdp", &out)?;
     Ok(())
 }

@@ -499,44 +499,21 @@ fn demo() -> Result<bool> {
     println!(
         "\n== a line-rate burst from netdemux gen (1 s at full speed) into the udp-sink: more than one\n   queue worker in copy mode can take, so some frames are dropped, and every one is counted"
     );
-    let gen_args = [
-        "--netns",
-        &tb.ns_a,
-        "gen",
-        "--iface",
-        &tb.veth_a,
-        "--dst",
-        "198.18.0.2:9000",
-        "--duration",
-        "1",
-        "--json",
-    ];
-    println!("$ netdemux {}", gen_args.join(" "));
-    let out = std::process::Command::new(&bin)
-        .args(gen_args)
-        .output()
-        .context("cannot run netdemux gen")?;
-    if !out.status.success() {
-        bail!(
-            "netdemux gen failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let burst: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let gen_args = ["--dst", "198.18.0.2:9000", "--duration", "1"];
+    println!(
+        "$ netdemux --netns {} gen --iface {} {} --json",
+        tb.ns_a,
+        tb.veth_a,
+        gen_args.join(" ")
+    );
+    let burst = tb.generate(&gen_args)?;
     let offered = burst["packets"].as_u64().unwrap_or(0);
     println!(
         "   offered {offered} frames at {:.2} Mpps",
         burst["pps"].as_f64().unwrap_or(0.0) / 1e6
     );
     thread::sleep(Duration::from_millis(300));
-    let xmit_errors: u64 = netdemux::testbed::must(
-        "ip",
-        &["netns", "exec", &tb.ns_a, "ethtool", "-S", &tb.veth_a],
-    )?
-    .lines()
-    .filter(|l| l.contains("xdp_xmit_errors"))
-    .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-    .sum();
+    let xmit_errors = tb.veth_refusals()?;
 
     // Summary and checks.
     let stats = tb.stats()?;
@@ -567,10 +544,8 @@ fn demo() -> Result<bool> {
         }
     }
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-    let answered: u64 = stats["queues"]
-        .as_array()
-        .map(|q| q.iter().map(|x| n(&x["tx"])).sum())
-        .unwrap_or(0);
+    let queue_sum = |field| netdemux::testbed::queue_sum(&stats, field);
+    let answered = queue_sum("tx");
     let service = |kind: &str| -> u64 {
         stats["services"]
             .as_array()
@@ -582,14 +557,7 @@ fn demo() -> Result<bool> {
             })
             .unwrap_or(0)
     };
-    let ring_drops: u64 = stats["queues"]
-        .as_array()
-        .map(|q| {
-            q.iter()
-                .map(|x| n(&x["rx_dropped"]) + n(&x["rx_ring_full"]))
-                .sum()
-        })
-        .unwrap_or(0);
+    let ring_drops = queue_sum("rx_dropped") + queue_sum("rx_ring_full");
     let (echo_served, sunk) = (service("udp-echo"), service("udp-sink"));
     let tcp_segments = service("tcp-echo") + service("http");
     let tcp = |name: &str| -> u64 {
@@ -634,14 +602,7 @@ fn demo() -> Result<bool> {
         ),
         n(&v["seen"]) == n(&v["passed"]) + n(&v["redirected"]) + n(&v["redirect_failed"]),
     );
-    let received: u64 = stats["queues"]
-        .as_array()
-        .map(|q| q.iter().map(|x| n(&x["rx"])).sum())
-        .unwrap_or(0);
-    let unclaimed: u64 = stats["queues"]
-        .as_array()
-        .map(|q| q.iter().map(|x| n(&x["unclaimed"])).sum())
-        .unwrap_or(0);
+    let (received, unclaimed) = (queue_sum("rx"), queue_sum("unclaimed"));
     check(
         format!(
             "every redirected frame reached a queue worker or a counted drop: {} = {received} + {ring_drops}; of those, {served} to the built-in services, the rest to the proxies, {unclaimed} unclaimed",

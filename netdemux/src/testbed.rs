@@ -199,6 +199,44 @@ impl Testbed {
         serde_json::from_str(&out).context("stats --json is not JSON")
     }
 
+    /// `netdemux gen` from namespace a on `veth_a` with `args` (destination, duration, ...),
+    /// its `--json` summary parsed.
+    pub fn generate(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut full = vec![
+            "--netns",
+            &self.ns_a,
+            "gen",
+            "--iface",
+            &self.veth_a,
+            "--json",
+        ];
+        full.extend_from_slice(args);
+        let out = Command::new(&self.bin)
+            .args(&full)
+            .output()
+            .with_context(|| format!("cannot run {} gen", self.bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "netdemux gen failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        serde_json::from_slice(&out.stdout).context("gen --json is not JSON")
+    }
+
+    /// XDP frames `veth_a` could not pass on to its peer (its `xdp_xmit_errors`: the peer's
+    /// ring was full) — the generator's frames lost before the receiver's XDP program.
+    pub fn veth_refusals(&self) -> Result<u64> {
+        Ok(must(
+            "ip",
+            &["netns", "exec", &self.ns_a, "ethtool", "-S", &self.veth_a],
+        )?
+        .lines()
+        .filter(|l| l.contains("xdp_xmit_errors"))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+        .sum())
+    }
+
     /// Frames the kernel dropped on `veth_a`'s transmit side (the peer's ring full), from
     /// `ip -s link`: veth's own loss, before any XDP program runs.
     pub fn sender_tx_dropped(&self) -> Result<u64> {
@@ -433,6 +471,34 @@ pub fn utc_timestamp() -> String {
 
 /// The environment variable `cargo xtask bench` sets to one id for all of a run's benchmarks.
 pub const BENCH_RUN_VAR: &str = "NETDEMUX_BENCH_RUN";
+
+/// A counter summed over the queues of `stats --json` (panics when a queue lacks it: the
+/// report's shape changed).
+pub fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
+    stats["queues"]
+        .as_array()
+        .map(|q| {
+            q.iter()
+                .map(|x| {
+                    x[field]
+                        .as_u64()
+                        .unwrap_or_else(|| panic!("{field} is not a number: {x}"))
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Writes a benchmark's results to `bench/results/<name>-latest.json` and says where.
+pub fn write_results(name: &str, results: &serde_json::Value) -> Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join(format!("{name}-latest.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(results)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!("results: {}", path.display());
+    Ok(path)
+}
 
 /// What a benchmark result was measured with and on: the run it belongs to (`cargo xtask bench`
 /// gives all of a run's benchmarks one id; a benchmark run by itself is a run of its own), the

@@ -119,21 +119,8 @@ impl Testbed {
     }
 }
 
-/// A counter summed over the queues of `stats --json`.
-pub fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
-    stats["queues"]
-        .as_array()
-        .map(|q| {
-            q.iter()
-                .map(|x| {
-                    x[field]
-                        .as_u64()
-                        .unwrap_or_else(|| panic!("{field} is not a number: {x}"))
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
+#[allow(unused_imports, reason = "not every test file sums queue counters")]
+pub use netdemux::testbed::queue_sum;
 
 /// A TCP counter (`queues[].tcp.NAME`) summed over the queues of `stats --json`.
 pub fn tcp_sum(stats: &serde_json::Value, name: &str) -> u64 {

@@ -149,17 +149,22 @@ fn fin_wait_2_gives_up_when_the_peer_never_closes() {
     assert!(net.run_until(120 * SEC, |n| n.client.get(c).is_none()));
 }
 
-#[test]
-fn a_new_syn_reopens_a_connection_in_time_wait() {
-    let mut net = Net::new(Config::default());
-    let (c, s) = open(&mut net);
-    // The server closes first: it is the one in TIME_WAIT.
+/// The server closes first, the client after: the server's side holds the 4-tuple in
+/// TIME_WAIT, the client's is gone.
+fn server_closes_first(net: &mut Net, c: ConnId, s: ConnId) {
     net.server.with(s, net.now, |c, _| c.close());
     net.run_for(SEC / 10);
     net.client.with(c, net.now, |c, _| c.close());
     assert!(net.run_until(SEC, |n| {
         state(n, true, s) == Some(State::TimeWait) && n.client.get(c).is_none()
     }));
+}
+
+#[test]
+fn a_new_syn_reopens_a_connection_in_time_wait() {
+    let mut net = Net::new(Config::default());
+    let (c, s) = open(&mut net);
+    server_closes_first(&mut net, c, s);
     // The client opens a new connection with the same addresses.
     let id = net
         .client
@@ -182,12 +187,7 @@ fn workers_sharing_an_isn_source_reopen_the_peers_time_wait_in_turn() {
     let mut other = Endpoint::with_isn(Config::default(), Limits::default(), isn);
     for round in 1..=6 {
         let (c, s) = open(&mut net);
-        net.server.with(s, net.now, |c, _| c.close());
-        net.run_for(SEC / 10);
-        net.client.with(c, net.now, |c, _| c.close());
-        assert!(net.run_until(SEC, |n| {
-            state(n, true, s) == Some(State::TimeWait) && n.client.get(c).is_none()
-        }));
+        server_closes_first(&mut net, c, s);
         assert_eq!(net.server.counters.passive_opens, round);
         // The next connection comes from the other worker.
         std::mem::swap(&mut net.client, &mut other);

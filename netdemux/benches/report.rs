@@ -121,6 +121,9 @@ fn main() -> Result<()> {
         "tcp_reqs_vs_kernel": ratio(tcp, &["ratios", "tcp_reqs_vs_kernel"]),
         "tcp_p50_vs_kernel": ratio(tcp, &["ratios", "tcp_p50_vs_kernel"]),
         "tcp_p99_vs_kernel": ratio(tcp, &["ratios", "tcp_p99_vs_kernel"]),
+        "tcp_capacity_vs_kernel": ratio(tcp, &["ratios", "tcp_capacity_vs_kernel"]),
+        "tcp_reqs_vs_kernel_shared": ratio(tcp, &["ratios", "tcp_reqs_vs_kernel_shared"]),
+        "tcp_capacity_vs_kernel_shared": ratio(tcp, &["ratios", "tcp_capacity_vs_kernel_shared"]),
         "proxy_reqs_vs_kernel": ratio(proxy, &["ratios", "proxy_reqs_vs_kernel"]),
         "proxy_p99_vs_kernel": ratio(proxy, &["ratios", "proxy_p99_vs_kernel"]),
         "proxy_bulk_vs_kernel": ratio(proxy, &["ratios", "proxy_bulk_vs_kernel"]),
@@ -289,11 +292,30 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             "echo_p99_vs_kernel",
         ),
         (
-            "HTTP requests/s / best kernel server",
+            "HTTP requests per server-core second / best kernel server's (split layout)",
             "≥ 1.5",
+            "tcp_capacity_vs_kernel",
+        ),
+        (
+            "HTTP requests/s / best kernel server (split layout; the client's core is the fuller one)",
+            "—",
             "tcp_reqs_vs_kernel",
         ),
-        ("HTTP p99 / best kernel server", "≤ 1", "tcp_p99_vs_kernel"),
+        (
+            "HTTP p99 / best kernel server (split layout)",
+            "≤ 1",
+            "tcp_p99_vs_kernel",
+        ),
+        (
+            "HTTP requests per server-core second / best kernel server's (veth's default layout)",
+            "—",
+            "tcp_capacity_vs_kernel_shared",
+        ),
+        (
+            "HTTP requests/s / best kernel server (veth's default layout)",
+            "—",
+            "tcp_reqs_vs_kernel_shared",
+        ),
         (
             "TCP proxy requests/s / kernel relay",
             "—",
@@ -411,21 +433,30 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
     if let Some(t) = tcp {
         let row = |v: &Value| {
             format!(
-                "{} | {} | {}",
+                "{} | {} | {} | {} | {} | {} | {}",
                 num(&v["requests_per_s"], 0),
                 num(&v["p50_us"], 0),
-                num(&v["p99_us"], 0)
+                num(&v["p99_us"], 0),
+                num(&v["server_cpu_us_per_request"], 2),
+                num(&v["requests_per_server_core_s"], 0),
+                num(&v["client_core_busy"], 2),
+                num(&v["server_core_busy"], 2)
             )
         };
         md.push_str(&format!(
-            "\nHTTP keep-alive (wrk -t1 -c16 on CPU 0, every server on CPU 1), median of {} rounds in random orders; ratios against the best kernel server ({}):\n\n| responder | requests/s | p50 µs | p99 µs |\n|---|---:|---:|---:|\n",
-            t["rounds"],
-            t["kernel_best"].as_str().unwrap_or("?")
+            "\nHTTP keep-alive (wrk -t1 -c{} on CPU 0, every server on CPU 1), median of {} rounds in random orders, in two layouts: *split*, each side's receive path on its own core (GRO on and TSO off on both veth ends, threaded NAPI, the client end's thread on CPU 0, the server end's on CPU 1; the goal's layout), and *shared*, veth's default (a side receives in its sender's softirq, so each side's receive path runs on the other's core). Where the client's core is the fuller one, requests/s measure the client; requests per second of the server core's time compare the servers. Ratios against the kernel server with the most requests per server-core second in the layout:\n",
+            t["connections"], t["rounds"]
         ));
-        for (name, v) in t["kernel_servers"].as_object().into_iter().flatten() {
-            md.push_str(&format!("| kernel TCP, {name} | {} |\n", row(v)));
+        for (name, l) in t["layouts"].as_object().into_iter().flatten().rev() {
+            md.push_str(&format!(
+                "\n{name} (best kernel server: {}):\n\n| responder | requests/s | p50 µs | p99 µs | server core µs per request | requests per server-core second | client core busy | server core busy |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+                l["kernel_best"].as_str().unwrap_or("?")
+            ));
+            for (server, v) in l["kernel_servers"].as_object().into_iter().flatten() {
+                md.push_str(&format!("| kernel TCP, {server} | {} |\n", row(v)));
+            }
+            md.push_str(&format!("| netdemux --http | {} |\n", row(&l["netdemux"])));
         }
-        md.push_str(&format!("| netdemux --http | {} |\n", row(&t["netdemux"])));
     }
     if let Some(x) = proxy {
         let row = |k: &str| {

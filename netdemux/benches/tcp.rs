@@ -1,18 +1,34 @@
-//! `cargo xtask bench tcp`: HTTP/1.1 keep-alive requests per second and latency, netdemux
+//! `cargo xtask bench tcp`: HTTP/1.1 keep-alive requests per second, CPU time and latency, netdemux
 //! `--http` (userspace TCP over AF_XDP) versus kernel-socket servers answering the same 20-byte
 //! body: the same responder on tokio with one thread and with a multi-threaded runtime, and nginx
 //! (Debian's package, one worker, `return 200`), measured in one run.
 //!
 //! Every server is confined to CPU 1, as netdemux's worker is (`--cpu 1`); wrk in the peer
-//! namespace (1 thread, 16 connections) runs on CPU 0 and drives each for a few seconds; the
-//! servers are measured in a random order per round, 3 rounds, and the medians are reported.
-//! The ratios are taken against the best kernel server of the run.
-//! Each round records the CPUs' busy share; netdemux rounds also its ring drop and TCP
-//! counters; the record holds both veth ends' offload settings.
-//! Default veth layout (no threaded NAPI), 1 queue; the netdemux worker waits in poll(2).
+//! namespace (1 thread, 64 connections: with 16, neither core was full in the split layout, and
+//! the run measured round trips) runs on CPU 0 and drives each for a few seconds; the servers
+//! are measured in a random order per round, 3 rounds, and the medians are reported.
+//! Each round records the CPUs' busy share and, from it, the server core's CPU time per request;
+//! netdemux rounds also its ring drop and TCP counters; the record holds both veth ends' offload
+//! settings. 1 queue; the netdemux worker waits in poll(2).
+//!
+//! Two layouts, because veth decides where a side's receive path runs:
+//! - **shared** (veth's default, no NAPI): a frame is received in its sender's softirq, so the
+//!   server's receive path (the kernel's TCP input, or netdemux's XDP program and copy) runs on
+//!   the client's core, and the client's on the server's;
+//! - **split** (GRO on and TSO off on both ends, so that veth hands every frame to the receiving
+//!   end's NAPI; threaded, the client end's thread on CPU 0, the server end's on CPU 1): each
+//!   core carries its own side, CPU 0 wrk and the client's kernel TCP, CPU 1 the server with all
+//!   of its receive path. The goal's ratios are this layout's.
+//!
+//! Where the client's core is the fuller one, requests/s measure the client; the servers are
+//! compared by requests per second of the server core's time (requests/s over its busy share),
+//! and the baseline is the kernel server with the most of them.
+//!
 //! Output: a markdown table and `bench/results/tcp-latest.json`. Usage: tcp [--quick]  (root)
 
 use std::{fs, path::PathBuf, process::Command, thread, time::Duration};
+
+mod support;
 
 use anyhow::{Context as _, Result, bail};
 use netdemux::{
@@ -23,9 +39,13 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
 const ADDR: &str = "198.18.0.2:8080";
+/// wrk's connections (one thread).
+const CONNECTIONS: u32 = 64;
 
 /// One measured round: (requests/s, p50 µs, p99 µs) and what else was recorded.
 type Round = ((f64, f64, f64), serde_json::Value);
+/// A layout's rounds by server, and the order of each round.
+type Rounds = (Vec<Vec<Round>>, Vec<Vec<&'static str>>);
 
 /// The offload settings of both veth ends, as ethtool shows them.
 fn offloads(tb: &Testbed) -> serde_json::Value {
@@ -57,20 +77,90 @@ fn offloads(tb: &Testbed) -> serde_json::Value {
     })
 }
 
-/// wrk, with the CPUs' busy share over the run.
-fn measured(tb: &Testbed, seconds: u32) -> Result<Round> {
+/// Where each side's receive path runs (see the module's comment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    Shared,
+    Split,
+}
+
+impl Layout {
+    fn key(self) -> &'static str {
+        match self {
+            Layout::Shared => "shared",
+            Layout::Split => "split",
+        }
+    }
+
+    /// Sets both veth ends up for this layout.
+    fn set_up(self, tb: &Testbed) -> Result<()> {
+        // veth hands a frame to its peer's NAPI only when the peer has one (GRO on, or an XDP
+        // program) and the sending end does not segment TCP (no TSO: veth_xmit's "eligible for
+        // GRO" check); otherwise the frame is received in the sender's softirq. Attaching an
+        // XDP program turns TSO off on the peer by itself, so without this the two kinds of
+        // server would not be received in the same place.
+        let on = if self == Layout::Split { "on" } else { "off" };
+        let off = if self == Layout::Split { "off" } else { "on" };
+        for (ns, dev) in [(&tb.ns_a, &tb.veth_a), (&tb.ns_b, &tb.veth_b)] {
+            netdemux::testbed::must(
+                "ip",
+                &[
+                    "netns", "exec", ns, "ethtool", "-K", dev, "gro", on, "tso", off,
+                ],
+            )?;
+            if self == Layout::Split {
+                netdemux::testbed::must(
+                    "ip",
+                    &[
+                        "netns",
+                        "exec",
+                        ns,
+                        "sh",
+                        "-c",
+                        &format!("echo 1 > /sys/class/net/{dev}/threaded"),
+                    ],
+                )?;
+            }
+            // Shared: with GRO off and no program attached the device has no NAPI, so no
+            // thread either.
+        }
+        self.pin(tb)
+    }
+
+    /// Pins the NAPI threads (again: a server's start may have re-created them).
+    fn pin(self, tb: &Testbed) -> Result<()> {
+        if self == Layout::Split {
+            support::napi_thread(&tb.ns_a, &tb.veth_a, 0)?;
+            support::napi_thread(&tb.ns_b, &tb.veth_b, 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// wrk, with the CPUs' busy share over the run and the server core's CPU time per request.
+fn measured(tb: &Testbed, layout: Layout, seconds: u32) -> Result<Round> {
+    layout.pin(tb)?;
     let before = netdemux::testbed::cpu_times();
     let r = wrk(tb, seconds)?;
     let busy = netdemux::testbed::cpu_busy(&before, &netdemux::testbed::cpu_times());
-    Ok((r, serde_json::json!({"cpu_busy": busy})))
+    let server_busy = busy.get(1).copied().unwrap_or(0.0);
+    Ok((
+        r,
+        serde_json::json!({
+            "cpu_busy": busy,
+            "server_cpu_us_per_request": server_busy / r.0.max(1.0) * 1e6,
+            "requests_per_server_core_s": r.0 / server_busy.max(1e-9),
+        }),
+    ))
 }
 
 /// One wrk run: (requests/s, p50 µs, p99 µs).
 fn wrk(tb: &Testbed, seconds: u32) -> Result<(f64, f64, f64)> {
     let out = Command::new("ip")
         .args([
-            "netns", "exec", &tb.ns_a, "taskset", "-c", "0", "wrk", "-t1", "-c16",
+            "netns", "exec", &tb.ns_a, "taskset", "-c", "0", "wrk", "-t1",
         ])
+        .arg(format!("-c{CONNECTIONS}"))
         .arg(format!("-d{seconds}s"))
         .args(["--latency", &format!("http://{ADDR}/")])
         .output()
@@ -244,56 +334,64 @@ impl Drop for Nginx {
     }
 }
 
+/// The median, 0 for no values (a server a partial run skipped).
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let seconds = if quick { 2 } else { 5 };
-    if !nix::unistd::geteuid().is_root() {
-        bail!("the TCP benchmark creates namespaces: run it as root");
-    }
-    let tb = Testbed::new("ndh", 1, BIN)?;
-    let settings = offloads(&tb);
-    // The servers, measured in a random order per round (xorshift seeded from the clock).
-    const SERVERS: [&str; 4] = ["tokio_1", "tokio_mt", "nginx", "netdemux"];
+/// The median of one recorded figure over rounds.
+fn median_of(v: &[Round], key: &str) -> f64 {
+    let mut c: Vec<f64> = v.iter().filter_map(|(_, e)| e[key].as_f64()).collect();
+    median(&mut c)
+}
+
+const SERVERS: [&str; 4] = ["tokio_1", "tokio_mt", "nginx", "netdemux"];
+
+/// 3 rounds of every server in `layout`, in a random order per round (xorshift state `seed`):
+/// the rounds by server, and the orders.
+fn rounds_in(
+    tb: &Testbed,
+    layout: Layout,
+    seconds: u32,
+    seed: &mut u64,
+    only: Option<&str>,
+) -> Result<Rounds> {
+    layout.set_up(tb)?;
     let mut results: Vec<Vec<Round>> = vec![Vec::new(); SERVERS.len()];
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64 | 1)
-        .unwrap_or(1);
     let mut orders = Vec::new();
     for _ in 0..3 {
         let mut order: Vec<usize> = (0..SERVERS.len()).collect();
         for i in (1..order.len()).rev() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            order.swap(i, (seed % (i as u64 + 1)) as usize);
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            order.swap(i, (*seed % (i as u64 + 1)) as usize);
         }
         orders.push(order.iter().map(|&i| SERVERS[i]).collect::<Vec<_>>());
         for i in order {
+            if only.is_some_and(|o| !o.split(',').any(|k| k == SERVERS[i])) {
+                continue;
+            }
             let round = match SERVERS[i] {
                 "tokio_1" | "tokio_mt" => {
                     let threads = if SERVERS[i] == "tokio_1" { 1 } else { 2 };
-                    let (stop, h) = kernel_server(&tb, threads);
-                    let k = measured(&tb, seconds);
+                    let (stop, h) = kernel_server(tb, threads);
+                    let k = measured(tb, layout, seconds);
                     let _ = stop.send(());
                     let _ = h.join();
                     k?
                 }
                 "nginx" => {
-                    let n = Nginx::start(&tb)?;
-                    let k = measured(&tb, seconds);
+                    let n = Nginx::start(tb)?;
+                    let k = measured(tb, layout, seconds);
                     drop(n);
                     k?
                 }
                 _ => {
-                    let d = Daemon::start(&tb, &["--http", ADDR, "--cpu", "1"])?;
+                    let d = Daemon::start(tb, &["--http", ADDR, "--cpu", "1"])?;
                     thread::sleep(Duration::from_millis(100));
-                    let o = measured(&tb, seconds);
+                    let o = measured(tb, layout, seconds);
                     // The daemon's ring drop counters and TCP counters for this round.
                     let stats = tb.stats()?;
                     d.stop()?;
@@ -305,23 +403,27 @@ fn main() -> Result<()> {
             results[i].push(round);
         }
     }
+    Ok((results, orders))
+}
+
+/// One layout's summary: every server's medians, the best kernel server, the ratios.
+fn summary(
+    layout: Layout,
+    mut results: Vec<Vec<Round>>,
+    orders: Vec<Vec<&str>>,
+) -> serde_json::Value {
     let ours = results.pop().unwrap_or_default();
-    // The best kernel server of the run (by median requests/s) is the baseline.
-    let best = (0..results.len())
-        .max_by(|&a, &b| {
-            let m = |v: &[Round]| {
-                let mut c: Vec<f64> = v.iter().map(|(r, _)| r.0).collect();
-                median(&mut c)
-            };
-            m(&results[a]).total_cmp(&m(&results[b]))
-        })
-        .unwrap_or(0);
-    let kernel = results[best].clone();
-    drop(tb);
     let col = |v: &[Round], i: usize| {
         let mut c: Vec<f64> = v.iter().map(|(r, _)| [r.0, r.1, r.2][i]).collect();
         median(&mut c)
     };
+    // The baseline is the most efficient kernel server of the run: the most requests per second
+    // of its core's time (where the client's core is the full one, requests/s measure the
+    // client, not the server).
+    let capacity = |v: &[Round]| median_of(v, "requests_per_server_core_s");
+    let best = (0..results.len())
+        .max_by(|&a, &b| capacity(&results[a]).total_cmp(&capacity(&results[b])))
+        .unwrap_or(0);
     let rounds = |v: &[Round]| -> Vec<serde_json::Value> {
         v.iter()
             .map(|((rps, p50, p99), extra)| {
@@ -334,54 +436,131 @@ fn main() -> Result<()> {
             })
             .collect()
     };
-    let (krps, k50, k99) = (col(&kernel, 0), col(&kernel, 1), col(&kernel, 2));
-    let (orps, o50, o99) = (col(&ours, 0), col(&ours, 1), col(&ours, 2));
-    println!(
-        "HTTP/1.1 keep-alive GET, wrk -t1 -c16 on CPU 0 in the peer namespace, servers on CPU 1, medians of 3 × {seconds} s\n"
-    );
-    println!("| responder | requests/s | p50 (µs) | p99 (µs) |");
-    println!("|---|---:|---:|---:|");
+    let side = |v: &[Round]| {
+        let busy = |cpu: usize| {
+            let mut c: Vec<f64> = v
+                .iter()
+                .filter_map(|(_, e)| e["cpu_busy"][cpu].as_f64())
+                .collect();
+            median(&mut c)
+        };
+        serde_json::json!({
+            "requests_per_s": col(v, 0), "p50_us": col(v, 1), "p99_us": col(v, 2),
+            "server_cpu_us_per_request": median_of(v, "server_cpu_us_per_request"),
+            "requests_per_server_core_s": capacity(v),
+            "client_core_busy": busy(0), "server_core_busy": busy(1),
+            "rounds": rounds(v),
+        })
+    };
     let mut kernels = serde_json::Map::new();
     for (i, name) in SERVERS[..SERVERS.len() - 1].iter().enumerate() {
-        let (r, p50, p99) = (
-            col(&results[i], 0),
-            col(&results[i], 1),
-            col(&results[i], 2),
-        );
-        println!("| kernel TCP, {name} | {r:.0} | {p50:.0} | {p99:.0} |");
-        kernels.insert(
-            name.to_string(),
-            serde_json::json!({"requests_per_s": r, "p50_us": p50, "p99_us": p99, "rounds": rounds(&results[i])}),
-        );
+        kernels.insert(name.to_string(), side(&results[i]));
     }
+    let (kernel, netdemux) = (side(&results[best]), side(&ours));
+    let r =
+        |k: &str| netdemux[k].as_f64().unwrap_or(0.0) / kernel[k].as_f64().unwrap_or(1.0).max(1e-9);
+    let ratios = serde_json::json!({
+        "tcp_reqs_vs_kernel": r("requests_per_s"),
+        "tcp_p50_vs_kernel": r("p50_us"),
+        "tcp_p99_vs_kernel": r("p99_us"),
+        "tcp_capacity_vs_kernel": r("requests_per_server_core_s"),
+    });
+    serde_json::json!({
+        "layout": layout.key(),
+        "orders": orders,
+        "kernel_best": SERVERS[best],
+        "kernel_servers": kernels,
+        "kernel": kernel,
+        "netdemux": netdemux,
+        "ratios": ratios,
+    })
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--only SERVER,SERVER` and `--layout shared|split` narrow a run (for profiling; no
+    // results file then).
+    let after = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    let (only, only_layout) = (after("--only"), after("--layout"));
+    let seconds = if quick { 2 } else { 5 };
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the TCP benchmark creates namespaces: run it as root");
+    }
+    let tb = Testbed::new("ndh", 1, BIN)?;
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64 | 1)
+        .unwrap_or(1);
+    let mut layouts = serde_json::Map::new();
+    let mut settings = serde_json::Map::new();
+    for layout in [Layout::Shared, Layout::Split] {
+        if only_layout.as_deref().is_some_and(|l| l != layout.key()) {
+            continue;
+        }
+        let (results, orders) = rounds_in(&tb, layout, seconds, &mut seed, only.as_deref())?;
+        settings.insert(layout.key().into(), offloads(&tb));
+        layouts.insert(layout.key().into(), summary(layout, results, orders));
+    }
+    drop(tb);
     println!(
-        "| netdemux --http (userspace TCP, AF_XDP copy mode) | {orps:.0} | {o50:.0} | {o99:.0} |"
+        "HTTP/1.1 keep-alive GET, wrk -t1 -c{CONNECTIONS} on CPU 0 in the peer namespace, servers on CPU 1, medians of 3 × {seconds} s\n"
     );
-    println!(
-        "\nratios netdemux/best kernel server ({}): requests/s {:.2}, p50 {:.2}, p99 {:.2}",
-        SERVERS[best],
-        orps / krps,
-        o50 / k50,
-        o99 / k99
-    );
+    for (name, l) in &layouts {
+        println!("layout {name}: best kernel server {}\n", l["kernel_best"]);
+        println!(
+            "| responder | requests/s | p50 (µs) | p99 (µs) | server core µs/request | requests per server-core s | client core busy | server core busy |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+        let row = |label: &str, v: &serde_json::Value| {
+            println!(
+                "| {label} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {:.2} | {:.2} |",
+                v["requests_per_s"].as_f64().unwrap_or(0.0),
+                v["p50_us"].as_f64().unwrap_or(0.0),
+                v["p99_us"].as_f64().unwrap_or(0.0),
+                v["server_cpu_us_per_request"].as_f64().unwrap_or(0.0),
+                v["requests_per_server_core_s"].as_f64().unwrap_or(0.0),
+                v["client_core_busy"].as_f64().unwrap_or(0.0),
+                v["server_core_busy"].as_f64().unwrap_or(0.0),
+            )
+        };
+        for (k, v) in l["kernel_servers"].as_object().into_iter().flatten() {
+            row(&format!("kernel TCP, {k}"), v);
+        }
+        row(
+            "netdemux --http (userspace TCP, AF_XDP copy mode)",
+            &l["netdemux"],
+        );
+        println!("\nratios: {}\n", l["ratios"]);
+    }
+    if only.is_some() || only_layout.is_some() {
+        println!("(a partial run: no results file)");
+        return Ok(());
+    }
+    let split = layouts["split"].clone();
+    let mut ratios = split["ratios"].clone();
+    for k in ["tcp_reqs_vs_kernel", "tcp_capacity_vs_kernel"] {
+        ratios[format!("{k}_shared")] = layouts["shared"]["ratios"][k].clone();
+    }
     let out = serde_json::json!({
         "benchmark": "http_keepalive",
         "quick": quick,
         "provenance": netdemux::testbed::provenance(quick),
         "seconds_each": seconds,
         "rounds": 3,
+        "connections": CONNECTIONS,
         "offloads": settings,
-        "orders": orders,
-        "pinning": "wrk on CPU 0; every server (tokio's threads, nginx, netdemux's worker) on CPU 1",
-        "kernel_best": SERVERS[best],
-        "kernel_servers": kernels,
-        "kernel": {"requests_per_s": krps, "p50_us": k50, "p99_us": k99, "rounds": rounds(&kernel)},
-        "netdemux": {"requests_per_s": orps, "p50_us": o50, "p99_us": o99, "rounds": rounds(&ours)},
-        "ratios": {
-            "tcp_reqs_vs_kernel": orps / krps,
-            "tcp_p50_vs_kernel": o50 / k50,
-            "tcp_p99_vs_kernel": o99 / k99,
-        },
+        "pinning": "wrk on CPU 0; every server (tokio's threads, nginx, netdemux's worker) on CPU 1; in the split layout the client end's NAPI thread on CPU 0, the server end's on CPU 1",
+        "layouts": layouts,
+        "kernel_best": split["kernel_best"],
+        "kernel_servers": split["kernel_servers"],
+        "kernel": split["kernel"],
+        "netdemux": split["netdemux"],
+        "ratios": ratios,
     });
     netdemux::testbed::write_results("tcp", &out)?;
     Ok(())

@@ -51,33 +51,62 @@ pub fn ethtool_sum(tb: &Testbed, ns: &str, dev: &str, field: &str) -> u64 {
 /// generator pins itself to CPU 0); the busy-poll layout: NAPI back to softirq. veth has NAPI
 /// only while an XDP program or GRO is on, so this follows each set-up.
 pub fn pin_napi(tb: &Testbed, layout: Layout) -> Result<()> {
-    let threaded = if layout == Layout::Pinned { 1 } else { 0 };
+    if layout == Layout::Pinned {
+        napi_thread(&tb.ns_b, &tb.veth_b, 1)
+    } else {
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &tb.ns_b,
+                "sh",
+                "-c",
+                &format!("echo 0 > /sys/class/net/{}/threaded", tb.veth_b),
+            ],
+        )
+        .map(|_| ())
+    }
+}
+
+/// Threaded NAPI on `dev` (in namespace `ns`), its threads pinned to `cpu`. Call it again after
+/// anything that re-creates the device's NAPI (attaching the first XDP program).
+pub fn napi_thread(ns: &str, dev: &str, cpu: usize) -> Result<()> {
     must(
         "ip",
         &[
             "netns",
             "exec",
-            &tb.ns_b,
+            ns,
             "sh",
             "-c",
-            &format!("echo {threaded} > /sys/class/net/{}/threaded", tb.veth_b),
+            &format!("echo 1 > /sys/class/net/{dev}/threaded"),
         ],
     )?;
-    if layout == Layout::BusyPoll {
-        return Ok(());
-    }
     thread::sleep(Duration::from_millis(50));
+    // The kernel names the threads napi/<device>-<id>, cut to 15 characters: a device name of
+    // up to 10 stays whole, so the threads of the two veth ends cannot be mixed up.
+    if dev.len() > 10 {
+        bail!("device name {dev} too long to find its NAPI threads by name");
+    }
+    let prefix = format!("napi/{dev}");
     let ps = must("ps", &["-eo", "pid,comm"])?;
-    let prefix = format!("napi/{}", &tb.veth_b[..tb.veth_b.len().min(10)]);
     let mut pinned = 0;
-    for line in ps.lines().filter(|l| l.contains(&prefix)) {
-        if let Some(pid) = line.split_whitespace().next() {
-            must("taskset", &["-p", "-c", "1", pid])?;
+    for line in ps.lines() {
+        let mut it = line.split_whitespace();
+        let (Some(pid), Some(comm)) = (it.next(), it.next()) else {
+            continue;
+        };
+        if comm
+            .strip_prefix(&prefix)
+            .is_some_and(|r| r.starts_with('-') || r.is_empty())
+        {
+            must("taskset", &["-p", "-c", &cpu.to_string(), pid])?;
             pinned += 1;
         }
     }
     if pinned == 0 {
-        bail!("no NAPI thread found for {}", tb.veth_b);
+        bail!("no NAPI thread found for {dev}");
     }
     Ok(())
 }

@@ -283,3 +283,50 @@ fn a_storm_of_random_and_truncated_frames_disturbs_nothing() {
     assert_eq!(u64::from(good) + u64::from(lost), 3000);
     assert!(answered >= u64::from(good), "{after}");
 }
+
+/// Datagrams whose UDP checksum is wrong get no answer, as the kernel's socket would never see
+/// them (udp_lib_checksum_complete): answering would send the damage back under a checksum that
+/// vouches for it. Sent with scapy (Debian's python3-scapy) from namespace a, 20 damaged and 20
+/// right ones interleaved, from a port where a kernel socket waits for the answers.
+#[test]
+fn datagrams_with_a_wrong_checksum_get_no_answer() {
+    let tb = Testbed::new(1);
+    let _d = Daemon::start(&tb, &["--udp-echo", "198.18.0.2:7000"]);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let answers = in_netns(&tb.ns_a, move || {
+        let sock = UdpSocket::bind("0.0.0.0:40123").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        while let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        got
+    });
+    ready_rx.recv().unwrap();
+    // 0x1234 is no datagram's right checksum here (each right one is printed and checked).
+    let script = "from scapy.all import IP, UDP, send, raw\n\
+         for i in range(20):\n\
+         \x20   good = IP(dst='198.18.0.2')/UDP(sport=40123, dport=7000)/('good-%02d' % i)\n\
+         \x20   assert IP(raw(good))[UDP].chksum != 0x1234\n\
+         \x20   send(good, verbose=False)\n\
+         \x20   send(IP(dst='198.18.0.2')/UDP(sport=40123, dport=7000, chksum=0x1234)/('bad-%02d' % i), verbose=False)\n";
+    let out = Command::new("ip")
+        .args(["netns", "exec", &tb.ns_a, "/usr/bin/python3", "-c", script])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = answers.join().unwrap();
+    got.sort();
+    let good: Vec<String> = (0..20).map(|i| format!("good-{i:02}")).collect();
+    assert_eq!(got, good, "every right datagram answered, no damaged one");
+    let stats = tb.stats();
+    assert_eq!(stats["services"][0]["unanswered"].as_u64(), Some(20));
+    assert_eq!(queue_sum(&stats, "checksum_errors"), 20, "{stats}");
+}

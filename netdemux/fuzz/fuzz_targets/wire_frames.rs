@@ -1,12 +1,14 @@
 //! Any bytes as an Ethernet frame, through every parser of `netdemux::wire` (ICMP errors
-//! included) and the echo's in-place rewrite: none may panic, and what one parser accepts the
-//! others must agree on.
+//! included) and the echo's in-place rewrite: none may panic, what one parser accepts the
+//! others must agree on, and every answer the echo makes carries a UDP checksum that verifies.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use netdemux::{
     services::udp_echo,
-    wire::{classify, ethernet::EthernetRepr, icmp::IcmpError, ip::IpRepr, source, tcp, udp},
+    wire::{
+        checksum, classify, ethernet::EthernetRepr, icmp::IcmpError, ip::IpRepr, source, tcp, udp,
+    },
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -22,12 +24,16 @@ fuzz_target!(|data: &[u8]| {
         );
         assert!(c.payload_offset + c.payload_len <= data.len());
         let mut copy = data.to_vec();
-        if let Some(len) = udp_echo::reply_in_place(&mut copy, &c) {
+        if let Ok(len) = udp_echo::reply_in_place(&mut copy, &c) {
             assert!(len as usize <= copy.len());
             assert!(
                 !c.icmp && c.unicast,
                 "the echo answers only unicast datagrams"
             );
+            let (from, to) = (c.key.socket_addr().unwrap(), source(data, &c).unwrap());
+            let segment = &copy[c.l4_offset..c.payload_offset + c.payload_len];
+            let ph = checksum::pseudo_header(from.ip(), to.ip(), 17, segment.len());
+            assert!(checksum::verifies(ph, segment), "the answer's UDP checksum");
         }
         if let Ok(e) = IcmpError::from_classified(data, &c) {
             assert!(c.icmp, "an ICMP error from a frame classified as TCP/UDP");

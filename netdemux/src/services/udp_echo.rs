@@ -2,10 +2,13 @@
 //! sent to, to the MAC, address and port it came from.
 //!
 //! The answer is the received frame, rewritten in place: Ethernet, IP and UDP source and
-//! destination swapped (which leaves the IPv4 header checksum valid), and a full UDP checksum
-//! computed. The received checksum cannot simply be kept: a sender using checksum offload (the
-//! kernel on veth does) hands over frames whose UDP checksum holds only the pseudo-header sum,
-//! for the hardware to finish. The frame goes back out without a copy.
+//! destination swapped, which leaves both checksums valid (each sums the same words in another
+//! order). The UDP checksum is checked first, as the kernel checks it before a socket sees the
+//! datagram: a datagram whose checksum is wrong is not answered (an echo must not send damaged
+//! bytes back under a checksum that vouches for them). Two received checksums are answered with
+//! a computed one: 0 over IPv4 (the sender computed none, RFC 768), and the pseudo-header sum a
+//! sender using checksum offload hands over (the kernel on veth does) for hardware to finish.
+//! The frame goes back out without a copy.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -20,38 +23,35 @@ use crate::wire::{Classified, checksum};
 /// (7 echo, 19 chargen; 0 is no port at all).
 const LOOP_PORTS: [u16; 3] = [0, 7, 19];
 
-/// Rewrites `frame`, a UDP datagram as classified in `c`, into its answer; returns the length to
-/// transmit, or `None` for datagrams it does not answer: IPv4 options or IPv6 extension headers
-/// (whose echo would carry source routes or options back unchanged), a broadcast or multicast
-/// destination or source (RFC 1122 §3.2.2 and §4.1.3.6: one datagram must not draw answers
-/// from a whole network), and the loop ports as source.
-pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Option<u32> {
+/// Why a datagram got no answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// Not one to answer: IP options or extension headers, a group address, a loop port, a
+    /// length that does not add up.
+    Declined,
+    /// Its UDP checksum is wrong (or, over IPv6, missing).
+    Checksum,
+}
+
+/// Rewrites `frame`, a UDP datagram as classified in `c`, into its answer and returns the length
+/// to transmit; the frame is left untouched when it gets no answer: IPv4 options or IPv6
+/// extension headers (whose echo would carry source routes or options back unchanged), a
+/// broadcast or multicast destination or source (RFC 1122 §3.2.2 and §4.1.3.6: one datagram must
+/// not draw answers from a whole network), the loop ports as source, or a wrong checksum.
+pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswered> {
+    use Unanswered::{Checksum, Declined};
     if c.ip_extras || !c.unicast || c.icmp || c.l4_offset + UDP_HLEN > frame.len() {
-        return None;
+        return Err(Declined);
     }
     let (l3, l4) = (c.l3_offset, c.l4_offset);
     let src_port = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
-    let src_unicast = match l4 - l3 {
-        IPV4_MIN_HLEN => ipv4_unicast(frame[l3 + 12..l3 + 16].try_into().ok()?),
-        _ => ipv6_unicast(frame[l3 + 8]),
-    };
-    if LOOP_PORTS.contains(&src_port) || !src_unicast || frame[6] & 1 != 0 {
-        return None;
-    }
-    let udp_len = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]) as usize;
-    if udp_len < UDP_HLEN || udp_len != c.payload_len + UDP_HLEN {
-        return None;
-    }
-    swap(frame, 0, 6, 6);
     let (src, dst): (IpAddr, IpAddr) = match l4 - l3 {
         IPV4_MIN_HLEN => {
-            swap(frame, l3 + 12, l3 + 16, 4);
             let a =
                 |at: usize| Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
             (a(l3 + 12).into(), a(l3 + 16).into())
         }
         IPV6_HLEN => {
-            swap(frame, l3 + 8, l3 + 24, 16);
             let a = |at: usize| -> Ipv6Addr {
                 let mut o = [0u8; 16];
                 o.copy_from_slice(&frame[at..at + 16]);
@@ -59,14 +59,51 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Option<u32> {
             };
             (a(l3 + 8).into(), a(l3 + 24).into())
         }
-        _ => return None,
+        _ => return Err(Declined),
     };
+    let src_unicast = match src {
+        IpAddr::V4(a) => ipv4_unicast(a.octets()),
+        IpAddr::V6(_) => ipv6_unicast(frame[l3 + 8]),
+    };
+    if LOOP_PORTS.contains(&src_port) || !src_unicast || frame[6] & 1 != 0 {
+        return Err(Declined);
+    }
+    let udp_len = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]) as usize;
+    if udp_len < UDP_HLEN || udp_len != c.payload_len + UDP_HLEN {
+        return Err(Declined);
+    }
+    let segment = &frame[l4..l4 + udp_len];
+    let received = u16::from_be_bytes([segment[6], segment[7]]);
+    // True: the received checksum is complete and right, and stays right after the swap.
+    let keep = if received == 0 {
+        // No checksum: allowed over IPv4 only (RFC 8200 §8.1 for IPv6).
+        if src.is_ipv6() {
+            return Err(Checksum);
+        }
+        false
+    } else if checksum::verifies(
+        checksum::pseudo_header(src, dst, PROTO_UDP, udp_len),
+        segment,
+    ) {
+        true
+    } else if checksum::is_partial(src, dst, PROTO_UDP, segment, 6) {
+        false
+    } else {
+        return Err(Checksum);
+    };
+    swap(frame, 0, 6, 6);
+    match src {
+        IpAddr::V4(_) => swap(frame, l3 + 12, l3 + 16, 4),
+        IpAddr::V6(_) => swap(frame, l3 + 8, l3 + 24, 16),
+    }
     swap(frame, l4, l4 + 2, 2);
-    let segment = &mut frame[l4..l4 + udp_len];
-    segment[6..8].fill(0);
-    let sum = checksum::l4(src, dst, PROTO_UDP, segment);
-    segment[6..8].copy_from_slice(&sum.to_be_bytes());
-    Some(frame.len() as u32)
+    if !keep {
+        let segment = &mut frame[l4..l4 + udp_len];
+        segment[6..8].fill(0);
+        let sum = checksum::l4(dst, src, PROTO_UDP, segment);
+        segment[6..8].copy_from_slice(&sum.to_be_bytes());
+    }
+    Ok(frame.len() as u32)
 }
 
 /// Swaps the `n` bytes at `a` with the `n` bytes at `b` (non-overlapping).
@@ -107,7 +144,7 @@ mod tests {
     fn the_answer_is_addressed_back_and_its_checksums_still_verify() {
         let mut f = kernel_udp4();
         let c = classify(&f).unwrap();
-        assert_eq!(reply_in_place(&mut f, &c), Some(f.len() as u32));
+        assert_eq!(reply_in_place(&mut f, &c), Ok(f.len() as u32));
         assert_eq!(&f[0..6], &[0x02, 0, 0, 0, 0, 0x01], "to the sender's MAC");
         assert_eq!(
             &f[26..30],
@@ -156,12 +193,60 @@ mod tests {
         );
         f.extend_from_slice(&a.octets());
         f.extend_from_slice(&b.octets());
-        f.extend_from_slice(&[0x9c, 0x40, 0x1b, 0x58, 0, 10, 0, 0, b'h', b'i']);
+        let mut udp = vec![0x9c, 0x40, 0x1b, 0x58, 0, 10, 0, 0, b'h', b'i'];
+        let ck = crate::wire::checksum::l4(a.into(), b.into(), 17, &udp);
+        udp[6..8].copy_from_slice(&ck.to_be_bytes());
+        f.extend_from_slice(&udp);
         let c = classify(&f).unwrap();
         reply_in_place(&mut f, &c).unwrap();
         assert_eq!(&f[22..38], &b.octets(), "from the address it was sent to");
         let ph = pseudo_header(b.into(), a.into(), 17, 10);
         assert!(verifies(ph, &f[54..]));
+        // Over IPv6 a checksum is mandatory (RFC 8200 §8.1): 0 is a wrong one.
+        f[60..62].fill(0);
+        let c = classify(&f).unwrap();
+        let before = f.clone();
+        assert_eq!(reply_in_place(&mut f, &c), Err(Unanswered::Checksum));
+        assert_eq!(f, before, "untouched");
+    }
+
+    #[test]
+    fn a_damaged_datagram_is_not_answered() {
+        // The kernel drops it before a socket reads it (udp_lib_checksum_complete); an echo
+        // that answered would send the damage back under a checksum of its own.
+        for at in [42, 45, 36] {
+            let mut f = kernel_udp4();
+            f[at] ^= 0x20;
+            let c = classify(&f).unwrap();
+            let before = f.clone();
+            assert_eq!(
+                reply_in_place(&mut f, &c),
+                Err(Unanswered::Checksum),
+                "byte {at} flipped"
+            );
+            assert_eq!(f, before, "untouched");
+        }
+    }
+
+    #[test]
+    fn an_ipv4_datagram_without_checksum_gets_one_back() {
+        let mut f = kernel_udp4();
+        f[40..42].fill(0);
+        let c = classify(&f).unwrap();
+        reply_in_place(&mut f, &c).unwrap();
+        let ph = pseudo_header([198, 18, 0, 2].into(), [198, 18, 0, 1].into(), 17, 13);
+        assert_ne!(&f[40..42], &[0, 0]);
+        assert!(verifies(ph, &f[34..]), "UDP checksum of the answer");
+    }
+
+    #[test]
+    fn a_right_checksum_is_kept_as_it_is() {
+        // Swapping addresses and ports reorders the words the sum covers: nothing to compute.
+        let mut f = kernel_udp4();
+        let received = [f[40], f[41]];
+        let c = classify(&f).unwrap();
+        reply_in_place(&mut f, &c).unwrap();
+        assert_eq!([f[40], f[41]], received);
     }
 
     #[test]
@@ -173,7 +258,7 @@ mod tests {
             ..c
         };
         let before = f.clone();
-        assert_eq!(reply_in_place(&mut f, &c), None);
+        assert_eq!(reply_in_place(&mut f, &c), Err(Unanswered::Declined));
         assert_eq!(f, before, "untouched");
     }
 
@@ -214,7 +299,11 @@ mod tests {
                 panic!("{why}: does not classify");
             };
             let before = f.clone();
-            assert_eq!(reply_in_place(&mut f, &c), None, "{why}");
+            assert_eq!(
+                reply_in_place(&mut f, &c),
+                Err(Unanswered::Declined),
+                "{why}"
+            );
             assert_eq!(f, before, "{why}: untouched");
         }
     }

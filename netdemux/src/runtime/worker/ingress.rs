@@ -71,9 +71,12 @@ impl Dispatch<'_> {
             return match kind {
                 Kind::UdpSink => Verdict::Recycle,
                 Kind::UdpEcho => match udp_echo::reply_in_place(frame, &c) {
-                    Some(len) => Verdict::Transmit(len),
-                    None => {
+                    Ok(len) => Verdict::Transmit(len),
+                    Err(why) => {
                         counters.unanswered += 1;
+                        if why == udp_echo::Unanswered::Checksum {
+                            self.counters.checksum_errors += 1;
+                        }
                         Verdict::Recycle
                     }
                 },

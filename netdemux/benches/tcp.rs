@@ -108,21 +108,6 @@ impl Layout {
                     "netns", "exec", ns, "ethtool", "-K", dev, "gro", on, "tso", off,
                 ],
             )?;
-            if self == Layout::Split {
-                netdemux::testbed::must(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        ns,
-                        "sh",
-                        "-c",
-                        &format!("echo 1 > /sys/class/net/{dev}/threaded"),
-                    ],
-                )?;
-            }
-            // Shared: with GRO off and no program attached the device has no NAPI, so no
-            // thread either.
         }
         self.pin(tb)
     }
@@ -481,12 +466,10 @@ fn main() -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     // `--only SERVER,SERVER` and `--layout shared|split` narrow a run (for profiling; no
     // results file then).
-    let after = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let (only, only_layout) = (after("--only"), after("--layout"));
+    let (only, only_layout) = (
+        support::flag_value(&args, "--only"),
+        support::flag_value(&args, "--layout"),
+    );
     let seconds = if quick { 2 } else { 5 };
     if !nix::unistd::geteuid().is_root() {
         bail!("the TCP benchmark creates namespaces: run it as root");

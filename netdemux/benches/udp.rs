@@ -381,13 +381,8 @@ fn main() -> Result<()> {
     let quick = args.iter().any(|a| a == "--quick");
     // `--only KEY,KEY` and `--layout pinned|busy_poll` narrow a run (for profiling; the report
     // wants the whole table).
-    let after = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
-    };
-    let only = after("--only");
-    let only_layout = after("--layout");
+    let only = support::flag_value(&args, "--only");
+    let only_layout = support::flag_value(&args, "--layout");
     let (secs, reps) = if quick { (2.0, 2) } else { (3.0, 3) };
     if !nix::unistd::geteuid().is_root() {
         bail!("the UDP benchmark creates namespaces and loads BPF programs: run it as root");

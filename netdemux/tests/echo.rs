@@ -313,15 +313,7 @@ fn datagrams_with_a_wrong_checksum_get_no_answer() {
          \x20   assert IP(raw(good))[UDP].chksum != 0x1234\n\
          \x20   send(good, verbose=False)\n\
          \x20   send(IP(dst='198.18.0.2')/UDP(sport=40123, dport=7000, chksum=0x1234)/('bad-%02d' % i), verbose=False)\n";
-    let out = Command::new("ip")
-        .args(["netns", "exec", &tb.ns_a, "/usr/bin/python3", "-c", script])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "scapy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scapy(&tb.ns_a, script);
     let mut got = answers.join().unwrap();
     got.sort();
     let good: Vec<String> = (0..20).map(|i| format!("good-{i:02}")).collect();

@@ -8,7 +8,6 @@ mod support;
 use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener as KernelListener, TcpStream as KernelStream, UdpSocket},
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -147,15 +146,7 @@ fn forge(tb: &Testbed, src_mac: &str, sport: u16, dport: u16, seq: u32) {
         dst = mac_of(&tb.ns_b, &tb.veth_b),
         iface = tb.veth_a,
     );
-    let out = Command::new("ip")
-        .args(["netns", "exec", &tb.ns_a, "/usr/bin/python3", "-c", &script])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "scapy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    scapy(&tb.ns_a, &script);
 }
 
 /// The MAC address of `dev` in namespace `ns`.

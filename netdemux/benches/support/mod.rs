@@ -37,6 +37,13 @@ impl Layout {
     }
 }
 
+/// The value after `flag` on a benchmark's command line (`--only KEY,KEY`).
+pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
 pub fn ethtool_sum(tb: &Testbed, ns: &str, dev: &str, field: &str) -> u64 {
     let _ = tb;
     must("ip", &["netns", "exec", ns, "ethtool", "-S", dev])

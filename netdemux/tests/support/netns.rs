@@ -21,6 +21,21 @@ pub fn must(cmd: &str, args: &[&str]) -> String {
     netdemux::testbed::must(cmd, args).unwrap()
 }
 
+/// Runs a python3 script with scapy (Debian's python3-scapy) in namespace `ns`; panics with its
+/// errors if it fails.
+#[allow(dead_code)]
+pub fn scapy(ns: &str, script: &str) {
+    let out = run(
+        "ip",
+        &["netns", "exec", ns, "/usr/bin/python3", "-c", script],
+    );
+    assert!(
+        out.status.success(),
+        "scapy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A testbed (see `netdemux::testbed`) whose helpers panic on failure.
 pub struct Testbed(netdemux::testbed::Testbed);
 

@@ -334,6 +334,15 @@ impl PortEntry {
         count: 0,
         index: NO_INDEX,
     };
+
+    /// The entry with one more binding, whose counter index is `index`: the first binding on a
+    /// port is matched directly; a second one sends the port through the hash lookup.
+    pub const fn with(self, index: u32) -> PortEntry {
+        PortEntry {
+            count: self.count + 1,
+            index: if self.count == 0 { index } else { NO_INDEX },
+        }
+    }
 }
 
 impl Default for PortEntry {

@@ -28,13 +28,15 @@ use std::{
 use anyhow::{Result, bail};
 use netdemux::testbed::{Daemon, Testbed, in_netns};
 
+mod support;
+
 const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
 const DST: &str = "198.18.0.2:7000";
 
 /// Round-trip times in microseconds for `n` ping-pongs from namespace a.
 fn ping_pong(tb: &Testbed, n: usize) -> Result<Vec<f64>> {
     in_netns(&tb.ns_a, move || -> Result<Vec<f64>> {
-        pin(0);
+        support::pin(0);
         let sock = UdpSocket::bind("0.0.0.0:0")?;
         sock.connect(DST)?;
         sock.set_read_timeout(Some(Duration::from_secs(1)))?;
@@ -56,19 +58,11 @@ fn ping_pong(tb: &Testbed, n: usize) -> Result<Vec<f64>> {
     .map_err(|_| anyhow::anyhow!("client panicked"))?
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    if set.set(cpu).is_ok() {
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-    }
-}
-
 /// A kernel UDP echo on DST in namespace b until `stop`.
 fn kernel_echo(tb: &Testbed, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let h = in_netns(&tb.ns_b, move || {
-        pin(1);
+        support::pin(1);
         let sock = UdpSocket::bind(DST).expect("bind the kernel echo");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
@@ -90,7 +84,7 @@ fn kernel_echo(tb: &Testbed, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
 /// datagrams sent and the seconds the sending took.
 fn open_loop(tb: &Testbed, rate: f64, secs: f64) -> Result<(Vec<f64>, u64, f64)> {
     in_netns(&tb.ns_a, move || -> Result<(Vec<f64>, u64, f64)> {
-        pin(0);
+        support::pin(0);
         let sock = UdpSocket::bind("0.0.0.0:0")?;
         sock.connect(DST)?;
         sock.set_nonblocking(true)?;
@@ -163,16 +157,10 @@ fn main() -> Result<()> {
     let tb = Testbed::new("nde", 1, BIN)?;
     let (mut kernel, mut ours) = (Vec::new(), Vec::new());
     // A random order per round (xorshift seeded from the clock), recorded in the results.
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64 | 1)
-        .unwrap_or(1);
+    let mut random = support::Random::from_clock();
     let mut order = Vec::new();
     for _ in 0..3 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let kernel_first = seed.is_multiple_of(2);
+        let kernel_first = random.next().is_multiple_of(2);
         order.push(if kernel_first {
             "kernel, netdemux"
         } else {
@@ -201,11 +189,8 @@ fn main() -> Result<()> {
     let mut loads = Vec::new();
     for share in [0.1, 0.5, 0.9] {
         let rate = share * capacity;
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
         let mut sides = [true, false];
-        if seed.is_multiple_of(2) {
+        if random.next().is_multiple_of(2) {
             sides.reverse();
         }
         let mut load = serde_json::json!({"share": share, "rate_pps": rate});

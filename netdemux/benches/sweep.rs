@@ -22,7 +22,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use netdemux::testbed::{Daemon, Testbed, queue_sum};
+use netdemux::testbed::{Daemon, Testbed, ring_drops};
 use support::{Layout, pin_napi, start_bare};
 
 mod support;
@@ -60,7 +60,7 @@ fn counts(tb: &Testbed, r: Receiver, bare: Option<(&AtomicU64, &AtomicU64)>) -> 
     let v = tb.stats()?;
     Ok((
         v["services"][0]["packets"].as_u64().unwrap_or(0),
-        queue_sum(&v, "rx_dropped") + queue_sum(&v, "rx_ring_full"),
+        ring_drops(&v),
     ))
 }
 
@@ -119,10 +119,7 @@ fn sample(tb: &Testbed, r: Receiver, load: Load, secs: f64) -> Result<serde_json
         d.stop()?;
     }
     if let Some(b) = bare {
-        b.stop.store(true, Ordering::Relaxed);
-        b.handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("bare receiver panicked"))??;
+        b.finish()?;
     }
     let offered = g["packets"].as_u64().unwrap_or(0);
     let duration = g["duration_s"].as_f64().unwrap_or(secs);

@@ -134,7 +134,6 @@ fn measured(tb: &Testbed, layout: Layout, seconds: u32) -> Result<Round> {
         serde_json::json!({
             "cpu_busy": busy,
             "server_cpu_us_per_request": server_busy / r.0.max(1.0) * 1e6,
-            "requests_per_server_core_s": r.0 / server_busy.max(1e-9),
         }),
     ))
 }
@@ -182,14 +181,6 @@ fn wrk(tb: &Testbed, seconds: u32) -> Result<(f64, f64, f64)> {
     Ok((rps, pct("50%")?, pct("99%")?))
 }
 
-/// Pins the calling thread to `cpu`.
-fn pin(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    if set.set(cpu).is_ok() {
-        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-    }
-}
-
 /// A kernel responder in namespace b, answering like `--http`: tokio on one thread, or on
 /// `threads` worker threads, all on CPU 1.
 fn kernel_server(
@@ -199,7 +190,7 @@ fn kernel_server(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let h = in_netns(&tb.ns_b, move || {
-        pin(1);
+        support::pin(1);
         let rt = if threads <= 1 {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -207,7 +198,7 @@ fn kernel_server(
         } else {
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(threads)
-                .on_thread_start(|| pin(1))
+                .on_thread_start(|| support::pin(1))
                 .enable_all()
                 .build()
         }
@@ -333,13 +324,13 @@ fn median_of(v: &[Round], key: &str) -> f64 {
 
 const SERVERS: [&str; 4] = ["tokio_1", "tokio_mt", "nginx", "netdemux"];
 
-/// 3 rounds of every server in `layout`, in a random order per round (xorshift state `seed`):
+/// 3 rounds of every server in `layout`, in a random order per round:
 /// the rounds by server, and the orders.
 fn rounds_in(
     tb: &Testbed,
     layout: Layout,
     seconds: u32,
-    seed: &mut u64,
+    random: &mut support::Random,
     only: Option<&str>,
 ) -> Result<Rounds> {
     layout.set_up(tb)?;
@@ -348,10 +339,7 @@ fn rounds_in(
     for _ in 0..3 {
         let mut order: Vec<usize> = (0..SERVERS.len()).collect();
         for i in (1..order.len()).rev() {
-            *seed ^= *seed << 13;
-            *seed ^= *seed >> 7;
-            *seed ^= *seed << 17;
-            order.swap(i, (*seed % (i as u64 + 1)) as usize);
+            order.swap(i, (random.next() % (i as u64 + 1)) as usize);
         }
         orders.push(order.iter().map(|&i| SERVERS[i]).collect::<Vec<_>>());
         for i in order {
@@ -405,7 +393,12 @@ fn summary(
     // The baseline is the most efficient kernel server of the run: the most requests per second
     // of its core's time (where the client's core is the full one, requests/s measure the
     // client, not the server).
-    let capacity = |v: &[Round]| median_of(v, "requests_per_server_core_s");
+    // Requests per second of the server core's time: the reciprocal of its CPU time per request
+    // (the median's reciprocal is the reciprocals' median: 3 rounds).
+    let capacity = |v: &[Round]| {
+        let us = median_of(v, "server_cpu_us_per_request");
+        if us > 0.0 { 1e6 / us } else { 0.0 }
+    };
     let best = (0..results.len())
         .max_by(|&a, &b| capacity(&results[a]).total_cmp(&capacity(&results[b])))
         .unwrap_or(0);
@@ -475,17 +468,14 @@ fn main() -> Result<()> {
         bail!("the TCP benchmark creates namespaces: run it as root");
     }
     let tb = Testbed::new("ndh", 1, BIN)?;
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64 | 1)
-        .unwrap_or(1);
+    let mut random = support::Random::from_clock();
     let mut layouts = serde_json::Map::new();
     let mut settings = serde_json::Map::new();
     for layout in [Layout::Shared, Layout::Split] {
         if only_layout.as_deref().is_some_and(|l| l != layout.key()) {
             continue;
         }
-        let (results, orders) = rounds_in(&tb, layout, seconds, &mut seed, only.as_deref())?;
+        let (results, orders) = rounds_in(&tb, layout, seconds, &mut random, only.as_deref())?;
         settings.insert(layout.key().into(), offloads(&tb));
         layouts.insert(layout.key().into(), summary(layout, results, orders));
     }
@@ -524,8 +514,7 @@ fn main() -> Result<()> {
         println!("(a partial run: no results file)");
         return Ok(());
     }
-    let split = layouts["split"].clone();
-    let mut ratios = split["ratios"].clone();
+    let mut ratios = layouts["split"]["ratios"].clone();
     for k in ["tcp_reqs_vs_kernel", "tcp_capacity_vs_kernel"] {
         ratios[format!("{k}_shared")] = layouts["shared"]["ratios"][k].clone();
     }
@@ -539,10 +528,6 @@ fn main() -> Result<()> {
         "offloads": settings,
         "pinning": "wrk on CPU 0; every server (tokio's threads, nginx, netdemux's worker) on CPU 1; in the split layout the client end's NAPI thread on CPU 0, the server end's on CPU 1",
         "layouts": layouts,
-        "kernel_best": split["kernel_best"],
-        "kernel_servers": split["kernel_servers"],
-        "kernel": split["kernel"],
-        "netdemux": split["netdemux"],
         "ratios": ratios,
     });
     netdemux::testbed::write_results("tcp", &out)?;

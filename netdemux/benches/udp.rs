@@ -41,11 +41,11 @@ use std::{
 use anyhow::{Result, bail};
 use netdemux::{
     control::object,
-    testbed::{Daemon, Testbed, in_netns, must, queue_sum},
+    testbed::{Daemon, Testbed, ethtool_sum, in_netns, must, queue_sum, ring_drops},
 };
 use netdemux_common::program_names;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
-use support::{Bare, Layout, ethtool_sum, pin_napi, start_bare};
+use support::{Bare, Layout, pin_napi, start_bare};
 
 mod support;
 
@@ -255,10 +255,7 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
 
 fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
     if let Some(b) = s.bare {
-        b.stop.store(true, Ordering::Relaxed);
-        b.handle
-            .join()
-            .map_err(|_| anyhow::anyhow!("bare receiver panicked"))??;
+        b.finish()?;
     }
     if let Some((stop, h)) = s.reader {
         stop.store(true, Ordering::Relaxed);
@@ -303,7 +300,7 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
 /// What the receiver has counted so far.
 fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
     Ok(match r {
-        Receiver::XdpDrop => ethtool_sum(tb, &tb.ns_b, &tb.veth_b, "xdp_drops"),
+        Receiver::XdpDrop => ethtool_sum(&tb.ns_b, &tb.veth_b, "xdp_drops").unwrap_or(0),
         Receiver::KernelNoProgram
         | Receiver::KernelBehindDemux
         | Receiver::KernelBehindPass
@@ -341,7 +338,7 @@ fn receiver_drops(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
             } else {
                 0
             };
-            kernel + queue_sum(&v, "rx_dropped") + queue_sum(&v, "rx_ring_full")
+            kernel + ring_drops(&v)
         }
     })
 }

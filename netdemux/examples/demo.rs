@@ -557,7 +557,7 @@ fn demo() -> Result<bool> {
             })
             .unwrap_or(0)
     };
-    let ring_drops = queue_sum("rx_dropped") + queue_sum("rx_ring_full");
+    let ring_drops = netdemux::testbed::ring_drops(&stats);
     let (echo_served, sunk) = (service("udp-echo"), service("udp-sink"));
     let tcp_segments = service("tcp-echo") + service("http");
     let tcp = |name: &str| -> u64 {

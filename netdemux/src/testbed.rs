@@ -227,14 +227,7 @@ impl Testbed {
     /// XDP frames `veth_a` could not pass on to its peer (its `xdp_xmit_errors`: the peer's
     /// ring was full) — the generator's frames lost before the receiver's XDP program.
     pub fn veth_refusals(&self) -> Result<u64> {
-        Ok(must(
-            "ip",
-            &["netns", "exec", &self.ns_a, "ethtool", "-S", &self.veth_a],
-        )?
-        .lines()
-        .filter(|l| l.contains("xdp_xmit_errors"))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-        .sum())
+        ethtool_sum(&self.ns_a, &self.veth_a, "xdp_xmit_errors")
     }
 
     /// Frames the kernel dropped on `veth_a`'s transmit side (the peer's ring full), from
@@ -487,6 +480,25 @@ pub fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// The frames the AF_XDP sockets of `stats --json` dropped (RX ring full, or for another reason),
+/// summed over the queues.
+pub fn ring_drops(stats: &serde_json::Value) -> u64 {
+    queue_sum(stats, "rx_dropped") + queue_sum(stats, "rx_ring_full")
+}
+
+/// A per-queue counter of `dev` in namespace `ns` (`ethtool -S`: `rx_queue_N_FIELD` or
+/// `tx_queue_N_FIELD`), summed over its queues.
+pub fn ethtool_sum(ns: &str, dev: &str, field: &str) -> Result<u64> {
+    let suffix = format!("_{field}:");
+    Ok(must("ip", &["netns", "exec", ns, "ethtool", "-S", dev])?
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("rx_queue_") || l.starts_with("tx_queue_"))
+        .filter(|l| l.contains(&suffix))
+        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
+        .sum())
 }
 
 /// Writes a benchmark's results to `bench/results/<name>-latest.json` and says where.

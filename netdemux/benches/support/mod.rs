@@ -1,6 +1,6 @@
-//! What the UDP benchmarks share: the two receiving layouts, the veth NAPI placement, ethtool
-//! counters, and the bare AF_XDP receivers (the in-repo ceiling a demultiplexing receiver is
-//! measured against).
+//! What the benchmarks share: the two receiving layouts of the UDP ones, the veth NAPI
+//! placement, command-line flags, a random order, and the bare AF_XDP receivers (the in-repo
+//! ceiling a demultiplexing receiver is measured against).
 #![allow(dead_code, reason = "each benchmark uses a part of it")]
 
 use std::{
@@ -18,6 +18,35 @@ use netdemux::{
     testbed::{Testbed, in_netns, must},
 };
 use netdemux_common::program_names;
+
+/// Pins the calling thread to `cpu` (best effort).
+pub fn pin(cpu: usize) {
+    let mut set = nix::sched::CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
+}
+
+/// Xorshift, seeded from the clock: the random orders the benchmarks measure their sides in.
+pub struct Random(u64);
+
+impl Random {
+    pub fn from_clock() -> Random {
+        Random(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos() as u64 | 1)
+                .unwrap_or(1),
+        )
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
 
 /// Where the receiving side runs (both have the generator alone on CPU 0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,16 +71,6 @@ pub fn flag_value(args: &[String], flag: &str) -> Option<String> {
     args.iter()
         .position(|a| a == flag)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-pub fn ethtool_sum(tb: &Testbed, ns: &str, dev: &str, field: &str) -> u64 {
-    let _ = tb;
-    must("ip", &["netns", "exec", ns, "ethtool", "-S", dev])
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.trim_start().starts_with("rx_queue_") && l.contains(field))
-        .filter_map(|l| l.split(':').nth(1)?.trim().parse::<u64>().ok())
-        .sum()
 }
 
 /// The pinned layout: threaded NAPI on the receiving veth, its thread pinned to CPU 1 (the
@@ -126,9 +145,16 @@ pub struct Bare {
     pub handle: thread::JoinHandle<Result<()>>,
     /// The socket's drops (RX ring full, no fill buffer), as of a recent idle moment.
     pub drops: Arc<AtomicU64>,
-    /// Frames of another length than the generator's (the peer's IPv6 neighbour discovery and
-    /// the like: the redirect-all program takes everything), not in the count.
-    pub others: Arc<AtomicU64>,
+}
+
+impl Bare {
+    /// Stops the receiver and waits for it.
+    pub fn finish(self) -> Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("bare receiver panicked"))?
+    }
 }
 
 /// Swaps the Ethernet addresses, the IPv4 addresses and the UDP ports of a 64-byte-class frame
@@ -159,8 +185,6 @@ pub fn start_bare(
     let stop2 = stop.clone();
     let drops = Arc::new(AtomicU64::new(0));
     let drops2 = drops.clone();
-    let others = Arc::new(AtomicU64::new(0));
-    let others2 = others.clone();
     let handle = in_netns(&tb.ns_b, move || -> Result<()> {
         let set_up = || -> Result<(aya::Ebpf, XskSocket)> {
             let mut ebpf = object::open(1)?;
@@ -205,7 +229,9 @@ pub fn start_bare(
         let mut idle = 0u32;
         while !stop2.load(Ordering::Relaxed) {
             sock.complete();
-            // Told apart by the descriptor's length alone: the frame's bytes stay untouched.
+            // Frames of another length than the generator's (the peer's neighbour discovery: the
+            // redirect-all program takes everything) are not counted; told apart by the
+            // descriptor's length alone, so the frame's bytes stay untouched.
             let mut other = 0u64;
             let b = sock.receive(|f| {
                 other += u64::from(f.len() != frame_len);
@@ -224,7 +250,6 @@ pub fn start_bare(
                 b.rx as u64 - other
             };
             count.fetch_add(counted, Ordering::Relaxed);
-            others2.fetch_add(other, Ordering::Relaxed);
             if b.rx == 0 {
                 // The kernel's drop counts now and then while idle: a syscall per idle spin
                 // would slow the busy-poll kicks that take NAPI work off the generator's core.
@@ -251,7 +276,6 @@ pub fn start_bare(
             stop,
             handle,
             drops,
-            others,
         }),
         Ok(Err(e)) => bail!("bare receiver: {e}"),
         Err(_) => bail!("bare receiver thread died"),

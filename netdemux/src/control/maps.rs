@@ -70,6 +70,11 @@ pub const PINNED_MAPS: [(&str, &str); 12] = [
     (map_names::NEXT, pin_names::NEXT),
 ];
 
+/// The refusal of a binding that exists.
+fn already_bound(binding: &Binding) -> anyhow::Error {
+    anyhow!("{binding} is already bound (`netdemux list` shows the bindings)")
+}
+
 /// The maps of one loaded or pinned netdemux program.
 pub struct DemuxMaps {
     /// The two binding sets: bound socket addresses -> counter index.
@@ -252,7 +257,7 @@ impl DemuxMaps {
         let key = binding.key();
         let slot = self.port_slot(binding)?;
         if self.binds[set].get(&key, 0).is_ok() {
-            bail!("{binding} is already bound (`netdemux list` shows the bindings)");
+            return Err(already_bound(binding));
         }
         let index = self.take_index(binding)?;
         if let Err(e) = self.bind_at(set, slot, binding, index) {
@@ -267,9 +272,7 @@ impl DemuxMaps {
         self.prepare_index(index, &key)?;
         if let Err(e) = self.binds[set].insert(key, index, BPF_NOEXIST) {
             return match map_errno(&e) {
-                Some(libc::EEXIST) => {
-                    bail!("{binding} is already bound (`netdemux list` shows the bindings)")
-                }
+                Some(libc::EEXIST) => Err(already_bound(binding)),
                 Some(libc::E2BIG) => bail!(
                     "cannot bind {binding}: the binding table is full ({} entries); unbind \
                      something, or detach and attach again with a larger --max-bindings",
@@ -278,13 +281,7 @@ impl DemuxMaps {
                 _ => Err(anyhow::Error::new(e).context(format!("cannot bind {binding}"))),
             };
         }
-        let entry = self.port_entry_in(set, slot)?;
-        let entry = PortEntry {
-            count: entry.count + 1,
-            // The first binding on the port is matched directly; a second one sends the port
-            // through the hash lookup.
-            index: if entry.count == 0 { index } else { NO_INDEX },
-        };
+        let entry = self.port_entry_in(set, slot)?.with(index);
         if let Err(e) = self.set_port_entry(set, slot, entry) {
             let _ = self.binds[set].remove(&key);
             return Err(e);
@@ -496,8 +493,7 @@ impl DemuxMaps {
                 .insert(key, index, 0)
                 .with_context(|| format!("cannot add {b} to the idle binding set"))?;
             let e = ports.entry(self.port_slot(b)?).or_insert(PortEntry::EMPTY);
-            e.index = if e.count == 0 { index } else { NO_INDEX };
-            e.count += 1;
+            *e = e.with(index);
         }
         for (slot, entry) in ports {
             self.set_port_entry(next, slot, entry)?;

@@ -172,8 +172,6 @@ pub struct Endpoint {
     /// ISNs and timestamp offsets (shared with the other endpoints of a stack).
     isn: IsnSource,
     cookies: SynCookies,
-    /// The start of the timestamp and SYN cookie clocks: `isn`'s.
-    clock_base: Instant,
     /// The memory the connections' buffers charge (shared with other endpoints of a daemon).
     budget: Arc<MemoryBudget>,
     /// Bytes received in order but not read when their connection ended (reset, or closed
@@ -223,7 +221,6 @@ impl Endpoint {
             events: VecDeque::new(),
             control: VecDeque::new(),
             time_waits: TimeWaits::default(),
-            clock_base: isn.base(),
             isn,
             cookies: SynCookies::default(),
             budget: Arc::new(MemoryBudget::unlimited()),
@@ -249,7 +246,7 @@ impl Endpoint {
         Start {
             iss: iss.unwrap_or(isn),
             now,
-            clock_base: self.clock_base,
+            clock_base: self.isn.base(),
             ts_offset,
             budget: self.budget.clone(),
         }
@@ -551,7 +548,7 @@ impl Endpoint {
                 h,
                 payload.len(),
                 self.config.time_wait,
-                self.clock_base,
+                self.isn.base(),
                 now,
                 &mut |answer| {
                     if control.len() < max {
@@ -613,7 +610,7 @@ impl Endpoint {
 
     /// The minute SYN cookies are made in.
     fn minute(&self, now: Instant) -> u32 {
-        (now.saturating_duration_since(self.clock_base).as_secs() / 60) as u32
+        (now.saturating_duration_since(self.isn.base()).as_secs() / 60) as u32
     }
 
     /// Answers a SYN with a cookie SYN-ACK and keeps nothing; false when too many answers
@@ -641,7 +638,7 @@ impl Endpoint {
         let wscale = ts.is_some() && self.config.window_scale && o.window_scale.is_some();
         let sack = ts.is_some() && self.config.sack && o.sack_permitted;
         let timestamps = o.timestamps.filter(|_| ts.is_some()).map(|(tsval, _)| {
-            let ours = connection::timestamp(self.clock_base, ts_offset, now);
+            let ours = connection::timestamp(self.isn.base(), ts_offset, now);
             let kept = o.window_scale.filter(|_| wscale);
             (syn_cookie::encode_timestamp(ours, kept, sack), tsval)
         });

@@ -30,7 +30,8 @@ crate::counters! {
         /// In-place answers longer than the frame received, refused (a bug in an answerer:
         /// sending them would leak bytes of an older packet).
         tx_bad_lengths: counter,
-        /// Received frames answered in place and posted for transmission (the UDP echo).
+        /// Frames put on the TX ring: answers written in place (the UDP echo), TCP segments and
+        /// the application's datagrams.
         tx: counter [table],
         /// In-place answers dropped because the TX ring was full.
         tx_dropped: counter,

@@ -212,6 +212,10 @@ impl<S: Frames> Frames for Faulty<S> {
         self.inner.flush_tx()
     }
 
+    fn posted(&self) -> u64 {
+        self.inner.posted()
+    }
+
     fn kick(&self) {
         self.inner.kick()
     }

@@ -24,6 +24,8 @@ pub trait Frames {
     fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool;
     /// Tells the kernel about posted frames; true when some still wait (kick again soon).
     fn flush_tx(&mut self) -> bool;
+    /// Frames put on the TX ring so far (in-place answers and built frames).
+    fn posted(&self) -> u64;
     /// Lets the kernel make progress without blocking (spinning and busy-polling workers).
     fn kick(&self);
     /// Waits up to `timeout` for frames, or for `extra` (an eventfd) when given.
@@ -67,6 +69,10 @@ impl Frames for XskSocket {
         XskSocket::flush_tx(self)
     }
 
+    fn posted(&self) -> u64 {
+        XskSocket::posted(self)
+    }
+
     fn kick(&self) {
         XskSocket::kick(self)
     }
@@ -100,6 +106,8 @@ pub mod fake {
         pub sent: Vec<Vec<u8>>,
         /// Frames posted and not flushed yet.
         pub posted: Vec<Vec<u8>>,
+        /// Frames posted so far (in-place answers included).
+        pub total: u64,
     }
 
     impl Frames for FakeFrames {
@@ -130,6 +138,7 @@ pub mod fake {
                     );
                     frame.truncate(len as usize);
                     self.sent.push(frame);
+                    self.total += 1;
                     batch.tx += 1;
                 }
             }
@@ -142,6 +151,7 @@ pub mod fake {
                 Some(len) => {
                     frame.truncate(len);
                     self.posted.push(frame);
+                    self.total += 1;
                     true
                 }
                 None => false,
@@ -157,6 +167,10 @@ pub mod fake {
         fn flush_tx(&mut self) -> bool {
             self.sent.append(&mut self.posted);
             false
+        }
+
+        fn posted(&self) -> u64 {
+            self.total
         }
 
         fn kick(&self) {}

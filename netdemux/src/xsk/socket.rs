@@ -162,6 +162,8 @@ pub struct XskSocket {
     queue: u32,
     zero_copy: bool,
     busy_poll: bool,
+    /// Frames put on the TX ring since the socket was opened (answers and built frames).
+    posted: u64,
 }
 
 fn setsockopt<T>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Result<()> {
@@ -399,6 +401,7 @@ impl XskSocket {
             queue,
             zero_copy: false,
             busy_poll: cfg.busy_poll,
+            posted: 0,
         };
         // Every frame starts idle; all but the TX reserve go to the fill ring.
         sock.free
@@ -492,6 +495,7 @@ impl XskSocket {
         } else {
             0
         };
+        self.posted += sent as u64;
         for d in &out[sent..nt] {
             // TX ring full: the frame is dropped (counted by the caller) and reused.
             self.free.push(self.umem.frame_base(d.addr));
@@ -542,7 +546,9 @@ impl XskSocket {
                     options: 0,
                 };
                 let sent = self.tx.produce(&[desc]) == 1;
-                if !sent {
+                if sent {
+                    self.posted += 1;
+                } else {
                     self.free.push(addr);
                 }
                 sent
@@ -552,6 +558,11 @@ impl XskSocket {
                 false
             }
         }
+    }
+
+    /// Frames put on the TX ring since the socket was opened: in-place answers and built frames.
+    pub fn posted(&self) -> u64 {
+        self.posted
     }
 
     /// Tells the kernel about the frames [`XskSocket::post`] queued: in copy mode each

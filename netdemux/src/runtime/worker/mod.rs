@@ -223,7 +223,6 @@ impl<S: Frames> Worker<S> {
         };
         let batch = self.sock.receive(|frame| dispatch.frame(frame));
         self.counters.rx += batch.rx as u64;
-        self.counters.tx += batch.tx as u64;
         self.counters.tx_dropped += batch.tx_dropped as u64;
         self.counters.rx_bad_descs += batch.bad_descs as u64;
         self.counters.tx_bad_lengths += batch.bad_lengths as u64;
@@ -274,9 +273,19 @@ impl<S: Frames> Worker<S> {
             self.stats.tcp_worker.store(&self.tcp_counters);
         }
         let drops = self.neighbours.drops;
-        let dropped = (drops.no_route, drops.unresolved);
-        let changed = dropped != (self.counters.no_route, self.counters.unresolved);
-        (self.counters.no_route, self.counters.unresolved) = dropped;
+        // Sends without a received frame (TCP timers, the application's datagrams) count too.
+        let sent = (drops.no_route, drops.unresolved, self.sock.posted());
+        let changed = sent
+            != (
+                self.counters.no_route,
+                self.counters.unresolved,
+                self.counters.tx,
+            );
+        (
+            self.counters.no_route,
+            self.counters.unresolved,
+            self.counters.tx,
+        ) = sent;
         if batch.rx > 0 || changed {
             self.stats.counters.store(&self.counters);
             for (local, published) in self.service_counters.iter().zip(&self.stats.services) {

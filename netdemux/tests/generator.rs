@@ -119,6 +119,7 @@ fn generated_frames_pass_the_kernels_checksums_and_cover_every_flow() {
         }
         let report = gen_from_a(&tb, &args);
         assert_eq!(report["size"], want, "{dst}");
+        assert_eq!(report["anchored_threads"], 1, "{dst}: {report}");
         let sent = report["packets"].as_u64().unwrap();
         let (got, ports) = rx.join().unwrap();
         let lost = xmit_errors(&tb) - errors_before;
@@ -182,6 +183,91 @@ fn the_hit_ratio_holds() {
     assert!(
         matched <= hits && hits - matched <= lost,
         "{report} vs {after}"
+    );
+}
+
+/// The XDP links a process holds, from its file descriptors' fdinfo: (link id, ifindex).
+fn xdp_links(pid: u32) -> Vec<(u64, u64)> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return Vec::new();
+    };
+    let mut links = Vec::new();
+    for fd in fds.flatten() {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if info.contains("link_type:\txdp")
+            && let (Some(id), Some(ifindex)) = (field("link_id:"), field("ifindex:"))
+        {
+            links.push((id, ifindex));
+        }
+    }
+    links.sort();
+    links
+}
+
+#[test]
+fn each_thread_keeps_its_program_attached_apart_and_a_killed_generator_leaves_nothing() {
+    // Each sending thread holds its program in the kernel's XDP dispatcher by attaching it to
+    // the loopback device (ifindex 1) of a namespace of its own — not to the test's devices —
+    // and the kernel removes those attachments with the process, even when it is killed.
+    let tb = Testbed::new(1);
+    let mut child = std::process::Command::new(netdemux_bin())
+        .args([
+            "--netns",
+            tb.ns_a.as_str(),
+            "gen",
+            "--iface",
+            tb.veth_a.as_str(),
+            "--dst",
+            "198.18.0.2:9300",
+            "--rate",
+            "20000",
+            "--threads",
+            "2",
+            "--duration",
+            "30",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gen starts");
+    let mut links = Vec::new();
+    for _ in 0..100 {
+        links = xdp_links(child.id());
+        if links.len() == 2 {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let on_veth_a = must("ip", &["-n", &tb.ns_a, "link", "show", &tb.veth_a]);
+    assert!(
+        !on_veth_a.contains("xdp"),
+        "nothing attached to the generator's interface"
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert_eq!(links.len(), 2, "one attachment per thread: {links:?}");
+    assert!(links.iter().all(|&(_, ifindex)| ifindex == 1), "{links:?}");
+    let gone = |id: u64| {
+        !run("bpftool", &["link", "show", "id", &id.to_string()])
+            .status
+            .success()
+    };
+    let mut left = links.clone();
+    for _ in 0..100 {
+        left.retain(|&(id, _)| !gone(id));
+        if left.is_empty() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        left.is_empty(),
+        "attachments outlived the process: {left:?}"
     );
 }
 

@@ -190,6 +190,8 @@ pub mod program_names {
     pub const DROP: &str = "netdemux_drop";
     /// Every frame to its queue's AF_XDP socket: the ceiling of an AF_XDP receiver.
     pub const REDIRECT_ALL: &str = "netdemux_redirect_all";
+    /// The demultiplexer's parsing, then every TCP/UDP frame to its queue's AF_XDP socket.
+    pub const PARSE_REDIRECT: &str = "netdemux_parse_redirect";
 }
 
 /// The destination socket address of a packet: the key of the binding table.

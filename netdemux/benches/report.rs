@@ -106,6 +106,8 @@ fn main() -> Result<()> {
         "echo_vs_bare_reflector": ratio(udp, &["ratios", "busy_poll", "echo_vs_bare_reflector"]),
         "demux_program_tax": ratio(udp, &["ratios", "busy_poll", "demux_program_tax"]),
         "queue_worker_tax": ratio(udp, &["ratios", "busy_poll", "queue_worker_tax"]),
+        "header_read_tax": ratio(udp, &["ratios", "busy_poll", "header_read_tax"]),
+        "lookup_tax": ratio(udp, &["ratios", "busy_poll", "lookup_tax"]),
         "hit_vs_drop": ratio(udp, &["ratios", "busy_poll", "hit_vs_drop"]),
         "stack_vs_kernel_udp": ratio(udp, &["ratios", "busy_poll", "stack_vs_kernel_udp"]),
         "miss_tax": ratio(udp, &["ratios", "busy_poll", "miss_tax"]),
@@ -234,6 +236,18 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             "… of it the program: bare consumer behind the demux program / bare consumer",
             "—",
             "demux_program_tax",
+        ),
+        (
+            "… of the program's part, reading the headers: bare consumer behind the demux \
+             program's parsing alone / bare consumer",
+            "—",
+            "header_read_tax",
+        ),
+        (
+            "… of the program's part, the lookup and counters: bare consumer behind the demux \
+             program / behind its parsing alone",
+            "—",
+            "lookup_tax",
         ),
         (
             "… of it the queue worker: AF_XDP sink / bare consumer behind the demux program",

@@ -23,7 +23,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use netdemux::testbed::{Daemon, Testbed, ring_drops};
-use support::{Layout, pin_napi, start_bare};
+use support::{BareProgram, Layout, pin_napi, start_bare};
 
 mod support;
 
@@ -98,7 +98,7 @@ fn sample(tb: &Testbed, r: Receiver, load: Load, secs: f64) -> Result<serde_json
             bare = Some(start_bare(
                 tb,
                 Layout::BusyPoll,
-                (false, false),
+                (false, BareProgram::RedirectAll),
                 got.clone(),
                 load.size as usize - 4,
             )?)

@@ -17,7 +17,10 @@
 //!   in place — the ceiling for R3e. `sink / bare consumer` and `echo / bare reflector` are the
 //!   demultiplexer's tax, measured in one run with no outside tool;
 //! - Rbd   the bare consumer behind the demux program itself (the sink's address bound): splits
-//!   that tax into the program's part (`Rbd / Rbc`) and the queue worker's (`R2 / Rbd`).
+//!   that tax into the program's part (`Rbd / Rbc`) and the queue worker's (`R2 / Rbd`);
+//! - Rbp   the bare consumer behind the demux program's parsing alone (every TCP/UDP frame
+//!   redirected, no lookup, no counter): splits the program's part into reading the headers
+//!   (`Rbp / Rbc`), which any demultiplexer pays, and the lookup and counters (`Rbd / Rbp`).
 //!
 //! Two layouts, interleaved, both with the generator alone on CPU 0 and the receiver on CPU 1:
 //! "pinned" (threaded NAPI on the receiving veth, its thread on CPU 1 too; the queue worker waits
@@ -45,7 +48,7 @@ use netdemux::{
 };
 use netdemux_common::program_names;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
-use support::{Bare, Layout, pin_napi, start_bare};
+use support::{Bare, BareProgram, Layout, pin_napi, start_bare};
 
 mod support;
 
@@ -63,6 +66,7 @@ enum Receiver {
     Mix,
     BareConsumer,
     BareReflector,
+    BareBehindParse,
     BareBehindDemux,
 }
 
@@ -79,6 +83,9 @@ impl Receiver {
             Receiver::Mix => "R6 50/50 hit/miss: sink + kernel socket",
             Receiver::BareConsumer => "Rbc bare AF_XDP consumer (redirect all, return frames)",
             Receiver::BareReflector => "Rbr bare AF_XDP reflector (redirect all, swap, transmit)",
+            Receiver::BareBehindParse => {
+                "Rbp bare AF_XDP consumer behind the demux program's parsing alone"
+            }
             Receiver::BareBehindDemux => "Rbd bare AF_XDP consumer behind the demux program",
         }
     }
@@ -94,6 +101,7 @@ impl Receiver {
             Receiver::Mix => "r6_mix",
             Receiver::BareConsumer => "rbc_bare_consumer",
             Receiver::BareReflector => "rbr_bare_reflector",
+            Receiver::BareBehindParse => "rbp_bare_behind_parse",
             Receiver::BareBehindDemux => "rbd_bare_behind_demux",
         }
     }
@@ -188,8 +196,18 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
     match r {
         Receiver::XdpDrop => s.drop_prog = Some(attach_drop(tb)?),
         Receiver::KernelBehindPass => s.drop_prog = Some(attach_floor(tb, program_names::PASS)?),
-        Receiver::BareConsumer | Receiver::BareReflector | Receiver::BareBehindDemux => {
-            let kind = (r == Receiver::BareReflector, r == Receiver::BareBehindDemux);
+        Receiver::BareConsumer
+        | Receiver::BareReflector
+        | Receiver::BareBehindParse
+        | Receiver::BareBehindDemux => {
+            let kind = (
+                r == Receiver::BareReflector,
+                match r {
+                    Receiver::BareBehindDemux => BareProgram::Demux,
+                    Receiver::BareBehindParse => BareProgram::ParseRedirect,
+                    _ => BareProgram::RedirectAll,
+                },
+            );
             // 64-byte frames on the wire: 60 bytes without the FCS.
             s.bare = Some(start_bare(tb, layout, kind, kernel_count.clone(), 60)?);
         }
@@ -283,6 +301,7 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
         | Receiver::Mix
         | Receiver::BareConsumer
         | Receiver::BareReflector
+        | Receiver::BareBehindParse
         | Receiver::BareBehindDemux => {}
         Receiver::AfXdpSinkSkb => {
             tb.netdemux_ok(&["detach", "--iface", &tb.veth_b])?;
@@ -306,6 +325,7 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
         | Receiver::KernelBehindPass
         | Receiver::BareConsumer
         | Receiver::BareReflector
+        | Receiver::BareBehindParse
         | Receiver::BareBehindDemux => s.kernel_count.load(Ordering::Relaxed),
         Receiver::AfXdpSink | Receiver::AfXdpSinkSkb | Receiver::Mix => {
             let sunk = tb.stats()?["services"][0]["packets"].as_u64().unwrap_or(0);
@@ -324,7 +344,10 @@ fn received(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
 fn receiver_drops(tb: &Testbed, r: Receiver, s: &Setup) -> Result<u64> {
     Ok(match r {
         Receiver::XdpDrop => 0,
-        Receiver::BareConsumer | Receiver::BareReflector | Receiver::BareBehindDemux => s
+        Receiver::BareConsumer
+        | Receiver::BareReflector
+        | Receiver::BareBehindParse
+        | Receiver::BareBehindDemux => s
             .bare
             .as_ref()
             .map_or(0, |b| b.drops.load(Ordering::Relaxed)),
@@ -396,6 +419,7 @@ fn main() -> Result<()> {
         Receiver::Mix,
         Receiver::BareConsumer,
         Receiver::BareReflector,
+        Receiver::BareBehindParse,
         Receiver::BareBehindDemux,
     ];
     let receivers: Vec<Receiver> = receivers
@@ -513,6 +537,8 @@ fn main() -> Result<()> {
                 "sink_vs_bare_consumer": ratio("r2_afxdp_sink", "rbc_bare_consumer"),
                 "echo_vs_bare_reflector": ratio("r3e_afxdp_echo", "rbr_bare_reflector"),
                 "demux_program_tax": ratio("rbd_bare_behind_demux", "rbc_bare_consumer"),
+                "header_read_tax": ratio("rbp_bare_behind_parse", "rbc_bare_consumer"),
+                "lookup_tax": ratio("rbd_bare_behind_demux", "rbp_bare_behind_parse"),
                 "queue_worker_tax": ratio("r2_afxdp_sink", "rbd_bare_behind_demux"),
             }),
         );

@@ -137,9 +137,19 @@ pub fn napi_thread(ns: &str, dev: &str, cpu: usize) -> Result<()> {
     Ok(())
 }
 
-/// A bare receiver: the redirect-all program (or, `behind_demux`, the demux program with the
-/// sink's address bound) attached to veth_b and one AF_XDP socket on queue 0, served on CPU 1
-/// by the same socket code as a queue worker, waiting the same way.
+/// The program in front of a bare receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BareProgram {
+    /// Every frame redirected unread.
+    RedirectAll,
+    /// The demultiplexer's parsing, then every TCP/UDP frame redirected: no lookup, no counter.
+    ParseRedirect,
+    /// The demultiplexer itself, with the sink's address bound.
+    Demux,
+}
+
+/// A bare receiver: a [`BareProgram`] attached to veth_b and one AF_XDP socket on queue 0,
+/// served on CPU 1 by the same socket code as a queue worker, waiting the same way.
 pub struct Bare {
     pub stop: Arc<AtomicBool>,
     pub handle: thread::JoinHandle<Result<()>>,
@@ -175,7 +185,7 @@ pub fn reflect(f: &mut [u8]) -> u32 {
 pub fn start_bare(
     tb: &Testbed,
     layout: Layout,
-    (reflector, behind_demux): (bool, bool),
+    (reflector, program): (bool, BareProgram),
     count: Arc<AtomicU64>,
     frame_len: usize,
 ) -> Result<Bare> {
@@ -200,14 +210,20 @@ pub fn start_bare(
                 std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sock)),
                 0,
             )?;
-            let prog = if behind_demux {
-                maps.bind(&netdemux::control::binding::Binding {
-                    proto: netdemux::control::binding::Proto::Udp,
-                    addr: "198.18.0.2:7000".parse()?,
-                })?;
-                object::load_program(&mut ebpf, program_names::DEMUX)?
-            } else {
-                object::load_program(&mut ebpf, program_names::REDIRECT_ALL)?
+            let prog = match program {
+                BareProgram::Demux => {
+                    maps.bind(&netdemux::control::binding::Binding {
+                        proto: netdemux::control::binding::Proto::Udp,
+                        addr: "198.18.0.2:7000".parse()?,
+                    })?;
+                    object::load_program(&mut ebpf, program_names::DEMUX)?
+                }
+                BareProgram::ParseRedirect => {
+                    object::load_program(&mut ebpf, program_names::PARSE_REDIRECT)?
+                }
+                BareProgram::RedirectAll => {
+                    object::load_program(&mut ebpf, program_names::REDIRECT_ALL)?
+                }
             };
             prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver)?;
             drop(maps);

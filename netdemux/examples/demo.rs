@@ -545,18 +545,21 @@ fn demo() -> Result<bool> {
     }
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let queue_sum = |field| netdemux::testbed::queue_sum(&stats, field);
-    let answered = queue_sum("tx");
-    let service = |kind: &str| -> u64 {
+    let services_sum = |kind: &str, field: &str| -> u64 {
         stats["services"]
             .as_array()
             .map(|s| {
                 s.iter()
                     .filter(|x| x["kind"] == kind)
-                    .map(|x| n(&x["packets"]))
+                    .map(|x| n(&x[field]))
                     .sum()
             })
             .unwrap_or(0)
     };
+    let service = |kind: &str| services_sum(kind, "packets");
+    // The queues' `tx` counts every frame sent (TCP segments too): the echoes' answers are the
+    // datagrams they took less the ones they did not answer.
+    let answered = service("udp-echo") - services_sum("udp-echo", "unanswered");
     let ring_drops = netdemux::testbed::ring_drops(&stats);
     let (echo_served, sunk) = (service("udp-echo"), service("udp-sink"));
     let tcp_segments = service("tcp-echo") + service("http");

@@ -13,16 +13,22 @@ use std::{
 
 use support::netns::*;
 
-/// Runs `netdemux --netns <ns_a> gen ...` and returns its JSON report.
-fn gen_from_a(tb: &Testbed, args: &[&str]) -> serde_json::Value {
+/// `netdemux --netns <ns_a> gen --iface <veth_a>`, then `args`.
+fn gen_args<'a>(tb: &'a Testbed, args: &[&'a str]) -> Vec<&'a str> {
     let mut full = vec![
         "--netns",
         tb.ns_a.as_str(),
         "gen",
         "--iface",
         tb.veth_a.as_str(),
-        "--json",
     ];
+    full.extend_from_slice(args);
+    full
+}
+
+/// Runs `netdemux --netns <ns_a> gen ...` and returns its JSON report.
+fn gen_from_a(tb: &Testbed, args: &[&str]) -> serde_json::Value {
+    let mut full = gen_args(tb, &["--json"]);
     full.extend_from_slice(args);
     let out = run(netdemux_bin(), &full);
     assert!(
@@ -216,21 +222,19 @@ fn each_thread_keeps_its_program_attached_apart_and_a_killed_generator_leaves_no
     // and the kernel removes those attachments with the process, even when it is killed.
     let tb = Testbed::new(1);
     let mut child = std::process::Command::new(netdemux_bin())
-        .args([
-            "--netns",
-            tb.ns_a.as_str(),
-            "gen",
-            "--iface",
-            tb.veth_a.as_str(),
-            "--dst",
-            "198.18.0.2:9300",
-            "--rate",
-            "20000",
-            "--threads",
-            "2",
-            "--duration",
-            "30",
-        ])
+        .args(gen_args(
+            &tb,
+            &[
+                "--dst",
+                "198.18.0.2:9300",
+                "--rate",
+                "20000",
+                "--threads",
+                "2",
+                "--duration",
+                "30",
+            ],
+        ))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -311,15 +315,7 @@ fn gen_refuses_bad_input() {
             "different address families",
         ),
     ] {
-        let mut full = vec![
-            "--netns",
-            tb.ns_a.as_str(),
-            "gen",
-            "--iface",
-            tb.veth_a.as_str(),
-        ];
-        full.extend_from_slice(&args);
-        let out = run(netdemux_bin(), &full);
+        let out = run(netdemux_bin(), &gen_args(&tb, &args));
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {want:?} not in {err}");

@@ -12,18 +12,17 @@
 use std::fs::File;
 
 use anyhow::{Context as _, Result};
-use aya::programs::{Xdp, XdpMode, xdp::XdpLinkId};
+use aya::programs::{Xdp, XdpMode};
 use nix::sched::{CloneFlags, setns, unshare};
 
 /// The loopback device's index in a new network namespace.
 const LOOPBACK: u32 = 1;
 
-/// A program held in the XDP dispatcher (see the module's comment).
+/// A program held in the XDP dispatcher (see the module's comment): the private namespace,
+/// whose loopback device (and so the attachment) lives as long as this reference. The
+/// attachment belongs to the program and also ends when the program is dropped.
 pub struct Anchor {
-    /// The private namespace; its device lives as long as this reference.
     _netns: File,
-    /// The attachment (it also ends when the program is dropped).
-    _link: XdpLinkId,
 }
 
 /// Attaches `prog` to the loopback device of a new network namespace, and returns the calling
@@ -35,13 +34,9 @@ pub fn hold(prog: &mut Xdp) -> Result<Anchor> {
     let held = File::open("/proc/thread-self/ns/net")
         .context("cannot open the new netns")
         .and_then(|netns| {
-            let link = prog
-                .attach_to_if_index(LOOPBACK, XdpMode::Skb)
+            prog.attach_to_if_index(LOOPBACK, XdpMode::Skb)
                 .context("cannot attach the program to the new netns's loopback")?;
-            Ok(Anchor {
-                _netns: netns,
-                _link: link,
-            })
+            Ok(Anchor { _netns: netns })
         });
     setns(&home, CloneFlags::CLONE_NEWNET)
         .context("cannot return to the interface's network namespace")?;

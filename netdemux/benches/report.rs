@@ -15,6 +15,8 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use plotters::prelude::*;
 use serde_json::{Value, json};
 
+mod support;
+
 fn read(dir: &std::path::Path, name: &str) -> Option<Value> {
     fs::read_to_string(dir.join(name))
         .ok()
@@ -134,8 +136,15 @@ fn main() -> Result<()> {
         .as_str()
         .unwrap_or("unknown")
         .replace(':', "-");
-    let mut record =
-        json!({"run": run, "provenance": provenance, "ratios": ratios, "left_out": left_out});
+    // How far each udp ratio moved between the repetitions of the busy-poll layout.
+    let udp_spreads: serde_json::Map<String, Value> = support::UDP_RATIOS
+        .iter()
+        .filter_map(|&(name, _, _)| Some((name.to_string(), json!(udp_spread(udp?, name)?))))
+        .collect();
+    let mut record = json!({
+        "run": run, "provenance": provenance, "ratios": ratios, "udp_spreads": udp_spreads,
+        "left_out": left_out,
+    });
     if let Some(o) = record.as_object_mut() {
         o.extend(merged.clone());
     }
@@ -189,6 +198,21 @@ fn embed_in_readme(path: &std::path::Path, md: &str) -> Result<()> {
     fs::write(path, out).with_context(|| format!("write {}", path.display()))
 }
 
+/// The lowest and highest ratio of one repetition for the `udp` ratio `name` in the busy-poll
+/// layout (a repetition measures every receiver once, interleaved, so its two sides pair up).
+fn udp_spread(udp: &Value, name: &str) -> Option<[f64; 2]> {
+    let &(_, a, b) = support::UDP_RATIOS.iter().find(|r| r.0 == name)?;
+    let samples = |k: &str| udp["receivers"][k]["busy_poll"]["samples"].as_array();
+    let per_rep: Vec<f64> = samples(a)?
+        .iter()
+        .zip(samples(b)?)
+        .filter_map(|(x, y)| Some(x["received_mpps"].as_f64()? / y["received_mpps"].as_f64()?))
+        .collect();
+    let lo = per_rep.iter().copied().reduce(f64::min)?;
+    let hi = per_rep.iter().copied().reduce(f64::max)?;
+    Some([lo, hi])
+}
+
 fn num(v: &Value, digits: usize) -> String {
     v.as_f64()
         .map(|x| format!("{x:.digits$}"))
@@ -225,7 +249,9 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         let names: Vec<&str> = l.iter().filter_map(|x| x["benchmark"].as_str()).collect();
         md.push_str(&format!("Not in this run: {}.\n\n", names.join(", ")));
     }
-    md.push_str("| ratio | goal | measured |\n|---|---|---:|\n");
+    md.push_str(
+        "| ratio | goal | measured (udp: the lowest–highest repetition in brackets) |\n|---|---|---:|\n",
+    );
     for (name, goal, key) in [
         (
             "AF_XDP sink / bare AF_XDP consumer (busy-poll)",
@@ -338,7 +364,14 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         ("TCP proxy p99 / kernel relay", "—", "proxy_p99_vs_kernel"),
         ("TCP proxy bulk / kernel relay", "—", "proxy_bulk_vs_kernel"),
     ] {
-        md.push_str(&format!("| {name} | {goal} | {} |\n", num(&ratios[key], 2)));
+        let spread = match record["udp_spreads"][key].as_array().map(Vec::as_slice) {
+            Some([lo, hi]) => format!(" ({}–{})", num(lo, 2), num(hi, 2)),
+            _ => String::new(),
+        };
+        md.push_str(&format!(
+            "| {name} | {goal} | {}{spread} |\n",
+            num(&ratios[key], 2)
+        ));
     }
     if let Some(x) = xdp {
         md.push_str(

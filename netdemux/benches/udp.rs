@@ -524,23 +524,13 @@ fn main() -> Result<()> {
     }
     for &layout in &layouts {
         let ratio = |a: &str, b: &str| rate[&(layout.key(), a)] / rate[&(layout.key(), b)];
+        let of_layout: serde_json::Map<String, serde_json::Value> = support::UDP_RATIOS
+            .iter()
+            .map(|&(name, a, b)| (name.to_string(), serde_json::json!(ratio(a, b))))
+            .collect();
         ratios.insert(
             layout.key().to_string(),
-            serde_json::json!({
-                "hit_vs_drop": ratio("r2_afxdp_sink", "r0_xdp_drop"),
-                "stack_vs_kernel_udp": ratio("r2_afxdp_sink", "rnone_kernel_recvmmsg"),
-                "miss_tax": ratio("r1_demux_miss_kernel", "rnone_kernel_recvmmsg"),
-                "miss_tax_vs_pass_program": ratio("r1_demux_miss_kernel", "r1p_pass_kernel"),
-                "echo_vs_kernel_udp": ratio("r3e_afxdp_echo", "rnone_kernel_recvmmsg"),
-                "skb_mode_vs_native": ratio("r4_afxdp_sink_skb", "r2_afxdp_sink"),
-                "mix_vs_kernel_udp": ratio("r6_mix", "rnone_kernel_recvmmsg"),
-                "sink_vs_bare_consumer": ratio("r2_afxdp_sink", "rbc_bare_consumer"),
-                "echo_vs_bare_reflector": ratio("r3e_afxdp_echo", "rbr_bare_reflector"),
-                "demux_program_tax": ratio("rbd_bare_behind_demux", "rbc_bare_consumer"),
-                "header_read_tax": ratio("rbp_bare_behind_parse", "rbc_bare_consumer"),
-                "lookup_tax": ratio("rbd_bare_behind_demux", "rbp_bare_behind_parse"),
-                "queue_worker_tax": ratio("r2_afxdp_sink", "rbd_bare_behind_demux"),
-            }),
+            serde_json::Value::Object(of_layout),
         );
     }
     println!("\nratios: {}", serde_json::Value::Object(ratios.clone()));

@@ -19,6 +19,56 @@ use netdemux::{
 };
 use netdemux_common::program_names;
 
+/// The `udp` benchmark's ratios, by name: (numerator, denominator) receivers, each a rate
+/// received in the same layout. The report takes each one's spread from the repetitions.
+pub const UDP_RATIOS: [(&str, &str, &str); 13] = [
+    ("hit_vs_drop", "r2_afxdp_sink", "r0_xdp_drop"),
+    (
+        "stack_vs_kernel_udp",
+        "r2_afxdp_sink",
+        "rnone_kernel_recvmmsg",
+    ),
+    ("miss_tax", "r1_demux_miss_kernel", "rnone_kernel_recvmmsg"),
+    (
+        "miss_tax_vs_pass_program",
+        "r1_demux_miss_kernel",
+        "r1p_pass_kernel",
+    ),
+    (
+        "echo_vs_kernel_udp",
+        "r3e_afxdp_echo",
+        "rnone_kernel_recvmmsg",
+    ),
+    ("skb_mode_vs_native", "r4_afxdp_sink_skb", "r2_afxdp_sink"),
+    ("mix_vs_kernel_udp", "r6_mix", "rnone_kernel_recvmmsg"),
+    (
+        "sink_vs_bare_consumer",
+        "r2_afxdp_sink",
+        "rbc_bare_consumer",
+    ),
+    (
+        "echo_vs_bare_reflector",
+        "r3e_afxdp_echo",
+        "rbr_bare_reflector",
+    ),
+    (
+        "demux_program_tax",
+        "rbd_bare_behind_demux",
+        "rbc_bare_consumer",
+    ),
+    (
+        "header_read_tax",
+        "rbp_bare_behind_parse",
+        "rbc_bare_consumer",
+    ),
+    (
+        "lookup_tax",
+        "rbd_bare_behind_demux",
+        "rbp_bare_behind_parse",
+    ),
+    ("queue_worker_tax", "r2_afxdp_sink", "rbd_bare_behind_demux"),
+];
+
 /// Pins the calling thread to `cpu` (best effort).
 pub fn pin(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();

@@ -259,12 +259,16 @@ fn bind_and_unbind_take_effect_while_a_sender_runs() {
         }
     };
     wait_for_traffic();
+    // The window in which a frame may match: from before the bind command starts to after the
+    // unbind command returns (a command takes effect before its process has exited, and the
+    // sender keeps going meanwhile: reading the count after `bind` returned made the window
+    // too short by what was sent while the process exited).
+    let sent_before_bind = sent.load(Ordering::Relaxed);
     tb.netdemux_ok(&["bind", "--iface", &tb.veth_b, "udp", "198.18.0.2:7000"]);
-    let sent_at_bind = sent.load(Ordering::Relaxed);
     wait_for_traffic();
     let mid = tb.stats();
     tb.netdemux_ok(&["unbind", "--iface", &tb.veth_b, "udp", "198.18.0.2:7000"]);
-    let sent_at_unbind = sent.load(Ordering::Relaxed);
+    let sent_after_unbind = sent.load(Ordering::Relaxed);
     wait_for_traffic();
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
@@ -274,9 +278,11 @@ fn bind_and_unbind_take_effect_while_a_sender_runs() {
 
     let matched = binding_packets(&mid, "udp", "198.18.0.2:7000").unwrap();
     assert!(matched >= 200, "frames sent after bind matched it: {mid}");
+    let window = sent_after_unbind - sent_before_bind;
     assert!(
-        matched <= sent_at_unbind - sent_at_bind + 5,
-        "frames sent before the bind did not match: {matched} vs {sent_at_bind}..{sent_at_unbind}"
+        matched <= window + 5,
+        "frames sent before the bind did not match: {matched} vs \
+         {sent_before_bind}..{sent_after_unbind}"
     );
     assert_eq!(
         binding_packets(&end, "udp", "198.18.0.2:7000"),
@@ -284,7 +290,7 @@ fn bind_and_unbind_take_effect_while_a_sender_runs() {
         "unbound: {end}"
     );
     assert!(
-        reason(&end, "no_binding") >= total - (sent_at_unbind - sent_at_bind) - 5,
+        reason(&end, "no_binding") >= total - window - 5,
         "frames outside the bound window went to the kernel as no_binding: {end}"
     );
     let steady = binding_packets(&end, "udp", "198.18.0.2:7100").unwrap();

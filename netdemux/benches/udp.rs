@@ -108,14 +108,7 @@ impl Receiver {
 }
 
 fn udp_rcvbuf_errors(ns: &str) -> u64 {
-    must(
-        "ip",
-        &["netns", "exec", ns, "nstat", "-az", "UdpRcvbufErrors"],
-    )
-    .unwrap_or_default()
-    .lines()
-    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-    .sum()
+    netdemux::testbed::kernel_counters(ns, &["UdpRcvbufErrors"]).unwrap_or_default()
 }
 
 /// A kernel UDP socket on 198.18.0.2:`port` in namespace b, read with recvmmsg(64) on CPU 1 —

@@ -501,6 +501,23 @@ pub fn ethtool_sum(ns: &str, dev: &str, field: &str) -> Result<u64> {
         .sum())
 }
 
+/// The kernel's SNMP counters `names` in namespace `ns` (`nstat -az`, e.g. `TcpInSegs`),
+/// summed; a name the kernel does not have counts 0.
+pub fn kernel_counters(ns: &str, names: &[&str]) -> Result<u64> {
+    let mut args = vec!["netns", "exec", ns, "nstat", "-az"];
+    args.extend_from_slice(names);
+    Ok(must("ip", &args)?
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?;
+            names
+                .contains(&name)
+                .then(|| w.next()?.parse::<u64>().ok())?
+        })
+        .sum())
+}
+
 /// Writes a benchmark's results to `bench/results/<name>-latest.json` and says where.
 pub fn write_results(name: &str, results: &serde_json::Value) -> Result<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results");

@@ -79,21 +79,7 @@ fn collect_ports(
 }
 
 fn udp_csum_errors(tb: &Testbed) -> u64 {
-    must(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &tb.ns_b,
-            "nstat",
-            "-az",
-            "UdpInCsumErrors",
-            "Udp6InCsumErrors",
-        ],
-    )
-    .lines()
-    .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-    .sum()
+    netdemux::testbed::kernel_counters(&tb.ns_b, &["UdpInCsumErrors", "Udp6InCsumErrors"]).unwrap()
 }
 
 #[test]

@@ -72,26 +72,6 @@ fn flow_tables_empty(tb: &Testbed, limit: Duration) -> bool {
     false
 }
 
-/// TCP segments the kernel in namespace `ns` has received (`InSegs`, IPv4 and IPv6 alike).
-fn tcp_segments_received(ns: &str) -> u64 {
-    let snmp = must("ip", &["netns", "exec", ns, "cat", "/proc/net/snmp"]);
-    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
-    let (names, values) = (
-        tcp.next().expect("Tcp names"),
-        tcp.next().expect("Tcp values"),
-    );
-    let at = names
-        .split_whitespace()
-        .position(|n| n == "InSegs")
-        .expect("InSegs");
-    values
-        .split_whitespace()
-        .nth(at)
-        .expect("a value")
-        .parse()
-        .expect("a number")
-}
-
 fn curl(tb: &Testbed, args: &[&str]) -> std::process::Output {
     let mut full = vec![
         "netns",
@@ -141,7 +121,8 @@ fn curl_gets_answers_over_ipv4_and_ipv6_on_kept_alive_connections() {
         .iter()
         .map(|q| q["tx"].as_u64().expect("tx"))
         .sum();
-    assert_eq!(sent, tcp_segments_received(&tb.ns_a), "frames sent");
+    let received = netdemux::testbed::kernel_counters(&tb.ns_a, &["TcpInSegs"]).unwrap();
+    assert_eq!(sent, received, "frames sent");
     // A method other than GET/HEAD is refused, and the connection closed.
     let out = curl(
         &tb,

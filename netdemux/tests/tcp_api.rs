@@ -33,13 +33,7 @@ fn data(seed: u64, n: usize) -> Vec<u8> {
 
 /// The kernel's count of RSTs sent in namespace `ns`.
 fn out_rsts(ns: &str) -> u64 {
-    let out = must("ip", &["netns", "exec", ns, "nstat", "-az", "TcpOutRsts"]);
-    out.lines()
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("TcpOutRsts")).then(|| w.next().unwrap().parse().unwrap())
-        })
-        .unwrap_or(0)
+    netdemux::testbed::kernel_counters(ns, &["TcpOutRsts"]).unwrap()
 }
 
 #[test]

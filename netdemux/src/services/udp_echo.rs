@@ -74,6 +74,13 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswere
     }
     let segment = &frame[l4..l4 + udp_len];
     let received = u16::from_be_bytes([segment[6], segment[7]]);
+    // One pass over the datagram. The swap below only reorders the words this sum covers, so
+    // it is also the answer's sum: with the received checksum field taken out of it, the sum a
+    // new checksum is made of.
+    let total = checksum::sum(
+        checksum::pseudo_header(src, dst, PROTO_UDP, udp_len),
+        segment,
+    );
     // True: the received checksum is complete and right, and stays right after the swap.
     let keep = if received == 0 {
         // No checksum: allowed over IPv4 only (RFC 8200 §8.1 for IPv6).
@@ -81,10 +88,7 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswere
             return Err(Checksum);
         }
         false
-    } else if checksum::verifies(
-        checksum::pseudo_header(src, dst, PROTO_UDP, udp_len),
-        segment,
-    ) {
+    } else if checksum::finish(total) == 0 {
         true
     } else if checksum::is_partial(src, dst, PROTO_UDP, segment, 6) {
         false
@@ -98,10 +102,9 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswere
     }
     swap(frame, l4, l4 + 2, 2);
     if !keep {
-        let segment = &mut frame[l4..l4 + udp_len];
-        segment[6..8].fill(0);
-        let sum = checksum::l4(dst, src, PROTO_UDP, segment);
-        segment[6..8].copy_from_slice(&sum.to_be_bytes());
+        // Taking a word out of a one's-complement sum is adding its complement.
+        let sum = checksum::l4_finish(PROTO_UDP, total + u32::from(!received));
+        frame[l4 + 6..l4 + 8].copy_from_slice(&sum.to_be_bytes());
     }
     Ok(frame.len() as u32)
 }

@@ -48,7 +48,16 @@ pub fn pseudo_header(src: IpAddr, dst: IpAddr, proto: u8, len: usize) -> u32 {
 /// The UDP or TCP checksum of `segment` (header with a zero checksum field, then payload). For
 /// UDP a computed 0 is sent as 0xffff (RFC 768: 0 means "no checksum").
 pub fn l4(src: IpAddr, dst: IpAddr, proto: u8, segment: &[u8]) -> u16 {
-    let c = finish(sum(pseudo_header(src, dst, proto, segment.len()), segment));
+    l4_finish(
+        proto,
+        sum(pseudo_header(src, dst, proto, segment.len()), segment),
+    )
+}
+
+/// The checksum to send for a UDP or TCP segment whose sum, pseudo-header included and checksum
+/// field zero, is `acc` (see [`l4`]).
+pub fn l4_finish(proto: u8, acc: u32) -> u16 {
+    let c = finish(acc);
     if proto == netdemux_common::PROTO_UDP && c == 0 {
         0xffff
     } else {

@@ -117,18 +117,20 @@ fn ipv4(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
     if total_len < ihl || !frame.holds(off + total_len) {
         return Err(Counter::PassMalformed);
     }
-    if be16([ip[6], ip[7]]) & IPV4_FRAG_MASK != 0 {
+    if half(ip, 6) & IPV4_FRAG_MASK.to_be() != 0 {
         return Err(Counter::PassFragment);
     }
     let proto = ip[9];
     let l4 = off + ihl;
-    let unicast = ipv4_unicast([ip[16], ip[17], ip[18], ip[19]]);
+    // The address is read once; the unicast test takes its bytes from the word.
+    let dst = word(ip, 16);
+    let unicast = ipv4_unicast(dst.to_ne_bytes());
     if proto == IPPROTO_ICMP {
         return Ok((icmp4(frame, l4, off + total_len)?, unicast));
     }
     let port = l4_dst_port(frame, proto, l4, off + total_len)?;
     let key = BindKey {
-        addr: [word(ip, 16), 0, 0, 0],
+        addr: [dst, 0, 0, 0],
         port,
         proto,
         family: FAMILY_V4,
@@ -222,7 +224,7 @@ fn ipv6(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
         return Err(Counter::PassMalformed);
     }
     let addr = [word(ip, 24), word(ip, 28), word(ip, 32), word(ip, 36)];
-    let unicast = ipv6_unicast(ip[24]);
+    let unicast = ipv6_unicast(addr[0].to_ne_bytes()[0]);
 
     let mut next = ip[6];
     let mut l4 = off + IPV6_HLEN;
@@ -274,10 +276,21 @@ fn ipv6(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
     Ok((key, unicast))
 }
 
-/// Four bytes at `at` as a word whose memory holds them in order (a [`BindKey`] address word).
+/// Four bytes at `at` as a word whose memory holds them in order (a [`BindKey`] address word),
+/// read with one load (see `build.rs`: misaligned loads are allowed).
 #[inline(always)]
 fn word<const N: usize>(b: &[u8; N], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+    let bytes: &[u8; 4] = b[at..at + 4].try_into().unwrap_or(&[0; 4]);
+    // SAFETY: `bytes` is 4 readable bytes; read_unaligned needs no alignment.
+    unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<u32>()) }
+}
+
+/// Two bytes at `at` in memory order, read with one load (compare with `x.to_be()`).
+#[inline(always)]
+fn half<const N: usize>(b: &[u8; N], at: usize) -> u16 {
+    let bytes: &[u8; 2] = b[at..at + 2].try_into().unwrap_or(&[0; 2]);
+    // SAFETY: `bytes` is 2 readable bytes; read_unaligned needs no alignment.
+    unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<u16>()) }
 }
 
 /// Destination port of the TCP or UDP header at `l4`, which must end within `ip_end`: two

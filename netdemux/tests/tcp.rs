@@ -210,6 +210,48 @@ fn fifty_megabytes_each_way_through_the_echo_over_ipv4_and_ipv6() {
     assert_eq!(tcp_counter(&tb, 0, "resets_sent"), 0);
 }
 
+/// A link whose MTU (9000, jumbo frames) is larger than a UMEM frame: the MSS netdemux announces
+/// must keep the peer's segments within what a socket can receive — a 4 KiB frame less the
+/// kernel's 256 bytes of headroom. Two bugs this found: the MTU was read from /sys/class/net,
+/// which under `--netns` shows the namespace /sys was mounted in, so the MSS fell back to a
+/// 1500-byte MTU's (segment size 1448 here); with the MTU read right, the MSS allowed for the
+/// whole 4 KiB frame (3974), the kernel dropped the peer's full-size segments as too long for a
+/// frame and the transfer stalled on the first one.
+#[test]
+fn a_jumbo_frame_link_carries_a_transfer_in_segments_a_frame_holds() {
+    let tb = Testbed::new(1);
+    for (ns, dev) in [(&tb.ns_a, &tb.veth_a), (&tb.ns_b, &tb.veth_b)] {
+        must("ip", &["-n", ns, "link", "set", dev, "mtu", "9000"]);
+    }
+    let _d = start(&tb, &[]);
+    // The peer's segment size (TCP_MAXSEG: the MSS netdemux announced, less options): larger
+    // than a 1500-byte MTU allows, and a full segment with its Ethernet, IPv4 and TCP headers
+    // fits in a frame's 3840 bytes.
+    let maxseg = in_netns(&tb.ns_a, || {
+        let s = TcpStream::connect_timeout(&ECHO4.parse().unwrap(), Duration::from_secs(5))
+            .expect("connect");
+        nix::sys::socket::getsockopt(&s, nix::sys::socket::sockopt::TcpMaxSeg).unwrap()
+    })
+    .join()
+    .unwrap() as usize;
+    assert!(
+        maxseg > 1460 && 14 + 20 + 20 + maxseg <= 4096 - 256,
+        "segment size {maxseg}"
+    );
+    for dst in [ECHO4, ECHO6] {
+        let (sent, got, n, _) = echo_bulk(&tb, dst.parse().unwrap(), 4 << 20);
+        assert_eq!(n, 4 << 20, "{dst}: every byte came back");
+        assert_eq!(sent, got, "{dst}: SHA-256 of what came back");
+    }
+    let stats = tb.stats();
+    let dropped = stats["queues"][0]["rx_dropped"].as_u64();
+    assert_eq!(
+        dropped,
+        Some(0),
+        "frames too long for a UMEM frame: {stats}"
+    );
+}
+
 #[test]
 fn fifty_megabytes_each_way_with_two_percent_loss_and_reordering() {
     // One queue: a kernel sender on veth picks a new TX queue (so a new RX queue here) when

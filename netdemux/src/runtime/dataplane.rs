@@ -201,7 +201,7 @@ pub fn prepare(iface: &Interface, cfg: DataPlaneConfig, role: Role) -> Result<Pr
         sockets.push(sock);
     }
     let tcp = tcp::Config {
-        mss: nic::tcp_mss(iface.name(), cfg.xsk.frame_size),
+        mss: nic::tcp_mss(iface.name(), cfg.xsk.rx_room()),
         ..tcp::Config::default()
     };
     Ok(Prepared {

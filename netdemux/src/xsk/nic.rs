@@ -12,41 +12,55 @@ const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const ETHTOOL_GGRO: u32 = 0x2b;
 const ETH_FLAG_LRO: u32 = 1 << 15;
 
-/// `struct ifreq` with the `ifr_data` arm, padded to the kernel's 40 bytes.
+/// `struct ifreq`: the interface name, then one arm of its union (`T`), padded beyond the
+/// kernel's 40 bytes.
 #[repr(C)]
-struct IfReqData {
+struct IfReq<T> {
     name: [u8; 16],
-    data: *mut libc::c_void,
-    _pad: [u8; 16],
+    arm: T,
+    _pad: [u8; 24],
 }
 
-fn ethtool<T>(iface: &str, cmd: &mut T) -> io::Result<()> {
+/// Runs the interface ioctl `request` on `iface` with `arm` as the union's value (in the
+/// current network namespace); returns the union's value after it.
+fn ifreq_ioctl<T: Copy>(iface: &str, request: libc::c_ulong, arm: T) -> io::Result<T> {
     let sock =
         std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))?;
-    let mut req = IfReqData {
+    let mut req = IfReq {
         name: [0; 16],
-        data: (cmd as *mut T).cast(),
-        _pad: [0; 16],
+        arm,
+        _pad: [0; 24],
     };
     let bytes = iface.as_bytes();
     if bytes.len() >= req.name.len() {
         return Err(io::ErrorKind::InvalidInput.into());
     }
     req.name[..bytes.len()].copy_from_slice(bytes);
-    // SAFETY: SIOCETHTOOL with a valid ifreq whose data pointer refers to `cmd`, a live ethtool
-    // command struct of the layout the command number implies; the kernel writes within it.
-    let rc = unsafe {
-        libc::ioctl(
-            sock.as_raw_fd(),
-            libc::SIOCETHTOOL,
-            &mut req as *mut IfReqData,
-        )
-    };
+    // SAFETY: an interface ioctl with a valid, NUL-terminated ifreq larger than the kernel's;
+    // the callers pass the arm the request reads and writes (for SIOCETHTOOL a pointer to a
+    // live ethtool command struct of the layout its command number implies).
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut req as *mut IfReq<T>) };
     if rc == 0 {
-        Ok(())
+        Ok(req.arm)
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+fn ethtool<T>(iface: &str, cmd: &mut T) -> io::Result<()> {
+    ifreq_ioctl(
+        iface,
+        libc::SIOCETHTOOL,
+        (cmd as *mut T).cast::<libc::c_void>(),
+    )
+    .map(|_| ())
+}
+
+/// The MTU of `iface` in the current network namespace (SIOCGIFMTU: /sys/class/net shows the
+/// namespace /sys was mounted in, which a process that entered another one with setns(2) —
+/// `--netns` — does not see).
+pub fn mtu(iface: &str) -> io::Result<u32> {
+    ifreq_ioctl(iface, libc::SIOCGIFMTU, 0 as libc::c_int).map(|m| m as u32)
 }
 
 /// Number of RX queues of `iface` (RX-only plus combined channels); 1 when the driver does not
@@ -153,14 +167,11 @@ pub fn mac_address(iface: &str) -> Result<[u8; 6]> {
 }
 
 /// The MSS the TCP services announce on `iface`: its MTU less 40 bytes of IPv4 and TCP
-/// headers, no more than a UMEM frame of `frame_size` bytes holds (IPv6 connections announce
-/// 20 bytes less).
-pub fn tcp_mss(iface: &str, frame_size: u32) -> u16 {
-    let mtu = std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(1500);
+/// headers, no more than a received packet of `rx_room` bytes holds (`XskConfig::rx_room`;
+/// IPv6 connections announce 20 bytes less).
+pub fn tcp_mss(iface: &str, rx_room: u32) -> u16 {
+    let mtu = mtu(iface).unwrap_or(1500);
     // Ethernet, two VLAN tags, and the largest IPv6 + TCP headers must fit in a frame.
-    let frame_limit = frame_size.saturating_sub(14 + 8 + 40 + 60) + 40;
+    let frame_limit = rx_room.saturating_sub(14 + 8 + 40 + 60) + 40;
     (mtu.min(frame_limit).clamp(576, 65535) - 40) as u16
 }

@@ -44,6 +44,18 @@ pub struct XskConfig {
     pub busy_poll: bool,
 }
 
+/// Bytes the kernel keeps in front of every received packet in a UMEM frame
+/// (`XDP_PACKET_HEADROOM`; the socket registers no headroom of its own).
+pub const KERNEL_HEADROOM: u32 = 256;
+
+impl XskConfig {
+    /// The largest frame the socket can receive: a UMEM frame less the kernel's headroom. The
+    /// kernel drops a longer one (counted in `rx_dropped`).
+    pub fn rx_room(&self) -> u32 {
+        self.frame_size.saturating_sub(KERNEL_HEADROOM)
+    }
+}
+
 impl Default for XskConfig {
     fn default() -> Self {
         XskConfig {

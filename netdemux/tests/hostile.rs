@@ -107,9 +107,20 @@ fn ten_thousand_spoofed_syns_do_not_lock_new_clients_out() {
     assert!(failed.is_empty(), "clients failed: {failed:?}");
     assert!(cookies > 5_000, "cookies sent: {cookies}");
     assert!(cookie_clients > 0, "clients got in through cookies");
+    // Locked out, every client would wait for its SYN's retransmission (a second at least);
+    // served through cookies, they do not. One of them may still lose a segment on the way
+    // while the file's other tests load both cores (a clean-clone CI run saw one client of 38
+    // take 1.03 s), so the bound is on the clients that waited, not on the slowest.
+    let waited = took
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|t| *t >= Duration::from_millis(900)))
+        .count();
     assert!(
-        slowest.is_some_and(|t| *t < Duration::from_millis(900)),
-        "no client waited for a SYN retransmission: slowest {slowest:?}"
+        waited * 10 <= took.len(),
+        "{waited} of {} clients waited for a SYN retransmission (slowest {slowest:?}); queue \
+         drops: {}",
+        took.len(),
+        stats["queues"][0]["rx_dropped"]
     );
     assert_eq!(tcp_sum(&stats, "half_open_drops"), 0);
 }

@@ -559,9 +559,9 @@ fn demo() -> Result<bool> {
     let service = |kind: &str| services_sum(kind, "packets");
     // The queues' `tx` counts every frame sent (TCP segments too): the echoes' answers are the
     // datagrams they took less the ones they did not answer.
-    let answered = service("udp-echo") - services_sum("udp-echo", "unanswered");
-    let ring_drops = netdemux::testbed::ring_drops(&stats);
     let (echo_served, sunk) = (service("udp-echo"), service("udp-sink"));
+    let answered = echo_served - services_sum("udp-echo", "unanswered");
+    let ring_drops = netdemux::testbed::ring_drops(&stats);
     let tcp_segments = service("tcp-echo") + service("http");
     let tcp = |name: &str| -> u64 {
         stats["queues"]

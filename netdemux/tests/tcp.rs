@@ -115,12 +115,7 @@ fn curl_gets_answers_over_ipv4_and_ipv6_on_kept_alive_connections() {
     // Every segment the kernel in namespace a received came from the workers, and each is in
     // their `tx` count (it once counted only in-place UDP answers, and showed 0 here).
     thread::sleep(Duration::from_millis(200));
-    let sent: u64 = tb.stats()["queues"]
-        .as_array()
-        .expect("queues")
-        .iter()
-        .map(|q| q["tx"].as_u64().expect("tx"))
-        .sum();
+    let sent = netdemux::testbed::queue_sum(&tb.stats(), "tx");
     let received = netdemux::testbed::kernel_counters(&tb.ns_a, &["TcpInSegs"]).unwrap();
     assert_eq!(sent, received, "frames sent");
     // A method other than GET/HEAD is refused, and the connection closed.

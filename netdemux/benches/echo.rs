@@ -6,7 +6,12 @@
 //! measured in 3 rounds each, in a random order per round, and the percentiles (p50, p99,
 //! p99.9, max) are taken over all their samples. Both sides are pinned the same way: the client
 //! on CPU 0, the echo (the kernel echo's thread, the netdemux worker) on CPU 1. Default veth
-//! layout (no threaded NAPI), 1 queue; the netdemux worker waits in poll(2).
+//! layout (no threaded NAPI), 1 queue.
+//!
+//! Everything is measured in two modes, both echoes alike: *blocking* (the netdemux worker waits
+//! in poll(2), the kernel echo in recv) and *spinning* (the worker runs `--spin`, the kernel echo
+//! spins on a non-blocking socket): what a latency-critical service gives a core to. The client
+//! blocks in recv in both (it stands for a peer elsewhere).
 //!
 //! Then open loop: one client thread sends datagrams carrying their send time on a fixed
 //! schedule, never waiting for answers, and times the answers as they come. The capacity is the
@@ -58,14 +63,16 @@ fn ping_pong(tb: &Testbed, n: usize) -> Result<Vec<f64>> {
     .map_err(|_| anyhow::anyhow!("client panicked"))?
 }
 
-/// A kernel UDP echo on DST in namespace b until `stop`.
-fn kernel_echo(tb: &Testbed, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+/// A kernel UDP echo on DST in namespace b until `stop`: blocking in recv, or, `spin`, spinning
+/// on a non-blocking socket.
+fn kernel_echo(tb: &Testbed, spin: bool, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let h = in_netns(&tb.ns_b, move || {
         support::pin(1);
         let sock = UdpSocket::bind(DST).expect("bind the kernel echo");
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
+        sock.set_nonblocking(spin).unwrap();
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::Relaxed) {
@@ -127,17 +134,21 @@ fn open_loop(tb: &Testbed, rate: f64, secs: f64) -> Result<(Vec<f64>, u64, f64)>
     .map_err(|_| anyhow::anyhow!("open-loop client panicked"))?
 }
 
-/// Runs `f` against the kernel echo (`kernel`) or netdemux's.
-fn against<T>(tb: &Testbed, kernel: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
+/// Runs `f` against the kernel echo (`kernel`) or netdemux's, both blocking or both spinning.
+fn against<T>(tb: &Testbed, kernel: bool, spin: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
     if kernel {
         let stop = Arc::new(AtomicBool::new(false));
-        let h = kernel_echo(tb, stop.clone());
+        let h = kernel_echo(tb, spin, stop.clone());
         let r = f();
         stop.store(true, Ordering::Relaxed);
         let _ = h.join();
         r
     } else {
-        let d = Daemon::start(tb, &["--udp-echo", DST, "--cpu", "1"])?;
+        let mut args = vec!["--udp-echo", DST, "--cpu", "1"];
+        if spin {
+            args.push("--spin");
+        }
+        let d = Daemon::start(tb, &args)?;
         let r = f();
         d.stop()?;
         r
@@ -155,9 +166,48 @@ fn main() -> Result<()> {
         bail!("the echo benchmark creates namespaces: run it as root");
     }
     let tb = Testbed::new("nde", 1, BIN)?;
-    let (mut kernel, mut ours) = (Vec::new(), Vec::new());
     // A random order per round (xorshift seeded from the clock), recorded in the results.
     let mut random = support::Random::from_clock();
+    let blocking = measure(&tb, false, n, quick, &mut random)?;
+    let spinning = measure(&tb, true, n, quick, &mut random)?;
+    drop(tb);
+    let mut out = blocking.clone();
+    let ratio = |m: &serde_json::Value, p: &str| {
+        m["netdemux_us"][p].as_f64().unwrap_or(f64::NAN)
+            / m["kernel_us"][p].as_f64().unwrap_or(f64::NAN)
+    };
+    out["benchmark"] = "udp_echo_latency".into();
+    out["quick"] = quick.into();
+    out["provenance"] = netdemux::testbed::provenance(quick);
+    out["pinning"] =
+        "client on CPU 0; the kernel echo's thread and the netdemux worker on CPU 1".into();
+    out["modes"] = serde_json::json!({
+        "blocking": "the netdemux worker in poll(2), the kernel echo in recv (the top-level figures)",
+        "spinning": "the netdemux worker --spin, the kernel echo spinning on a non-blocking socket",
+    });
+    out["ratios"] = serde_json::json!({
+        "echo_p50_vs_kernel": ratio(&blocking, "p50"),
+        "echo_p99_vs_kernel": ratio(&blocking, "p99"),
+        "echo_p50_vs_kernel_spinning": ratio(&spinning, "p50"),
+        "echo_p99_vs_kernel_spinning": ratio(&spinning, "p99"),
+    });
+    out["spinning"] = spinning;
+    println!("\nratios netdemux/kernel: {}", out["ratios"]);
+    netdemux::testbed::write_results("echo", &out)?;
+    Ok(())
+}
+
+/// Closed and open loop against both echoes in one mode (`spin`); prints the tables and returns
+/// the figures.
+fn measure(
+    tb: &Testbed,
+    spin: bool,
+    n: usize,
+    quick: bool,
+    random: &mut support::Random,
+) -> Result<serde_json::Value> {
+    let mode = if spin { "spinning" } else { "blocking" };
+    let (mut kernel, mut ours) = (Vec::new(), Vec::new());
     let mut order = Vec::new();
     for _ in 0..3 {
         let kernel_first = random.next().is_multiple_of(2);
@@ -171,7 +221,7 @@ fn main() -> Result<()> {
         } else {
             [false, true]
         } {
-            let r = against(&tb, side, || ping_pong(&tb, n))?;
+            let r = against(tb, side, spin, || ping_pong(tb, n))?;
             if side {
                 kernel.extend(r);
             } else {
@@ -183,7 +233,7 @@ fn main() -> Result<()> {
     let secs = if quick { 1.0 } else { 2.0 };
     let mut capacity = f64::MAX;
     for side in [true, false] {
-        let (rtts, _, took) = against(&tb, side, || open_loop(&tb, 0.0, secs))?;
+        let (rtts, _, took) = against(tb, side, spin, || open_loop(tb, 0.0, secs))?;
         capacity = capacity.min(rtts.len() as f64 / took);
     }
     let mut loads = Vec::new();
@@ -195,7 +245,7 @@ fn main() -> Result<()> {
         }
         let mut load = serde_json::json!({"share": share, "rate_pps": rate});
         for side in sides {
-            let (mut rtts, sent, _) = against(&tb, side, || open_loop(&tb, rate, secs))?;
+            let (mut rtts, sent, _) = against(tb, side, spin, || open_loop(tb, rate, secs))?;
             rtts.sort_by(f64::total_cmp);
             let missing = sent.saturating_sub(rtts.len() as u64);
             let p = |q: f64| {
@@ -212,9 +262,8 @@ fn main() -> Result<()> {
         }
         loads.push(load);
     }
-    drop(tb);
     println!(
-        "Open loop, capacity {:.0} datagrams/s (the slower echo, this client as fast as it goes):\n",
+        "Open loop, {mode}, capacity {:.0} datagrams/s (the slower echo, this client as fast as it goes):\n",
         capacity
     );
     println!("| load | echo | p50 (µs) | p99 (µs) | p99.9 (µs) | missing |");
@@ -242,34 +291,23 @@ fn main() -> Result<()> {
     let (o50, o99) = row(&ours);
     let ((k999, kmax), (o999, omax)) = (tail(&kernel), tail(&ours));
     println!(
-        "UDP echo round trip, 32-byte payload, kernel client in the peer namespace ({} samples each)\n",
+        "UDP echo round trip, {mode}, 32-byte payload, kernel client in the peer namespace ({} samples each)\n",
         ours.len()
     );
     println!("| echo | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) |");
     println!("|---|---:|---:|---:|---:|");
+    println!("| kernel UDP socket | {k50:.1} | {k99:.1} | {k999:.1} | {kmax:.1} |");
+    println!("| netdemux --udp-echo | {o50:.1} | {o99:.1} | {o999:.1} | {omax:.1} |");
     println!(
-        "| kernel UDP socket (recv_from/send_to) | {k50:.1} | {k99:.1} | {k999:.1} | {kmax:.1} |"
-    );
-    println!(
-        "| netdemux --udp-echo (AF_XDP, copy mode) | {o50:.1} | {o99:.1} | {o999:.1} | {omax:.1} |"
-    );
-    println!(
-        "\nratios netdemux/kernel: p50 {:.2}, p99 {:.2}",
+        "\nratios netdemux/kernel, {mode}: p50 {:.2}, p99 {:.2}\n",
         o50 / k50,
         o99 / k99
     );
-    let out = serde_json::json!({
-        "benchmark": "udp_echo_latency",
-        "quick": quick,
-        "provenance": netdemux::testbed::provenance(quick),
+    Ok(serde_json::json!({
         "samples_each": ours.len(),
         "order": order,
-        "pinning": "client on CPU 0; the kernel echo's thread and the netdemux worker on CPU 1",
         "kernel_us": {"p50": k50, "p99": k99, "p99_9": k999, "max": kmax},
         "netdemux_us": {"p50": o50, "p99": o99, "p99_9": o999, "max": omax},
-        "ratios": {"echo_p50_vs_kernel": o50 / k50, "echo_p99_vs_kernel": o99 / k99},
         "open_loop": {"capacity_pps": capacity, "seconds_per_load": secs, "loads": loads},
-    });
-    netdemux::testbed::write_results("echo", &out)?;
-    Ok(())
+    }))
 }

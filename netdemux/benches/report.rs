@@ -110,8 +110,13 @@ fn main() -> Result<()> {
         "program_shared_hit_minus_empty_ns": ratio(xdp, &["ratios", "program_shared_hit_minus_empty_ns"]),
         "program_hit_minus_redirect_all_ns": ratio(xdp, &["ratios", "program_hit_minus_redirect_all_ns"]),
         "hit_growth_1_to_max": ratio(xdp, &["ratios", "hit_growth_1_to_max"]),
+        "program_live_hit_minus_redirect_all_ns": ratio(udp, &["program_live_ns", "hit_minus_redirect_all"]),
+        "program_live_parse_minus_redirect_all_ns": ratio(udp, &["program_live_ns", "parse_minus_redirect_all"]),
+        "program_live_miss_minus_pass_ns": ratio(udp, &["program_live_ns", "miss_minus_pass"]),
         "echo_p50_vs_kernel": ratio(echo, &["ratios", "echo_p50_vs_kernel"]),
         "echo_p99_vs_kernel": ratio(echo, &["ratios", "echo_p99_vs_kernel"]),
+        "echo_p50_vs_kernel_spinning": ratio(echo, &["ratios", "echo_p50_vs_kernel_spinning"]),
+        "echo_p99_vs_kernel_spinning": ratio(echo, &["ratios", "echo_p99_vs_kernel_spinning"]),
         "tcp_reqs_vs_kernel": ratio(tcp, &["ratios", "tcp_reqs_vs_kernel"]),
         "tcp_p50_vs_kernel": ratio(tcp, &["ratios", "tcp_p50_vs_kernel"]),
         "tcp_p99_vs_kernel": ratio(tcp, &["ratios", "tcp_p99_vs_kernel"]),
@@ -207,6 +212,39 @@ fn udp_spread(udp: &Value, name: &str) -> Option<[f64; 2]> {
     let lo = per_rep.iter().copied().reduce(f64::min)?;
     let hi = per_rep.iter().copied().reduce(f64::max)?;
     Some([lo, hi])
+}
+
+/// The echo benchmark's closed- and open-loop tables of one mode (`m`, described by `mode`).
+fn echo_tables(md: &mut String, m: &Value, mode: &str) {
+    md.push_str(&format!(
+        "\nUDP echo round trip, µs, {mode} ({} samples each; client on CPU 0, blocking in recv; echo on CPU 1):\n\n| echo | p50 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|\n\
+         | kernel UDP socket | {} | {} | {} | {} |\n| netdemux --udp-echo | {} | {} | {} | {} |\n",
+        m["samples_each"], num(&m["kernel_us"]["p50"], 1), num(&m["kernel_us"]["p99"], 1),
+        num(&m["kernel_us"]["p99_9"], 1), num(&m["kernel_us"]["max"], 1),
+        num(&m["netdemux_us"]["p50"], 1), num(&m["netdemux_us"]["p99"], 1),
+        num(&m["netdemux_us"]["p99_9"], 1), num(&m["netdemux_us"]["max"], 1)
+    ));
+    if let Some(loads) = m["open_loop"]["loads"].as_array() {
+        md.push_str(&format!(
+            "\nOpen loop, {mode} (a client on CPU 0 sends on a fixed schedule and times the answers), at shares of {} datagrams/s, what the slower echo answered with that client sending as fast as it can:\n\n\
+             | load | echo | p50 µs | p99 µs | p99.9 µs | missing |\n|---:|---|---:|---:|---:|---:|\n",
+            num(&m["open_loop"]["capacity_pps"], 0)
+        ));
+        for l in loads {
+            for side in ["kernel", "netdemux"] {
+                let v = &l[side];
+                md.push_str(&format!(
+                    "| {}% | {side} | {} | {} | {} | {} of {} |\n",
+                    num(&json!(l["share"].as_f64().unwrap_or(0.0) * 100.0), 0),
+                    num(&v["p50_us"], 1),
+                    num(&v["p99_us"], 1),
+                    num(&v["p99_9_us"], 1),
+                    v["missing"],
+                    v["sent"]
+                ));
+            }
+        }
+    }
 }
 
 fn num(v: &Value, digits: usize) -> String {
@@ -313,19 +351,44 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             "program_hit_minus_redirect_all_ns",
         ),
         (
+            "program hit − redirect-everything program, ns (live, busy-poll; the kernel's BPF run-time stats)",
+            "—",
+            "program_live_hit_minus_redirect_all_ns",
+        ),
+        (
+            "… of it reading the headers: parsing-alone program − redirect-everything program, ns (live)",
+            "—",
+            "program_live_parse_minus_redirect_all_ns",
+        ),
+        (
+            "program miss − XDP_PASS program, ns (live, busy-poll, in front of a kernel socket)",
+            "—",
+            "program_live_miss_minus_pass_ns",
+        ),
+        (
             "program hit cost, 1 → most bindings (shared port: the hash lookup)",
             "≤ 1.15",
             "hit_growth_1_to_max",
         ),
         (
-            "echo round trip p50 / kernel echo",
+            "echo round trip p50 / kernel echo (both blocking)",
             "≤ 0.8",
             "echo_p50_vs_kernel",
         ),
         (
-            "echo round trip p99 / kernel echo",
+            "echo round trip p99 / kernel echo (both blocking)",
             "≤ 0.8",
             "echo_p99_vs_kernel",
+        ),
+        (
+            "echo round trip p50 / kernel echo (both spinning)",
+            "≤ 0.8",
+            "echo_p50_vs_kernel_spinning",
+        ),
+        (
+            "echo round trip p99 / kernel echo (both spinning)",
+            "≤ 0.8",
+            "echo_p99_vs_kernel_spinning",
         ),
         (
             "HTTP requests per server-core second / best kernel server's (split layout)",
@@ -411,6 +474,20 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             ));
         }
     }
+    if let Some(times) = udp.and_then(|u| u["program_time"].as_object()) {
+        md.push_str(
+            "\nXDP program time on the live path (busy-poll layout; the kernel's BPF run-time stats, \
+             which read the clock around every run — in every figure alike; median ns per run):\n\n\
+             | receiver | program | ns per run |\n|---|---|---:|\n",
+        );
+        for (key, t) in times {
+            md.push_str(&format!(
+                "| {key} | {} | {} |\n",
+                t["program"].as_str().unwrap_or("?"),
+                num(&t["ns_per_run"], 1)
+            ));
+        }
+    }
     if let Some(sw) = sweep {
         md.push_str(&format!(
             "\nLoad sweep (busy-poll layout, 1 queue), median of {}; each row checks offered = received + receiver drops + veth refusals in every repetition:\n\n\
@@ -443,34 +520,17 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         ));
     }
     if let Some(e) = echo {
-        md.push_str(&format!(
-            "\nUDP echo round trip, µs ({} samples each; client on CPU 0, echo on CPU 1):\n\n| echo | p50 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|\n\
-             | kernel UDP socket | {} | {} | {} | {} |\n| netdemux --udp-echo | {} | {} | {} | {} |\n",
-            e["samples_each"], num(&e["kernel_us"]["p50"], 1), num(&e["kernel_us"]["p99"], 1),
-            num(&e["kernel_us"]["p99_9"], 1), num(&e["kernel_us"]["max"], 1),
-            num(&e["netdemux_us"]["p50"], 1), num(&e["netdemux_us"]["p99"], 1),
-            num(&e["netdemux_us"]["p99_9"], 1), num(&e["netdemux_us"]["max"], 1)
-        ));
-        if let Some(loads) = e["open_loop"]["loads"].as_array() {
-            md.push_str(&format!(
-                "\nOpen loop (a client on CPU 0 sends on a fixed schedule and times the answers), at shares of {} datagrams/s, what the slower echo answered with that client sending as fast as it can:\n\n\
-                 | load | echo | p50 µs | p99 µs | p99.9 µs | missing |\n|---:|---|---:|---:|---:|---:|\n",
-                num(&e["open_loop"]["capacity_pps"], 0)
-            ));
-            for l in loads {
-                for side in ["kernel", "netdemux"] {
-                    let v = &l[side];
-                    md.push_str(&format!(
-                        "| {}% | {side} | {} | {} | {} | {} of {} |\n",
-                        num(&json!(l["share"].as_f64().unwrap_or(0.0) * 100.0), 0),
-                        num(&v["p50_us"], 1),
-                        num(&v["p99_us"], 1),
-                        num(&v["p99_9_us"], 1),
-                        v["missing"],
-                        v["sent"]
-                    ));
-                }
-            }
+        echo_tables(
+            &mut md,
+            e,
+            "both blocking: the netdemux worker in poll(2), the kernel echo in recv",
+        );
+        if !e["spinning"].is_null() {
+            echo_tables(
+                &mut md,
+                &e["spinning"],
+                "both spinning: the netdemux worker --spin, the kernel echo on a non-blocking socket",
+            );
         }
     }
     if let Some(t) = tcp {

@@ -25,8 +25,14 @@
 //! Two layouts, interleaved, both with the generator alone on CPU 0 and the receiver on CPU 1:
 //! "pinned" (threaded NAPI on the receiving veth, its thread on CPU 1 too; the queue worker waits
 //! in poll(2) and so leaves the NAPI thread room) and "busy-poll" (veth's default softirq NAPI;
-//! the queue worker busy-polls and spins). Results: a markdown table and
-//! `bench/results/udp-latest.json`. Usage: udp [--quick]   (root)
+//! the queue worker busy-polls and spins).
+//!
+//! Then the programs' own live cost: each receiver with a native-mode program (R0, R1, R1p, R2,
+//! Rbc, Rbp, Rbd) once more per repetition in the busy-poll layout, with the kernel's BPF
+//! run-time stats on for that sample only (BPF_ENABLE_STATS: the kernel reads the clock around
+//! every run, so these samples are not rate samples), giving ns per run of the program on the
+//! live path — where test_run's warm caches do not hold. Results: markdown tables and
+//! `bench/results/udp-latest.json`. Usage: udp [--quick] [--only KEY,..] [--layout L]  (root)
 
 use std::{
     fs,
@@ -380,6 +386,66 @@ fn attach_floor(tb: &Testbed, name: &'static str) -> Result<aya::Ebpf> {
     .map_err(|_| anyhow::anyhow!("attach thread panicked"))?
 }
 
+/// The XDP program a receiver runs on the receiving veth (by name), for the live program-time
+/// pass; `None` for a receiver without one or with the program in skb mode.
+fn program_of(r: Receiver) -> Option<&'static str> {
+    match r {
+        Receiver::XdpDrop => Some(program_names::DROP),
+        Receiver::KernelBehindPass => Some(program_names::PASS),
+        Receiver::KernelBehindDemux | Receiver::AfXdpSink | Receiver::BareBehindDemux => {
+            Some(program_names::DEMUX)
+        }
+        Receiver::BareConsumer => Some(program_names::REDIRECT_ALL),
+        Receiver::BareBehindParse => Some(program_names::PARSE_REDIRECT),
+        _ => None,
+    }
+}
+
+/// Run time and run count of every loaded program named `name` (as the kernel keeps it: its
+/// first 15 bytes), by program id.
+fn program_runs(name: &str) -> Result<std::collections::HashMap<u32, (u64, u64)>> {
+    let kept = &name[..name.len().min(15)];
+    let mut out = std::collections::HashMap::new();
+    for info in aya::programs::loaded_programs() {
+        let info = info?;
+        if info.name_as_str() == Some(kept) {
+            out.insert(
+                info.id(),
+                (info.run_time().as_nanos() as u64, info.run_count()),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The live cost of receiver `r`'s XDP program: the kernel's own accounting (BPF_ENABLE_STATS,
+/// on only for this sample: it reads the clock around every run) over `secs` of load, in ns per
+/// run of the program that ran most. The clock reads are in every program's figure alike, so the
+/// differences between programs are what it measures. Returns (ns per run, runs).
+fn program_time(tb: &Testbed, r: Receiver, name: &str, secs: f64) -> Result<(f64, u64)> {
+    let s = set_up(tb, r, Layout::BusyPoll)?;
+    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| anyhow::anyhow!("cannot turn on the kernel's BPF run-time stats: {e}"))?;
+    let before = program_runs(name)?;
+    let load = offer_load(tb, secs, false);
+    let after = program_runs(name)?;
+    drop(stats);
+    tear_down(tb, r, s)?;
+    load?;
+    let (time, runs) = after
+        .iter()
+        .map(|(id, &(t, n))| {
+            let (t0, n0) = before.get(id).copied().unwrap_or_default();
+            (t - t0, n - n0)
+        })
+        .max_by_key(|&(_, n)| n)
+        .unwrap_or_default();
+    if runs == 0 {
+        bail!("{}: no run of {name} counted", r.name());
+    }
+    Ok((time as f64 / runs as f64, runs))
+}
+
 fn offer_load(tb: &Testbed, secs: f64, mix: bool) -> Result<serde_json::Value> {
     let secs = secs.to_string();
     let mut args = vec!["--dst", "198.18.0.2:7000", "--duration", &secs];
@@ -471,6 +537,29 @@ fn main() -> Result<()> {
             }
         }
     }
+    // The programs' live cost (busy-poll layout): the receivers with a native-mode program,
+    // interleaved, one sample each per repetition.
+    let timed: Vec<(Receiver, &str)> = if layouts.contains(&Layout::BusyPoll) {
+        receivers
+            .iter()
+            .filter_map(|&r| Some((r, program_of(r)?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut times: Vec<Vec<(f64, u64)>> = vec![Vec::new(); timed.len()];
+    for _ in 0..reps {
+        for (i, &(r, name)) in timed.iter().enumerate() {
+            let t = program_time(&tb, r, name, secs.min(2.0))?;
+            eprintln!(
+                "program time {:<52} {name}: {:.1} ns per run ({} runs)",
+                r.name(),
+                t.0,
+                t.1
+            );
+            times[i].push(t);
+        }
+    }
     drop(tb);
 
     let median = |v: &[serde_json::Value], k: &str| -> f64 {
@@ -511,6 +600,43 @@ fn main() -> Result<()> {
         println!("| {} | {} |", r.name(), cells.join(" | "));
         rows.insert(r.key().to_string(), serde_json::Value::Object(per_layout));
     }
+    let mut program_time = serde_json::Map::new();
+    if !timed.is_empty() {
+        println!(
+            "\nXDP program time on the live path (busy-poll layout; the kernel's BPF run-time \
+             stats, ns per run, median of {reps}):\n"
+        );
+        println!("| receiver | program | ns per run | runs per sample |");
+        println!("|---|---|---:|---:|");
+    }
+    for (&(r, name), t) in timed.iter().zip(&times) {
+        let mut ns: Vec<f64> = t.iter().map(|s| s.0).collect();
+        ns.sort_by(f64::total_cmp);
+        let (m, runs) = (ns[ns.len() / 2], t.iter().map(|s| s.1).min().unwrap_or(0));
+        println!("| {} | {name} | {m:.1} | {runs} |", r.name());
+        program_time.insert(
+            r.key().to_string(),
+            serde_json::json!({"program": name, "ns_per_run": m, "samples_ns": ns, "min_runs": runs}),
+        );
+    }
+    // What each part of the demux program costs live, over the program that redirects every
+    // frame unread (and, for a miss, over the one that passes every frame).
+    let live = |a: &str, b: &str| -> Option<f64> {
+        Some(
+            program_time.get(a)?["ns_per_run"].as_f64()?
+                - program_time.get(b)?["ns_per_run"].as_f64()?,
+        )
+    };
+    let program_live_ns = serde_json::json!({
+        "hit_minus_redirect_all": live("rbd_bare_behind_demux", "rbc_bare_consumer"),
+        "parse_minus_redirect_all": live("rbp_bare_behind_parse", "rbc_bare_consumer"),
+        "hit_minus_parse": live("rbd_bare_behind_demux", "rbp_bare_behind_parse"),
+        "sink_hit_minus_redirect_all": live("r2_afxdp_sink", "rbc_bare_consumer"),
+        "miss_minus_pass": live("r1_demux_miss_kernel", "r1p_pass_kernel"),
+    });
+    if !timed.is_empty() {
+        println!("\nlive program ns: {program_live_ns}");
+    }
     if partial {
         println!("(a partial run: no ratios, no results file)");
         return Ok(());
@@ -540,6 +666,8 @@ fn main() -> Result<()> {
         },
         "receivers": rows,
         "ratios": ratios,
+        "program_time": program_time,
+        "program_live_ns": program_live_ns,
     });
     netdemux::testbed::write_results("udp", &out)?;
     Ok(())

@@ -55,45 +55,78 @@ fn tcp_echo_backend(tb: &Testbed, addr: &'static str) {
 }
 
 /// Sends `len` pseudo-random bytes through `dst` from namespace a while reading the echo
-/// back; (sha256 sent, sha256 received, seconds).
+/// back; (sha256 sent, sha256 received, seconds). A transfer that stalls fails with what both
+/// ends saw: the daemon's queue counters and namespace a's kernel TCP counters that tell a
+/// peer's dropped segments apart.
 fn bulk(tb: &Testbed, dst: SocketAddr, len: usize) -> ([u8; 32], [u8; 32], f64) {
-    in_netns(&tb.ns_a, move || {
-        let t = Instant::now();
-        let s = TcpStream::connect_timeout(&dst, Duration::from_secs(5)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let data: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
+    match in_netns(&tb.ns_a, move || transfer(dst, len))
+        .join()
+        .expect("the transfer thread")
+    {
+        Ok(done) => done,
+        Err(e) => {
+            let counters: Vec<String> = [
+                "TcpExtBeyondWindow",
+                "TcpExtTCPToZeroWindowAdv",
+                "TcpExtTCPRcvQDrop",
+                "TcpExtTCPACKSkippedSeq",
+                "TcpRetransSegs",
+            ]
+            .iter()
+            .map(|&n| {
+                let v = netdemux::testbed::kernel_counters(&tb.ns_a, &[n]);
+                format!(
+                    "{n} {}",
+                    v.map_or_else(|e| e.to_string(), |v| v.to_string())
+                )
             })
             .collect();
-        let sent: [u8; 32] = Sha256::digest(&data).into();
-        let mut w = s.try_clone().unwrap();
-        let writer = thread::spawn(move || {
-            w.write_all(&data).unwrap();
-            w.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut r = s;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut got = 0;
-        loop {
-            let n = r.read(&mut buf).expect("the echo keeps coming");
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            got += n;
+            panic!(
+                "{dst}: {e}\nqueues: {}\nproxies: {}\nnamespace a: {}",
+                tb.stats()["queues"],
+                tb.stats()["proxies"],
+                counters.join(", ")
+            );
         }
-        writer.join().unwrap();
-        assert_eq!(got, len, "{dst}: the whole echo, then the FIN");
-        (sent, h.finalize().into(), t.elapsed().as_secs_f64())
-    })
-    .join()
-    .expect("the transfer completed")
+    }
+}
+
+fn transfer(dst: SocketAddr, len: usize) -> Result<([u8; 32], [u8; 32], f64), String> {
+    let t = Instant::now();
+    let s = TcpStream::connect_timeout(&dst, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let sent: [u8; 32] = Sha256::digest(&data).into();
+    let mut w = s.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut r = s;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0;
+    loop {
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| format!("the echo stopped after {got} of {len} bytes: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        got += n;
+    }
+    writer.join().unwrap();
+    assert_eq!(got, len, "{dst}: the whole echo, then the FIN");
+    Ok((sent, h.finalize().into(), t.elapsed().as_secs_f64()))
 }
 
 #[test]
@@ -269,8 +302,9 @@ fn ten_thousand_datagrams_from_fifty_clients_through_the_udp_proxy_each_answered
         .map(|c| {
             in_netns(&tb.ns_a, move || {
                 let u = UdpSocket::bind("198.18.0.1:0").unwrap();
-                u.set_read_timeout(Some(Duration::from_millis(500)))
-                    .unwrap();
+                // Long enough for a loaded machine: an answer that came after a short timeout
+                // would be read as the next datagram's.
+                u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
                 let mut lost = 0;
                 for i in 0..EACH {
                     let msg = format!("client {c} datagram {i}");

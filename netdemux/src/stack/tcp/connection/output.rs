@@ -70,11 +70,15 @@ impl Connection {
         }
         if self.tlp_due {
             // New data if there is any to send, else the last segment the peer has not
-            // SACKed again.
+            // SACKed again — if it starts inside the peer's window (else it waits for the
+            // window, or the RTO).
             let mss = self.current_mss();
             let end = self.unsacked_tail();
             let last = end - mss.min(end - self.snd_una);
-            return Some(self.data_plan(last.max(self.snd_una), mss.min(end - last)));
+            let seq = last.max(self.snd_una);
+            if self.window_admits(seq) {
+                return Some(self.data_plan(seq, mss.min(end - last)));
+            }
         }
         if self.probe_now {
             return Some(if self.keepalive_sent > 0 {
@@ -84,6 +88,14 @@ impl Connection {
             });
         }
         (self.ack_now || self.owed_acks > 0).then_some(Plan::Ack)
+    }
+
+    /// True when a segment sent before may go out again from `seq`: it starts inside the
+    /// peer's window, or it is the oldest unacknowledged. A peer that closed its window on data
+    /// it dropped gets no retransmission beyond it (it would drop it unread); as Linux's
+    /// __tcp_retransmit_skb.
+    pub(super) fn window_admits(&self, seq: Seq) -> bool {
+        seq == self.snd_una || (self.snd_una + self.snd_wnd).since(seq) > 0
     }
 
     /// A data segment from `seq` of at most `len` bytes, with the FIN if it ends there.
@@ -154,13 +166,28 @@ impl Connection {
         send.then(|| self.data_plan(start, len))
     }
 
+    /// The sequence number of a segment without data (an ACK, a window update): the highest
+    /// sent — after a timeout SND.NXT is the go-back-N pointer, and the peer has seen more than
+    /// that — but never beyond the right edge of the peer's window. A peer whose receive memory
+    /// ran out drops what we sent past what it acknowledged and closes its window there; a
+    /// segment beyond its window it drops unread, ACK field and all (Linux counts it as
+    /// BeyondWindow), so our ACKs of its data would never arrive, its sender would wait on
+    /// them, its application would never read, and its window never open again. Linux's
+    /// tcp_acceptable_seq() makes the same choice.
+    fn acceptable_seq(&self) -> Seq {
+        let edge = self.snd_una + self.snd_wnd;
+        if self.snd_max.since(edge) > 0 {
+            edge
+        } else {
+            self.snd_max
+        }
+    }
+
     pub(super) fn header_for(&mut self, plan: Plan, now: Instant) -> TcpHeader {
-        // Segments without data carry the highest sequence number sent: after a timeout
-        // SND.NXT is the go-back-N pointer, and the peer has seen more than that.
         let mut h = TcpHeader {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
-            seq: self.snd_max,
+            seq: self.acceptable_seq(),
             ack: self.rcv_nxt,
             flags: Flags::ACK,
             window: 0,

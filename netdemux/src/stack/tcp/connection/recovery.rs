@@ -159,6 +159,9 @@ impl Connection {
     pub(super) fn retransmission(&self) -> Option<Plan> {
         self.recovery?;
         let (seq, len) = self.next_hole()?;
+        if !self.window_admits(seq) {
+            return None;
+        }
         let first = self.high_rxt <= self.snd_una;
         if !first && self.pipe() + len > self.cc.window() {
             return None;

@@ -104,6 +104,31 @@ fn sack_recovery_retransmits_only_the_holes() {
     );
 }
 
+#[test]
+fn sack_recovery_retransmits_no_hole_beyond_the_peer_window() {
+    // As above, but the third duplicate ACK shrinks the window to 2000 (right edge 2001): the
+    // hole at 2001 waits until the window takes it — a peer drops a segment beyond its window
+    // unread. The oldest unacknowledged segment may always go (Linux's __tcp_retransmit_skb).
+    open_sack_and(
+        r#"
+        +0    app write 6000
+        +0    > . 1:1001(1000) ack 1 win 65535
+        +0    > . 1001:2001(1000) ack 1 win 65535
+        +0    > . 2001:3001(1000) ack 1 win 65535
+        +0    > . 3001:4001(1000) ack 1 win 65535
+        +0    > . 4001:5001(1000) ack 1 win 65535
+        +0    > P. 5001:6001(1000) ack 1 win 65535
+        +.01  < . 1:1(0) ack 1 win 65535 <sack 1001:2001>
+        +0    < . 1:1(0) ack 1 win 65535 <sack 3001:4001 1001:2001>
+        +0    < . 1:1(0) ack 1 win 2000 <sack 3001:5001 1001:2001>
+        +0    > . 1:1001(1000) ack 1 win 65535
+        +.01  < . 1:1(0) ack 2001 win 2000 <sack 3001:5001>
+        +0    > . 2001:3001(1000) ack 1 win 65535
+        +0    expect counter retransmits 2
+    "#,
+    );
+}
+
 /// Ten segments, the whole initial window, from +0.01.
 const TEN: &str = r#"
         +0    app write 10000

@@ -51,3 +51,30 @@ fn a_window_opening_after_a_zero_window_sends_at_once() {
     "#,
     );
 }
+
+#[test]
+fn an_ack_stays_inside_a_window_the_peer_closed_on_data_it_dropped() {
+    // The peer kept 1:1001 of four segments, dropped the rest (its receive memory ran out) and
+    // closed its window at 1001. Our ACK of its data must carry a sequence number inside that
+    // window (1001, not the highest sent, 4001): Linux drops a segment beyond its window
+    // without reading its ACK field (BeyondWindow), answers with a duplicate ACK, and its
+    // sender waits for our ACK for good — its application blocked on a full send buffer never
+    // reads, so its window never opens: both ends wait. As Linux's tcp_acceptable_seq().
+    // Found by the TCP proxy test under loss and load (a 20 s stall against a Linux backend).
+    open_and(
+        r#"
+        +0    app write 4000
+        +0    > . 1:1001(1000) ack 1 win 65535
+        +0    > . 1001:2001(1000) ack 1 win 65535
+        +0    > . 2001:3001(1000) ack 1 win 65535
+        +0    > P. 3001:4001(1000) ack 1 win 65535
+        +.01  < . 1:1(0) ack 1001 win 0
+        +.01  < P. 1:101(100) ack 1001 win 0
+        +.04  > . 1001:1001(0) ack 101 win 65435
+        // A window that opens part of the way: the right edge, 1501.
+        +.01  < . 101:101(0) ack 1001 win 500
+        +.01  < P. 101:201(100) ack 1001 win 500
+        +.04  > . 1501:1501(0) ack 201 win 65335
+    "#,
+    );
+}

@@ -17,6 +17,9 @@ crate::counters! {
         rto_expirations: counter,
         /// Loss recoveries entered by duplicate ACKs or SACK.
         fast_retransmits: counter,
+        /// Times the peer acknowledged up to data it had SACKed but not past it (it dropped
+        /// what it SACKed, RFC 2018 §8): the SACKs were forgotten and the data sent again.
+        sack_reneging: counter,
         /// Tail-loss probes sent (RFC 8985).
         tail_loss_probes: counter,
         /// Segments that arrived ahead of a gap.

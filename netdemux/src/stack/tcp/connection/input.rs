@@ -375,6 +375,15 @@ impl Connection {
                 self.loss_recover = None;
             }
             self.rto_at = (self.snd_una != self.snd_max).then(|| now + self.rtt.rto());
+            if self.head_sacked() {
+                // The peer acknowledged up to data it had SACKed, not past it: it dropped what
+                // it SACKed (RFC 2018 §8 lets it; Linux prunes its out-of-order queue when its
+                // receive memory runs out). Skipping that data would leave a hole only the
+                // peer sees. As Linux's tcp_check_sack_reneging: the timeout comes soon, and
+                // forgets the SACKs.
+                let soon = self.rtt.srtt().unwrap_or_default() / 16;
+                self.rto_at = Some(now + soon.max(Duration::from_millis(10)));
+            }
             self.tlp_at = None;
             if self.send.space() > space_before && self.can_send() && !self.fin_queued {
                 self.events |= Events::WRITABLE;

@@ -50,6 +50,12 @@ impl Connection {
         }
     }
 
+    /// True when the segment at SND.UNA is marked SACKed: the peer SACKed it and then
+    /// acknowledged up to it but not past it, so it no longer has it (reneging).
+    pub(super) fn head_sacked(&self) -> bool {
+        self.sack_enabled && self.scoreboard.first().is_some_and(|r| r.0 == self.snd_una)
+    }
+
     pub(super) fn sacked_bytes(&self) -> usize {
         if self.sack_enabled {
             self.scoreboard.iter().map(|&(l, r)| r - l).sum()

@@ -120,8 +120,14 @@ impl Connection {
         self.tlp_due = false;
         self.tlp_end = None;
         // Go back N from SND.UNA, skipping what the peer SACKed: the scoreboard stays (RFC
-        // 6675 §5.1 allows it; Linux keeps its SACK marks). Until what was sent before the
-        // timeout is acknowledged, no fast recovery (RFC 6582's recover point).
+        // 6675 §5.1 allows it; Linux keeps its SACK marks) — unless the peer reneged on it
+        // (the segment at SND.UNA marked SACKed; Linux's tcp_timeout_mark_lost), then it all
+        // goes again. Until what was sent before the timeout is acknowledged, no fast recovery
+        // (RFC 6582's recover point).
+        if self.head_sacked() {
+            self.scoreboard.clear();
+            c.sack_reneging += 1;
+        }
         self.snd_nxt = self.snd_una;
         self.recovery = None;
         if self.is_synchronized() {

@@ -129,6 +129,30 @@ fn sack_recovery_retransmits_no_hole_beyond_the_peer_window() {
     );
 }
 
+#[test]
+fn sacked_data_the_peer_then_drops_is_sent_again() {
+    // The peer SACKs 1001:2001, then acknowledges 1001 and not past it: it dropped what it
+    // SACKed (reneging, RFC 2018 §8; Linux prunes its out-of-order queue when its receive
+    // memory runs out). As Linux (tcp_check_sack_reneging, tcp_timeout_mark_lost): a timeout
+    // after max(SRTT/16, 10 ms) forgets the SACKs, and 1001:2001 goes again — kept, it would
+    // be skipped for good.
+    open_sack_and(
+        r#"
+        +0    app write 3000
+        +0    > . 1:1001(1000) ack 1 win 65535
+        +0    > . 1001:2001(1000) ack 1 win 65535
+        +0    > P. 2001:3001(1000) ack 1 win 65535
+        +.01  < . 1:1(0) ack 1 win 65535 <sack 1001:2001>
+        +.005 < . 1:1(0) ack 1001 win 65535
+        +.01  > . 1001:2001(1000) ack 1 win 65535
+        +0    expect counter sack_reneging 1
+        +.01  < . 1:1(0) ack 2001 win 65535
+        +0    > P. 2001:3001(1000) ack 1 win 65535
+        +.01  < . 1:1(0) ack 3001 win 65535
+    "#,
+    );
+}
+
 /// Ten segments, the whole initial window, from +0.01.
 const TEN: &str = r#"
         +0    app write 10000

@@ -14,7 +14,10 @@ use std::{
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::{Command, Output},
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
     thread,
 };
 
@@ -274,9 +277,46 @@ impl Drop for Testbed {
 }
 
 /// A `netdemux run` process serving `veth_b` of a testbed; stopped with SIGTERM (then SIGKILL if
-/// it does not exit within 10 s) when dropped.
+/// it does not exit within 10 s) when dropped. A thread reads its stderr as it comes (keeping
+/// the first [`STDERR_KEPT`] bytes), so a daemon that logs a lot never blocks on a full pipe.
 pub struct Daemon {
     child: Option<std::process::Child>,
+    stderr: Option<StderrReader>,
+}
+
+/// What a [`Daemon`]'s stderr reader keeps.
+pub const STDERR_KEPT: usize = 1 << 20;
+
+/// Reads a child's stderr to its end on a thread of its own.
+struct StderrReader {
+    text: Arc<Mutex<Vec<u8>>>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl StderrReader {
+    fn spawn(mut from: std::process::ChildStderr) -> StderrReader {
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let keep = text.clone();
+        let thread = thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut from, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = keep.lock().unwrap_or_else(|e| e.into_inner());
+                let room = STDERR_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        });
+        StderrReader { text, thread }
+    }
+
+    /// Everything kept, once the child closed its stderr (it exited).
+    fn finish(self) -> String {
+        let _ = self.thread.join();
+        let text = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&text).into_owned()
+    }
 }
 
 impl Daemon {
@@ -296,14 +336,18 @@ impl Daemon {
             tb.veth_b.as_str(),
         ];
         full.extend_from_slice(args);
-        let child = Command::new(&tb.bin)
+        let mut child = Command::new(&tb.bin)
             .args(&full)
             .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .context("cannot start netdemux run")?;
-        let mut d = Daemon { child: Some(child) };
+        let stderr = child.stderr.take().map(StderrReader::spawn);
+        let mut d = Daemon {
+            child: Some(child),
+            stderr,
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let out = tb.netdemux(&["stats", "--iface", &tb.veth_b, "--json"])?;
@@ -313,10 +357,11 @@ impl Daemon {
             if let Some(child) = d.child.as_mut()
                 && let Some(status) = child.try_wait()?
             {
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
-                }
+                let err = d
+                    .stderr
+                    .take()
+                    .map(StderrReader::finish)
+                    .unwrap_or_default();
                 bail!(
                     "netdemux run exited before serving ({status}): {}",
                     err.trim()
@@ -346,16 +391,16 @@ impl Daemon {
         stop_child(child)
     }
 
-    /// Like [`Daemon::stop`], also returning what the daemon wrote to stderr (keep it under
-    /// the pipe's 64 KiB: nobody reads it while the daemon runs).
+    /// Like [`Daemon::stop`], also returning what the daemon wrote to stderr (its first
+    /// [`STDERR_KEPT`] bytes).
     pub fn stop_with_stderr(mut self) -> Result<(std::process::ExitStatus, String)> {
-        let mut child = self.child.take().context("already stopped")?;
-        let stderr = child.stderr.take();
+        let child = self.child.take().context("already stopped")?;
         let status = stop_child(child)?;
-        let mut text = String::new();
-        if let Some(mut e) = stderr {
-            std::io::Read::read_to_string(&mut e, &mut text)?;
-        }
+        let text = self
+            .stderr
+            .take()
+            .map(StderrReader::finish)
+            .unwrap_or_default();
         Ok((status, text))
     }
 

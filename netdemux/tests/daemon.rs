@@ -865,14 +865,42 @@ fn the_programs_log_records_reach_the_daemons_logs_only_when_asked_for() {
     )
     .expect("daemon");
     let before = u(&tb.stats()["verdicts"]["redirect_failed"]);
-    send_spread(&tb.ns_a, dst, 200, 16).join().unwrap();
-    wait_stats(&tb, 5, |s| u(&s["verdicts"]["redirect_failed"]) > before);
+    // Paced (8 frames a millisecond) so the program's log buffer keeps up: about 2000 frames
+    // on queue 1, a record each — some 250 KB of log, more than a pipe holds (64 KiB). The
+    // testbed reads the daemon's stderr as it comes; it once read it only at the end, and a
+    // daemon with more to say blocked on the full pipe (and could not stop within 10 s).
+    in_netns(&tb.ns_a, move || {
+        let socks: Vec<UdpSocket> = (0..16)
+            .map(|_| UdpSocket::bind("0.0.0.0:0").unwrap())
+            .collect();
+        for i in 0..4000usize {
+            socks[i % 16].send_to(b"log me", dst).unwrap();
+            if i % 8 == 7 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    })
+    .join()
+    .unwrap();
+    let stats = wait_stats(&tb, 5, |s| {
+        u(&s["verdicts"]["redirect_failed"]) >= before + 1000
+    });
+    let failed = u(&stats["verdicts"]["redirect_failed"]) - before;
+    assert!(
+        failed >= 1000,
+        "frames on the queue without a socket: {stats}"
+    );
     thread::sleep(Duration::from_millis(300));
     let (status, log) = loud.stop_with_stderr().unwrap();
-    assert!(status.success());
+    let tail = log.get(log.len().saturating_sub(2000)..).unwrap_or(&log);
+    assert!(status.success(), "{status}: {tail}");
+    let records = log
+        .lines()
+        .filter(|l| l.contains("netdemux::xdp") && l.contains("has no AF_XDP socket there"))
+        .count() as u64;
     assert!(
-        log.lines()
-            .any(|l| l.contains("netdemux::xdp") && l.contains("has no AF_XDP socket there")),
-        "the program's records in the daemon's log: {log}"
+        records * 2 >= failed,
+        "{records} of the program's records for {failed} frames in the daemon's log ({} bytes)",
+        log.len()
     );
 }

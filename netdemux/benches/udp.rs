@@ -539,7 +539,16 @@ fn main() -> Result<()> {
     }
     // The programs' live cost (busy-poll layout): the receivers with a native-mode program,
     // interleaved, one sample each per repetition.
-    let timed: Vec<(Receiver, &str)> = if layouts.contains(&Layout::BusyPoll) {
+    // A kernel without BPF_ENABLE_STATS (before 5.8) skips the pass, and says so; the rates
+    // stand on their own.
+    let stats_ok = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("live program time skipped: the kernel's BPF run-time stats: {e}");
+            false
+        }
+    };
+    let timed: Vec<(Receiver, &str)> = if stats_ok && layouts.contains(&Layout::BusyPoll) {
         receivers
             .iter()
             .filter_map(|&r| Some((r, program_of(r)?)))

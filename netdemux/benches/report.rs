@@ -520,17 +520,10 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         ));
     }
     if let Some(e) = echo {
-        echo_tables(
-            &mut md,
-            e,
-            "both blocking: the netdemux worker in poll(2), the kernel echo in recv",
-        );
+        let mode = |m: &str| e["modes"][m].as_str().unwrap_or(m).to_string();
+        echo_tables(&mut md, e, &mode("blocking"));
         if !e["spinning"].is_null() {
-            echo_tables(
-                &mut md,
-                &e["spinning"],
-                "both spinning: the netdemux worker --spin, the kernel echo on a non-blocking socket",
-            );
+            echo_tables(&mut md, &e["spinning"], &mode("spinning"));
         }
     }
     if let Some(t) = tcp {

@@ -29,7 +29,7 @@
 //!
 //! Then the programs' own live cost: each receiver with a native-mode program (R0, R1, R1p, R2,
 //! Rbc, Rbp, Rbd) once more per repetition in the busy-poll layout, with the kernel's BPF
-//! run-time stats on for that sample only (BPF_ENABLE_STATS: the kernel reads the clock around
+//! run-time stats on for this pass only (BPF_ENABLE_STATS: the kernel reads the clock around
 //! every run, so these samples are not rate samples), giving ns per run of the program on the
 //! live path — where test_run's warm caches do not hold. Results: markdown tables and
 //! `bench/results/udp-latest.json`. Usage: udp [--quick] [--only KEY,..] [--layout L]  (root)
@@ -418,18 +418,16 @@ fn program_runs(name: &str) -> Result<std::collections::HashMap<u32, (u64, u64)>
     Ok(out)
 }
 
-/// The live cost of receiver `r`'s XDP program: the kernel's own accounting (BPF_ENABLE_STATS,
-/// on only for this sample: it reads the clock around every run) over `secs` of load, in ns per
-/// run of the program that ran most. The clock reads are in every program's figure alike, so the
-/// differences between programs are what it measures. Returns (ns per run, runs).
+/// The live cost of receiver `r`'s XDP program, with the kernel's own accounting on (the
+/// caller holds BPF_ENABLE_STATS: the kernel reads the clock around every run), over `secs` of
+/// load, in ns per run of the program that ran most. The clock reads are in every program's
+/// figure alike, so the differences between programs are what it measures. Returns (ns per
+/// run, runs).
 fn program_time(tb: &Testbed, r: Receiver, name: &str, secs: f64) -> Result<(f64, u64)> {
     let s = set_up(tb, r, Layout::BusyPoll)?;
-    let stats = aya::sys::enable_stats(aya::sys::Stats::RunTime)
-        .map_err(|e| anyhow::anyhow!("cannot turn on the kernel's BPF run-time stats: {e}"))?;
     let before = program_runs(name)?;
     let load = offer_load(tb, secs, false);
     let after = program_runs(name)?;
-    drop(stats);
     tear_down(tb, r, s)?;
     load?;
     let (time, runs) = after
@@ -538,17 +536,17 @@ fn main() -> Result<()> {
         }
     }
     // The programs' live cost (busy-poll layout): the receivers with a native-mode program,
-    // interleaved, one sample each per repetition.
-    // A kernel without BPF_ENABLE_STATS (before 5.8) skips the pass, and says so; the rates
-    // stand on their own.
-    let stats_ok = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
-        Ok(_) => true,
+    // interleaved, one sample each per repetition, the kernel's run-time stats on for this pass
+    // only (after every rate sample). A kernel without BPF_ENABLE_STATS (before 5.8) skips the
+    // pass, and says so; the rates stand on their own.
+    let stats = match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+        Ok(fd) => Some(fd),
         Err(e) => {
             eprintln!("live program time skipped: the kernel's BPF run-time stats: {e}");
-            false
+            None
         }
     };
-    let timed: Vec<(Receiver, &str)> = if stats_ok && layouts.contains(&Layout::BusyPoll) {
+    let timed: Vec<(Receiver, &str)> = if stats.is_some() && layouts.contains(&Layout::BusyPoll) {
         receivers
             .iter()
             .filter_map(|&r| Some((r, program_of(r)?)))
@@ -569,6 +567,7 @@ fn main() -> Result<()> {
             times[i].push(t);
         }
     }
+    drop(stats);
     drop(tb);
 
     let median = |v: &[serde_json::Value], k: &str| -> f64 {

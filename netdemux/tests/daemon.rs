@@ -53,6 +53,18 @@ fn sink_packets(stats: &serde_json::Value) -> u64 {
 /// Sends `n` datagrams to `dst` from `sockets` sockets (so many source ports, so RSS spreads
 /// them over the queues), paced so a healthy receiver keeps up.
 fn send_spread(ns: &str, dst: SocketAddr, n: u64, sockets: usize) -> thread::JoinHandle<()> {
+    send_paced(ns, dst, n, sockets, 16, Duration::from_micros(200))
+}
+
+/// [`send_spread`] with its own pace: a pause of `pause` after every `burst` datagrams.
+fn send_paced(
+    ns: &str,
+    dst: SocketAddr,
+    n: u64,
+    sockets: usize,
+    burst: u64,
+    pause: Duration,
+) -> thread::JoinHandle<()> {
     in_netns(ns, move || {
         let socks: Vec<UdpSocket> = (0..sockets)
             .map(|_| UdpSocket::bind("0.0.0.0:0").unwrap())
@@ -61,8 +73,8 @@ fn send_spread(ns: &str, dst: SocketAddr, n: u64, sockets: usize) -> thread::Joi
             socks[i as usize % sockets]
                 .send_to(format!("seq:{i}").as_bytes(), dst)
                 .unwrap();
-            if i % 16 == 15 {
-                thread::sleep(Duration::from_micros(200));
+            if i % burst == burst - 1 {
+                thread::sleep(pause);
             }
         }
     })
@@ -869,19 +881,9 @@ fn the_programs_log_records_reach_the_daemons_logs_only_when_asked_for() {
     // on queue 1, a record each — some 250 KB of log, more than a pipe holds (64 KiB). The
     // testbed reads the daemon's stderr as it comes; it once read it only at the end, and a
     // daemon with more to say blocked on the full pipe (and could not stop within 10 s).
-    in_netns(&tb.ns_a, move || {
-        let socks: Vec<UdpSocket> = (0..16)
-            .map(|_| UdpSocket::bind("0.0.0.0:0").unwrap())
-            .collect();
-        for i in 0..4000usize {
-            socks[i % 16].send_to(b"log me", dst).unwrap();
-            if i % 8 == 7 {
-                thread::sleep(Duration::from_millis(1));
-            }
-        }
-    })
-    .join()
-    .unwrap();
+    send_paced(&tb.ns_a, dst, 4000, 16, 8, Duration::from_millis(1))
+        .join()
+        .unwrap();
     let stats = wait_stats(&tb, 5, |s| {
         u(&s["verdicts"]["redirect_failed"]) >= before + 1000
     });

@@ -81,10 +81,11 @@ fn bulk(tb: &Testbed, dst: SocketAddr, len: usize) -> ([u8; 32], [u8; 32], f64) 
                 )
             })
             .collect();
+            let stats = tb.stats();
             panic!(
                 "{dst}: {e}\nqueues: {}\nproxies: {}\nnamespace a: {}",
-                tb.stats()["queues"],
-                tb.stats()["proxies"],
+                stats["queues"],
+                stats["proxies"],
                 counters.join(", ")
             );
         }

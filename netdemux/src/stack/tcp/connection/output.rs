@@ -95,7 +95,12 @@ impl Connection {
     /// it dropped gets no retransmission beyond it (it would drop it unread); as Linux's
     /// __tcp_retransmit_skb.
     pub(super) fn window_admits(&self, seq: Seq) -> bool {
-        seq == self.snd_una || (self.snd_una + self.snd_wnd).since(seq) > 0
+        seq == self.snd_una || self.window_end().since(seq) > 0
+    }
+
+    /// The right edge of the peer's window: SND.UNA + SND.WND.
+    fn window_end(&self) -> Seq {
+        self.snd_una + self.snd_wnd
     }
 
     /// A data segment from `seq` of at most `len` bytes, with the FIN if it ends there.
@@ -145,7 +150,7 @@ impl Connection {
                 fin: true,
             });
         }
-        let peer_room = (self.snd_una + self.snd_wnd).since(start).max(0) as usize;
+        let peer_room = self.window_end().since(start).max(0) as usize;
         let cc_room = self.cc.window().saturating_sub(self.pipe());
         let room = peer_room.min(cc_room);
         let mss = self.current_mss();
@@ -175,7 +180,7 @@ impl Connection {
     /// them, its application would never read, and its window never open again. Linux's
     /// tcp_acceptable_seq() makes the same choice.
     fn acceptable_seq(&self) -> Seq {
-        let edge = self.snd_una + self.snd_wnd;
+        let edge = self.window_end();
         if self.snd_max.since(edge) > 0 {
             edge
         } else {
@@ -357,7 +362,7 @@ impl Connection {
     pub(super) fn persist_plan(&self) -> Plan {
         let offset = self.snd_nxt - self.snd_una;
         let unsent = self.send.len().saturating_sub(offset);
-        let room = (self.snd_una + self.snd_wnd).since(self.snd_nxt).max(0) as usize;
+        let room = self.window_end().since(self.snd_nxt).max(0) as usize;
         let len = unsent.min(room).min(self.current_mss());
         if len > 0 {
             self.data_plan(self.snd_nxt, len)

@@ -197,10 +197,23 @@ fn setsockopt<T>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Re
 }
 
 /// poll(2) on `pfds`; true when any is ready, false on timeout or interruption.
+/// poll(2) with the whole timeout: ppoll takes nanoseconds, where poll's milliseconds would
+/// turn a timer due in 0.6 ms into a busy spin of zero-timeout calls until it is due.
 fn poll(pfds: &mut [libc::pollfd], timeout: Duration) -> io::Result<bool> {
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: `pfds` is a valid array of pollfds of the length passed.
-    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `pfds` is a valid array of pollfds of the length passed; `ts` lives across the
+    // call; no signal mask is passed.
+    let rc = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
     match rc {
         -1 => {
             let e = io::Error::last_os_error();
@@ -577,20 +590,15 @@ impl XskSocket {
         self.posted
     }
 
-    /// Tells the kernel about the frames [`XskSocket::post`] queued: in copy mode each
-    /// sendto(2) moves at most 32 of them, so it repeats until the ring is drained or the kernel
-    /// pushes back. Returns true when frames are still waiting (kick again soon).
+    /// Tells the kernel about the frames [`XskSocket::post`] queued (see
+    /// [`XskSocket::push_tx`] for copy mode). Returns true when frames are still waiting: the
+    /// device pushed back (kick again soon).
     pub fn flush_tx(&self) -> bool {
         if self.zero_copy {
             self.kick_tx();
             return false;
         }
-        for _ in 0..(self.tx.capacity() / 32 + 2) {
-            if self.tx.pending() == 0 || !self.sendto() {
-                break;
-            }
-        }
-        self.tx.pending() > 0
+        self.push_tx()
     }
 
     /// Waits up to `timeout` for received frames or for `extra` to become readable (an eventfd
@@ -645,9 +653,7 @@ impl XskSocket {
     }
 
     /// Asks the kernel to process the TX ring: always in copy mode, and in zero-copy mode when
-    /// the driver asks for a wakeup. Copy mode transmits only inside sendto(2), at most 32 frames
-    /// per call (the kernel's TX_BATCH_SIZE), so it is called until the ring is drained (or the
-    /// kernel pushes back).
+    /// the driver asks for a wakeup.
     fn kick_tx(&self) {
         if self.zero_copy {
             if self.tx.needs_wakeup() {
@@ -655,18 +661,32 @@ impl XskSocket {
             }
             return;
         }
-        for _ in 0..(BATCH / 32 + 2) {
-            if self.tx.pending() == 0 || !self.sendto() {
-                break;
-            }
-        }
+        self.push_tx();
     }
 
-    /// A zero-length non-blocking sendto(2); false when the kernel pushed back (EAGAIN, EBUSY,
-    /// ENOBUFS), which means: try again later.
-    fn sendto(&self) -> bool {
+    /// Copy mode transmits only inside sendto(2), at most 32 frames per call (the kernel's
+    /// TX_BATCH_SIZE), and a call that leaves frames behind fails with EAGAIN though it sent
+    /// 32: so calls again while each call takes frames from the ring, and stops when one takes
+    /// none (the device pushed back, or is down). True when frames are still waiting.
+    fn push_tx(&self) -> bool {
+        let mut waiting = self.tx.pending();
+        while waiting > 0 {
+            self.sendto();
+            let left = self.tx.pending();
+            if left == waiting {
+                break;
+            }
+            waiting = left;
+        }
+        waiting > 0
+    }
+
+    /// A zero-length non-blocking sendto(2): the kernel transmits from the TX ring. Its result
+    /// says little (EAGAIN after a full batch, EBUSY after a dropped frame): callers read the
+    /// ring's consumer index instead.
+    fn sendto(&self) {
         // SAFETY: a zero-length, non-blocking sendto on our own socket; no buffer is passed.
-        let rc = unsafe {
+        unsafe {
             libc::sendto(
                 self.fd.as_raw_fd(),
                 std::ptr::null(),
@@ -676,7 +696,6 @@ impl XskSocket {
                 0,
             )
         };
-        rc >= 0
     }
 
     /// Waits up to `timeout` for received frames (poll(2); it also wakes the driver when the
@@ -691,8 +710,12 @@ impl XskSocket {
     }
 
     /// For spinning and busy-polling workers: asks the kernel to make progress (refill from the
-    /// fill ring, or run a busy-poll round) without blocking, when it needs it.
+    /// fill ring, or run a busy-poll round; in copy mode, transmit what the device pushed back
+    /// before, which poll(2) would do for a waiting worker) without blocking, when it needs it.
     pub fn kick(&self) {
+        if !self.zero_copy && self.tx.pending() > 0 {
+            self.push_tx();
+        }
         if self.busy_poll || self.fill.needs_wakeup() || self.rx.needs_wakeup() {
             // SAFETY: a zero-length, non-blocking recvfrom on our own socket; no buffer is passed.
             unsafe {
@@ -739,6 +762,28 @@ impl AsFd for XskSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A wait shorter than a millisecond sleeps for it. With poll(2)'s millisecond timeout it
+    /// was 0: a worker whose next TCP timer was 0.6 ms away spun through zero-timeout polls
+    /// until it was due (seen as runs of `poll(..., 0) = 0` in an strace of the HTTP benchmark).
+    #[test]
+    fn a_sub_millisecond_wait_sleeps() {
+        let (read, _write) = nix::unistd::pipe().unwrap();
+        let mut pfds = [libc::pollfd {
+            fd: read.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let wait = Duration::from_micros(600);
+        let start = std::time::Instant::now();
+        assert!(!poll(&mut pfds, wait).unwrap(), "nothing to read");
+        // A lower bound only: the kernel sleeps at least the timeout, however loaded it is.
+        assert!(
+            start.elapsed() >= wait,
+            "returned after {:?}",
+            start.elapsed()
+        );
+    }
 
     fn desc(addr: u64, len: u32) -> libc::xdp_desc {
         libc::xdp_desc {

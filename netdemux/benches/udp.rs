@@ -25,7 +25,8 @@
 //! Two layouts, interleaved, both with the generator alone on CPU 0 and the receiver on CPU 1:
 //! "pinned" (threaded NAPI on the receiving veth, its thread on CPU 1 too; the queue worker waits
 //! in poll(2) and so leaves the NAPI thread room) and "busy-poll" (veth's default softirq NAPI;
-//! the queue worker busy-polls and spins).
+//! the queue worker runs with `--busy-poll --spin`; veth registers no NAPI instance for the
+//! kernel to busy-poll, so it spins on its rings).
 //!
 //! Then the programs' own live cost: each receiver with a native-mode program (R0, R1, R1p, R2,
 //! Rbc, Rbp, Rbd) once more per repetition in the busy-poll layout, with the kernel's BPF

@@ -350,6 +350,32 @@ fn run_refuses_bad_setups_and_leaves_nothing() {
     drop(first);
 }
 
+/// `--busy-poll` where the driver registered no NAPI instance for the queue (veth): the kernel
+/// busy-polls nothing for the socket (its SO_INCOMING_NAPI_ID stays 0, and a profile of a
+/// busy-polling worker shows no NAPI code on its core). The daemon says so at start-up and
+/// reports it per queue, where it used to leave the option looking effective.
+#[test]
+fn busy_poll_without_a_napi_instance_is_reported() {
+    let tb = Testbed::new(1);
+    let args = ["--udp-sink", "198.18.0.2:7000", "--busy-poll"];
+    let daemon = netdemux::testbed::Daemon::start(&tb, &args).unwrap();
+    let stats = tb.stats();
+    assert_eq!(stats["queues"][0]["busy_poll"], "no-napi", "{stats}");
+    let (status, stderr) = daemon.stop_with_stderr().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--busy-poll does nothing on") && stderr.contains("queue 0"),
+        "{stderr}"
+    );
+    let daemon = netdemux::testbed::Daemon::start(&tb, &args[..2]).unwrap();
+    assert_eq!(tb.stats()["queues"][0]["busy_poll"], "off");
+    let (_, stderr) = daemon.stop_with_stderr().unwrap();
+    assert!(
+        !stderr.contains("--busy-poll"),
+        "no warning without it: {stderr}"
+    );
+}
+
 #[test]
 fn run_warns_about_gro_in_skb_mode_and_reports_copy_mode() {
     let tb = Testbed::new(1);

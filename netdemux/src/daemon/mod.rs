@@ -33,6 +33,7 @@ use crate::{
     runtime::{
         dataplane::{self, DataPlane, DataPlaneConfig},
         faults::FaultConfig,
+        worker::stats::BusyPoll,
     },
     services::{Kind, ServiceTable},
     xsk::{XskConfig, ZeroCopy},
@@ -269,7 +270,10 @@ fn serve_plane(
         let modes: Vec<String> = plane
             .queues()
             .iter()
-            .map(|s| format!("{} ({})", s.queue, s.mode()))
+            .map(|s| match s.busy_poll {
+                BusyPoll::Off => format!("{} ({})", s.queue, s.mode()),
+                b => format!("{} ({}, busy-poll {})", s.queue, s.mode(), b.name()),
+            })
             .collect();
         let mut names: Vec<String> = services
             .services()

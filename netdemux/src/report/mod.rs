@@ -148,6 +148,10 @@ pub struct QueueReport {
     pub queue: u32,
     /// `copy` or `zero-copy`.
     pub mode: String,
+    /// `off`, `on`, or `no-napi`: asked for, but the kernel has no NAPI instance to busy-poll
+    /// for the queue (veth), so it does nothing there.
+    #[serde(default)]
+    pub busy_poll: String,
     /// The socket's counters.
     #[serde(flatten)]
     pub counters: QueueCounters,

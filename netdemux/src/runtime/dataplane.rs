@@ -29,7 +29,11 @@ use crossbeam_queue::ArrayQueue;
 use super::{
     faults::{FaultConfig, Faults, Faulty},
     resolver,
-    worker::{self, WorkerApplication, WorkerConfig, stats::WorkerStats, tcp_sockets::TcpSetup},
+    worker::{
+        self, WorkerApplication, WorkerConfig,
+        stats::{BusyPoll, WorkerStats},
+        tcp_sockets::TcpSetup,
+    },
 };
 use crate::{
     bridge::{Bridge, link::RESOLVED_QUEUE},
@@ -200,6 +204,9 @@ pub fn prepare(iface: &Interface, cfg: DataPlaneConfig, role: Role) -> Result<Pr
         })?;
         sockets.push(sock);
     }
+    if let Some(w) = busy_poll_warning(iface, &cfg, &sockets) {
+        tracing::warn!("{w}");
+    }
     let tcp = tcp::Config {
         mss: nic::tcp_mss(iface.name(), cfg.xsk.rx_room()),
         ..tcp::Config::default()
@@ -212,6 +219,33 @@ pub fn prepare(iface: &Interface, cfg: DataPlaneConfig, role: Role) -> Result<Pr
         sockets,
         tcp,
         undo,
+    })
+}
+
+/// The warning for `--busy-poll` on queues whose driver registered no NAPI instance for them
+/// (veth): the kernel then busy-polls nothing and the option changes nothing.
+fn busy_poll_warning(
+    iface: &Interface,
+    cfg: &DataPlaneConfig,
+    sockets: &[XskSocket],
+) -> Option<String> {
+    let without: Vec<String> = sockets
+        .iter()
+        .filter(|s| BusyPoll::of(cfg.xsk.busy_poll, s.napi_id()) == BusyPoll::NoNapi)
+        .map(|s| s.queue().to_string())
+        .collect();
+    (!without.is_empty()).then(|| {
+        format!(
+            "--busy-poll does nothing on {iface} queue {}: its driver gives the kernel no NAPI \
+             instance to poll there (SO_INCOMING_NAPI_ID 0, as on veth), so frames are still \
+             received in the kernel's softirq{}",
+            without.join(", "),
+            if cfg.spin {
+                "; the workers spin on their rings (--spin)"
+            } else {
+                "; add --spin to poll the rings without sleeping"
+            }
+        )
     })
 }
 
@@ -350,6 +384,7 @@ impl Prepared {
             let stats = Arc::new(WorkerStats::new(
                 q,
                 sock.zero_copy(),
+                BusyPoll::of(cfg.xsk.busy_poll, sock.napi_id()),
                 services.services().len(),
                 reports_tcp,
             ));

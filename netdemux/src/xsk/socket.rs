@@ -731,6 +731,15 @@ impl XskSocket {
         }
     }
 
+    /// The NAPI instance the kernel busy-polls for this socket (SO_INCOMING_NAPI_ID), or 0 when
+    /// it has none: the driver registered no NAPI for the queue (veth does not), and busy
+    /// polling the socket does nothing.
+    pub fn napi_id(&self) -> io::Result<u32> {
+        let id: libc::c_uint =
+            getsockopt(self.fd.as_fd(), libc::SOL_SOCKET, libc::SO_INCOMING_NAPI_ID)?;
+        Ok(id)
+    }
+
     /// The kernel's counters for this socket.
     pub fn stats(&self) -> io::Result<XskStats> {
         let s: RawStats = getsockopt(self.fd.as_fd(), libc::SOL_XDP, libc::XDP_STATISTICS)?;

@@ -188,7 +188,13 @@ impl Sent {
 
 /// Runs the worker on the frames `data` describes; see the module's documentation.
 pub fn run(data: &[u8]) -> Sent {
-    let stats = Arc::new(WorkerStats::new(0, false, 6, true));
+    let stats = Arc::new(WorkerStats::new(
+        0,
+        false,
+        super::stats::BusyPoll::Off,
+        6,
+        true,
+    ));
     let answers = Arc::new(ArrayQueue::new(RESOLVED_QUEUE));
     let lines = resolver::Lines::new(vec![answers.clone()]);
     let cfg = WorkerConfig {

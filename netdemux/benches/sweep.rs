@@ -201,6 +201,7 @@ fn main() -> Result<()> {
         rows.push((Receiver::Sink, Load { size: 64, flows }));
     }
     let tb = Testbed::new("nds", 1, BIN)?;
+    tb.pin_neighbours()?;
     // The generator's frames are to be the only ones offered, for the accounting to be exact:
     // the peer's own IPv6 (router solicitations, backing off to minutes apart) would reach the
     // bare consumer, whose program takes every frame, and a full ring drops them with the rest

@@ -466,6 +466,7 @@ fn main() -> Result<()> {
         bail!("the UDP benchmark creates namespaces and loads BPF programs: run it as root");
     }
     let tb = Testbed::new("ndb", 1, BIN)?;
+    tb.pin_neighbours()?;
     let receivers = [
         Receiver::XdpDrop,
         Receiver::KernelNoProgram,

@@ -149,6 +149,42 @@ impl Testbed {
         Ok(tb)
     }
 
+    /// Makes namespace a's neighbour entries for b's addresses permanent (b's MAC), for
+    /// benchmarks whose receivers take every frame, ARP and ND included: a resolved entry that
+    /// the kernel probes again while such a receiver runs (namespace a answers the reflector's
+    /// frames with ICMP errors) would otherwise fail, and the next load finds no MAC to send
+    /// to (a full benchmark run stopped so once).
+    pub fn pin_neighbours(&self) -> Result<()> {
+        let out = must(
+            "ip",
+            &["-n", &self.ns_b, "-j", "link", "show", &self.veth_b],
+        )?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("ip -j is not JSON")?;
+        let mac = v[0]["address"]
+            .as_str()
+            .context("ip -j link shows no address")?
+            .to_string();
+        for ip in ["198.18.0.2", "2001:db8::2"] {
+            must(
+                "ip",
+                &[
+                    "-n",
+                    &self.ns_a,
+                    "neigh",
+                    "replace",
+                    ip,
+                    "lladdr",
+                    &mac,
+                    "dev",
+                    &self.veth_a,
+                    "nud",
+                    "permanent",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
     /// Resolves both sides' neighbour entries (ARP and ND), so the first datagrams are not
     /// queued (and, past the kernel's small unresolved queue, dropped) behind resolution.
     pub fn resolve_neighbours(&self) -> Result<()> {

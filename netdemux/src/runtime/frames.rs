@@ -108,6 +108,8 @@ pub mod fake {
         pub posted: Vec<Vec<u8>>,
         /// Frames posted so far (in-place answers included).
         pub total: u64,
+        /// Flushes that had posted frames to send (a sendto(2) each, or more, on a real socket).
+        pub flushes: usize,
     }
 
     impl Frames for FakeFrames {
@@ -165,6 +167,9 @@ pub mod fake {
         }
 
         fn flush_tx(&mut self) -> bool {
+            if !self.posted.is_empty() {
+                self.flushes += 1;
+            }
             self.sent.append(&mut self.posted);
             false
         }

@@ -196,9 +196,9 @@ fn setsockopt<T>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Re
     }
 }
 
-/// poll(2) on `pfds`; true when any is ready, false on timeout or interruption.
-/// poll(2) with the whole timeout: ppoll takes nanoseconds, where poll's milliseconds would
-/// turn a timer due in 0.6 ms into a busy spin of zero-timeout calls until it is due.
+/// Waits on `pfds` for up to `timeout`; true when any is ready, false on timeout or
+/// interruption. ppoll(2), which takes the whole timeout: poll's milliseconds would turn a
+/// timer due in 0.6 ms into a busy spin of zero-timeout calls until it is due.
 fn poll(pfds: &mut [libc::pollfd], timeout: Duration) -> io::Result<bool> {
     let ts = libc::timespec {
         tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,

@@ -250,9 +250,14 @@ pub fn start_bare(
             let mut ebpf = object::open(1)?;
             let mut maps = netdemux::control::maps::DemuxMaps::take(&mut ebpf, None)?;
             let ifindex = netdemux::control::iface::Interface::link(&veth)?.ifindex()?;
-            let cfg = XskConfig {
-                busy_poll: layout == Layout::BusyPoll,
-                ..XskConfig::default()
+            // Configured as a queue worker is in the layout (`--busy-poll --spin`, or waiting).
+            let cfg = match layout {
+                Layout::BusyPoll => XskConfig {
+                    busy_poll: true,
+                    ..XskConfig::default()
+                }
+                .spinning(),
+                Layout::Pinned => XskConfig::default(),
             };
             let sock = XskSocket::open(ifindex, 0, &cfg)?;
             maps.xsks.set(

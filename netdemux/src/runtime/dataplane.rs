@@ -189,7 +189,12 @@ pub fn prepare(iface: &Interface, cfg: DataPlaneConfig, role: Role) -> Result<Pr
     let queues = queues(iface, cfg.queues.as_deref())?;
     let mut sockets = Vec::with_capacity(queues.len());
     for q in queues {
-        let sock = XskSocket::open(ifindex, q, &cfg.xsk).map_err(|e| {
+        let xsk = if cfg.spin {
+            cfg.xsk.spinning()
+        } else {
+            cfg.xsk
+        };
+        let sock = XskSocket::open(ifindex, q, &xsk).map_err(|e| {
             if cfg.xsk.zero_copy == ZeroCopy::Require
                 && e.error.raw_os_error() == Some(libc::EOPNOTSUPP)
             {

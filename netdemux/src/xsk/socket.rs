@@ -42,6 +42,9 @@ pub struct XskConfig {
     pub zero_copy: ZeroCopy,
     /// Set SO_PREFER_BUSY_POLL / SO_BUSY_POLL / SO_BUSY_POLL_BUDGET on the socket.
     pub busy_poll: bool,
+    /// Most frames kept in the fill ring; 0: every idle frame but the TX reserve. See
+    /// [`XskConfig::spinning`].
+    pub fill_depth: u32,
 }
 
 /// Bytes the kernel keeps in front of every received packet in a UMEM frame
@@ -54,6 +57,19 @@ impl XskConfig {
     pub fn rx_room(&self) -> u32 {
         self.frame_size.saturating_sub(KERNEL_HEADROOM)
     }
+
+    /// This configuration for a consumer that spins: half a ring of frames in the fill ring.
+    /// A spinning consumer gives frames back within microseconds, so the kernel needs few
+    /// queued, and it then copies each packet into a frame used recently rather than cycling
+    /// through every frame of the UMEM (a page each): measured on veth, a spinning sink received
+    /// ~20% more with 1024 frames queued than with 3584 (and less with 512). A consumer that
+    /// sleeps keeps them all queued, to ride out its wake-ups.
+    pub fn spinning(self) -> XskConfig {
+        XskConfig {
+            fill_depth: self.ring_size / 2,
+            ..self
+        }
+    }
 }
 
 impl Default for XskConfig {
@@ -64,6 +80,7 @@ impl Default for XskConfig {
             ring_size: 2048,
             zero_copy: ZeroCopy::Auto,
             busy_poll: false,
+            fill_depth: 0,
         }
     }
 }
@@ -171,6 +188,8 @@ pub struct XskSocket {
     free: Vec<u64>,
     /// Idle frames kept back from the fill ring for transmitting new datagrams.
     tx_reserve: usize,
+    /// Most frames in the fill ring ([`XskConfig::fill_depth`]; `usize::MAX` for no bound).
+    fill_depth: usize,
     queue: u32,
     zero_copy: bool,
     busy_poll: bool,
@@ -423,6 +442,10 @@ impl XskSocket {
             umem,
             free: Vec::with_capacity(cfg.frames as usize),
             tx_reserve: (cfg.frames / 8) as usize,
+            fill_depth: match cfg.fill_depth {
+                0 => usize::MAX,
+                n => n as usize,
+            },
             queue,
             zero_copy: false,
             busy_poll: cfg.busy_poll,
@@ -585,6 +608,11 @@ impl XskSocket {
         }
     }
 
+    /// Frames in the fill ring that the kernel has not taken yet.
+    pub fn fill_queued(&self) -> u32 {
+        self.fill.pending()
+    }
+
     /// Frames put on the TX ring since the socket was opened: in-place answers and built frames.
     pub fn posted(&self) -> u64 {
         self.posted
@@ -642,7 +670,10 @@ impl XskSocket {
     /// Moves idle frames into the fill ring, as many as fit, keeping the TX reserve back.
     fn refill(&mut self) {
         let spare = self.free.len().saturating_sub(self.tx_reserve);
-        let room = self.fill.free(spare as u32) as usize;
+        let mut room = self.fill.free(spare as u32) as usize;
+        if self.fill_depth != usize::MAX {
+            room = room.min(self.fill_depth.saturating_sub(self.fill.pending() as usize));
+        }
         let k = room.min(spare);
         if k == 0 {
             return;

@@ -209,9 +209,6 @@ pub fn prepare(iface: &Interface, cfg: DataPlaneConfig, role: Role) -> Result<Pr
         })?;
         sockets.push(sock);
     }
-    if let Some(w) = busy_poll_warning(iface, &cfg, &sockets) {
-        tracing::warn!("{w}");
-    }
     let tcp = tcp::Config {
         mss: nic::tcp_mss(iface.name(), cfg.xsk.rx_room()),
         ..tcp::Config::default()
@@ -232,12 +229,12 @@ pub fn prepare(iface: &Interface, cfg: DataPlaneConfig, role: Role) -> Result<Pr
 fn busy_poll_warning(
     iface: &Interface,
     cfg: &DataPlaneConfig,
-    sockets: &[XskSocket],
+    queues: &[Arc<WorkerStats>],
 ) -> Option<String> {
-    let without: Vec<String> = sockets
+    let without: Vec<String> = queues
         .iter()
-        .filter(|s| BusyPoll::of(cfg.xsk.busy_poll, s.napi_id()) == BusyPoll::NoNapi)
-        .map(|s| s.queue().to_string())
+        .filter(|s| s.busy_poll == BusyPoll::NoNapi)
+        .map(|s| s.queue.to_string())
         .collect();
     (!without.is_empty()).then(|| {
         format!(
@@ -421,6 +418,9 @@ impl Prepared {
                 None => worker::spawn(sock, services, stats, stop, wcfg, application)?,
             };
             plane.workers.push(handle);
+        }
+        if let Some(w) = busy_poll_warning(&plane.iface, &cfg, &plane.stats) {
+            tracing::warn!("{w}");
         }
         let ifindex = plane.iface.ifindex()?;
         let stop = plane.stop.clone();

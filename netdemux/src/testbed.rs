@@ -155,12 +155,7 @@ impl Testbed {
     /// frames with ICMP errors) would otherwise fail, and the next load finds no MAC to send
     /// to (a full benchmark run stopped so once).
     pub fn pin_neighbours(&self) -> Result<()> {
-        let out = must(
-            "ip",
-            &["-n", &self.ns_b, "-j", "link", "show", &self.veth_b],
-        )?;
-        let v: serde_json::Value = serde_json::from_str(&out).context("ip -j is not JSON")?;
-        let mac = v[0]["address"]
+        let mac = link(&self.ns_b, &self.veth_b)?["address"]
             .as_str()
             .context("ip -j link shows no address")?
             .to_string();
@@ -272,23 +267,7 @@ impl Testbed {
     /// Frames the kernel dropped on `veth_a`'s transmit side (the peer's ring full), from
     /// `ip -s link`: veth's own loss, before any XDP program runs.
     pub fn sender_tx_dropped(&self) -> Result<u64> {
-        let out = must(
-            "ip",
-            &[
-                "-n",
-                &self.ns_a,
-                "-j",
-                "-s",
-                "link",
-                "show",
-                "dev",
-                &self.veth_a,
-            ],
-        )?;
-        let v: serde_json::Value = serde_json::from_str(&out).context("ip -j is not JSON")?;
-        v[0]["stats64"]["tx"]["dropped"]
-            .as_u64()
-            .context("ip -s -j shows no tx dropped counter")
+        link_counter(&self.ns_a, &self.veth_a, "tx", "dropped")
     }
 
     /// Where the pins of namespace `b` live.
@@ -567,6 +546,20 @@ pub fn queue_sum(stats: &serde_json::Value, field: &str) -> u64 {
 /// summed over the queues.
 pub fn ring_drops(stats: &serde_json::Value) -> u64 {
     queue_sum(stats, "rx_dropped") + queue_sum(stats, "rx_ring_full")
+}
+
+/// `dev` in namespace `ns` as `ip -j -s link show` gives it: its attributes and counters.
+pub fn link(ns: &str, dev: &str) -> Result<serde_json::Value> {
+    let out = must("ip", &["-n", ns, "-j", "-s", "link", "show", "dev", dev])?;
+    let v: serde_json::Value = serde_json::from_str(&out).context("ip -j is not JSON")?;
+    Ok(v[0].clone())
+}
+
+/// One of `dev`'s counters from `ip -s link`: `dir` is `rx` or `tx`, `name` e.g. `packets`.
+pub fn link_counter(ns: &str, dev: &str, dir: &str, name: &str) -> Result<u64> {
+    link(ns, dev)?["stats64"][dir][name]
+        .as_u64()
+        .with_context(|| format!("ip -s -j shows no {dir} {name} counter for {dev}"))
 }
 
 /// A per-queue counter of `dev` in namespace `ns` (`ethtool -S`: `rx_queue_N_FIELD` or

@@ -71,9 +71,7 @@ fn a_stack_that_cannot_serve_every_queue_leaves_nothing_behind() {
 
 /// Packets `dev` in namespace `ns` has sent, from `ip -s link`.
 fn tx_packets(ns: &str, dev: &str) -> u64 {
-    let out = must("ip", &["-n", ns, "-j", "-s", "link", "show", "dev", dev]);
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v[0]["stats64"]["tx"]["packets"].as_u64().unwrap()
+    netdemux::testbed::link_counter(ns, dev, "tx", "packets").unwrap()
 }
 
 /// In copy mode one sendto(2) transmits at most 32 frames (the kernel's TX_BATCH_SIZE) and

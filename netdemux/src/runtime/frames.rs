@@ -20,8 +20,6 @@ pub trait Frames {
     /// Builds a frame with `write` and queues it for transmission without telling the kernel;
     /// false when there is no room (the caller tries again later or counts a drop).
     fn post(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool;
-    /// [`Frames::post`], then tells the kernel.
-    fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool;
     /// Tells the kernel about posted frames; true when some still wait (kick again soon).
     fn flush_tx(&mut self) -> bool;
     /// Frames put on the TX ring so far (in-place answers and built frames).
@@ -59,10 +57,6 @@ impl Frames for XskSocket {
     #[inline]
     fn post(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         XskSocket::post(self, write)
-    }
-
-    fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-        XskSocket::transmit(self, write)
     }
 
     fn flush_tx(&mut self) -> bool {
@@ -158,12 +152,6 @@ pub mod fake {
                 }
                 None => false,
             }
-        }
-
-        fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-            let posted = self.post(write);
-            self.flush_tx();
-            posted
         }
 
         fn flush_tx(&mut self) -> bool {

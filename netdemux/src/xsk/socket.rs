@@ -32,7 +32,8 @@ pub enum ZeroCopy {
 /// How a socket is built.
 #[derive(Clone, Copy, Debug)]
 pub struct XskConfig {
-    /// Frames in the UMEM (a power of two; all of them circulate through the fill ring).
+    /// Frames in the UMEM (a power of two; all of them circulate through the fill ring, at
+    /// most [`XskConfig::fill_depth`] of them queued there at once).
     pub frames: u32,
     /// Bytes per frame: 2048 or 4096.
     pub frame_size: u32,
@@ -62,8 +63,8 @@ impl XskConfig {
     /// A spinning consumer gives frames back within microseconds, so the kernel needs few
     /// queued, and it then copies each packet into a frame used recently rather than cycling
     /// through every frame of the UMEM (a page each): measured on veth, a spinning sink received
-    /// ~20% more with 1024 frames queued than with 3584 (and less with 512). A consumer that
-    /// sleeps keeps them all queued, to ride out its wake-ups.
+    /// ~20% more with 1024 frames queued than with 3584 (with 512, no more than with 3584). A
+    /// consumer that sleeps keeps them all queued, to ride out its wake-ups.
     pub fn spinning(self) -> XskConfig {
         XskConfig {
             fill_depth: self.ring_size / 2,
@@ -562,18 +563,9 @@ impl XskSocket {
     }
 
     /// Builds a new frame with `write` (which returns its length, or `None` to give up) in an
-    /// idle frame and transmits it. False when no idle frame or TX slot is free, or `write` gave
-    /// up: the caller counts the drop.
-    pub fn transmit(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-        let sent = self.post(write);
-        if sent {
-            self.kick_tx();
-        }
-        sent
-    }
-
-    /// Like [`XskSocket::transmit`] without telling the kernel: a batch of frames is posted,
-    /// then [`XskSocket::flush_tx`] sends them with one system call.
+    /// idle frame and queues it on the TX ring without telling the kernel: a batch of frames is
+    /// posted, then [`XskSocket::flush_tx`] sends them. False when no idle frame or TX slot is
+    /// free, or `write` gave up: the caller counts the drop.
     pub fn post(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         if self.tx.free(1) == 0 || self.free.is_empty() {
             self.complete();

@@ -192,6 +192,8 @@ pub mod program_names {
     pub const REDIRECT_ALL: &str = "netdemux_redirect_all";
     /// The demultiplexer's parsing, then every TCP/UDP frame to its queue's AF_XDP socket.
     pub const PARSE_REDIRECT: &str = "netdemux_parse_redirect";
+    /// `return TC_ACT_SHOT` at tc ingress: the benchmarks' discard of the answers.
+    pub const TC_DROP: &str = "netdemux_tc_drop";
 }
 
 /// The destination socket address of a packet: the key of the binding table.

@@ -10,10 +10,10 @@ mod maps;
 mod parse;
 
 use aya_ebpf::{
-    bindings::xdp_action,
-    macros::xdp,
+    bindings::{TC_ACT_SHOT, xdp_action},
+    macros::{classifier, xdp},
     maps::{Array, HashMap},
-    programs::XdpContext,
+    programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::debug;
 use maps::{
@@ -216,6 +216,14 @@ pub fn netdemux_parse_redirect(ctx: XdpContext) -> u32 {
         },
         Err(_) => xdp_action::XDP_PASS,
     }
+}
+
+/// `return TC_ACT_SHOT` at tc ingress: the benchmarks' discard of the answers that come back to
+/// the generator's veth (before IP, so the generator's kernel spends no UDP lookup or ICMP
+/// error on them, in the answering side's softirq).
+#[classifier]
+pub fn netdemux_tc_drop(_ctx: TcContext) -> i32 {
+    TC_ACT_SHOT
 }
 
 /// `return XDP_DROP`: the ceiling of what a receiver can absorb, for the benchmarks.

@@ -9,6 +9,11 @@
 //!   costs, so R1/R1p is what the demultiplexer itself adds to a miss;
 //! - R2    netdemux run --udp-sink: every frame a hit, counted by the AF_XDP sink;
 //! - R3e   netdemux run --udp-echo: every frame a hit and answered in place (answers counted);
+//!   the answers go back to the generator's namespace, whose kernel would take each through IP,
+//!   a UDP socket lookup and an ICMP error — on the echo's core, as veth hands a frame to its peer
+//!   in the sender's context. A tc program there drops them first (`netdemux_tc_drop`), for the
+//!   echo and the bare reflector alike: their rows measure the answering, and each sample records
+//!   the answers sent that the peer did not accept (`answers_lost`);
 //! - R4    R2 with the program attached in skb (generic) mode;
 //! - R6    half hits to the sink, half misses to a kernel socket (both counted);
 //! - Rbc   the bare consumer: netdemux's AF_XDP socket code behind a program that redirects every
@@ -48,10 +53,10 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use netdemux::{
     control::object,
-    testbed::{Daemon, Testbed, ethtool_sum, in_netns, must, queue_sum, ring_drops},
+    testbed::{Daemon, Testbed, ethtool_sum, in_netns, link_counter, must, queue_sum, ring_drops},
 };
 use netdemux_common::program_names;
 use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrIn, recvmmsg};
@@ -179,6 +184,8 @@ fn kernel_reader(
 struct Setup {
     bare: Option<Bare>,
     drop_prog: Option<aya::Ebpf>,
+    /// The discard of the answers at the generator's veth (echo and bare reflector).
+    discard: Option<aya::Ebpf>,
     daemon: Option<Daemon>,
     reader: Option<(Arc<AtomicBool>, thread::JoinHandle<()>)>,
     kernel_count: Arc<AtomicU64>,
@@ -189,6 +196,7 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
     let mut s = Setup {
         bare: None,
         drop_prog: None,
+        discard: None,
         daemon: None,
         reader: None,
         kernel_count: kernel_count.clone(),
@@ -255,6 +263,9 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
             )?);
         }
     }
+    if answers(r) {
+        s.discard = Some(discard_answers(tb)?);
+    }
     pin_napi(tb, layout)?;
     if matches!(
         r,
@@ -283,6 +294,7 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
         d.stop()?;
     }
     drop(s.drop_prog);
+    drop(s.discard);
     match r {
         Receiver::XdpDrop | Receiver::KernelBehindPass => {}
         Receiver::KernelNoProgram => {
@@ -314,6 +326,39 @@ fn tear_down(tb: &Testbed, r: Receiver, s: Setup) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// True for the receivers that answer every frame (their count is of answers sent).
+fn answers(r: Receiver) -> bool {
+    matches!(r, Receiver::AfXdpEcho | Receiver::BareReflector)
+}
+
+/// Attaches the object's `netdemux_tc_drop` at the tc ingress hook of the generator's veth, from
+/// a thread inside namespace a: the answers are dropped there, before IP, so neither the echo
+/// nor the bare reflector pays for the generator's kernel looking up a UDP socket and sending an
+/// ICMP error (veth delivers to its peer in the sender's softirq, on the answering core).
+/// Dropping the returned object detaches it.
+fn discard_answers(tb: &Testbed) -> Result<aya::Ebpf> {
+    let veth = tb.veth_a.clone();
+    in_netns(&tb.ns_a, move || -> Result<aya::Ebpf> {
+        let mut ebpf = object::open(1)?;
+        let prog: &mut aya::programs::SchedClassifier = ebpf
+            .program_mut(program_names::TC_DROP)
+            .with_context(|| format!("no program {} in the object", program_names::TC_DROP))?
+            .try_into()?;
+        prog.load()?;
+        prog.attach(&veth, aya::programs::TcAttachType::Ingress)
+            .with_context(|| format!("attach {} to {veth}", program_names::TC_DROP))?;
+        Ok(ebpf)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("attach thread panicked"))?
+}
+
+/// The answers that have reached the generator's veth (its receive count: veth counts a frame
+/// its peer accepted; one refused for a full backlog is counted as a drop instead).
+fn answers_arrived(tb: &Testbed) -> Result<u64> {
+    link_counter(&tb.ns_a, &tb.veth_a, "rx", "packets")
 }
 
 /// What the receiver has counted so far.
@@ -505,6 +550,7 @@ fn main() -> Result<()> {
                     tear_down(&tb, r, s)?;
                     continue;
                 }
+                let arrived_before = if answers(r) { answers_arrived(&tb)? } else { 0 };
                 let (before, drops_before, cpu_before) = (
                     received(&tb, r, &s)?,
                     receiver_drops(&tb, r, &s)?,
@@ -517,6 +563,11 @@ fn main() -> Result<()> {
                     receiver_drops(&tb, r, &s)?,
                     netdemux::testbed::cpu_times(),
                 );
+                let arrived = if answers(r) {
+                    answers_arrived(&tb)? - arrived_before
+                } else {
+                    0
+                };
                 let duration = g["duration_s"].as_f64().unwrap_or(secs);
                 let rate = (after - before) as f64 / duration;
                 // CPU time of both cores per frame received: a cost that a saturated
@@ -524,13 +575,17 @@ fn main() -> Result<()> {
                 let busy = netdemux::testbed::cpu_busy(&cpu_before, &cpu_after);
                 let cpu_ns = busy.iter().sum::<f64>() * (duration + 0.3) * 1e9
                     / (after - before).max(1) as f64;
-                let sample = serde_json::json!({
+                let mut sample = serde_json::json!({
                     "cpu_ns_per_frame": cpu_ns,
                     "offered_mpps": g["pps"].as_f64().unwrap_or(0.0) / 1e6,
                     "received_mpps": rate / 1e6,
                     "receiver_drops": drops_after - drops_before,
                     "cpu_busy": busy,
                 });
+                if answers(r) {
+                    // Sent but never at the peer (veth refused them: its backlog was full).
+                    sample["answers_lost"] = (after - before).saturating_sub(arrived).into();
+                }
                 eprintln!("rep {rep} {:<9} {:<52} {sample}", layout.key(), r.name());
                 samples[l][i].push(sample);
                 tear_down(&tb, r, s)?;

@@ -171,7 +171,7 @@ impl<S: Frames> Worker<S> {
             let batch = self.ingress(now);
             let wait_for = self.egress();
             self.publish(&batch);
-            self.idle(&batch, wait_for)?;
+            self.idle(&batch, wait_for, now)?;
         }
         self.read_kernel_counters();
         Ok(())
@@ -295,13 +295,14 @@ impl<S: Frames> Worker<S> {
     }
 
     /// Phase 4b: after an empty round, waits for frames or the application (or spins); reads
-    /// the kernel's counters every [`KERNEL_COUNTERS_EVERY`].
-    fn idle(&mut self, batch: &Batch, wait_for: Duration) -> Result<()> {
+    /// the kernel's counters every [`KERNEL_COUNTERS_EVERY`], as of the round's start `now` (one
+    /// clock read per round: a spinning worker's rounds are short enough for a second to show).
+    fn idle(&mut self, batch: &Batch, wait_for: Duration, now: Instant) -> Result<()> {
         if batch.rx == 0 {
             self.wait(wait_for)
                 .with_context(|| format!("poll on queue {} failed", self.sock.queue()))?;
         }
-        if self.last_kernel_read.elapsed() >= KERNEL_COUNTERS_EVERY {
+        if now.saturating_duration_since(self.last_kernel_read) >= KERNEL_COUNTERS_EVERY {
             self.read_kernel_counters();
         }
         Ok(())

@@ -131,6 +131,10 @@ fn lend(
     free: &mut Vec<u64>,
 ) -> Lent {
     let mut lent = Lent::default();
+    // Every frame's first line (its headers) on its way before the first is read.
+    for d in descs {
+        umem.prefetch(d.addr);
+    }
     for d in descs {
         let base = umem.frame_base(d.addr);
         let Some(frame) = umem.frame_mut(d.addr, d.len) else {

@@ -1,6 +1,7 @@
 //! `cargo xtask bench udp`: receive rates under the same offered load, as ratios measured in one
 //! run. The load is `netdemux gen` (XDP live frames, 64-byte UDP, 64 flows, as fast as it goes)
-//! from the peer namespace; the receivers, interleaved, 3 repetitions each, median reported:
+//! from the peer namespace; the receivers, interleaved (each ratio's two sides one after the
+//! other), 5 repetitions each, median reported:
 //!
 //! - R0    XDP_DROP on the receiving veth: the ceiling of what arrives;
 //! - Rnone no program, a kernel UDP socket read with recvmmsg(64);
@@ -506,25 +507,29 @@ fn main() -> Result<()> {
     // wants the whole table).
     let only = support::flag_value(&args, "--only");
     let only_layout = support::flag_value(&args, "--layout");
-    let (secs, reps) = if quick { (2.0, 2) } else { (3.0, 3) };
+    // Five repetitions in a full run: on a noisy VM one sample of a ratio moves by ±15–25%.
+    let (secs, reps) = if quick { (2.0, 2) } else { (3.0, 5) };
     if !nix::unistd::geteuid().is_root() {
         bail!("the UDP benchmark creates namespaces and loads BPF programs: run it as root");
     }
     let tb = Testbed::new("ndb", 1, BIN)?;
     tb.pin_neighbours()?;
+    // The two sides of each ratio measured one right after the other in every repetition (the
+    // sink with the bare consumers, the echo with the bare reflector, the miss with its two
+    // baselines): a drift of the VM's speed over tens of seconds moves both sides alike.
     let receivers = [
         Receiver::XdpDrop,
         Receiver::KernelNoProgram,
         Receiver::KernelBehindDemux,
         Receiver::KernelBehindPass,
         Receiver::AfXdpSink,
+        Receiver::BareConsumer,
+        Receiver::BareBehindDemux,
+        Receiver::BareBehindParse,
         Receiver::AfXdpEcho,
+        Receiver::BareReflector,
         Receiver::AfXdpSinkSkb,
         Receiver::Mix,
-        Receiver::BareConsumer,
-        Receiver::BareReflector,
-        Receiver::BareBehindParse,
-        Receiver::BareBehindDemux,
     ];
     let receivers: Vec<Receiver> = receivers
         .into_iter()

@@ -341,8 +341,7 @@ fn answers(r: Receiver) -> bool {
 /// Dropping the returned object detaches it.
 fn discard_answers(tb: &Testbed) -> Result<aya::Ebpf> {
     let veth = tb.veth_a.clone();
-    in_netns(&tb.ns_a, move || -> Result<aya::Ebpf> {
-        let mut ebpf = object::open(1)?;
+    attached_in(&tb.ns_a, move |ebpf| {
         let prog: &mut aya::programs::SchedClassifier = ebpf
             .program_mut(program_names::TC_DROP)
             .with_context(|| format!("no program {} in the object", program_names::TC_DROP))?
@@ -350,10 +349,8 @@ fn discard_answers(tb: &Testbed) -> Result<aya::Ebpf> {
         prog.load()?;
         prog.attach(&veth, aya::programs::TcAttachType::Ingress)
             .with_context(|| format!("attach {} to {veth}", program_names::TC_DROP))?;
-        Ok(ebpf)
+        Ok(())
     })
-    .join()
-    .map_err(|_| anyhow::anyhow!("attach thread panicked"))?
 }
 
 /// The answers that have reached the generator's veth (its receive count: veth counts a frame
@@ -422,11 +419,23 @@ fn attach_drop(tb: &Testbed) -> Result<aya::Ebpf> {
 /// to `veth_b`; dropping the returned object detaches it.
 fn attach_floor(tb: &Testbed, name: &'static str) -> Result<aya::Ebpf> {
     let veth = tb.veth_b.clone();
-    in_netns(&tb.ns_b, move || -> Result<aya::Ebpf> {
-        let mut ebpf = object::open(1)?;
-        let prog = object::load_program(&mut ebpf, name)?;
+    attached_in(&tb.ns_b, move |ebpf| {
+        let prog = object::load_program(ebpf, name)?;
         let ifindex = netdemux::control::iface::Interface::link(&veth)?.ifindex()?;
         prog.attach_to_if_index(ifindex, aya::programs::XdpMode::Driver)?;
+        Ok(())
+    })
+}
+
+/// The embedded object, opened and given to `attach` on a thread inside namespace `ns` (where
+/// interface names resolve); dropping the returned object detaches what `attach` attached.
+fn attached_in(
+    ns: &str,
+    attach: impl FnOnce(&mut aya::Ebpf) -> Result<()> + Send + 'static,
+) -> Result<aya::Ebpf> {
+    in_netns(ns, move || -> Result<aya::Ebpf> {
+        let mut ebpf = object::open(1)?;
+        attach(&mut ebpf)?;
         Ok(ebpf)
     })
     .join()

@@ -133,7 +133,7 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// Version of the pinned-state layout (maps, key and value types). Stored in [`StateInfo`].
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Magic number at the start of [`StateInfo`] ("NDMX").
 pub const STATE_MAGIC: u32 = 0x4e44_4d58;
 
@@ -145,17 +145,22 @@ pub const MAX_QUEUES: u32 = 256;
 /// Names of the maps in the eBPF object. The kernel keeps at most 15 characters of a map name.
 pub mod map_names {
     /// `HashMap<BindKey, u32>`: binding set 0 — the bound socket addresses and each one's
-    /// counter index (in [`STATS`] and [`KEYS`]). There are two sets so a whole set can be
+    /// counter index (in [`STATS`]). There are two sets so a whole set can be
     /// replaced atomically: [`ACTIVE`] says which one the program uses.
     pub const BINDS: &str = "NDX_BINDS";
     /// Binding set 1 (see [`BINDS`]).
     pub const BINDS1: &str = "NDX_BINDS1";
-    /// `Array<u32>` with one entry: the binding set in use (0 or 1).
-    pub const ACTIVE: &str = "NDX_ACTIVE";
+    /// The binding set in use (0 or 1): the program's global data (its only `.bss` variable),
+    /// which the kernel keeps as an array map with one 4-byte entry, so userspace reads and
+    /// writes it as an `Array<u32>`. The program reads it with a plain load, no lookup.
+    pub const ACTIVE: &str = ".bss";
+    /// The program's symbol of the variable [`ACTIVE`] holds: a loader that reuses the pinned
+    /// `.bss` must set it to the value in use, or loading writes the section's zeros over it.
+    pub const ACTIVE_SYMBOL: &str = "NDX_ACTIVE_SET";
     /// `PerCpuArray<Counters>` with one entry: the verdict counters.
     pub const COUNTERS: &str = "NDX_COUNTERS";
     /// `Array<PortEntry>` indexed by [`crate::port_slot`]: how many bindings of set 0 a
-    /// (protocol, port, family) has, and the counter index of the only one (see
+    /// (protocol, port, family) has, and the counter index and address of the only one (see
     /// [`crate::PortEntry`]).
     pub const PORTS: &str = "NDX_PORTS";
     /// The port index of binding set 1.
@@ -165,9 +170,6 @@ pub mod map_names {
     /// `PerCpuArray<BindStats>` indexed by counter index: each binding's packets and bytes.
     /// Twice the binding capacity, so a whole set can be replaced while the old one counts.
     pub const STATS: &str = "NDX_STATS";
-    /// `Array<BindKey>` indexed by counter index: the binding that owns it (the program
-    /// compares a frame's address with it when a port has one binding).
-    pub const KEYS: &str = "NDX_KEYS";
     /// `Stack<u32>`: counter indices given back (userspace only).
     pub const FREE: &str = "NDX_FREE";
     /// `Array<u32>` with one entry: the lowest counter index never handed out (userspace only).
@@ -319,10 +321,17 @@ pub const NO_INDEX: u32 = u32::MAX;
 /// An entry of the port map: the bindings of one (protocol, family, port).
 ///
 /// Most frames go to ports nothing is bound on: `count == 0` settles them with one array
-/// lookup. A port with exactly one binding names its counter index, so a hit compares the
-/// frame's address with [`map_names::KEYS`] at that index — no hashing; a port shared by
-/// several bindings (or one left over after others went, until the set is next replaced) has
-/// [`NO_INDEX`] and the program looks the address up in the binding set.
+/// lookup. A port with exactly one binding names its counter index and its address, so a hit
+/// compares the frame's address with the entry it has already read — no hashing and no second
+/// lookup; a port shared by several bindings (or one left over after others went, until the set
+/// is next replaced) has [`NO_INDEX`] and the program looks the address up in the binding set.
+///
+/// The program reads the fields one by one while userspace may be rewriting the entry (and the
+/// kernel's copy of a map value is not atomic either): a direct match must never be taken
+/// against an address that belongs to no direct binding. So userspace never changes the
+/// address under an index in one write: it passes through an entry with [`NO_INDEX`] (see
+/// [`PortEntry::steps`]). A read across a write can still split the index itself, which names
+/// only the counter: one frame may be counted on another binding, never delivered to it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortEntry {
@@ -330,6 +339,9 @@ pub struct PortEntry {
     pub count: u32,
     /// The counter index of the only binding, or [`NO_INDEX`].
     pub index: u32,
+    /// The only binding's address, as in [`BindKey::addr`] (all zero for a wildcard); read
+    /// only when `index` is not [`NO_INDEX`].
+    pub addr: [u32; 4],
 }
 
 impl PortEntry {
@@ -337,15 +349,42 @@ impl PortEntry {
     pub const EMPTY: PortEntry = PortEntry {
         count: 0,
         index: NO_INDEX,
+        addr: [0; 4],
     };
 
-    /// The entry with one more binding, whose counter index is `index`: the first binding on a
-    /// port is matched directly; a second one sends the port through the hash lookup.
-    pub const fn with(self, index: u32) -> PortEntry {
-        PortEntry {
-            count: self.count + 1,
-            index: if self.count == 0 { index } else { NO_INDEX },
+    /// The entry with one more binding, whose counter index is `index` and address `addr`: the
+    /// first binding on a port is matched directly; a second one sends the port through the
+    /// hash lookup (the first one's address stays, unread).
+    pub const fn with(self, index: u32, addr: [u32; 4]) -> PortEntry {
+        if self.count == 0 {
+            PortEntry {
+                count: 1,
+                index,
+                addr,
+            }
+        } else {
+            PortEntry {
+                count: self.count + 1,
+                index: NO_INDEX,
+                addr: self.addr,
+            }
         }
+    }
+
+    /// The entries to write, in order, to change `self` into `new` in a port map the program
+    /// is reading: `new` last, and before it an entry with [`NO_INDEX`] wherever the address
+    /// changes under an index, so that no read takes a direct match against an address that is
+    /// not the direct binding's of either side.
+    pub fn steps(self, new: PortEntry) -> impl Iterator<Item = PortEntry> {
+        let moved = self.addr != new.addr;
+        let unmatched = |count, addr| PortEntry {
+            count,
+            index: NO_INDEX,
+            addr,
+        };
+        let leave = (moved && self.index != NO_INDEX).then_some(unmatched(self.count, self.addr));
+        let enter = (moved && new.index != NO_INDEX).then_some(unmatched(new.count, new.addr));
+        leave.into_iter().chain(enter).chain(core::iter::once(new))
     }
 }
 
@@ -471,7 +510,7 @@ pub struct StateInfo {
 const _: () = assert!(core::mem::size_of::<BindKey>() == 20);
 const _: () = assert!(core::mem::align_of::<BindKey>() == 4);
 const _: () = assert!(core::mem::size_of::<BindStats>() == 16);
-const _: () = assert!(core::mem::size_of::<PortEntry>() == 8);
+const _: () = assert!(core::mem::size_of::<PortEntry>() == 24);
 const _: () = assert!(core::mem::size_of::<StateInfo>() == 40);
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * Counter::COUNT as usize);
 
@@ -481,7 +520,7 @@ mod pod {
     unsafe impl aya::Pod for super::BindKey {}
     // SAFETY: BindStats is repr(C) with two u64 fields and no padding.
     unsafe impl aya::Pod for super::BindStats {}
-    // SAFETY: PortEntry is repr(C) with two u32 fields and no padding.
+    // SAFETY: PortEntry is repr(C) with six u32s (two fields and an array) and no padding.
     unsafe impl aya::Pod for super::PortEntry {}
     // SAFETY: GenSettings is repr(C), four u32 fields without padding.
     unsafe impl aya::Pod for super::GenSettings {}

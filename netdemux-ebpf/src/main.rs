@@ -16,9 +16,7 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use aya_log_ebpf::debug;
-use maps::{
-    ACTIVE, BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, INFO, KEYS, PORTS, PORTS1, STATS, XSKS,
-};
+use maps::{BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, INFO, PORTS, PORTS1, STATS, XSKS};
 use netdemux_common::{BindKey, Counter, NO_INDEX, PortEntry, port_slot};
 use parse::{Frame, classify};
 
@@ -30,7 +28,7 @@ pub fn netdemux(ctx: XdpContext) -> u32 {
     count.add(Counter::Seen);
     let frame = Frame::new(ctx.data(), ctx.data_end());
     match classify(&frame) {
-        Ok(mut dest) => deliver(&ctx, &frame, &mut dest.key, dest.unicast, &count),
+        Ok(dest) => deliver(&ctx, &frame, &dest.key, dest.unicast, &count),
         Err(reason) => {
             count.add(reason);
             if reason == Counter::PassMalformed && logging() {
@@ -55,8 +53,9 @@ fn logging() -> bool {
 
 /// The counter index of the binding `key` matches in a binding set (exact address first, then
 /// the family's wildcard if `wildcard`). The port entry settles most frames: nothing bound on
-/// the port (a miss), or one binding, whose address is compared without hashing; only a port
-/// shared by several bindings costs a hash lookup.
+/// the port (a miss), or one binding, whose address the entry holds and is compared without
+/// hashing; only a port shared by several bindings costs a hash lookup, and only that path
+/// puts the key in memory.
 #[inline(always)]
 #[allow(
     clippy::needless_borrows_for_generic_args,
@@ -65,7 +64,7 @@ fn logging() -> bool {
 fn find(
     binds: &HashMap<BindKey, u32>,
     ports: &Array<PortEntry>,
-    key: &mut BindKey,
+    key: &BindKey,
     wildcard: bool,
 ) -> Option<u32> {
     let entry = ports.get(port_slot(key.proto, key.port(), key.family)?)?;
@@ -75,12 +74,13 @@ fn find(
     if entry.index != NO_INDEX {
         // The slot fixes protocol, family and port: the address decides.
         // Words compared by hand: array equality may become a memcmp call, which BPF lacks.
-        let (b, k) = (&KEYS.get(entry.index)?.addr, &key.addr);
+        let (b, k) = (&entry.addr, &key.addr);
         let exact = (b[0] ^ k[0]) | (b[1] ^ k[1]) | (b[2] ^ k[2]) | (b[3] ^ k[3]) == 0;
         let any = wildcard && b[0] | b[1] | b[2] | b[3] == 0;
         return (exact || any).then_some(entry.index);
     }
-    if let Some(index) = binds.get_ptr(&*key) {
+    let mut key = *key;
+    if let Some(index) = binds.get_ptr(&key) {
         // SAFETY: a value of the hash map, valid for this run (RCU); a plain u32.
         return Some(unsafe { *index });
     }
@@ -94,21 +94,15 @@ fn find(
         unsafe { core::ptr::write_volatile(word, 0) };
     }
     // SAFETY: as above.
-    binds.get_ptr(&*key).map(|index| unsafe { *index })
+    binds.get_ptr(&key).map(|index| unsafe { *index })
 }
 
 /// Looks `key` up in the active binding set and redirects on a match; wildcard bindings take
 /// only `unicast` frames.
 #[inline(always)]
-fn deliver(
-    ctx: &XdpContext,
-    frame: &Frame,
-    key: &mut BindKey,
-    unicast: bool,
-    count: &Count,
-) -> u32 {
+fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, unicast: bool, count: &Count) -> u32 {
     // One word says which set is in use; userspace flips it to replace a whole set at once.
-    let found = if ACTIVE.get(0).is_some_and(|&set| set == 1) {
+    let found = if maps::active_set() == 1 {
         find(&BINDS1, &PORTS1, key, unicast)
     } else {
         find(&BINDS, &PORTS, key, unicast)

@@ -24,10 +24,6 @@ pub static BINDS1: HashMap<BindKey, u32> = HashMap::with_max_entries(DEFAULT_MAX
 pub static STATS: PerCpuArray<BindStats> =
     PerCpuArray::with_max_entries(2 * DEFAULT_MAX_BINDINGS, 0);
 
-/// The binding that owns each counter index: a port's only binding is matched against it.
-#[map(name = "NDX_KEYS")]
-pub static KEYS: Array<BindKey> = Array::with_max_entries(2 * DEFAULT_MAX_BINDINGS, 0);
-
 /// Counter indices given back; used by userspace only (declared so it is created and pinned
 /// with the rest).
 #[map(name = "NDX_FREE")]
@@ -37,9 +33,21 @@ pub static FREE: Stack<u32> = Stack::with_max_entries(2 * DEFAULT_MAX_BINDINGS, 
 #[map(name = "NDX_NEXT")]
 pub static NEXT: Array<u32> = Array::with_max_entries(1, 0);
 
-/// Which binding set (and port index) the program uses: 0 or 1.
-#[map(name = "NDX_ACTIVE")]
-pub static ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
+/// Which binding set (and port index) the program uses: 0 or 1. Global data (the object's
+/// `.bss`, a one-entry array map the kernel hands the program by address): the program reads it
+/// with one load, without the lookup — key on the stack, bounds check — an array map costs.
+/// Userspace flips it through that map ([`netdemux_common::map_names::ACTIVE`]).
+#[unsafe(no_mangle)]
+static mut NDX_ACTIVE_SET: u32 = 0;
+
+/// The binding set in use.
+#[inline(always)]
+pub fn active_set() -> u32 {
+    // SAFETY: a valid, aligned u32 of the program's global data; the program only reads it, and
+    // userspace's writes are whole-value map updates (0 <-> 1 differ in one byte, so no read
+    // can see a mix). Volatile: the value changes behind the program's back.
+    unsafe { core::ptr::read_volatile(&raw const NDX_ACTIVE_SET) }
+}
 
 /// Per-CPU verdict counters: one entry, looked up once per frame.
 #[map(name = "NDX_COUNTERS")]
@@ -47,7 +55,7 @@ pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0)
 
 /// The bindings of each (protocol, family, port) of set 0 (see `PortEntry`): a frame to a port
 /// with none is passed after one array lookup, one to a port with one binding is matched
-/// without hashing.
+/// against the address in the entry, without hashing or another lookup.
 #[map(name = "NDX_PORTS")]
 pub static PORTS: Array<PortEntry> = Array::with_max_entries(PORT_SLOTS, 0);
 

@@ -586,6 +586,25 @@ fn upgrading_the_program_under_traffic_keeps_bindings_counters_and_every_datagra
     tb.attach("native");
     let daemon = Daemon::start(&tb, &["--udp-sink", "198.18.0.2:7000"]);
     let sender = SteadySender::start(&tb, SocketAddr::from((IP_B, 7000)));
+    // A whole-set replacement first, so the program runs on binding set 1 and set 0 still
+    // holds the set before it: the new program must read the set in use, not start on set 0.
+    let file = std::env::temp_dir().join(format!("netdemux-upgrade-set-{}", std::process::id()));
+    std::fs::write(
+        &file,
+        "udp 198.18.0.2:7000
+udp 198.18.0.2:7001
+",
+    )
+    .unwrap();
+    let replaced = tb.netdemux_ok(&[
+        "bind",
+        "--iface",
+        &tb.veth_b,
+        "--from",
+        file.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&file).unwrap();
+    assert!(replaced.contains("1 added"), "{replaced}");
     let before = wait_stats(&tb, 5, |s| sink_packets(s) > 500);
     let counted_before = u(&before["bindings"][0]["packets"]);
     let out = tb.netdemux_ok(&["attach", "--iface", &tb.veth_b, "--upgrade", "--json"]);
@@ -594,7 +613,12 @@ fn upgrading_the_program_under_traffic_keeps_bindings_counters_and_every_datagra
         up["program_id"], up["old_program_id"],
         "a new program runs: {up}"
     );
-    assert_eq!(up["bindings"], 1);
+    assert_eq!(up["bindings"], 2);
+    assert_eq!(
+        tb.netdemux_ok(&["list", "--iface", &tb.veth_b]),
+        "udp 198.18.0.2:7000\nudp 198.18.0.2:7001\n",
+        "the replaced set is still the one in use"
+    );
     thread::sleep(Duration::from_millis(300));
     let after = sender.stop_and_account(&tb, "nothing lost across the upgrade");
     assert!(

@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use aya::programs::{ProgramError, XdpMode, links::FdLink};
-use netdemux_common::{LAYOUT_VERSION, STATE_MAGIC, StateInfo, attach_mode};
+use netdemux_common::{LAYOUT_VERSION, STATE_MAGIC, StateInfo, attach_mode, map_names};
 use serde::Serialize;
 
 use super::{
@@ -233,6 +233,10 @@ pub fn upgrade(iface: &Interface) -> Result<Upgraded> {
         loader.map_pin_path(name, path.as_path());
     }
     object::sized(&mut loader, a.info.max_bindings);
+    // Loading writes the object's global data into the reused `.bss` map: give it the binding
+    // set in use, so the running program never sees the selector move (the lock keeps it put).
+    let active = a.maps.active_set()? as u32;
+    loader.override_global(map_names::ACTIVE_SYMBOL, &active, true);
     let mut ebpf = loader
         .load(object::OBJECT)
         .context("cannot load this build's eBPF object onto the pinned maps")?;

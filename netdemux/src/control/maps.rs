@@ -1,6 +1,6 @@
 //! Typed handles on the program's pinned maps — the two binding sets and their port entries,
-//! the bindings' counters and the keys by counter index with the index allocator, the
-//! active-set selector, the verdict counters, the XSKMAP and the state description: twelve pins
+//! the bindings' counters by counter index with the index allocator, the
+//! active-set selector, the verdict counters, the XSKMAP and the state description: eleven pins
 //! with the link ([`pin_names`]) — whether just loaded or reopened from their pins, and the
 //! operations the CLI performs on them: bind, unbind, replace, list, counter readout.
 //!
@@ -44,8 +44,6 @@ pub mod pin_names {
     pub const PORTS1: &str = "ports1";
     /// The bindings' counters by counter index.
     pub const STATS: &str = "stats";
-    /// The binding owning each counter index.
-    pub const KEYS: &str = "keys";
     /// Counter indices given back.
     pub const FREE: &str = "free";
     /// The lowest counter index never handed out.
@@ -55,7 +53,7 @@ pub mod pin_names {
 }
 
 /// Every pinned map: its name in the eBPF object and its pin's file name.
-pub const PINNED_MAPS: [(&str, &str); 12] = [
+pub const PINNED_MAPS: [(&str, &str); 11] = [
     (map_names::BINDS, pin_names::BINDS),
     (map_names::BINDS1, pin_names::BINDS1),
     (map_names::ACTIVE, pin_names::ACTIVE),
@@ -65,7 +63,6 @@ pub const PINNED_MAPS: [(&str, &str); 12] = [
     (map_names::PORTS, pin_names::PORTS),
     (map_names::PORTS1, pin_names::PORTS1),
     (map_names::STATS, pin_names::STATS),
-    (map_names::KEYS, pin_names::KEYS),
     (map_names::FREE, pin_names::FREE),
     (map_names::NEXT, pin_names::NEXT),
 ];
@@ -84,8 +81,6 @@ pub struct DemuxMaps {
     pub ports: [Array<MapData, PortEntry>; 2],
     /// Per-CPU packet and byte counts by counter index.
     pub stats: PerCpuArray<MapData, BindStats>,
-    /// The binding owning each counter index.
-    pub keys: Array<MapData, BindKey>,
     /// Counter indices given back.
     free: Stack<MapData, u32>,
     /// Entry 0: the lowest counter index never handed out.
@@ -210,7 +205,7 @@ impl DemuxMaps {
             next()?,
             next()?,
         );
-        let (stats, keys, free, high) = (next()?, next()?, next()?, next()?);
+        let (stats, free, high) = (next()?, next()?, next()?);
         Ok(DemuxMaps {
             binds: [typed(b0.0, b0.1)?, typed(b1.0, b1.1)?],
             active: typed(active.0, active.1)?,
@@ -219,7 +214,6 @@ impl DemuxMaps {
             info: typed(info.0, info.1)?,
             ports: [typed(p0.0, p0.1)?, typed(p1.0, p1.1)?],
             stats: typed(stats.0, stats.1)?,
-            keys: typed(keys.0, keys.1)?,
             free: typed(free.0, free.1)?,
             next: typed(high.0, high.1)?,
             max_bindings,
@@ -249,8 +243,8 @@ impl DemuxMaps {
 
     /// Adds `binding`. Fails without changing anything if it is already bound or the table is full.
     ///
-    /// The binding's counters and key are in place before it enters the set, and the port
-    /// entry changes last, so the program never finds a binding without them. Concurrent
+    /// The binding's counters are in place before it enters the set, and the port entry
+    /// changes last, so the program never finds a binding without them. Concurrent
     /// writers must be serialised by the caller (the CLI locks the state directory).
     pub fn bind(&mut self, binding: &Binding) -> Result<()> {
         let set = self.active_set()?;
@@ -269,7 +263,7 @@ impl DemuxMaps {
 
     fn bind_at(&mut self, set: usize, slot: u32, binding: &Binding, index: u32) -> Result<()> {
         let key = binding.key();
-        self.prepare_index(index, &key)?;
+        self.prepare_index(index)?;
         if let Err(e) = self.binds[set].insert(key, index, BPF_NOEXIST) {
             return match map_errno(&e) {
                 Some(libc::EEXIST) => Err(already_bound(binding)),
@@ -281,8 +275,16 @@ impl DemuxMaps {
                 _ => Err(anyhow::Error::new(e).context(format!("cannot bind {binding}"))),
             };
         }
-        let entry = self.port_entry_in(set, slot)?.with(index);
-        if let Err(e) = self.set_port_entry(set, slot, entry) {
+        let old = self.port_entry_in(set, slot)?;
+        let new = old.with(index, key.addr);
+        if let Err(e) = self.change_port_entry(set, slot, old, new) {
+            // Whatever step failed, the entry holds `old` or one with no index: back to `old`
+            // the same careful way.
+            let unmatched = PortEntry {
+                index: NO_INDEX,
+                ..new
+            };
+            let _ = self.change_port_entry(set, slot, unmatched, old);
             let _ = self.binds[set].remove(&key);
             return Err(e);
         }
@@ -304,17 +306,18 @@ impl DemuxMaps {
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot unbind {binding}"))),
         };
-        let entry = self.port_entry_in(set, slot)?;
+        let old = self.port_entry_in(set, slot)?;
         // A port left with one binding keeps the hash lookup (finding which one remains would
         // take a walk of the set) until the set is next replaced.
-        let entry = match entry.count {
+        let new = match old.count {
             0 | 1 => PortEntry::EMPTY,
             n => PortEntry {
                 count: n - 1,
                 index: NO_INDEX,
+                addr: old.addr,
             },
         };
-        self.set_port_entry(set, slot, entry)?;
+        self.change_port_entry(set, slot, old, new)?;
         match self.binds[set].remove(&key) {
             Ok(()) => {}
             Err(e) if map_errno(&e) == Some(libc::ENOENT) => {}
@@ -352,6 +355,21 @@ impl DemuxMaps {
             .context("cannot write the port map")
     }
 
+    /// Changes a port entry of a set the program may be reading from `old` to `new`, through
+    /// [`PortEntry::steps`]: one syscall, or two or three when the direct match changes.
+    fn change_port_entry(
+        &mut self,
+        set: usize,
+        slot: u32,
+        old: PortEntry,
+        new: PortEntry,
+    ) -> Result<()> {
+        for entry in old.steps(new) {
+            self.set_port_entry(set, slot, entry)?;
+        }
+        Ok(())
+    }
+
     /// A free counter index: one given back, else the next never used.
     fn take_index(&mut self, binding: &Binding) -> Result<u32> {
         match self.free.pop(0) {
@@ -383,16 +401,13 @@ impl DemuxMaps {
             .context("cannot give a binding counter back")
     }
 
-    /// Zeroes the counters of `index` and records `key` as its owner.
-    fn prepare_index(&mut self, index: u32, key: &BindKey) -> Result<()> {
+    /// Zeroes the counters of `index`.
+    fn prepare_index(&mut self, index: u32) -> Result<()> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
         let zeros = PerCpuValues::try_from(vec![BindStats::default(); cpus])?;
         self.stats
             .set(index, zeros, 0)
-            .context("cannot reset a binding's counters")?;
-        self.keys
-            .set(index, key, 0)
-            .context("cannot write a binding's key")
+            .context("cannot reset a binding's counters")
     }
 
     /// Replaces the whole binding set with `bindings`, atomically for the data path: the set not
@@ -485,7 +500,7 @@ impl DemuxMaps {
                 Err(_) => {
                     let i = self.take_index(b)?;
                     taken.push(i);
-                    self.prepare_index(i, &key)?;
+                    self.prepare_index(i)?;
                     i
                 }
             };
@@ -493,7 +508,7 @@ impl DemuxMaps {
                 .insert(key, index, 0)
                 .with_context(|| format!("cannot add {b} to the idle binding set"))?;
             let e = ports.entry(self.port_slot(b)?).or_insert(PortEntry::EMPTY);
-            *e = e.with(index);
+            *e = e.with(index, key.addr);
         }
         for (slot, entry) in ports {
             self.set_port_entry(next, slot, entry)?;
@@ -569,4 +584,108 @@ pub fn is_errno(err: &anyhow::Error, errno: i32) -> bool {
             || e.downcast_ref::<MapError>()
                 .is_some_and(|m| map_errno(m) == Some(errno))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use netdemux_common::{NO_INDEX, PortEntry};
+
+    /// Every entry a reader can assemble while `b` is written over `a`: the count from
+    /// either, the index byte by byte, the address word by word.
+    fn mixes(a: PortEntry, b: PortEntry) -> Vec<PortEntry> {
+        (0..512u32)
+            .map(|bits| {
+                let pick = |i: u32| bits >> i & 1 == 1;
+                let (ia, ib) = (a.index.to_ne_bytes(), b.index.to_ne_bytes());
+                let index: [u8; 4] =
+                    core::array::from_fn(|i| if pick(1 + i as u32) { ib[i] } else { ia[i] });
+                PortEntry {
+                    count: if pick(0) { b.count } else { a.count },
+                    index: u32::from_ne_bytes(index),
+                    addr: core::array::from_fn(|w| {
+                        if pick(5 + w as u32) {
+                            b.addr[w]
+                        } else {
+                            a.addr[w]
+                        }
+                    }),
+                }
+            })
+            .collect()
+    }
+
+    /// The reads during a change from `old` to `new` written as `writes` that would take a
+    /// direct match against an address that is neither side's direct binding's.
+    fn bad_reads(old: PortEntry, new: PortEntry, writes: &[PortEntry]) -> Vec<PortEntry> {
+        let direct = |e: PortEntry| (e.index != NO_INDEX).then_some(e.addr);
+        let allowed = [direct(old), direct(new)];
+        let mut bad = Vec::new();
+        let mut prev = old;
+        for &w in writes {
+            bad.extend(
+                mixes(prev, w)
+                    .into_iter()
+                    .filter(|m| m.count != 0 && m.index != NO_INDEX)
+                    .filter(|m| !allowed.contains(&Some(m.addr))),
+            );
+            prev = w;
+        }
+        bad
+    }
+
+    /// The program reads a port entry field by field while the CLI rewrites it (and the
+    /// kernel's copy of a map value is not atomic either): a direct match must never be taken
+    /// against an address no direct binding has, or a frame would go to a socket not bound to
+    /// it. (A split index only names the counter: `PortEntry`'s documentation says so.)
+    #[test]
+    fn a_port_entry_change_never_matches_an_address_nobody_bound() {
+        // Two IPv4 addresses, and two IPv6 ones that differ in more than one word.
+        let (a, b) = ([0x0200_12c6, 0, 0, 0], [0x0300_12c6, 0, 0, 0]);
+        let (a6, b6) = (
+            [0xb80d_0120, 0, 1, 0x0200_0000],
+            [0xb80d_0120, 0, 2, 0x0300_0000],
+        );
+        let one = |index, addr| PortEntry::EMPTY.with(index, addr);
+        let entries = [
+            PortEntry::EMPTY,
+            one(5, a),
+            one(7, b),
+            one(5, b),
+            one(7, [0; 4]),
+            one(5, a).with(9, b),
+            one(5, a6),
+            one(7, b6),
+            PortEntry {
+                count: 2,
+                index: NO_INDEX,
+                addr: b,
+            },
+        ];
+        for old in entries {
+            for new in entries {
+                let writes: Vec<PortEntry> = old.steps(new).collect();
+                assert_eq!(writes.last(), Some(&new), "{old:?} -> {new:?}");
+                assert!(writes.len() <= 3);
+                let bad = bad_reads(old, new, &writes);
+                assert!(bad.is_empty(), "{old:?} -> {new:?}: {:?}", bad[0]);
+            }
+        }
+        // Written in one step, the same changes can be read wrong: what the steps are for.
+        assert!(!bad_reads(PortEntry::EMPTY, one(7, b), &[one(7, b)]).is_empty());
+        assert!(!bad_reads(one(5, a6), one(7, b6), &[one(7, b6)]).is_empty());
+        assert!(!bad_reads(one(5, a), PortEntry::EMPTY, &[PortEntry::EMPTY]).is_empty());
+    }
+
+    #[test]
+    fn a_second_binding_on_a_port_sends_it_through_the_hash() {
+        let first = PortEntry::EMPTY.with(5, [1, 0, 0, 0]);
+        assert_eq!((first.count, first.index), (1, 5));
+        let second = first.with(9, [2, 0, 0, 0]);
+        assert_eq!((second.count, second.index), (2, NO_INDEX));
+        // The unread address stays the first one's, so the change is one write.
+        assert_eq!(second.addr, first.addr);
+        assert_eq!(first.steps(second).count(), 1);
+        // The first binding on a port: its address goes in before its index.
+        assert_eq!(PortEntry::EMPTY.steps(first).count(), 2);
+    }
 }

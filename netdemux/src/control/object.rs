@@ -33,7 +33,6 @@ pub fn sized<'a, 'b>(loader: &'a mut EbpfLoader<'b>, max_bindings: u32) -> &'a m
         .map_max_entries(map_names::BINDS, max_bindings)
         .map_max_entries(map_names::BINDS1, max_bindings)
         .map_max_entries(map_names::STATS, indices)
-        .map_max_entries(map_names::KEYS, indices)
         .map_max_entries(map_names::FREE, indices)
 }
 

@@ -10,6 +10,7 @@
 
 mod anchor;
 pub mod frames;
+mod progress;
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -219,6 +220,7 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
     };
 
     let sent = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(progress::Progress::default());
     let hit_count = Arc::new(AtomicU64::new(0));
     let anchored = Arc::new(AtomicU64::new(0));
     let cpus = thread::available_parallelism()
@@ -228,10 +230,11 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
     let deadline = start + cfg.duration;
     let mut workers = Vec::new();
     for t in 0..cfg.threads {
-        let (hit_frame, miss_frame, sent, hit_count, stop, anchored) = (
+        let (hit_frame, miss_frame, sent, progress, hit_count, stop, anchored) = (
             hit_frame.clone(),
             miss_frame.clone(),
             sent.clone(),
+            progress.clone(),
             hit_count.clone(),
             stop.clone(),
             anchored.clone(),
@@ -302,6 +305,7 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
                             .context("BPF_PROG_TEST_RUN in live-frames mode failed")?;
                             mine += repeat as u64;
                             sent.fetch_add(repeat as u64, Ordering::Relaxed);
+                            progress.record(repeat as u64, start.elapsed());
                             if hit {
                                 hit_count.fetch_add(repeat as u64, Ordering::Relaxed);
                             }
@@ -318,14 +322,22 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
                 })?,
         );
     }
-    let mut last = (Instant::now(), 0u64);
+    // A line a second, its rate over the calls that returned since the line before (see
+    // `progress`).
+    let (mut last, mut printed) = (progress.tally(), Instant::now());
     while workers.iter().any(|w| !w.is_finished()) {
         thread::sleep(Duration::from_millis(100));
-        if last.0.elapsed() >= Duration::from_secs(1) {
-            let now = sent.load(Ordering::Relaxed);
-            let pps = (now - last.1) as f64 / last.0.elapsed().as_secs_f64();
-            eprintln!("gen: {:>8.3} Mpps   total {:>12} frames", pps / 1e6, now);
-            last = (Instant::now(), now);
+        if printed.elapsed() >= Duration::from_secs(1) {
+            let now = progress.tally();
+            if let Some(pps) = progress::rate(last, now) {
+                eprintln!(
+                    "gen: {:>8.3} Mpps   total {:>12} frames",
+                    pps / 1e6,
+                    now.frames
+                );
+                last = now;
+            }
+            printed = Instant::now();
         }
     }
     let elapsed = start.elapsed().as_secs_f64();

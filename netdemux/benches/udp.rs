@@ -34,6 +34,11 @@
 //! the queue worker runs with `--busy-poll --spin`; veth registers no NAPI instance for the
 //! kernel to busy-poll, so it spins on its rings).
 //!
+//! Every measured sample waits first (up to 10 s) until a cache line's round trip between CPU 0
+//! and CPU 1 says the host has the two vCPUs near each other, and records that round trip before
+//! and after it (`cross_core_ns`): on the VM of these runs it flips between ~110 and ~480 ns
+//! every few seconds, and the AF_XDP rates with it (`support::placement`).
+//!
 //! Then the programs' own live cost: each receiver with a native-mode program (R0, R1, R1p, R2,
 //! Rbc, Rbp, Rbd) once more per repetition in the busy-poll layout, with the kernel's BPF
 //! run-time stats on for this pass only (BPF_ENABLE_STATS: the kernel reads the clock around
@@ -524,6 +529,11 @@ fn main() -> Result<()> {
     }
     let tb = Testbed::new("ndb", 1, BIN)?;
     tb.pin_neighbours()?;
+    // Each measured sample starts on the near placement of the two vCPUs (see
+    // `support::placement`): on the VM of these runs the far one takes a quarter off every
+    // AF_XDP rate, every few seconds, whichever receiver is being measured.
+    let mut placement = support::placement::Placement::new();
+    let (mut far_before, mut far_after, mut waited_total) = (0usize, 0usize, Duration::ZERO);
     // The two sides of each ratio measured one right after the other in every repetition (the
     // sink with the bare consumers, the echo with the bare reflector, the miss with its two
     // baselines): a drift of the VM's speed over tens of seconds moves both sides alike.
@@ -558,6 +568,11 @@ fn main() -> Result<()> {
     for rep in 0..=reps {
         for (l, &layout) in layouts.iter().enumerate() {
             for (i, &r) in receivers.iter().enumerate() {
+                let (probe_before, waited) = if rep == 0 {
+                    (f64::NAN, Duration::ZERO)
+                } else {
+                    placement.wait_near()
+                };
                 let s = set_up(&tb, r, layout)?;
                 if rep == 0 {
                     // Warm-up round, discarded.
@@ -601,9 +616,15 @@ fn main() -> Result<()> {
                     // Sent but never at the peer (veth refused them: its backlog was full).
                     sample["answers_lost"] = (after - before).saturating_sub(arrived).into();
                 }
+                tear_down(&tb, r, s)?;
+                let probe_after = placement.probe();
+                far_before += usize::from(!placement.near(probe_before));
+                far_after += usize::from(!placement.near(probe_after));
+                waited_total += waited;
+                sample["cross_core_ns"] = serde_json::json!([probe_before, probe_after]);
+                sample["placement_wait_s"] = waited.as_secs_f64().into();
                 eprintln!("rep {rep} {:<9} {:<52} {sample}", layout.key(), r.name());
                 samples[l][i].push(sample);
-                tear_down(&tb, r, s)?;
             }
         }
     }
@@ -717,6 +738,22 @@ fn main() -> Result<()> {
     if !timed.is_empty() {
         println!("\nlive program ns: {program_live_ns}");
     }
+    let measured = reps * layouts.len() * receivers.len();
+    let placement_summary = serde_json::json!({
+        "shortest_round_trip_ns": placement.shortest(),
+        "samples": measured,
+        "samples_starting_far": far_before,
+        "samples_ending_far": far_after,
+        "waited_s": waited_total.as_secs_f64(),
+    });
+    println!(
+        "\nvCPU placement: shortest cross-core round trip {:.0} ns; of {measured} samples \
+         {far_before} started far (after waiting {} s for near; {:.0} s of waiting in all) and \
+         {far_after} had moved far by their end",
+        placement.shortest(),
+        support::placement::MAX_WAIT.as_secs(),
+        waited_total.as_secs_f64()
+    );
     if partial {
         println!("(a partial run: no ratios, no results file)");
         return Ok(());
@@ -748,6 +785,7 @@ fn main() -> Result<()> {
         "ratios": ratios,
         "program_time": program_time,
         "program_live_ns": program_live_ns,
+        "placement": placement_summary,
     });
     netdemux::testbed::write_results("udp", &out)?;
     Ok(())

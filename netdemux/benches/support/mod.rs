@@ -19,6 +19,8 @@ use netdemux::{
 };
 use netdemux_common::program_names;
 
+pub mod placement;
+
 /// The `udp` benchmark's ratios, by name: (numerator, denominator) receivers, each a rate
 /// received in the same layout. The report takes each one's spread from the repetitions.
 pub const UDP_RATIOS: [(&str, &str, &str); 13] = [

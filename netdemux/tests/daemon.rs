@@ -589,13 +589,7 @@ fn upgrading_the_program_under_traffic_keeps_bindings_counters_and_every_datagra
     // A whole-set replacement first, so the program runs on binding set 1 and set 0 still
     // holds the set before it: the new program must read the set in use, not start on set 0.
     let file = std::env::temp_dir().join(format!("netdemux-upgrade-set-{}", std::process::id()));
-    std::fs::write(
-        &file,
-        "udp 198.18.0.2:7000
-udp 198.18.0.2:7001
-",
-    )
-    .unwrap();
+    std::fs::write(&file, "udp 198.18.0.2:7000\nudp 198.18.0.2:7001\n").unwrap();
     let replaced = tb.netdemux_ok(&[
         "bind",
         "--iface",

@@ -219,7 +219,6 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
         csum_offset: l4 + if cfg.proto == GenProto::Udp { 6 } else { 16 },
     };
 
-    let sent = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(progress::Progress::default());
     let hit_count = Arc::new(AtomicU64::new(0));
     let anchored = Arc::new(AtomicU64::new(0));
@@ -230,10 +229,9 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
     let deadline = start + cfg.duration;
     let mut workers = Vec::new();
     for t in 0..cfg.threads {
-        let (hit_frame, miss_frame, sent, progress, hit_count, stop, anchored) = (
+        let (hit_frame, miss_frame, progress, hit_count, stop, anchored) = (
             hit_frame.clone(),
             miss_frame.clone(),
-            sent.clone(),
             progress.clone(),
             hit_count.clone(),
             stop.clone(),
@@ -304,7 +302,6 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
                             })
                             .context("BPF_PROG_TEST_RUN in live-frames mode failed")?;
                             mine += repeat as u64;
-                            sent.fetch_add(repeat as u64, Ordering::Relaxed);
                             progress.record(repeat as u64, start.elapsed());
                             if hit {
                                 hit_count.fetch_add(repeat as u64, Ordering::Relaxed);
@@ -345,7 +342,7 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
         w.join()
             .map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
     }
-    let packets = sent.load(Ordering::Relaxed);
+    let packets = progress.tally().frames;
     let pps = packets as f64 / elapsed;
     Ok(GenReport {
         iface: cfg.iface.name().to_string(),

@@ -3,6 +3,7 @@
 //! wall-clock second jumps between whole calls: a steady 2.5 Mpps printed as 2.09, 3.14, 2.09.
 //! The rate is taken over the calls that ended since the last line instead, from the end of the
 //! first to the end of the last.
+//! The same tally gives the run's total.
 
 use std::{sync::Mutex, time::Duration};
 

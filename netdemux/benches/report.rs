@@ -142,8 +142,23 @@ fn main() -> Result<()> {
         .iter()
         .filter_map(|&(name, _, _)| Some((name.to_string(), json!(udp_spread(udp?, name)?))))
         .collect();
+    // Each udp ratio at equal placement of the vCPUs, and how much the placement moves its two
+    // sides' rates (see `udp_at_equal_placement`).
+    let fits: Vec<(&str, (f64, f64))> = support::UDP_RATIOS
+        .iter()
+        .filter_map(|&(name, _, _)| Some((name, udp_at_equal_placement(udp?, name)?)))
+        .collect();
+    let at_equal: serde_json::Map<String, Value> = fits
+        .iter()
+        .map(|&(n, (r, _))| (n.to_string(), json!(r)))
+        .collect();
+    let near_gain: serde_json::Map<String, Value> = fits
+        .iter()
+        .map(|&(n, (_, g))| (n.to_string(), json!(g)))
+        .collect();
     let mut record = json!({
         "run": run, "provenance": provenance, "ratios": ratios, "udp_spreads": udp_spreads,
+        "udp_at_equal_placement": at_equal, "udp_near_vs_far": near_gain,
         "left_out": left_out,
     });
     if let Some(o) = record.as_object_mut() {
@@ -212,6 +227,44 @@ fn udp_spread(udp: &Value, name: &str) -> Option<[f64; 2]> {
     let lo = per_rep.iter().copied().reduce(f64::min)?;
     let hi = per_rep.iter().copied().reduce(f64::max)?;
     Some([lo, hi])
+}
+
+/// The `udp` ratio `name` (busy-poll layout) at equal placement of the two vCPUs, and the
+/// factor the placement moves its sides' rates by (all near / all far). Each sample records the
+/// share of its time the vCPUs were near (`near_share`); the two sides' log rates are fitted
+/// with one intercept each and one common slope on that share (least squares), and the ratio is
+/// the difference of the intercepts: the ratio of the sides' geometric mean rates, corrected for
+/// the difference of their mean near shares. `None` for results without the shares.
+fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<(f64, f64)> {
+    let &(_, a, b) = support::UDP_RATIOS.iter().find(|r| r.0 == name)?;
+    let side = |k: &str| -> Option<Vec<(f64, f64)>> {
+        udp["receivers"][k]["busy_poll"]["samples"]
+            .as_array()?
+            .iter()
+            .map(|s| Some((s["near_share"].as_f64()?, s["received_mpps"].as_f64()?.ln())))
+            .collect()
+    };
+    let (sa, sb) = (side(a)?, side(b)?);
+    if sa.is_empty() || sb.is_empty() {
+        return None;
+    }
+    let mean = |v: &[(f64, f64)]| {
+        let n = v.len() as f64;
+        (
+            v.iter().map(|p| p.0).sum::<f64>() / n,
+            v.iter().map(|p| p.1).sum::<f64>() / n,
+        )
+    };
+    let (ma, mb) = (mean(&sa), mean(&sb));
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (v, m) in [(&sa, ma), (&sb, mb)] {
+        for &(x, y) in v.iter() {
+            sxy += (x - m.0) * (y - m.1);
+            sxx += (x - m.0) * (x - m.0);
+        }
+    }
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    Some((((ma.1 - mb.1) - slope * (ma.0 - mb.0)).exp(), slope.exp()))
 }
 
 /// The echo benchmark's closed- and open-loop tables of one mode (`m`, described by `mode`).
@@ -284,7 +337,7 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         md.push_str(&format!("Not in this run: {}.\n\n", names.join(", ")));
     }
     md.push_str(
-        "| ratio | goal | measured (udp: the lowest–highest repetition in brackets) |\n|---|---|---:|\n",
+        "| ratio | goal | measured (udp: the lowest–highest repetition in brackets) | udp: at equal vCPU placement |\n|---|---|---:|---:|\n",
     );
     for (name, goal, key) in [
         (
@@ -427,8 +480,9 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             Some([lo, hi]) => format!(" ({}–{})", num(lo, 2), num(hi, 2)),
             _ => String::new(),
         };
+        let equal = num(&record["udp_at_equal_placement"][key], 2);
         md.push_str(&format!(
-            "| {name} | {goal} | {}{spread} |\n",
+            "| {name} | {goal} | {}{spread} | {equal} |\n",
             num(&ratios[key], 2)
         ));
     }

@@ -5,7 +5,8 @@
 //! offered = received + the receiver's drops (RX ring full, no fill buffer) + the frames veth
 //! refused to pass on (the sender's `xdp_xmit_errors`), checked per row. Then what a running
 //! sink daemon takes in memory: its resident set, its UMEM and the pinned maps (as the kernel
-//! charges them).
+//! charges them). Every sample records where the host had the two vCPUs while it ran
+//! (`near_share`, `cross_core_ns`: `support::placement`, as in `udp`).
 //!
 //! Not here: 1 against 2 queues. veth hands a frame to the RX queue numbered after the CPU
 //! that sent it, so feeding two queues needs the generator on both cores of this 2-core
@@ -23,7 +24,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use netdemux::testbed::{Daemon, Testbed, ring_drops};
-use support::{BareProgram, Layout, pin_napi, start_bare};
+use support::{
+    BareProgram, Layout, pin_napi,
+    placement::{Placement, Watch},
+    start_bare,
+};
 
 mod support;
 
@@ -83,7 +88,13 @@ fn offer(tb: &Testbed, load: Load, secs: f64) -> Result<serde_json::Value> {
 }
 
 /// One measurement of `r` under `load`: rates, and the frame accounting.
-fn sample(tb: &Testbed, r: Receiver, load: Load, secs: f64) -> Result<serde_json::Value> {
+/// One sample, and the placement probe's bursts during its load.
+fn sample(
+    tb: &Testbed,
+    r: Receiver,
+    load: Load,
+    secs: f64,
+) -> Result<(serde_json::Value, Vec<f64>)> {
     let got = Arc::new(AtomicU64::new(0));
     let (mut daemon, mut bare) = (None, None);
     match r {
@@ -107,7 +118,10 @@ fn sample(tb: &Testbed, r: Receiver, load: Load, secs: f64) -> Result<serde_json
     pin_napi(tb, Layout::BusyPoll)?;
     let bare_counts = bare.as_ref().map(|b| (&*got, &*b.drops));
     let before = (counts(tb, r, bare_counts)?, tb.veth_refusals()?);
-    let g = offer(tb, load, secs)?;
+    let watch = Watch::start();
+    let g = offer(tb, load, secs);
+    let bursts = watch.finish();
+    let g = g?;
     // The receiver drains what is in flight.
     thread::sleep(Duration::from_millis(300));
     let after = (counts(tb, r, bare_counts)?, tb.veth_refusals()?);
@@ -127,17 +141,20 @@ fn sample(tb: &Testbed, r: Receiver, load: Load, secs: f64) -> Result<serde_json
     let drops = after.0.1 - before.0.1;
     let refused = after.1 - before.1;
     let mpps = received as f64 / duration / 1e6;
-    Ok(serde_json::json!({
-        "offered": offered,
-        "offered_mpps": offered as f64 / duration / 1e6,
-        "received": received,
-        "received_mpps": mpps,
-        "received_gbit_s": mpps * 1e6 * f64::from(load.size) * 8.0 / 1e9,
-        "receiver_drops": drops,
-        "veth_refusals": refused,
-        "accounted": received + drops + refused == offered,
-        "memory": memory,
-    }))
+    Ok((
+        serde_json::json!({
+            "offered": offered,
+            "offered_mpps": offered as f64 / duration / 1e6,
+            "received": received,
+            "received_mpps": mpps,
+            "received_gbit_s": mpps * 1e6 * f64::from(load.size) * 8.0 / 1e9,
+            "receiver_drops": drops,
+            "veth_refusals": refused,
+            "accounted": received + drops + refused == offered,
+            "memory": memory,
+        }),
+        bursts,
+    ))
 }
 
 /// What the sink daemon takes: resident set, UMEM (frames × frame size per queue) and the
@@ -218,6 +235,8 @@ fn main() -> Result<()> {
         ],
     )?;
     let mut samples: Vec<Vec<serde_json::Value>> = vec![Vec::new(); rows.len()];
+    // Where the host has the two vCPUs, recorded with every sample, as in `udp`.
+    let mut placement = Placement::new();
     // Warm-up, discarded; then the rows interleaved, `reps` rounds.
     sample(
         &tb,
@@ -230,7 +249,8 @@ fn main() -> Result<()> {
     )?;
     for rep in 1..=reps {
         for (i, &(r, load)) in rows.iter().enumerate() {
-            let s = sample(&tb, r, load, secs)?;
+            let (mut s, bursts) = sample(&tb, r, load, secs)?;
+            placement.record(&bursts, &mut s);
             eprintln!(
                 "rep {rep} {:<14} {:>5} B {:>5} flows {s}",
                 r.key(),
@@ -278,6 +298,7 @@ fn main() -> Result<()> {
         .map(serde_json::Value::Object)
         .unwrap_or(serde_json::Value::Null);
     println!("\nsink daemon memory: {memory}");
+    println!("{}", placement.report());
     let out = serde_json::json!({
         "benchmark": "sweep",
         "quick": quick,
@@ -286,6 +307,7 @@ fn main() -> Result<()> {
         "repetitions": reps,
         "rows": out_rows,
         "memory": memory,
+        "placement": placement.summary(),
     });
     netdemux::testbed::write_results("sweep", &out)?;
     if unaccounted > 0 {

@@ -34,10 +34,11 @@
 //! the queue worker runs with `--busy-poll --spin`; veth registers no NAPI instance for the
 //! kernel to busy-poll, so it spins on its rings).
 //!
-//! Every measured sample waits first (up to 10 s) until a cache line's round trip between CPU 0
-//! and CPU 1 says the host has the two vCPUs near each other, and records that round trip before
-//! and after it (`cross_core_ns`): on the VM of these runs it flips between ~110 and ~480 ns
-//! every few seconds, and the AF_XDP rates with it (`support::placement`).
+//! Every measured sample records where the host had the two vCPUs while it ran: a cache line's
+//! round trip between CPU 0 and CPU 1, probed every 100 ms during the sample (`near_share`, the
+//! share of probes that found them near; `cross_core_ns`, the median). On the VM of these runs
+//! it is about 100 ns near and 450 ns far, mostly far under load, and the AF_XDP rates move
+//! with it (`support::placement`).
 //!
 //! Then the programs' own live cost: each receiver with a native-mode program (R0, R1, R1p, R2,
 //! Rbc, Rbp, Rbd) once more per repetition in the busy-poll layout, with the kernel's BPF
@@ -529,11 +530,8 @@ fn main() -> Result<()> {
     }
     let tb = Testbed::new("ndb", 1, BIN)?;
     tb.pin_neighbours()?;
-    // Each measured sample starts on the near placement of the two vCPUs (see
-    // `support::placement`): on the VM of these runs the far one takes a quarter off every
-    // AF_XDP rate, every few seconds, whichever receiver is being measured.
+    // Where the host has the two vCPUs, recorded with every sample (see `support::placement`).
     let mut placement = support::placement::Placement::new();
-    let (mut far_before, mut far_after, mut waited_total) = (0usize, 0usize, Duration::ZERO);
     // The two sides of each ratio measured one right after the other in every repetition (the
     // sink with the bare consumers, the echo with the bare reflector, the miss with its two
     // baselines): a drift of the VM's speed over tens of seconds moves both sides alike.
@@ -568,11 +566,6 @@ fn main() -> Result<()> {
     for rep in 0..=reps {
         for (l, &layout) in layouts.iter().enumerate() {
             for (i, &r) in receivers.iter().enumerate() {
-                let (probe_before, waited) = if rep == 0 {
-                    (f64::NAN, Duration::ZERO)
-                } else {
-                    placement.wait_near()
-                };
                 let s = set_up(&tb, r, layout)?;
                 if rep == 0 {
                     // Warm-up round, discarded.
@@ -586,7 +579,10 @@ fn main() -> Result<()> {
                     receiver_drops(&tb, r, &s)?,
                     netdemux::testbed::cpu_times(),
                 );
-                let g = offer_load(&tb, secs, r == Receiver::Mix)?;
+                let watch = support::placement::Watch::start();
+                let g = offer_load(&tb, secs, r == Receiver::Mix);
+                let bursts = watch.finish();
+                let g = g?;
                 thread::sleep(Duration::from_millis(300));
                 let (after, drops_after, cpu_after) = (
                     received(&tb, r, &s)?,
@@ -617,12 +613,7 @@ fn main() -> Result<()> {
                     sample["answers_lost"] = (after - before).saturating_sub(arrived).into();
                 }
                 tear_down(&tb, r, s)?;
-                let probe_after = placement.probe();
-                far_before += usize::from(!placement.near(probe_before));
-                far_after += usize::from(!placement.near(probe_after));
-                waited_total += waited;
-                sample["cross_core_ns"] = serde_json::json!([probe_before, probe_after]);
-                sample["placement_wait_s"] = waited.as_secs_f64().into();
+                placement.record(&bursts, &mut sample);
                 eprintln!("rep {rep} {:<9} {:<52} {sample}", layout.key(), r.name());
                 samples[l][i].push(sample);
             }
@@ -738,22 +729,8 @@ fn main() -> Result<()> {
     if !timed.is_empty() {
         println!("\nlive program ns: {program_live_ns}");
     }
-    let measured = reps * layouts.len() * receivers.len();
-    let placement_summary = serde_json::json!({
-        "shortest_round_trip_ns": placement.shortest(),
-        "samples": measured,
-        "samples_starting_far": far_before,
-        "samples_ending_far": far_after,
-        "waited_s": waited_total.as_secs_f64(),
-    });
-    println!(
-        "\nvCPU placement: shortest cross-core round trip {:.0} ns; of {measured} samples \
-         {far_before} started far (after waiting {} s for near; {:.0} s of waiting in all) and \
-         {far_after} had moved far by their end",
-        placement.shortest(),
-        support::placement::MAX_WAIT.as_secs(),
-        waited_total.as_secs_f64()
-    );
+    let placement_summary = placement.summary();
+    println!("\n{}", placement.report());
     if partial {
         println!("(a partial run: no ratios, no results file)");
         return Ok(());

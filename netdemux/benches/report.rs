@@ -144,17 +144,22 @@ fn main() -> Result<()> {
         .collect();
     // Each udp ratio at equal placement of the vCPUs, and how much the placement moves its two
     // sides' rates (see `udp_at_equal_placement`).
-    let fits: Vec<(&str, (f64, f64))> = support::UDP_RATIOS
+    let fits: Vec<(&str, PlacementFit)> = support::UDP_RATIOS
         .iter()
         .filter_map(|&(name, _, _)| Some((name, udp_at_equal_placement(udp?, name)?)))
         .collect();
     let at_equal: serde_json::Map<String, Value> = fits
         .iter()
-        .map(|&(n, (r, _))| (n.to_string(), json!(r)))
+        .map(|(n, f)| {
+            (
+                n.to_string(),
+                json!({"ratio": f.ratio, "interval_95": f.interval}),
+            )
+        })
         .collect();
     let near_gain: serde_json::Map<String, Value> = fits
         .iter()
-        .map(|&(n, (_, g))| (n.to_string(), json!(g)))
+        .map(|(n, f)| (n.to_string(), json!(f.near_vs_far)))
         .collect();
     let mut record = json!({
         "run": run, "provenance": provenance, "ratios": ratios, "udp_spreads": udp_spreads,
@@ -234,8 +239,9 @@ fn udp_spread(udp: &Value, name: &str) -> Option<[f64; 2]> {
 /// share of its time the vCPUs were near (`near_share`); the two sides' log rates are fitted
 /// with one intercept each and one common slope on that share (least squares), and the ratio is
 /// the difference of the intercepts: the ratio of the sides' geometric mean rates, corrected for
-/// the difference of their mean near shares. `None` for results without the shares.
-fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<(f64, f64)> {
+/// the difference of their mean near shares; with its 95% interval. `None` for results without
+/// the shares.
+fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<PlacementFit> {
     let &(_, a, b) = support::UDP_RATIOS.iter().find(|r| r.0 == name)?;
     let side = |k: &str| -> Option<Vec<(f64, f64)>> {
         udp["receivers"][k]["busy_poll"]["samples"]
@@ -264,7 +270,51 @@ fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<(f64, f64)> {
         }
     }
     let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
-    Some((((ma.1 - mb.1) - slope * (ma.0 - mb.0)).exp(), slope.exp()))
+    let diff = (ma.1 - mb.1) - slope * (ma.0 - mb.0);
+    // Its 95% interval: the residuals' variance over n − 3 degrees of freedom (two intercepts
+    // and the slope), Student's t for them.
+    let (na, nb) = (sa.len() as f64, sb.len() as f64);
+    let dof = sa.len() + sb.len() - 3;
+    let rss: f64 = [(&sa, ma), (&sb, mb)]
+        .iter()
+        .flat_map(|(v, m)| {
+            v.iter()
+                .map(move |&(x, y)| (y - m.1 - slope * (x - m.0)).powi(2))
+        })
+        .sum();
+    let interval = (dof > 0).then(|| {
+        let spread = if sxx > 0.0 {
+            (ma.0 - mb.0).powi(2) / sxx
+        } else {
+            0.0
+        };
+        let se = (rss / dof as f64 * (1.0 / na + 1.0 / nb + spread)).sqrt();
+        let t = t_975(dof);
+        [(diff - t * se).exp(), (diff + t * se).exp()]
+    });
+    Some(PlacementFit {
+        ratio: diff.exp(),
+        interval,
+        near_vs_far: slope.exp(),
+    })
+}
+
+/// A `udp` ratio at equal placement of the vCPUs (see [`udp_at_equal_placement`]).
+struct PlacementFit {
+    ratio: f64,
+    /// Its 95% interval (none without a degree of freedom left).
+    interval: Option<[f64; 2]>,
+    /// The factor on both sides' rates from all far to all near.
+    near_vs_far: f64,
+}
+
+/// Student's t, 97.5th percentile, for `dof` degrees of freedom (from 10 on, the value for 10:
+/// a little wide, never narrow).
+fn t_975(dof: usize) -> f64 {
+    const T: [f64; 10] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    ];
+    T[dof.clamp(1, 10) - 1]
 }
 
 /// The echo benchmark's closed- and open-loop tables of one mode (`m`, described by `mode`).
@@ -337,7 +387,7 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         md.push_str(&format!("Not in this run: {}.\n\n", names.join(", ")));
     }
     md.push_str(
-        "| ratio | goal | measured (udp: the lowest–highest repetition in brackets) | udp: at equal vCPU placement |\n|---|---|---:|---:|\n",
+        "| ratio | goal | measured (udp: the lowest–highest repetition in brackets) | udp: at equal vCPU placement (95% interval) |\n|---|---|---:|---:|\n",
     );
     for (name, goal, key) in [
         (
@@ -480,7 +530,11 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             Some([lo, hi]) => format!(" ({}–{})", num(lo, 2), num(hi, 2)),
             _ => String::new(),
         };
-        let equal = num(&record["udp_at_equal_placement"][key], 2);
+        let fit = &record["udp_at_equal_placement"][key];
+        let equal = match fit["interval_95"].as_array().map(Vec::as_slice) {
+            Some([lo, hi]) => format!("{} ({}–{})", num(&fit["ratio"], 2), num(lo, 2), num(hi, 2)),
+            _ => num(&fit["ratio"], 2),
+        };
         md.push_str(&format!(
             "| {name} | {goal} | {}{spread} | {equal} |\n",
             num(&ratios[key], 2)

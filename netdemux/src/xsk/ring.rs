@@ -232,6 +232,18 @@ impl<T: Copy> Consumer<T> {
         n
     }
 
+    /// Entries the kernel has published and we have not consumed yet (reads the producer
+    /// index only when the cached one shows none).
+    pub fn available(&mut self) -> u32 {
+        let avail = self.cached_prod.wrapping_sub(self.cons);
+        if avail > 0 {
+            return avail;
+        }
+        // Acquire, as in `consume`.
+        self.cached_prod = self.ring.producer().load(Ordering::Acquire);
+        self.cached_prod.wrapping_sub(self.cons)
+    }
+
     /// True when the kernel asks for a wakeup.
     pub fn needs_wakeup(&self) -> bool {
         self.ring.needs_wakeup()

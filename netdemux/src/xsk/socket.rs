@@ -521,6 +521,11 @@ impl XskSocket {
     /// their frame (never produced by a correct kernel) are skipped and counted, as are longer
     /// answers.
     pub fn receive(&mut self, mut f: impl FnMut(&mut [u8]) -> Verdict) -> Batch {
+        // An empty ring (most rounds of a spinning worker) returns before the descriptor arrays
+        // are set up.
+        if self.rx.available() == 0 {
+            return Batch::default();
+        }
         let mut descs = [libc::xdp_desc {
             addr: 0,
             len: 0,

@@ -348,6 +348,17 @@ mod tests {
         assert_eq!(run(&[0x31, 0, 1, 0]).frames, 1);
     }
 
+    /// One batch to two services in turn: each frame reaches its own (the batch remembers its
+    /// last service lookup, by destination).
+    #[test]
+    fn a_batch_to_two_services_reaches_each() {
+        // Template 0 is a datagram to the echo, template 1 one to the sink; no flush flag, so
+        // each run's frames are one batch.
+        let (echo, sink) = ([1u8, 0, 1, 0], [1u8, 0, 1, 1]);
+        assert_eq!(run(&[echo, sink, echo, sink, echo].concat()).frames, 3);
+        assert_eq!(run(&[sink, echo, sink, sink, echo].concat()).frames, 2);
+    }
+
     /// A handshake and a request through the worker: the seeded path reaches the HTTP service.
     #[test]
     fn a_request_after_a_handshake_is_answered() {

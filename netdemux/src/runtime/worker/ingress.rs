@@ -5,7 +5,7 @@
 
 use std::{sync::atomic::Ordering, time::Instant};
 
-use netdemux_common::{FAMILY_V4, PROTO_TCP};
+use netdemux_common::{BindKey, FAMILY_V4, PROTO_TCP};
 
 use super::tcp_sockets::TcpSockets;
 use crate::{
@@ -30,7 +30,13 @@ pub(super) struct Dispatch<'a> {
     /// The application's UDP sockets, when this worker serves an application.
     pub sockets: Option<&'a Registry>,
     pub now: Instant,
+    /// The batch's last service lookup, (destination, unicast) -> service: a batch's frames
+    /// mostly go to one destination, so most of them skip hashing the key.
+    pub last_service: Option<ServiceLookup>,
 }
+
+/// A service lookup: destination, unicast, and the service found (index, kind).
+pub(super) type ServiceLookup = (BindKey, bool, Option<(usize, Kind)>);
 
 /// The source MAC address of a frame.
 fn source_mac(frame: &[u8]) -> [u8; 6] {
@@ -64,7 +70,7 @@ impl Dispatch<'_> {
         if c.icmp {
             return self.icmp(frame, &c);
         }
-        if let Some((i, kind)) = self.services.find(&c.key, c.unicast) {
+        if let Some((i, kind)) = self.service(&c.key, c.unicast) {
             let counters = &mut self.service_counters[i];
             counters.packets += 1;
             counters.bytes += c.payload_len as u64;
@@ -93,6 +99,19 @@ impl Dispatch<'_> {
             return self.tcp_segment(frame, &c);
         }
         self.datagram(frame, &c)
+    }
+
+    /// The service `key` belongs to ([`ServiceTable::find`]), through the batch's last lookup.
+    fn service(&mut self, key: &BindKey, unicast: bool) -> Option<(usize, Kind)> {
+        if let Some((k, u, found)) = self.last_service
+            && k == *key
+            && u == unicast
+        {
+            return found;
+        }
+        let found = self.services.find(key, unicast);
+        self.last_service = Some((*key, unicast, found));
+        found
     }
 
     /// An ICMP error about a packet sent from here: to the TCP connection it concerns, or

@@ -220,6 +220,7 @@ impl<S: Frames> Worker<S> {
             tcp: self.tcp.as_mut(),
             sockets: sockets.as_ref().map(|s| &***s),
             now,
+            last_service: None,
         };
         let batch = self.sock.receive(|frame| dispatch.frame(frame));
         self.counters.rx += batch.rx as u64;

@@ -274,7 +274,7 @@ fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<PlacementFit> {
     // Its 95% interval: the residuals' variance over n − 3 degrees of freedom (two intercepts
     // and the slope), Student's t for them.
     let (na, nb) = (sa.len() as f64, sb.len() as f64);
-    let dof = sa.len() + sb.len() - 3;
+    let dof = (sa.len() + sb.len()).saturating_sub(3);
     let rss: f64 = [(&sa, ma), (&sb, mb)]
         .iter()
         .flat_map(|(v, m)| {

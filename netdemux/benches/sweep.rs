@@ -87,8 +87,8 @@ fn offer(tb: &Testbed, load: Load, secs: f64) -> Result<serde_json::Value> {
     ])
 }
 
-/// One measurement of `r` under `load`: rates, and the frame accounting.
-/// One sample, and the placement probe's bursts during its load.
+/// One measurement of `r` under `load`: rates and the frame accounting, and the placement
+/// probe's bursts during the load.
 fn sample(
     tb: &Testbed,
     r: Receiver,

@@ -136,13 +136,8 @@ mod tests {
     fn the_eight_byte_sum_equals_the_word_by_word_definition() {
         // Every length up to 1600 (each remainder of 8, odd and even), at every start offset
         // of an 8-byte chunk, with sums that carry (bytes near 0xff) and starts up to u32::MAX.
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = crate::test_rng::Xorshift64::new(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next();
         let bytes: Vec<u8> = (0..1700)
             .map(|i| if i % 3 == 0 { 0xff } else { next() as u8 })
             .collect();

@@ -245,13 +245,11 @@ mod tests {
         for cut in 0..f.len() - 7 {
             assert_eq!(classify(&f[..cut]), None, "cut at {cut}");
         }
-        let mut x = 0x1234_5678u32;
+        let mut rng = crate::test_rng::Xorshift32::new(0x1234_5678);
         for _ in 0..20_000 {
             let mut g = f.clone();
             for _ in 0..4 {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
+                let x = rng.next();
                 let i = x as usize % g.len();
                 g[i] = (x >> 8) as u8;
             }

@@ -252,17 +252,10 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let mut x = 0x1234_5678u32;
+        let mut x = crate::test_rng::Xorshift32::new(0x1234_5678);
         for len in 0..80 {
             for _ in 0..200 {
-                let buf: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 17;
-                        x ^= x << 5;
-                        x as u8
-                    })
-                    .collect();
+                let buf: Vec<u8> = (0..len).map(|_| x.next() as u8).collect();
                 let _ = IpRepr::parse(&buf);
             }
         }

@@ -1049,13 +1049,8 @@ mod tests {
 
     #[test]
     fn random_bytes_never_panic() {
-        let mut x = 0x2545_f491u32;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x
-        };
+        let mut rng = crate::test_rng::Xorshift32::new(0x2545_f491);
+        let mut next = || rng.next();
         let (src, dst) = (addr("198.18.0.1:1").ip(), addr("198.18.0.2:2").ip());
         let mut parsed = 0;
         for _ in 0..10_000 {

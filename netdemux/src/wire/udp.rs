@@ -195,13 +195,11 @@ mod tests {
         for cut in 0..KERNEL_UDP6.len() {
             assert!(UdpRepr::parse(&KERNEL_UDP6[..cut]).is_err(), "cut at {cut}");
         }
-        let mut x = 0x9e37_79b9u32;
+        let mut rng = crate::test_rng::Xorshift32::new(0x9e37_79b9);
         for _ in 0..20_000 {
             let mut f = KERNEL_UDP4.to_vec();
             for _ in 0..3 {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
+                let x = rng.next();
                 let i = x as usize % f.len();
                 f[i] = (x >> 9) as u8;
             }

@@ -318,13 +318,8 @@ mod tests {
     /// frames, answers to the worker's segments, fixed checksums), so CI runs it too.
     #[test]
     fn seeded_inputs_run_clean() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::test_rng::Xorshift64::new(0x9e37_79b9_7f4a_7c15);
+        let mut next = || rng.next();
         for _ in 0..300 {
             let mut data = Vec::new();
             for _ in 0..(next() % 24) {

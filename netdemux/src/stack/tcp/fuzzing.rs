@@ -255,17 +255,10 @@ pub fn run(data: &[u8]) {
 mod tests {
     #[test]
     fn seeded_scripts_never_panic() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut x = crate::test_rng::Xorshift64::new(0x2545_f491_4f6c_dd1d);
         for i in 0..20000 {
             let len = 1 + (i * 37) % 400;
-            let data: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let data: Vec<u8> = (0..len).map(|_| x.next() as u8).collect();
             super::run(&data);
         }
     }

@@ -37,8 +37,8 @@
 //! Every measured sample records where the host had the two vCPUs while it ran: a cache line's
 //! round trip between CPU 0 and CPU 1, probed every 100 ms during the sample (`near_share`, the
 //! share of probes that found them near; `cross_core_ns`, the median). On the VM of these runs
-//! it is about 100 ns near and 450 ns far, mostly far under load, and the AF_XDP rates move
-//! with it (`support::placement`).
+//! it is about 90–140 ns near and 430–500 ns far, and the AF_XDP rates move with it
+//! (`support::placement`).
 //!
 //! Then the programs' own live cost: each receiver with a native-mode program (R0, R1, R1p, R2,
 //! Rbc, Rbp, Rbd) once more per repetition in the busy-poll layout, with the kernel's BPF
@@ -523,8 +523,9 @@ fn main() -> Result<()> {
     let only = support::flag_value(&args, "--only");
     let only_layout = support::flag_value(&args, "--layout");
     // Eight two-second repetitions in a full run: the placement of the vCPUs mostly holds for
-    // a whole sample, so the fit at equal placement (see `report`) gains from more samples
-    // more than from longer ones (five of three seconds left 95% intervals of ±9%).
+    // a whole sample, so the fit at equal placement (see `report`) was expected to gain from
+    // more samples more than from longer ones. It did not narrow: five of three seconds left
+    // 95% intervals of ±8–11% (run 1796229566), eight of two ±11–13% (run 1796232025).
     let (secs, reps) = if quick { (2.0, 2) } else { (2.0, 8) };
     if !nix::unistd::geteuid().is_root() {
         bail!("the UDP benchmark creates namespaces and loads BPF programs: run it as root");

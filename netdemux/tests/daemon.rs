@@ -43,6 +43,15 @@ fn u(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
 
+/// `netdemux bind --from FILE` on the daemon's veth, with `extra` flags: replaces the whole
+/// binding set with the file's.
+fn bind_from(tb: &Testbed, file: &std::path::Path, extra: &[&str]) -> String {
+    let file = file.to_str().unwrap();
+    let mut args = vec!["bind", "--iface", &tb.veth_b, "--from", file];
+    args.extend_from_slice(extra);
+    tb.netdemux_ok(&args)
+}
+
 fn sink_packets(stats: &serde_json::Value) -> u64 {
     stats["services"]
         .as_array()
@@ -590,13 +599,7 @@ fn upgrading_the_program_under_traffic_keeps_bindings_counters_and_every_datagra
     // holds the set before it: the new program must read the set in use, not start on set 0.
     let file = std::env::temp_dir().join(format!("netdemux-upgrade-set-{}", std::process::id()));
     std::fs::write(&file, "udp 198.18.0.2:7000\nudp 198.18.0.2:7001\n").unwrap();
-    let replaced = tb.netdemux_ok(&[
-        "bind",
-        "--iface",
-        &tb.veth_b,
-        "--from",
-        file.to_str().unwrap(),
-    ]);
+    let replaced = bind_from(&tb, &file, &[]);
     std::fs::remove_file(&file).unwrap();
     assert!(replaced.contains("1 added"), "{replaced}");
     let before = wait_stats(&tb, 5, |s| sink_packets(s) > 500);
@@ -775,14 +778,7 @@ fn replacing_the_binding_set_under_traffic_loses_nothing_of_a_binding_kept() {
             ));
         }
         std::fs::write(&file, text).unwrap();
-        let out = tb.netdemux_ok(&[
-            "bind",
-            "--iface",
-            &tb.veth_b,
-            "--from",
-            file.to_str().unwrap(),
-            "--json",
-        ]);
+        let out = bind_from(&tb, &file, &["--json"]);
         let r: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(r["kept"], 1, "{out}");
         assert_eq!(r["added"], 20);

@@ -1,16 +1,17 @@
 //! Where the host has put the VM's two vCPUs while a sample runs: the round trip of a cache line
 //! between a thread on CPU 0 and one on CPU 1. On the AMD EPYC VM of these runs it takes two
-//! values, about 90–110 ns (near) and about 450–500 ns (far; now and then 30 ns, one core's two
-//! hardware threads), and which one depends on the load: with both cores idle it flips every
-//! 0.2–1.6 s, mostly near; under a benchmark's load it stays far for seconds, with short near
-//! spells. A rate whose work crosses the two cores (an AF_XDP receiver on CPU 1 behind the XDP
-//! program on CPU 0) moves with it, so every sample records how much of it ran near.
+//! values, about 90–140 ns (near) and about 430–500 ns (far; now and then 30 ns, one core's two
+//! hardware threads). With both cores idle it flips every 0.2–1.6 s; under load it can hold for
+//! seconds (one quick run probed by hand stayed far through its samples), and in the full runs
+//! most samples ran on one placement from start to end. A rate whose work crosses the two cores
+//! (an AF_XDP receiver on CPU 1 behind the XDP program on CPU 0) moves with it, so a probe
+//! before a sample says little and every sample records how much of its own time ran near.
 //!
 //! So the probe runs *during* the sample: every [`EVERY`], a burst of [`BURST`] round trips
 //! whose median is the burst's figure (a thread preempted mid-burst lengthens a few round
-//! trips, not the median). A burst costs each core about a tenth of a millisecond; the CPU 0
-//! side yields while it waits for CPU 1's thread to be scheduled, so it does not spin the
-//! generator off its core.
+//! trips, not the median). A burst is 256 round trips of 0.1–0.5 µs, at most about a tenth of
+//! a millisecond on each core; the CPU 0 side yields while it waits for CPU 1's thread to be
+//! scheduled, so it does not spin the generator off its core.
 
 use std::{
     sync::{
@@ -203,17 +204,21 @@ impl Placement {
 
     /// The run's summary for its results file.
     pub fn summary(&self) -> serde_json::Value {
-        let mostly_near = self.shares.iter().filter(|&&s| s > 0.5).count();
         serde_json::json!({
             "shortest_round_trip_ns": self.shortest,
             "samples": self.shares.len(),
             "mean_near_share": self.mean_share(),
-            "samples_mostly_near": mostly_near,
+            "samples_mostly_near": self.mostly_near(),
         })
     }
 
     fn mean_share(&self) -> f64 {
         self.shares.iter().sum::<f64>() / self.shares.len().max(1) as f64
+    }
+
+    /// Samples that ran near more than half of their time.
+    fn mostly_near(&self) -> usize {
+        self.shares.iter().filter(|&&s| s > 0.5).count()
     }
 
     /// The run's summary in one line.
@@ -224,7 +229,7 @@ impl Placement {
             self.shortest,
             self.shares.len(),
             100.0 * self.mean_share(),
-            self.shares.iter().filter(|&&s| s > 0.5).count()
+            self.mostly_near()
         )
     }
 }

@@ -232,11 +232,12 @@ impl<T: Copy> Consumer<T> {
         n
     }
 
-    /// Entries the kernel has published and we have not consumed yet (reads the producer
-    /// index only when the cached one shows none).
-    pub fn available(&mut self) -> u32 {
+    /// Entries the kernel has published and we have not consumed yet, reading the producer
+    /// index only when the cached one shows fewer than `want` — the rule of
+    /// [`Consumer::consume`], so a `consume` of at most that many reads it no second time.
+    pub fn available(&mut self, want: u32) -> u32 {
         let avail = self.cached_prod.wrapping_sub(self.cons);
-        if avail > 0 {
+        if avail >= want {
             return avail;
         }
         // Acquire, as in `consume`.

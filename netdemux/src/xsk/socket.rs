@@ -522,8 +522,9 @@ impl XskSocket {
     /// answers.
     pub fn receive(&mut self, mut f: impl FnMut(&mut [u8]) -> Verdict) -> Batch {
         // An empty ring (most rounds of a spinning worker) returns before the descriptor arrays
-        // are set up.
-        if self.rx.available() == 0 {
+        // are set up; otherwise the producer index read here is the batch's only one.
+        let ready = (self.rx.available(BATCH as u32) as usize).min(BATCH);
+        if ready == 0 {
             return Batch::default();
         }
         let mut descs = [libc::xdp_desc {
@@ -531,7 +532,7 @@ impl XskSocket {
             len: 0,
             options: 0,
         }; BATCH];
-        let n = self.rx.consume(&mut descs);
+        let n = self.rx.consume(&mut descs[..ready]);
         if n == 0 {
             return Batch::default();
         }

@@ -11,10 +11,12 @@
 //! oldest insertion in O(1).
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     net::IpAddr,
     time::{Duration, Instant},
 };
+
+use super::hash::KeyedMap;
 
 /// How long an unresolved send waits before it is dropped.
 pub const RESOLVE_WAIT: Duration = Duration::from_secs(1);
@@ -55,7 +57,7 @@ struct Entry {
 /// A bounded insertion-ordered map: the oldest key goes first when it is full, in O(1).
 #[derive(Debug)]
 struct Bounded<V> {
-    map: HashMap<IpAddr, V>,
+    map: KeyedMap<IpAddr, V>,
     order: VecDeque<IpAddr>,
     capacity: usize,
 }
@@ -63,7 +65,7 @@ struct Bounded<V> {
 impl<V> Bounded<V> {
     fn new(capacity: usize) -> Self {
         Bounded {
-            map: HashMap::with_capacity(capacity),
+            map: KeyedMap::with_capacity_and_hasher(capacity, Default::default()),
             order: VecDeque::with_capacity(capacity),
             capacity: capacity.max(1),
         }

@@ -17,6 +17,7 @@ use crate::{
         tcp::{COMMANDS, Chunk, Command, ListenerShared, StreamShared, StreamState},
     },
     services::{Kind, ServiceTable, tcp::App},
+    stack::hash::ConnIdMap,
     stack::tcp::{
         Config, ConnId, Counters, Endpoint, Events, IsnSource, Limits, MemoryBudget,
         endpoint::Disposition,
@@ -63,7 +64,7 @@ struct Application {
 pub struct TcpSockets {
     endpoint: Endpoint,
     listeners: HashMap<SocketAddr, Listener>,
-    owners: HashMap<ConnId, Owner>,
+    owners: ConnIdMap<ConnId, Owner>,
     application: Option<Application>,
     /// The services' scratch space (empty without TCP services).
     scratch: Vec<u8>,
@@ -136,7 +137,7 @@ impl TcpSockets {
         Some(TcpSockets {
             endpoint,
             listeners,
-            owners: HashMap::new(),
+            owners: ConnIdMap::default(),
             application: application.map(|(index, bridge)| Application { index, bridge }),
             scratch,
             accepted: Vec::new(),

@@ -5,7 +5,7 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BinaryHeap, HashMap, VecDeque},
+    collections::{BinaryHeap, VecDeque},
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
@@ -20,6 +20,7 @@ use super::{
     syn_cookie::{self, SynCookies},
     time_wait::{TimeWaits, Verdict},
 };
+use crate::stack::hash::{ConnIdMap, KeyedMap};
 use crate::wire::{
     icmp::Problem,
     tcp::{Flags, TcpHeader, TcpOptions},
@@ -57,10 +58,17 @@ impl Default for Limits {
 }
 
 /// A connection's handle: stays valid until the connection is removed, never reused after.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnId {
     index: u32,
     generation: u32,
+}
+
+impl std::hash::Hash for ConnId {
+    /// One `u64`, what [`ConnIdHasher`](crate::stack::hash::ConnIdHasher) takes in one step.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.to_u64());
+    }
 }
 
 impl ConnId {
@@ -161,8 +169,8 @@ pub struct Endpoint {
     limits: Limits,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    flows: HashMap<FlowKey, ConnId>,
-    listeners: HashMap<SocketAddr, Listener>,
+    flows: KeyedMap<FlowKey, ConnId>,
+    listeners: KeyedMap<SocketAddr, Listener>,
     timers: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     transmit: VecDeque<ConnId>,
     events: VecDeque<(ConnId, Events)>,
@@ -178,7 +186,7 @@ pub struct Endpoint {
     /// while the owner still reads): the owner takes them with
     /// [`Endpoint::take_leftover`] before they are dropped ([`Endpoint::clear_leftovers`]),
     /// as Linux's read returns queued data before a reset's error.
-    leftovers: HashMap<ConnId, Vec<u8>>,
+    leftovers: ConnIdMap<ConnId, Vec<u8>>,
     /// What happened so far.
     pub counters: Counters,
 }
@@ -214,8 +222,8 @@ impl Endpoint {
             limits,
             slots: Vec::new(),
             free: Vec::new(),
-            flows: HashMap::new(),
-            listeners: HashMap::new(),
+            flows: KeyedMap::default(),
+            listeners: KeyedMap::default(),
             timers: BinaryHeap::new(),
             transmit: VecDeque::new(),
             events: VecDeque::new(),
@@ -224,7 +232,7 @@ impl Endpoint {
             isn,
             cookies: SynCookies::default(),
             budget: Arc::new(MemoryBudget::unlimited()),
-            leftovers: HashMap::new(),
+            leftovers: ConnIdMap::default(),
             counters: Counters::default(),
         }
     }

@@ -6,11 +6,12 @@
 //! connection skips TIME_WAIT, counted.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     net::SocketAddr,
     time::{Duration, Instant},
 };
 
+use crate::stack::hash::KeyedMap;
 use crate::wire::{
     seq::Seq,
     tcp::{Flags, TcpHeader, TcpOptions},
@@ -47,7 +48,7 @@ type Key = (SocketAddr, SocketAddr);
 /// The TIME_WAIT records of one endpoint.
 #[derive(Debug, Default)]
 pub struct TimeWaits {
-    records: HashMap<Key, Record>,
+    records: KeyedMap<Key, Record>,
     /// Expiry times in the order they were set (a later reset leaves a stale entry behind).
     order: VecDeque<(Instant, Key)>,
 }

@@ -216,8 +216,7 @@ fn kernel_server(
                         let mut head = Vec::with_capacity(4096);
                         let mut buf = [0u8; 4096];
                         loop {
-                            while let Some(end) = http::head_end(&head) {
-                                let a = http::answer(&head[..end]);
+                            while let Some((end, a)) = http::next_request(&head) {
                                 if s.write_all(&a.bytes).await.is_err() || a.close {
                                     return;
                                 }

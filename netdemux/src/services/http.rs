@@ -30,11 +30,6 @@ fn ok_answer(head_only: bool, close: bool) -> &'static [u8] {
     &OK[usize::from(head_only) * 2 + usize::from(close)]
 }
 
-/// The end of the first request head in `buf` (the index after its blank line).
-pub fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
 fn response(status: &str, body: &[u8], head_only: bool, close: bool, extra: &str) -> Vec<u8> {
     let mut out = format!(
         "HTTP/1.1 {status}\r\nServer: netdemux\r\nContent-Type: text/plain\r\nContent-Length: \
@@ -49,51 +44,53 @@ fn response(status: &str, body: &[u8], head_only: bool, close: bool, extra: &str
     out
 }
 
-/// Answers the request head `head` (request line and headers, up to the blank line).
-pub fn answer(head: &[u8]) -> Answer {
-    let bad = |status: &str, body: &[u8]| Answer {
-        bytes: response(status, body, false, true, "").into(),
-        close: true,
+/// Headers a request may carry; more get `431`.
+const MAX_HEADERS: usize = 64;
+
+/// Parses the first request head in `buf` (httparse: one pass over the bytes, SIMD where the
+/// CPU has it) and answers it: `None` while the head is incomplete; else the bytes it took and
+/// the answer. An error answer closes the connection, so it takes all of `buf`.
+pub fn next_request(buf: &[u8]) -> Option<(usize, Answer)> {
+    let bad = |status: &str, body: &[u8]| {
+        let bytes = response(status, body, false, true, "").into();
+        Some((buf.len(), Answer { bytes, close: true }))
     };
-    let Ok(text) = std::str::from_utf8(head) else {
-        return bad("400 Bad Request", b"request head is not UTF-8\n");
+    let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let end = match req.parse_with_uninit_headers(buf, &mut headers) {
+        Ok(httparse::Status::Complete(end)) => end,
+        Ok(httparse::Status::Partial) => return None,
+        Err(httparse::Error::TooManyHeaders) => {
+            return bad("431 Request Header Fields Too Large", b"too many headers\n");
+        }
+        Err(httparse::Error::Version) => return bad("400 Bad Request", b"not HTTP/1.x\n"),
+        Err(_) => return bad("400 Bad Request", b"malformed request head\n"),
     };
-    let mut lines = text.split("\r\n");
-    let request_line = lines.next().unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return bad("400 Bad Request", b"malformed request line\n");
+    let (Some(method), Some(version)) = (req.method, req.version) else {
+        return bad("400 Bad Request", b"malformed request line\n"); // complete heads have both
     };
-    if target.is_empty() || !version.starts_with("HTTP/1.") {
-        return bad("400 Bad Request", b"malformed request line\n");
-    }
-    let mut close = version == "HTTP/1.0";
+    let mut close = version == 0;
     let mut has_body = false;
-    for line in lines.filter(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else {
-            return bad("400 Bad Request", b"malformed header\n");
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("connection") {
-            if value.eq_ignore_ascii_case("close") {
+    for h in req.headers.iter() {
+        let value = h.value.trim_ascii();
+        if h.name.eq_ignore_ascii_case("connection") {
+            if value.eq_ignore_ascii_case(b"close") {
                 close = true;
-            } else if value.eq_ignore_ascii_case("keep-alive") {
+            } else if value.eq_ignore_ascii_case(b"keep-alive") {
                 close = false;
             }
-        } else if name.eq_ignore_ascii_case("content-length") {
-            has_body = value != "0";
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            has_body = value != b"0";
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             has_body = true;
         }
     }
-    match method {
+    let answer = match method {
         "GET" | "HEAD" if !has_body => Answer {
             bytes: ok_answer(method == "HEAD", close).into(),
             close,
         },
-        "GET" | "HEAD" => bad("400 Bad Request", b"a GET with a body is not served\n"),
+        "GET" | "HEAD" => return bad("400 Bad Request", b"a GET with a body is not served\n"),
         _ => Answer {
             bytes: response(
                 "405 Method Not Allowed",
@@ -105,7 +102,8 @@ pub fn answer(head: &[u8]) -> Answer {
             .into(),
             close: true,
         },
-    }
+    };
+    Some((end, answer))
 }
 
 #[cfg(test)]
@@ -114,6 +112,13 @@ mod tests {
 
     fn text(a: &Answer) -> String {
         String::from_utf8(a.bytes.to_vec()).unwrap()
+    }
+
+    /// The answer to a whole head.
+    fn answer(head: &[u8]) -> Answer {
+        let (end, a) = next_request(head).expect("a complete head");
+        assert_eq!(end, head.len(), "{head:?}");
+        a
     }
 
     #[test]
@@ -161,7 +166,20 @@ mod tests {
 
     #[test]
     fn heads_are_found_at_their_blank_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nGET"), Some(18));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n"), None);
+        let (end, a) = next_request(b"GET / HTTP/1.1\r\n\r\nGET").unwrap();
+        assert_eq!((end, a.close), (18, false));
+        assert_eq!(next_request(b"GET / HTTP/1.1\r\n"), None);
+        assert_eq!(next_request(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+    }
+
+    #[test]
+    fn too_many_headers_get_431() {
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            head.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        head.extend_from_slice(b"\r\n");
+        let a = answer(&head);
+        assert!(a.close && text(&a).starts_with("HTTP/1.1 431"));
     }
 }

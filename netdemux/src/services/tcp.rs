@@ -64,15 +64,25 @@ fn echo(conn: &mut Connection, scratch: &mut [u8]) {
     }
 }
 
-/// Answers every complete request head that arrived, as long as the answers fit.
+/// Answers every complete request head that arrived, as long as the answers fit. A head that
+/// arrived whole is parsed where it lies in the receive buffer; only a head that arrives in
+/// pieces (or across the buffer's wrap) is gathered in `head`.
 fn serve_http(conn: &mut Connection, head: &mut Vec<u8>, scratch: &mut [u8]) {
     loop {
-        if let Some(end) = http::head_end(head) {
-            let answer = http::answer(&head[..end]);
+        let parsed = if head.is_empty() {
+            http::next_request(conn.peek().0)
+        } else {
+            http::next_request(head)
+        };
+        if let Some((end, answer)) = parsed {
             if !conn.send_all(&answer.bytes) {
                 return; // Whole answers only: wait for WRITABLE.
             }
-            head.drain(..end);
+            if head.is_empty() {
+                conn.consume(end);
+            } else {
+                head.drain(..end);
+            }
             if answer.close {
                 conn.close();
                 return;
@@ -88,10 +98,10 @@ fn serve_http(conn: &mut Connection, head: &mut Vec<u8>, scratch: &mut [u8]) {
             return;
         }
         let room = (http::MAX_HEAD - head.len()).min(scratch.len());
-        let n = conn.recv(&mut scratch[..room]);
-        if n == 0 {
+        if conn.readable() == 0 {
             break;
         }
+        let n = conn.recv(&mut scratch[..room]);
         head.extend_from_slice(&scratch[..n]);
     }
     if conn.read_closed() {

@@ -604,6 +604,20 @@ mod tests {
         assert!(got.ends_with("hello from netdemux\n"));
     }
 
+    /// A head longer than a segment arrives in pieces and is gathered before it is answered;
+    /// the whole heads after it are answered where they lie.
+    #[test]
+    fn http_answers_a_head_that_arrives_in_pieces() {
+        let mut p = Pair::new(Kind::Http);
+        let mut req = b"GET / HTTP/1.1\r\nX-Long: ".to_vec();
+        req.extend(std::iter::repeat_n(b'a', 4000));
+        req.extend_from_slice(b"\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n");
+        req.extend_from_slice(b"Connection: close\r\n\r\n");
+        let got = String::from_utf8(p.exchange(&req, false)).unwrap();
+        assert_eq!(got.matches("HTTP/1.1 200 OK").count(), 3, "{got}");
+        assert_eq!(got.matches("Connection: close").count(), 1, "{got}");
+    }
+
     #[test]
     fn an_oversized_head_is_refused() {
         let mut p = Pair::new(Kind::Http);

@@ -104,6 +104,9 @@ pub mod fake {
         pub total: u64,
         /// Flushes that had posted frames to send (a sendto(2) each, or more, on a real socket).
         pub flushes: usize,
+        /// Frames of a UMEM frame's size that `post` builds in before it allocates new ones
+        /// (their old bytes stay, as in a UMEM).
+        pub spare: Vec<Vec<u8>>,
     }
 
     impl Frames for FakeFrames {
@@ -142,7 +145,8 @@ pub mod fake {
         }
 
         fn post(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
-            let mut frame = vec![0u8; 4096];
+            let mut frame = self.spare.pop().unwrap_or_else(|| vec![0u8; 4096]);
+            frame.resize(4096, 0);
             match write(&mut frame) {
                 Some(len) => {
                     frame.truncate(len);

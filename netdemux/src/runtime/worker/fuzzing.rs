@@ -186,8 +186,9 @@ impl Sent {
     }
 }
 
-/// Runs the worker on the frames `data` describes; see the module's documentation.
-pub fn run(data: &[u8]) -> Sent {
+/// A worker over an in-memory ring serving [`services`], as a daemon's would, and the queue
+/// its resolver answers arrive on.
+fn worker() -> (Worker<FakeFrames>, Arc<ArrayQueue<(IpAddr, Resolution)>>) {
     let stats = Arc::new(WorkerStats::new(
         0,
         false,
@@ -206,7 +207,7 @@ pub fn run(data: &[u8]) -> Sent {
         tcp: TcpSetup::unlimited(),
     };
     let services = Arc::new(services());
-    let mut w = Worker::new(
+    let w = Worker::new(
         FakeFrames::default(),
         services,
         stats,
@@ -214,6 +215,12 @@ pub fn run(data: &[u8]) -> Sent {
         None,
         Instant::now(),
     );
+    (w, answers)
+}
+
+/// Runs the worker on the frames `data` describes; see the module's documentation.
+pub fn run(data: &[u8]) -> Sent {
+    let (mut w, answers) = worker();
     let (mut received, mut rest) = (0u64, data);
     let mut out = Sent::default();
     let mut last_tcp: Option<Vec<u8>> = None;
@@ -275,6 +282,7 @@ pub fn run(data: &[u8]) -> Sent {
 }
 
 /// One round of the worker's loop, as `run` does it (no waiting).
+#[inline(never)]
 fn round(w: &mut Worker<FakeFrames>) {
     let now = Instant::now();
     w.maintain(now);
@@ -288,6 +296,125 @@ fn round(w: &mut Worker<FakeFrames>) {
     }
     w.egress();
     w.publish(&batch);
+}
+
+/// The request [`http_keepalive`]'s clients send.
+pub const KEEPALIVE_REQUEST: &[u8] =
+    b"GET / HTTP/1.1\r\nHost: 198.18.0.2\r\nUser-Agent: wrk\r\n\r\n";
+
+/// What [`http_keepalive`] measured.
+#[derive(Debug, Default)]
+pub struct Keepalive {
+    /// Requests answered (each answer checked: one segment with the whole response).
+    pub answered: usize,
+    /// Time spent in the worker's rounds (not in building the clients' frames).
+    pub worker_time: std::time::Duration,
+    /// Rounds of the worker's loop.
+    pub rounds: usize,
+    /// Frames the worker sent, handshakes included.
+    pub frames: usize,
+}
+
+/// HTTP/1.1 keep-alive clients against the worker's HTTP service, in memory, as wrk drives a
+/// server: `conns` connections from the peer (their handshakes first, not timed), each with one
+/// request outstanding; every round of the loop gets the next requests of `per_round`
+/// connections in one batch, each request carrying the ACK of that connection's last answer.
+/// Stops after `requests` answers. Only the worker's rounds are timed, so the result is the
+/// worker's own cost per request (its TCP, HTTP and per-frame code) without the socket's system
+/// calls. Panics if an answer is missing or is not the whole response in one segment.
+pub fn http_keepalive(conns: u16, requests: usize, per_round: usize) -> Keepalive {
+    let (mut w, answers) = worker();
+    let _ = answers.push((v4(1, 0).ip(), Resolution::Mac(PEER_MAC)));
+    let expected = crate::services::http::next_request(KEEPALIVE_REQUEST)
+        .expect("a whole head")
+        .1
+        .bytes
+        .len();
+    let mut out = Keepalive::default();
+    let port = |i: u16| 40000 + i;
+    let syn = wire::tcp::TcpHeader {
+        seq: wire::seq::Seq(1000),
+        flags: wire::tcp::Flags::SYN,
+        window: 65535,
+        options: wire::tcp::TcpOptions {
+            mss: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for i in 0..conns {
+        let mut f = vec![0u8; 128];
+        let n = wire::tcp::emit(
+            &mut f,
+            PEER_MAC,
+            LOCAL_MAC,
+            v4(1, port(i)),
+            v4(2, 80),
+            &syn,
+            [&[], &[]],
+        )
+        .expect("a SYN fits 128 bytes");
+        f.truncate(n);
+        w.sock.rx.push_back(f);
+    }
+    // The worker's last segment on each connection (the SYN-ACK, then each answer), and the
+    // connections whose answer came back, in order: the next to send a request.
+    let mut last: Vec<Option<Vec<u8>>> = vec![None; usize::from(conns)];
+    let mut ready = std::collections::VecDeque::new();
+    let mut spare = Vec::new();
+    let mut take_sent = |w: &mut Worker<FakeFrames>,
+                         last: &mut Vec<Option<Vec<u8>>>,
+                         ready: &mut std::collections::VecDeque<usize>,
+                         out: &mut Keepalive,
+                         timed: bool| {
+        for sent in w.sock.sent.drain(..) {
+            out.frames += 1;
+            let c = classify(&sent).expect("the worker sends frames that classify");
+            let p = TcpPacket::from_classified(&sent, &c).expect("and segments that check out");
+            let i = usize::from(p.dst.port() - 40000);
+            let syn_ack = p.header.flags.contains(wire::tcp::Flags::SYN);
+            if p.payload_len == 0 && !syn_ack {
+                spare.push(sent);
+                continue; // a pure ACK: the answer follows
+            }
+            if timed {
+                assert_eq!(p.payload_len, expected, "one segment with the whole answer");
+                out.answered += 1;
+            }
+            spare.extend(last[i].replace(sent));
+            ready.push_back(i);
+        }
+        // Back to the socket at a UMEM frame's size, outside the timed rounds.
+        for mut f in spare.drain(..) {
+            f.resize(4096, 0);
+            w.sock.spare.push(f);
+        }
+    };
+    round(&mut w);
+    take_sent(&mut w, &mut last, &mut ready, &mut out, false);
+    assert_eq!(ready.len(), usize::from(conns), "every SYN answered");
+    while out.answered < requests {
+        for _ in 0..per_round.min(ready.len()) {
+            let i = ready.pop_front().expect("counted above");
+            let seg = last[i]
+                .as_deref()
+                .expect("a ready connection has a last segment");
+            let f = answer(seg, KEEPALIVE_REQUEST).expect("the answer to a segment it sent");
+            w.sock.rx.push_back(f);
+        }
+        assert!(
+            !w.sock.rx.is_empty(),
+            "no connection left with an answer to reply to"
+        );
+        let start = Instant::now();
+        round(&mut w);
+        out.worker_time += start.elapsed();
+        out.rounds += 1;
+        take_sent(&mut w, &mut last, &mut ready, &mut out, true);
+    }
+    out
 }
 
 /// Checks a frame the worker sent — from the local MAC, a TCP/UDP packet that parses, its
@@ -352,6 +479,17 @@ mod tests {
         let (echo, sink) = ([1u8, 0, 1, 0], [1u8, 0, 1, 1]);
         assert_eq!(run(&[echo, sink, echo, sink, echo].concat()).frames, 3);
         assert_eq!(run(&[sink, echo, sink, sink, echo].concat()).frames, 2);
+    }
+
+    /// The keep-alive workload answers every request of every connection with the whole
+    /// response, in as many rounds as its batches need.
+    #[test]
+    fn keepalive_clients_get_every_answer() {
+        let k = http_keepalive(16, 200, 5);
+        assert!(k.answered >= 200, "{k:?}");
+        // 16 handshakes, then one segment per answer.
+        assert_eq!(k.frames, 16 + k.answered, "{k:?}");
+        assert_eq!(k.rounds, k.answered.div_ceil(5), "{k:?}");
     }
 
     /// A handshake and a request through the worker: the seeded path reaches the HTTP service.

@@ -1,0 +1,63 @@
+//! `cargo bench -p netdemux --bench stack`: the queue worker's own cost per HTTP request, in
+//! memory, without a network or a system call: a profiling aid for the code the `tcp` bench's
+//! server core runs besides the kernel (not part of `cargo xtask bench`, which compares whole
+//! systems).
+//!
+//! 64 keep-alive connections, as the `tcp` bench's wrk drives; each round of the worker's loop
+//! gets the next requests of 5 of them in one batch (what a worker saw per batch in that bench);
+//! 200,000 requests per repetition, 7 repetitions; prints each repetition's ns per request and
+//! the median. Time is noisy on a shared VM; for counts that repeat exactly, run one repetition
+//! under callgrind: `valgrind --tool=callgrind target/release/deps/stack-* --reps 1`.
+//! Usage: stack [--reps N] [--requests N]
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use netdemux::runtime::worker::fuzzing::http_keepalive;
+
+const CONNECTIONS: u16 = 64;
+const PER_ROUND: usize = 5;
+
+fn main() -> Result<()> {
+    let (mut reps, mut requests) = (7usize, 200_000usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| -> Result<usize> {
+            args.next()
+                .with_context(|| format!("{name} needs a number"))?
+                .parse()
+                .with_context(|| format!("{name} needs a number"))
+        };
+        match a.as_str() {
+            "--reps" => reps = value("--reps")?.max(1),
+            "--requests" => requests = value("--requests")?.max(1),
+            // cargo bench passes --bench to every bench binary.
+            "--bench" => {}
+            other => bail!("unknown argument {other}: usage: stack [--reps N] [--requests N]"),
+        }
+    }
+    println!(
+        "HTTP keep-alive through the queue worker in memory: {CONNECTIONS} connections, \
+         {PER_ROUND} requests per batch, {requests} requests per repetition"
+    );
+    let mut per_request = Vec::new();
+    for rep in 0..reps {
+        let k = http_keepalive(CONNECTIONS, requests, PER_ROUND);
+        let ns = k.worker_time.as_nanos() as f64 / k.answered as f64;
+        println!(
+            "  repetition {}: {ns:.0} ns per request ({} requests in {} rounds, {:.1} ms)",
+            rep + 1,
+            k.answered,
+            k.rounds,
+            k.worker_time.as_secs_f64() * 1e3
+        );
+        per_request.push(ns);
+    }
+    per_request.sort_by(f64::total_cmp);
+    let median = per_request[per_request.len() / 2];
+    println!(
+        "median: {median:.0} ns per request ({:.0} requests per worker-core second)",
+        Duration::from_secs(1).as_nanos() as f64 / median
+    );
+    Ok(())
+}

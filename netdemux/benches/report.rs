@@ -239,8 +239,10 @@ fn udp_spread(udp: &Value, name: &str) -> Option<[f64; 2]> {
 /// share of its time the vCPUs were near (`near_share`); the two sides' log rates are fitted
 /// with one intercept each and one common slope on that share (least squares), and the ratio is
 /// the difference of the intercepts: the ratio of the sides' geometric mean rates, corrected for
-/// the difference of their mean near shares; with its 95% interval. `None` for results without
-/// the shares.
+/// the difference of their mean near shares; with its 95% interval. Where the shares barely
+/// varied within the sides (less than [`MIN_PLACEMENT_SPREAD`]), the samples ran on one
+/// placement: no slope is fitted (one or two samples off by a few bursts would set it), and the
+/// ratio is that of the geometric means. `None` for results without the shares.
 fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<PlacementFit> {
     let &(_, a, b) = support::UDP_RATIOS.iter().find(|r| r.0 == name)?;
     let side = |k: &str| -> Option<Vec<(f64, f64)>> {
@@ -269,12 +271,13 @@ fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<PlacementFit> {
             sxx += (x - m.0) * (x - m.0);
         }
     }
-    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let varied = sxx >= MIN_PLACEMENT_SPREAD;
+    let slope = if varied { sxy / sxx } else { 0.0 };
     let diff = (ma.1 - mb.1) - slope * (ma.0 - mb.0);
     // Its 95% interval: the residuals' variance over n − 3 degrees of freedom (two intercepts
-    // and the slope), Student's t for them.
+    // and the slope; n − 2 without the slope), Student's t for them.
     let (na, nb) = (sa.len() as f64, sb.len() as f64);
-    let dof = (sa.len() + sb.len()).saturating_sub(3);
+    let dof = (sa.len() + sb.len()).saturating_sub(if varied { 3 } else { 2 });
     let rss: f64 = [(&sa, ma), (&sb, mb)]
         .iter()
         .flat_map(|(v, m)| {
@@ -283,7 +286,7 @@ fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<PlacementFit> {
         })
         .sum();
     let interval = (dof > 0).then(|| {
-        let spread = if sxx > 0.0 {
+        let spread = if varied {
             (ma.0 - mb.0).powi(2) / sxx
         } else {
             0.0
@@ -295,17 +298,23 @@ fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<PlacementFit> {
     Some(PlacementFit {
         ratio: diff.exp(),
         interval,
-        near_vs_far: slope.exp(),
+        near_vs_far: varied.then(|| slope.exp()),
     })
 }
+
+/// The least within-side sum of squares of the samples' near shares that identifies a slope:
+/// two all-far samples among eight all-near on one side give 1.5, one sample a few bursts short
+/// of all near 0.01.
+const MIN_PLACEMENT_SPREAD: f64 = 0.5;
 
 /// A `udp` ratio at equal placement of the vCPUs (see [`udp_at_equal_placement`]).
 struct PlacementFit {
     ratio: f64,
     /// Its 95% interval (none without a degree of freedom left).
     interval: Option<[f64; 2]>,
-    /// The factor on both sides' rates from all far to all near.
-    near_vs_far: f64,
+    /// The factor on both sides' rates from all far to all near (none where the placement did
+    /// not vary).
+    near_vs_far: Option<f64>,
 }
 
 /// Student's t, 97.5th percentile, for `dof` degrees of freedom (from 10 on, the value for 10:

@@ -3,8 +3,8 @@
 //! Peers choose the keys of the flow, TIME_WAIT and neighbour tables, so those keep std's keyed
 //! SipHash (`RandomState`, a random key per table: a peer cannot aim at one bucket, as Linux keys
 //! its established table's jhash with a boot-time secret). [`Gathered`] feeds it a key in one
-//! write: a tuple of socket addresses is a dozen small writes, each paying SipHash's per-call
-//! buffering, where one write of the same bytes costs a few compressions. Connection handles are
+//! write: a pair of socket addresses is six small writes (ten for IPv6), each paying SipHash's
+//! per-call buffering, where one write of the same bytes costs a few compressions. Connection handles are
 //! the stack's own numbers, not a peer's: [`ConnIdHasher`] multiplies them instead.
 
 use std::{

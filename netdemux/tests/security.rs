@@ -501,3 +501,89 @@ fn spoofed_sources_do_not_make_a_wildcard_socket_forget_how_to_answer() {
     drop(rt);
     drop(stack);
 }
+
+/// Found in review: a datagram to a socket confirmed its source MAC, so one datagram with a
+/// peer's address from another MAC on the link moved that peer: what the application then
+/// sent to the peer went to the other MAC (and veth's peer dropped it as another host's). A
+/// datagram now only suggests a MAC (as a SYN does), and Linux does not confirm a neighbour
+/// from a received datagram either.
+#[test]
+fn a_datagram_from_another_mac_does_not_move_a_peer() {
+    let tb = std::sync::Arc::new(Testbed::new(1));
+    // A second peer address, whose datagrams say nothing about 198.18.0.1.
+    let ip = Command::new("ip")
+        .args([
+            "-n",
+            &tb.ns_a,
+            "addr",
+            "add",
+            "198.18.0.4/24",
+            "dev",
+            &tb.veth_a,
+        ])
+        .status()
+        .unwrap();
+    assert!(ip.success());
+    let rt = support::api::runtime();
+    let stack = rt.block_on(support::api::stack(&tb));
+    let sock = rt
+        .block_on(stack.udp_bind("198.18.0.2:7300".parse().unwrap()))
+        .unwrap();
+    // An echo that, asked with "poke ADDR", writes "hello" to ADDR instead.
+    rt.spawn(async move {
+        let mut buf = [0u8; 2048];
+        loop {
+            let (n, peer) = sock.recv_from(&mut buf).await.unwrap();
+            match std::str::from_utf8(&buf[..n])
+                .ok()
+                .and_then(|t| t.strip_prefix("poke "))
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            {
+                Some(addr) => sock.send_to(b"hello", addr).await.unwrap(),
+                None => sock.send_to(&buf[..n], peer).await.unwrap(),
+            };
+        }
+    });
+    // The peer writes once and is answered, then waits for the application to write first.
+    let peer = in_netns(&tb.ns_a, || {
+        let s = std::net::UdpSocket::bind("198.18.0.1:43000").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send_to(b"hi", "198.18.0.2:7300").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, _) = s.recv_from(&mut buf).expect("the echo answers");
+        assert_eq!(&buf[..n], b"hi");
+        let (n, from) = s
+            .recv_from(&mut buf)
+            .expect("the application's hello reaches the peer's own MAC");
+        (buf[..n].to_vec(), from)
+    });
+    thread::sleep(Duration::from_millis(500));
+    // A datagram with the peer's address from a MAC that is not the peer's.
+    let m = macs(&tb);
+    let other = [0x02, 0, 0, 0, 0, 0x66];
+    send_raw(
+        &tb,
+        &[datagram(
+            (other, m.1),
+            "198.18.0.1:43001",
+            "198.18.0.2:7300",
+            b"x",
+        )],
+    );
+    thread::sleep(Duration::from_millis(300));
+    // Another address asks the application to write to the peer.
+    in_netns(&tb.ns_a, || {
+        let s = std::net::UdpSocket::bind("198.18.0.4:43002").unwrap();
+        s.send_to(b"poke 198.18.0.1:43000", "198.18.0.2:7300")
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let (hello, from) = peer.join().unwrap();
+    assert_eq!(
+        (&hello[..], from),
+        (&b"hello"[..], "198.18.0.2:7300".parse().unwrap())
+    );
+    drop(rt);
+    drop(stack);
+}

@@ -136,7 +136,7 @@ impl<T> NeighbourCache<T> {
     }
 
     /// `ip` is at `mac`: the kernel said so, or a frame from there passed the stack's checks
-    /// (a valid segment of a known connection, a datagram delivered to a socket).
+    /// (a valid segment of a known connection).
     pub fn confirm(&mut self, ip: IpAddr, mac: [u8; 6], now: Instant) {
         let moved_from = match self.confirmed.map.get_mut(&ip) {
             Some(e) if e.mac == mac => {

@@ -199,10 +199,11 @@ impl Dispatch<'_> {
             Ok(r) => {
                 let payload = &frame[r.payload_offset..r.payload_offset + r.payload_len];
                 socket.deliver(payload, r.src, r.dst);
-                // Answers go back to the MAC the datagram came from (its checksum held and a
-                // socket took it).
-                self.neighbours
-                    .confirm(r.src.ip(), source_mac(frame), self.now);
+                // A datagram proves nothing about its sender (anyone on the link can write any
+                // source address): it only suggests where answers go, as a SYN does, and never
+                // moves a peer the stack knows. Linux does not confirm a neighbour from a
+                // received datagram either (only from forward progress, or MSG_CONFIRM).
+                self.neighbours.suggest(r.src.ip(), source_mac(frame));
             }
             Err(wire::Error::Checksum) => {
                 socket.checksum_errors.fetch_add(1, Ordering::Relaxed);

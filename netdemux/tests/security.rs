@@ -405,6 +405,23 @@ fn bad_ipv4_header_checksums_are_dropped_and_routing_headers_in_transit_go_to_th
     assert_eq!(sink_packets(&stats, "[2001:db8::2]:9000"), 1, "{stats}");
 }
 
+/// An echo that, asked with "poke ADDR", also writes "hello" first to ADDR: the application
+/// writing to a peer before the peer writes again.
+async fn poke_echo(sock: netdemux::UdpSocket) {
+    let mut buf = [0u8; 2048];
+    loop {
+        let (n, peer) = sock.recv_from(&mut buf).await.unwrap();
+        if let Some(addr) = std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|t| t.strip_prefix("poke "))
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        {
+            sock.send_to(b"hello", addr).await.unwrap();
+        }
+        let _ = sock.send_to(&buf[..n], peer).await;
+    }
+}
+
 #[test]
 fn spoofed_sources_do_not_make_a_wildcard_socket_forget_how_to_answer() {
     let tb = std::sync::Arc::new(Testbed::new(1));
@@ -414,21 +431,7 @@ fn spoofed_sources_do_not_make_a_wildcard_socket_forget_how_to_answer() {
     let sock = rt
         .block_on(stack.udp_bind("0.0.0.0:7200".parse().unwrap()))
         .unwrap();
-    // An echo that, asked with "poke ADDR", also writes first to ADDR.
-    rt.spawn(async move {
-        let mut buf = [0u8; 2048];
-        loop {
-            let (n, peer) = sock.recv_from(&mut buf).await.unwrap();
-            if let Some(addr) = std::str::from_utf8(&buf[..n])
-                .ok()
-                .and_then(|t| t.strip_prefix("poke "))
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-            {
-                sock.send_to(b"hello", addr).await.unwrap();
-            }
-            let _ = sock.send_to(&buf[..n], peer).await;
-        }
-    });
+    rt.spawn(poke_echo(sock));
     // A peer that wrote once, to the second address, before the flood.
     let quiet = in_netns(&tb.ns_a, || {
         let s = std::net::UdpSocket::bind("198.18.0.1:41000").unwrap();
@@ -529,21 +532,7 @@ fn a_datagram_from_another_mac_does_not_move_a_peer() {
     let sock = rt
         .block_on(stack.udp_bind("198.18.0.2:7300".parse().unwrap()))
         .unwrap();
-    // An echo that, asked with "poke ADDR", writes "hello" to ADDR instead.
-    rt.spawn(async move {
-        let mut buf = [0u8; 2048];
-        loop {
-            let (n, peer) = sock.recv_from(&mut buf).await.unwrap();
-            match std::str::from_utf8(&buf[..n])
-                .ok()
-                .and_then(|t| t.strip_prefix("poke "))
-                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-            {
-                Some(addr) => sock.send_to(b"hello", addr).await.unwrap(),
-                None => sock.send_to(&buf[..n], peer).await.unwrap(),
-            };
-        }
-    });
+    rt.spawn(poke_echo(sock));
     // The peer writes once and is answered, then waits for the application to write first.
     let peer = in_netns(&tb.ns_a, || {
         let s = std::net::UdpSocket::bind("198.18.0.1:43000").unwrap();

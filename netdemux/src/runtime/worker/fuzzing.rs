@@ -54,11 +54,9 @@ fn services() -> ServiceTable {
     .expect("the fuzzing services are valid")
 }
 
-/// A frame from the peer to one of the services (`which` picks), checksums right.
-fn template(which: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; 2048];
-    let (src4, src6) = (v4(1, 40000), v6(1, 40000));
-    let syn = wire::tcp::TcpHeader {
+/// The peer's SYN: MSS, window scaling and SACK, as a Linux client's.
+fn peer_syn() -> wire::tcp::TcpHeader {
+    wire::tcp::TcpHeader {
         seq: wire::seq::Seq(1000),
         flags: wire::tcp::Flags::SYN,
         window: 65535,
@@ -69,7 +67,14 @@ fn template(which: u8, payload: &[u8]) -> Vec<u8> {
             ..Default::default()
         },
         ..Default::default()
-    };
+    }
+}
+
+/// A frame from the peer to one of the services (`which` picks), checksums right.
+fn template(which: u8, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 2048];
+    let (src4, src6) = (v4(1, 40000), v6(1, 40000));
+    let syn = peer_syn();
     let udp = |f: &mut [u8], src, dst| wire::udp::emit(f, PEER_MAC, LOCAL_MAC, src, dst, payload);
     let tcp = |f: &mut [u8], src, dst| {
         wire::tcp::emit(f, PEER_MAC, LOCAL_MAC, src, dst, &syn, [payload, &[]])
@@ -332,18 +337,7 @@ pub fn http_keepalive(conns: u16, requests: usize, per_round: usize) -> Keepaliv
         .len();
     let mut out = Keepalive::default();
     let port = |i: u16| 40000 + i;
-    let syn = wire::tcp::TcpHeader {
-        seq: wire::seq::Seq(1000),
-        flags: wire::tcp::Flags::SYN,
-        window: 65535,
-        options: wire::tcp::TcpOptions {
-            mss: Some(1460),
-            window_scale: Some(7),
-            sack_permitted: true,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let syn = peer_syn();
     for i in 0..conns {
         let mut f = vec![0u8; 128];
         let n = wire::tcp::emit(

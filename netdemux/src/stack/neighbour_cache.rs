@@ -5,10 +5,10 @@
 //! Like the kernel's neighbour states: an entry is fresh for [`ENTRY_LIFETIME`] after it was
 //! last confirmed, then stale — still used, while the caller asks the kernel again (at most
 //! every [`REFRESH_EVERY`]): traffic never waits, nor is dropped, for age alone. Only a
-//! frame that passed the stack's own checks confirms an entry; a SYN to a listener only
-//! suggests one (kept apart, never overriding a confirmed entry), so a spoofed or
-//! out-of-window frame cannot move a peer's traffic. Both tables are bounded and evict the
-//! oldest insertion in O(1).
+//! segment a connection accepted (or the kernel's answer) confirms an entry; a datagram or a
+//! SYN to a listener only suggests one (kept apart, never overriding a confirmed entry), so a
+//! spoofed or out-of-window frame cannot move a peer's traffic. Both tables are bounded and
+//! evict the oldest insertion in O(1).
 
 use std::{
     collections::VecDeque,

@@ -6,7 +6,8 @@
 //! 64 keep-alive connections, as the `tcp` bench's wrk drives; each round of the worker's loop
 //! gets the next requests of 5 of them in one batch (what a worker saw per batch in that bench);
 //! 200,000 requests per repetition, 7 repetitions; prints each repetition's ns per request and
-//! the median. Time is noisy on a shared VM; for counts that repeat exactly, run one repetition
+//! the median. Time is noisy on a shared VM; for counts that repeat within a few percent (timers
+//! fire by the clock and the tables' hash keys are random, so not exactly), run one repetition
 //! under callgrind: `valgrind --tool=callgrind target/release/deps/stack-* --reps 1`.
 //! Usage: stack [--reps N] [--requests N]
 

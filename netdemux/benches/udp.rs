@@ -36,9 +36,10 @@
 //!
 //! Every measured sample records where the host had the two vCPUs while it ran: a cache line's
 //! round trip between CPU 0 and CPU 1, probed every 100 ms during the sample (`near_share`, the
-//! share of probes that found them near; `cross_core_ns`, the median). On the VM of these runs
-//! it is about 90–140 ns near and 430–500 ns far, and the AF_XDP rates move with it
-//! (`support::placement`).
+//! share of probes that found them near; `cross_core_ns`, the median). On the AMD EPYC VM of
+//! most runs it is about 90–140 ns near and 430–500 ns far, and the AF_XDP rates move with it
+//! (`support::placement`); on the Intel Xeon VM of run 1796241496 it lay at 250–440 ns with no
+//! two values.
 //!
 //! Then the programs' own live cost: each receiver with a native-mode program (R0, R1, R1p, R2,
 //! Rbc, Rbp, Rbd) once more per repetition in the busy-poll layout, with the kernel's BPF

@@ -69,7 +69,8 @@ fn echo(conn: &mut Connection, scratch: &mut [u8]) {
 /// pieces (or across the buffer's wrap) is gathered in `head`.
 fn serve_http(conn: &mut Connection, head: &mut Vec<u8>, scratch: &mut [u8]) {
     loop {
-        let parsed = if head.is_empty() {
+        let in_place = head.is_empty();
+        let parsed = if in_place {
             http::next_request(conn.peek().0)
         } else {
             http::next_request(head)
@@ -78,7 +79,7 @@ fn serve_http(conn: &mut Connection, head: &mut Vec<u8>, scratch: &mut [u8]) {
             if !conn.send_all(&answer.bytes) {
                 return; // Whole answers only: wait for WRITABLE.
             }
-            if head.is_empty() {
+            if in_place {
                 conn.consume(end);
             } else {
                 head.drain(..end);

@@ -212,14 +212,10 @@ impl<T: Copy> Consumer<T> {
     }
 
     /// Copies up to `out.len()` available descriptors into `out` and releases their slots;
-    /// returns how many. The producer index is re-read only when the cache looks empty.
+    /// returns how many. The producer index is re-read only when the cache holds fewer
+    /// ([`Consumer::available`]).
     pub fn consume(&mut self, out: &mut [T]) -> usize {
-        let mut avail = self.cached_prod.wrapping_sub(self.cons);
-        if (avail as usize) < out.len() {
-            // Acquire: descriptors written before the kernel's producer store are visible.
-            self.cached_prod = self.ring.producer().load(Ordering::Acquire);
-            avail = self.cached_prod.wrapping_sub(self.cons);
-        }
+        let avail = self.available(out.len() as u32);
         let n = (avail as usize).min(out.len());
         for (i, o) in out[..n].iter_mut().enumerate() {
             // SAFETY: slots cons..cons+n were published by the kernel (acquire above) and are
@@ -233,14 +229,14 @@ impl<T: Copy> Consumer<T> {
     }
 
     /// Entries the kernel has published and we have not consumed yet, reading the producer
-    /// index only when the cached one shows fewer than `want` — the rule of
-    /// [`Consumer::consume`], so a `consume` of at most that many reads it no second time.
+    /// index only when the cached one shows fewer than `want` (so a `consume` of at most what
+    /// this returned reads it no second time).
     pub fn available(&mut self, want: u32) -> u32 {
         let avail = self.cached_prod.wrapping_sub(self.cons);
         if avail >= want {
             return avail;
         }
-        // Acquire, as in `consume`.
+        // Acquire: descriptors written before the kernel's producer store are visible.
         self.cached_prod = self.ring.producer().load(Ordering::Acquire);
         self.cached_prod.wrapping_sub(self.cons)
     }

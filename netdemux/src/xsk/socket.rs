@@ -532,10 +532,8 @@ impl XskSocket {
             len: 0,
             options: 0,
         }; BATCH];
+        // `ready` were published: all of them are taken.
         let n = self.rx.consume(&mut descs[..ready]);
-        if n == 0 {
-            return Batch::default();
-        }
         let mut out = [libc::xdp_desc {
             addr: 0,
             len: 0,

@@ -9,6 +9,8 @@
 mod maps;
 mod parse;
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{
     bindings::{TC_ACT_SHOT, xdp_action},
     macros::{classifier, xdp},
@@ -17,20 +19,15 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use maps::{BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, INFO, PORTS, PORTS1, STATS, XSKS};
-use netdemux_common::{BindKey, Counter, NO_INDEX, PortEntry, port_slot};
-use parse::{Frame, classify};
+use netdemux_common::{BindKey, Counter, FAMILY_V4, NO_INDEX, PortEntry, port_slot};
+use parse::{Frame, OnKey, classify};
 
 #[xdp]
 pub fn netdemux(ctx: XdpContext) -> u32 {
-    let Some(count) = Count::this_cpu() else {
-        return xdp_action::XDP_PASS; // unreachable: index 0 of an array map always exists
-    };
-    count.add(Counter::Seen);
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    match classify(&frame) {
-        Ok(dest) => deliver(&ctx, &frame, &dest.key, dest.unicast, &count),
+    let (action, verdict) = match classify(&frame, &Deliver(&ctx, &frame)) {
+        Ok(delivered) => delivered,
         Err(reason) => {
-            count.add(reason);
             if reason == Counter::PassMalformed && logging() {
                 debug!(
                     &ctx,
@@ -39,9 +36,17 @@ pub fn netdemux(ctx: XdpContext) -> u32 {
                     ctx.rx_queue_index()
                 );
             }
-            xdp_action::XDP_PASS
+            (xdp_action::XDP_PASS, reason)
         }
+    };
+    // Counted last, so no value has to live across the counters' lookup: a helper call as LLVM
+    // sees it (the verifier inlines it), which clobbers r1-r5, so values that lived across it
+    // went to the stack.
+    if let Some(count) = Count::this_cpu() {
+        count.add(Counter::Seen);
+        count.add(verdict);
     }
+    action
 }
 
 /// True while a daemon routes this program's log records into its logs (`StateInfo::log`):
@@ -59,7 +64,7 @@ fn logging() -> bool {
 #[inline(always)]
 #[allow(
     clippy::needless_borrows_for_generic_args,
-    reason = "look the key up where it is, without a 20-byte copy per lookup"
+    reason = "look the key up in the slot on_stack wrote, not in a copy of it (a copy's stores may be joined into ones the verifier refuses)"
 )]
 fn find(
     binds: &HashMap<BindKey, u32>,
@@ -73,14 +78,23 @@ fn find(
     }
     if entry.index != NO_INDEX {
         // The slot fixes protocol, family and port: the address decides.
-        // Words compared by hand: array equality may become a memcmp call, which BPF lacks.
         let (b, k) = (&entry.addr, &key.addr);
-        let exact = (b[0] ^ k[0]) | (b[1] ^ k[1]) | (b[2] ^ k[2]) | (b[3] ^ k[3]) == 0;
-        let any = wildcard && b[0] | b[1] | b[2] | b[3] == 0;
-        return (exact || any).then_some(entry.index);
+        let (exact, any) = if key.family == FAMILY_V4 {
+            // An IPv4 address is the first word; the other three are zero in the key and in
+            // the entry of an IPv4 slot (only an IPv4 binding is put there).
+            (b[0] == k[0], b[0] == 0)
+        } else {
+            // Words compared by hand: array equality may become a memcmp call, which BPF lacks.
+            (
+                (b[0] ^ k[0]) | (b[1] ^ k[1]) | (b[2] ^ k[2]) | (b[3] ^ k[3]) == 0,
+                b[0] | b[1] | b[2] | b[3] == 0,
+            )
+        };
+        return (exact || wildcard && any).then_some(entry.index);
     }
-    let mut key = *key;
-    if let Some(index) = binds.get_ptr(&key) {
+    let mut slot = MaybeUninit::uninit();
+    let key = on_stack(&mut slot, key);
+    if let Some(index) = binds.get_ptr(&*key) {
         // SAFETY: a value of the hash map, valid for this run (RCU); a plain u32.
         return Some(unsafe { *index });
     }
@@ -94,13 +108,48 @@ fn find(
         unsafe { core::ptr::write_volatile(word, 0) };
     }
     // SAFETY: as above.
-    binds.get_ptr(&key).map(|index| unsafe { *index })
+    binds.get_ptr(key).map(|index| unsafe { *index })
+}
+
+/// `key` written into `slot` (on the caller's stack, for a map lookup) one field at a time. A
+/// plain copy lets LLVM join neighbouring fields into one store, and it may join the second and
+/// third address words of an IPv4 key (both zero) into an 8-byte store at an offset the
+/// verifier refuses for the stack (4 mod 8): volatile stores are never joined.
+#[inline(always)]
+fn on_stack<'a>(slot: &'a mut MaybeUninit<BindKey>, key: &BindKey) -> &'a mut BindKey {
+    let p = slot.as_mut_ptr();
+    let [a0, a1, a2, a3] = key.addr;
+    // SAFETY: `p` points to `slot`, an aligned, writable BindKey; every field is written
+    // (BindKey is repr(C) with no padding: 16 + 2 + 1 + 1 bytes), so it is initialised when
+    // `slot` is handed out.
+    unsafe {
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).addr[0]), a0);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).addr[1]), a1);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).addr[2]), a2);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).addr[3]), a3);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).port), key.port);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).proto), key.proto);
+        core::ptr::write_volatile(core::ptr::addr_of_mut!((*p).family), key.family);
+        slot.assume_init_mut()
+    }
+}
+
+/// The demultiplexer's use of a key: [`deliver`].
+struct Deliver<'a>(&'a XdpContext, &'a Frame);
+
+impl OnKey for Deliver<'_> {
+    type Out = (u32, Counter);
+
+    #[inline(always)]
+    fn on_key(&self, key: BindKey, unicast: bool) -> (u32, Counter) {
+        deliver(self.0, self.1, &key, unicast)
+    }
 }
 
 /// Looks `key` up in the active binding set and redirects on a match; wildcard bindings take
-/// only `unicast` frames.
+/// only `unicast` frames. Returns the action and the verdict to count.
 #[inline(always)]
-fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, unicast: bool, count: &Count) -> u32 {
+fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, unicast: bool) -> (u32, Counter) {
     // One word says which set is in use; userspace flips it to replace a whole set at once.
     let found = if maps::active_set() == 1 {
         find(&BINDS1, &PORTS1, key, unicast)
@@ -108,8 +157,7 @@ fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, unicast: bool, count:
         find(&BINDS, &PORTS, key, unicast)
     };
     let Some(index) = found else {
-        count.add(Counter::PassNoBinding);
-        return xdp_action::XDP_PASS;
+        return (xdp_action::XDP_PASS, Counter::PassNoBinding);
     };
     if let Some(stats) = STATS.get_ptr_mut(index) {
         // SAFETY: this CPU's entry of a per-CPU array, valid for this run; no other CPU writes
@@ -121,12 +169,8 @@ fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, unicast: bool, count:
     }
     // The low bits of the flags are the action when the queue has no socket: the kernel gets it.
     match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
-        Ok(action) => {
-            count.add(Counter::Redirected);
-            action
-        }
+        Ok(action) => (action, Counter::Redirected),
         Err(fallback) => {
-            count.add(Counter::RedirectFailed);
             if logging() {
                 debug!(
                     ctx,
@@ -135,7 +179,7 @@ fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, unicast: bool, count:
                     ctx.rx_queue_index()
                 );
             }
-            fallback
+            (fallback, Counter::RedirectFailed)
         }
     }
 }
@@ -198,14 +242,24 @@ pub fn netdemux_redirect_all(ctx: XdpContext) -> u32 {
     }
 }
 
+/// A key found, nothing done with it: [`netdemux_parse_redirect`].
+struct Parsed;
+
+impl OnKey for Parsed {
+    type Out = ();
+
+    #[inline(always)]
+    fn on_key(&self, _key: BindKey, _unicast: bool) {}
+}
+
 /// Every TCP/UDP frame to the AF_XDP socket of its RX queue after the demultiplexer's own
 /// parsing (no lookup, no counter; anything else to the kernel): the benchmarks' bare consumer
 /// behind it splits the demultiplexer's cost into reading the headers and the rest.
 #[xdp]
 pub fn netdemux_parse_redirect(ctx: XdpContext) -> u32 {
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    match classify(&frame) {
-        Ok(_) => match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
+    match classify(&frame, &Parsed) {
+        Ok(()) => match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
             Ok(action) | Err(action) => action,
         },
         Err(_) => xdp_action::XDP_PASS,

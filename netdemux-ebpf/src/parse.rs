@@ -20,14 +20,6 @@ use netdemux_common::{
     },
 };
 
-/// Where a frame goes: its binding key, and whether a wildcard binding may take it (only when
-/// the frame is for one host: RFC 1122 never answers broadcast or multicast TCP, and a
-/// wildcard service must not either).
-pub struct Dest {
-    pub key: BindKey,
-    pub unicast: bool,
-}
-
 /// A frame between `start` and `end`, the packet pointers of the XDP context.
 pub struct Frame {
     start: usize,
@@ -68,25 +60,41 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
-/// The binding key of `frame`'s destination, or the pass reason when there is none.
-#[inline(always)]
-pub fn classify(frame: &Frame) -> Result<Dest, Counter> {
-    let (ethertype, l3) = ethernet(frame)?;
-    let (key, ip_unicast) = match ethertype {
-        ETH_P_IPV4 => ipv4(frame, l3)?,
-        ETH_P_IPV6 => ipv6(frame, l3)?,
-        _ => return Err(Counter::PassNotIp),
-    };
-    let mac: &[u8; 1] = frame.bytes(0).ok_or(Counter::PassMalformed)?;
-    Ok(Dest {
-        key,
-        unicast: ip_unicast && mac_unicast(mac[0]),
-    })
+/// What a program does with a frame's binding key.
+pub trait OnKey {
+    type Out;
+    /// Called with the key of the frame's destination and whether a wildcard binding may take
+    /// the frame: only when it is for one host (RFC 1122 never answers broadcast or multicast
+    /// TCP, and a wildcard service must not either). Implementations are `#[inline(always)]`:
+    /// a closure could not be, and LLVM made one into a function whose key went through the
+    /// stack.
+    fn on_key(&self, key: BindKey, unicast: bool) -> Self::Out;
 }
 
-/// Ethertype after up to [`MAX_VLAN_TAGS`] VLAN tags, and the offset of the L3 header.
+/// `then.on_key` on the binding key of `frame`'s destination, or the pass reason when there is
+/// none. `then` is inlined once per address family, so each copy knows its family as a
+/// constant: an IPv4 lookup carries one address word, not four, and keeps it in a register.
 #[inline(always)]
-fn ethernet(frame: &Frame) -> Result<(u16, usize), Counter> {
+pub fn classify<T: OnKey>(frame: &Frame, then: &T) -> Result<T::Out, Counter> {
+    let (ethertype, l3, mac0) = ethernet(frame)?;
+    let mac_unicast = mac_unicast(mac0);
+    match ethertype {
+        ETH_P_IPV4 => {
+            let (key, ip_unicast) = ipv4(frame, l3)?;
+            Ok(then.on_key(key, ip_unicast && mac_unicast))
+        }
+        ETH_P_IPV6 => {
+            let (key, ip_unicast) = ipv6(frame, l3)?;
+            Ok(then.on_key(key, ip_unicast && mac_unicast))
+        }
+        _ => Err(Counter::PassNotIp),
+    }
+}
+
+/// Ethertype after up to [`MAX_VLAN_TAGS`] VLAN tags, the offset of the L3 header, and the
+/// first byte of the destination MAC (its group bit).
+#[inline(always)]
+fn ethernet(frame: &Frame) -> Result<(u16, usize, u8), Counter> {
     let eth: &[u8; ETH_HLEN] = frame.bytes(0).ok_or(Counter::PassMalformed)?;
     let mut ethertype = be16([eth[12], eth[13]]);
     let mut off = ETH_HLEN;
@@ -99,7 +107,7 @@ fn ethernet(frame: &Frame) -> Result<(u16, usize), Counter> {
         ethertype = be16([tag[2], tag[3]]);
         off += VLAN_TAG_LEN;
     }
-    Ok((ethertype, off))
+    Ok((ethertype, off, eth[0]))
 }
 
 #[inline(always)]

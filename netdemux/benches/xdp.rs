@@ -1,7 +1,10 @@
 //! `cargo xtask bench xdp`: the per-packet cost of the demultiplexer, measured in the kernel with
-//! BPF_PROG_TEST_RUN (`repeat` runs, the kernel reports the average ns per run), for a hit and a
-//! miss at growing binding-table sizes, beside an empty `return XDP_PASS` program measured in the
-//! same run and interleaved with it. Each figure is the median of several repetitions.
+//! BPF_PROG_TEST_RUN (the kernel reports the average ns per run of a call), for a hit and a miss
+//! at growing binding-table sizes, beside an empty `return XDP_PASS` program measured in the
+//! same run and interleaved with it: rounds of short slices (a few ms per program), the empty
+//! program first and last in each table size's part of a round, differences taken within a
+//! round. Each figure is the median over the rounds at the machine's full speed ([`Speed`]),
+//! with the median over all rounds beside it.
 //!
 //! A hit is measured as in service: an AF_XDP socket (bound to a veth queue in a testbed) sits in
 //! the XSKMAP, so `bpf_redirect_map` finds it and the program counts a redirect; and over 16
@@ -13,8 +16,7 @@
 //! frame without looking at it (the bare receivers' program) over the same frames: the hit's
 //! cost above it is what the demultiplexing itself costs. A miss goes to a port with nothing
 //! bound.
-//! Differences to the empty program are reported in ns, with the spread (lowest to highest
-//! repetition).
+//! Differences to the empty program are reported in ns, with their quartiles over the rounds.
 //!
 //! Output: a markdown table on stdout and `bench/results/xdp-latest.json`.
 //! Usage: xdp [--quick]   (root)
@@ -32,8 +34,87 @@ use netdemux_common::program_names;
 
 struct Config {
     sizes: Vec<u32>,
-    repeat: u32,
-    reps: usize,
+    /// Runs per program in a round.
+    slice: u32,
+    rounds: usize,
+}
+
+/// One round's figures for one table size, ns per run.
+#[derive(Clone, Copy)]
+struct Round {
+    /// The empty program, before and after the others.
+    empty: [f64; 2],
+    redirect_all: f64,
+    hit: f64,
+    shared: f64,
+    no_socket: f64,
+    miss: f64,
+}
+
+impl Round {
+    fn empty_ns(&self) -> f64 {
+        (self.empty[0] + self.empty[1]) / 2.0
+    }
+}
+
+/// A round counts as at full speed when both its empty runs took at most this times the
+/// empty program's usual fastest time (its 10th percentile over the rounds).
+const FULL_SPEED_WITHIN: f64 = 1.25;
+
+/// The machine's speed in each round, read off the empty program. On the Intel VM of the
+/// 2026-12-02 runs every program's time per run doubled for seconds at a time and came back
+/// (the empty program 7 -> 13 ns, a hit 25 -> 47 ns), with nothing else running on either vCPU:
+/// the host's doing. A difference in ns taken over such rounds measures the host as much as the
+/// program, so the figures are medians over the rounds at full speed, and the median over all
+/// rounds is reported beside them. On a machine whose speed holds, every round counts.
+struct Speed {
+    /// The empty program's 10th percentile, ns.
+    floor: f64,
+    full: usize,
+    /// Too few rounds at full speed to go by (under a quarter): all rounds count.
+    all_count: bool,
+}
+
+impl Speed {
+    fn of(rounds: &[Round]) -> Speed {
+        let mut empties: Vec<f64> = rounds.iter().flat_map(|r| r.empty).collect();
+        empties.sort_by(f64::total_cmp);
+        let floor = empties[empties.len() / 10];
+        let limit = floor * FULL_SPEED_WITHIN;
+        let full = rounds
+            .iter()
+            .filter(|r| r.empty.iter().all(|&e| e <= limit))
+            .count();
+        Speed {
+            floor,
+            full,
+            all_count: full < rounds.len().div_ceil(4),
+        }
+    }
+
+    fn at_full_speed(&self, r: &Round) -> bool {
+        r.empty.iter().all(|&e| e <= self.floor * FULL_SPEED_WITHIN)
+    }
+
+    fn counts(&self, r: &Round) -> bool {
+        self.all_count || self.at_full_speed(r)
+    }
+
+    fn json(&self, rounds: &[Round]) -> serde_json::Value {
+        let slow: Vec<f64> = rounds
+            .iter()
+            .filter(|r| !self.at_full_speed(r))
+            .map(Round::empty_ns)
+            .collect();
+        serde_json::json!({
+            "empty_floor_ns": self.floor,
+            "full_speed_within": FULL_SPEED_WITHIN,
+            "rounds": rounds.len(),
+            "full_speed_rounds": self.full,
+            "all_rounds_count": self.all_count,
+            "empty_other_rounds_median_ns": (!slow.is_empty()).then(|| median(slow)),
+        })
+    }
 }
 
 /// A 64-byte Ethernet/IPv4/UDP frame 198.18.0.1:40000 -> 198.18.0.2:`port`.
@@ -142,14 +223,14 @@ fn main() -> Result<()> {
     let cfg = if quick {
         Config {
             sizes: vec![16, 1_000, 100_000],
-            repeat: 1_000_000,
-            reps: 3,
+            slice: 100_000,
+            rounds: 16,
         }
     } else {
         Config {
             sizes: vec![16, 1_000, 100_000, 1_000_000],
-            repeat: 5_000_000,
-            reps: 5,
+            slice: 200_000,
+            rounds: 60,
         }
     };
     if !nix::unistd::geteuid().is_root() {
@@ -201,68 +282,78 @@ fn main() -> Result<()> {
     while t.elapsed().as_secs_f64() < 1.0 {
         for (_, ebpf, _) in &setups {
             let (empty, demux) = progs(ebpf)?;
-            ns_per_run(empty, &hit, cfg.repeat / 10)?;
-            ns_per_run(demux, &hit, cfg.repeat / 10)?;
-            ns_per_run(demux, &miss, cfg.repeat / 10)?;
+            ns_per_run(empty, &hit, cfg.slice / 10)?;
+            ns_per_run(demux, &hit, cfg.slice / 10)?;
+            ns_per_run(demux, &miss, cfg.slice / 10)?;
         }
     }
-    let mut samples = vec![(Vec::new(), Vec::new(), Vec::new(), Vec::new()); setups.len()];
-    let mut shared_samples = vec![Vec::new(); setups.len()];
-    let mut bare_samples = vec![Vec::new(); setups.len()];
-    for _ in 0..cfg.reps {
+    // Rounds of short slices: within a round, one table size's programs run back to back (tens
+    // of ms), the empty program before and after them, so a change of the machine's speed
+    // between rounds moves both sides of a difference alike.
+    let mut rounds = vec![Vec::new(); setups.len()];
+    for _ in 0..cfg.rounds {
         for (i, (_, ebpf, _)) in setups.iter().enumerate() {
             let (empty, demux) = progs(ebpf)?;
-            let redirecting: &Xdp = with_socket[i]
-                .0
+            let sock_ebpf = &with_socket[i].0;
+            let redirecting: &Xdp = sock_ebpf
                 .program(program_names::DEMUX)
                 .unwrap()
                 .try_into()?;
-            samples[i].0.push(ns_per_run(empty, &hit, cfg.repeat)?);
-            samples[i]
-                .1
-                .push(ns_over(redirecting, &hits, cfg.repeat, 4)?);
-            shared_samples[i].push(ns_over(redirecting, &shared_hits, cfg.repeat, 4)?);
-            let bare: &Xdp = with_socket[i]
-                .0
+            let bare: &Xdp = sock_ebpf
                 .program(program_names::REDIRECT_ALL)
                 .unwrap()
                 .try_into()?;
-            bare_samples[i].push(ns_over(bare, &hits, cfg.repeat, 4)?);
-            samples[i].2.push(ns_per_run(demux, &miss, cfg.repeat)?);
-            samples[i].3.push(ns_over(demux, &hits, cfg.repeat, 2)?);
+            let before = ns_per_run(empty, &hit, cfg.slice)?;
+            let r = Round {
+                hit: ns_over(redirecting, &hits, cfg.slice, 4)?,
+                shared: ns_over(redirecting, &shared_hits, cfg.slice, 4)?,
+                redirect_all: ns_over(bare, &hits, cfg.slice, 4)?,
+                miss: ns_per_run(demux, &miss, cfg.slice)?,
+                no_socket: ns_over(demux, &hits, cfg.slice, 2)?,
+                empty: [before, ns_per_run(empty, &hit, cfg.slice)?],
+            };
+            rounds[i].push(r);
         }
     }
 
     println!(
-        "XDP per-packet cost, BPF_PROG_TEST_RUN repeat={} (median of {}, interleaved), 64-byte UDP/IPv4 frame",
-        cfg.repeat, cfg.reps
+        "XDP per-packet cost, BPF_PROG_TEST_RUN, {} interleaved rounds of {} runs per program, 64-byte UDP/IPv4 frame",
+        cfg.rounds, cfg.slice
     );
     println!(
-        "\n| bindings | empty (ns) | redirect-all (ns) | hit (ns) | hit, shared port (ns) | hit, no socket (ns) | miss (ns) | hit − empty (ns, spread) | shared − empty (ns) | hit − redirect-all (ns) | miss − empty (ns) |"
+        "(medians over the rounds at the machine's full speed; all rounds in the last column)\n\n\
+         | bindings | full-speed rounds | empty (ns) | redirect-all (ns) | hit (ns) | hit, shared port (ns) | hit, no socket (ns) | miss (ns) | hit − empty (ns, quartiles) | shared − empty (ns) | hit − redirect-all (ns) | miss − empty (ns) | hit − empty, all rounds (ns) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
-    for (i, ((((size, _, _), (e, h, m, hn)), hs), rb)) in setups
-        .iter()
-        .zip(samples)
-        .zip(shared_samples)
-        .zip(bare_samples)
-        .enumerate()
-    {
-        let shared_diff = median(hs.iter().zip(&e).map(|(h, e)| h - e).collect());
-        let over_bare = median(h.iter().zip(&rb).map(|(h, b)| h - b).collect());
-        let rb = median(rb);
-        // The difference per repetition (both sides measured back to back), then its median.
-        let diffs: Vec<f64> = h.iter().zip(&e).map(|(h, e)| h - e).collect();
-        let (lo, hi) = (
-            diffs.iter().copied().fold(f64::MAX, f64::min),
-            diffs.iter().copied().fold(f64::MIN, f64::max),
+    for (i, (size, _, _)) in setups.iter().enumerate() {
+        let all = &rounds[i];
+        let speed = Speed::of(all);
+        let used: Vec<&Round> = all.iter().filter(|r| speed.counts(r)).collect();
+        let med = |f: &dyn Fn(&Round) -> f64| median(used.iter().map(|r| f(r)).collect());
+        let quartiles = |f: &dyn Fn(&Round) -> f64| {
+            let mut v: Vec<f64> = used.iter().map(|r| f(r)).collect();
+            v.sort_by(f64::total_cmp);
+            [v[v.len() / 4], v[(3 * v.len()) / 4]]
+        };
+        let (e, rb, h, hs, hn, m) = (
+            med(&|r| r.empty_ns()),
+            med(&|r| r.redirect_all),
+            med(&|r| r.hit),
+            med(&|r| r.shared),
+            med(&|r| r.no_socket),
+            med(&|r| r.miss),
         );
-        let d = median(diffs);
-        let (e, h, m, hn, hs) = (median(e), median(h), median(m), median(hn), median(hs));
+        let d = med(&|r| r.hit - r.empty_ns());
+        let [q1, q3] = quartiles(&|r| r.hit - r.empty_ns());
+        let shared_diff = med(&|r| r.shared - r.empty_ns());
+        let over_bare = med(&|r| r.hit - r.redirect_all);
+        let miss_diff = med(&|r| r.miss - r.empty_ns());
+        let d_all = median(all.iter().map(|r| r.hit - r.empty_ns()).collect());
         println!(
-            "| {size} | {e:.0} | {rb:.0} | {h:.0} | {hs:.0} | {hn:.0} | {m:.0} | {d:.1} ({lo:.0}–{hi:.0}) | {shared_diff:.1} | {over_bare:.1} | {:.1} |",
-            m - e
+            "| {size} | {}/{} | {e:.1} | {rb:.1} | {h:.1} | {hs:.1} | {hn:.1} | {m:.1} | {d:.1} ({q1:.1}–{q3:.1}) | {shared_diff:.1} | {over_bare:.1} | {miss_diff:.1} | {d_all:.1} |",
+            used.len(),
+            all.len()
         );
         let redirected = with_socket[i]
             .1
@@ -275,13 +366,13 @@ fn main() -> Result<()> {
             "bindings": size, "empty_ns": e, "hit_ns": h, "hit_no_socket_ns": hn, "miss_ns": m,
             "hit_shared_ns": hs, "hit_shared_minus_empty_ns": shared_diff,
             "redirect_all_ns": rb, "hit_minus_redirect_all_ns": over_bare,
-            "hit_minus_empty_ns": d, "hit_minus_empty_spread_ns": [lo, hi],
+            "hit_minus_empty_ns": d, "hit_minus_empty_quartiles_ns": [q1, q3],
+            "miss_minus_empty_ns": miss_diff,
+            "hit_minus_empty_all_rounds_ns": d_all,
             "hit_vs_empty": h / e, "miss_vs_empty": m / e, "hit_binding_packets": redirected,
+            "speed": speed.json(all),
         }));
     }
-    drop(with_socket);
-    drop(sock);
-    drop(tb);
     let first = &rows[0];
     let last = &rows[rows.len() - 1];
     let grows = |k: &str| last[k].as_f64().unwrap() / first[k].as_f64().unwrap();
@@ -298,12 +389,13 @@ fn main() -> Result<()> {
         "benchmark": "xdp_test_run",
         "quick": quick,
         "provenance": netdemux::testbed::provenance(quick),
-        "repeat": cfg.repeat,
-        "repetitions": cfg.reps,
+        "runs_per_slice": cfg.slice,
+        "rounds": cfg.rounds,
         "rows": rows,
         "ratios": {
             "program_hit_vs_empty": first["hit_vs_empty"],
             "program_hit_minus_empty_ns": first["hit_minus_empty_ns"],
+            "program_hit_minus_empty_all_rounds_ns": first["hit_minus_empty_all_rounds_ns"],
             "program_shared_hit_minus_empty_ns": first["hit_shared_minus_empty_ns"],
             "program_hit_minus_redirect_all_ns": first["hit_minus_redirect_all_ns"],
             "hit_growth_1_to_max": growth,

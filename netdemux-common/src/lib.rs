@@ -133,7 +133,7 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// Version of the pinned-state layout (maps, key and value types). Stored in [`StateInfo`].
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Magic number at the start of [`StateInfo`] ("NDMX").
 pub const STATE_MAGIC: u32 = 0x4e44_4d58;
 
@@ -160,8 +160,8 @@ pub mod map_names {
     /// `PerCpuArray<Counters>` with one entry: the verdict counters.
     pub const COUNTERS: &str = "NDX_COUNTERS";
     /// `Array<PortEntry>` indexed by [`crate::port_slot`]: how many bindings of set 0 a
-    /// (protocol, port, family) has, and the counter index and address of the only one (see
-    /// [`crate::PortEntry`]).
+    /// (protocol, port, family) has, and the counter indices and addresses of those the
+    /// program matches without hashing (see [`crate::PortEntry`]).
     pub const PORTS: &str = "NDX_PORTS";
     /// The port index of binding set 1.
     pub const PORTS1: &str = "NDX_PORTS1";
@@ -315,32 +315,49 @@ pub const fn port_slot(proto: u8, port: u16, family: u8) -> Option<u32> {
     Some(base + port as u32)
 }
 
-/// [`PortEntry::index`] when the program must look the binding up in the hash map.
-pub const NO_INDEX: u32 = u32::MAX;
+/// Lanes of a port entry: IPv4 bindings a port entry matches without hashing.
+pub const LANES: usize = 4;
+
+/// The address family of a port map slot (see [`port_slot`]): [`FAMILY_V4`] or [`FAMILY_V6`].
+pub const fn slot_family(slot: u32) -> u8 {
+    if (slot >> 16) & 1 == 0 {
+        FAMILY_V4
+    } else {
+        FAMILY_V6
+    }
+}
 
 /// An entry of the port map: the bindings of one (protocol, family, port).
 ///
 /// Most frames go to ports nothing is bound on: `count == 0` settles them with one array
-/// lookup. A port with exactly one binding names its counter index and its address, so a hit
-/// compares the frame's address with the entry it has already read — no hashing and no second
-/// lookup; a port shared by several bindings (or one left over after others went, until the set
-/// is next replaced) has [`NO_INDEX`] and the program looks the address up in the binding set.
+/// lookup. The entry holds bindings in lanes, a counter index and an address each, which the
+/// program compares with the frame's address without hashing or another lookup: in an IPv4
+/// slot up to [`LANES`] bindings, lane `i`'s address in `addr[i]` (four IPv4 addresses fill the
+/// room of one IPv6 address); in an IPv6 slot one, lane 0, whose address is the whole `addr`. A
+/// binding that finds no free lane is looked up in the binding set's hash map, and `hashed`
+/// says the port has one, so a frame no lane takes is looked up there; every binding is in the
+/// hash map too, whatever lane it has.
 ///
 /// The program reads the fields one by one while userspace may be rewriting the entry (and the
-/// kernel's copy of a map value is not atomic either): a direct match must never be taken
-/// against an address that belongs to no direct binding. So userspace never changes the
-/// address under an index in one write: it passes through an entry with [`NO_INDEX`] (see
-/// [`PortEntry::steps`]). A read across a write can still split the index itself, which names
+/// kernel's copy of a map value is not atomic either): a lane's match must never be taken
+/// against an address that belongs to no lane's binding. So userspace never changes a lane's
+/// address under its index in one write: the lane passes through empty (see
+/// [`PortEntry::steps`]). All zeros, as the kernel creates an array's entries, is an empty
+/// entry: an empty lane is zero, not a counter index that could be read. A read across a write can still split an index itself, which names
 /// only the counter: one frame may be counted on another binding, never delivered to it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortEntry {
-    /// Bindings on this (protocol, family, port).
+    /// Bindings on this (protocol, family, port), in lanes or not.
     pub count: u32,
-    /// The counter index of the only binding, or [`NO_INDEX`].
-    pub index: u32,
-    /// The only binding's address, as in [`BindKey::addr`] (all zero for a wildcard); read
-    /// only when `index` is not [`NO_INDEX`].
+    /// Non-zero when some of the port's bindings have no lane.
+    pub hashed: u32,
+    /// Each lane's counter index plus one, or zero for an empty lane (an IPv6 slot uses lane
+    /// 0 only).
+    pub index: [u32; LANES],
+    /// The lanes' addresses, as in [`BindKey::addr`] (zero for a wildcard): an IPv4 slot's
+    /// lane `i` is `addr[i]`; an IPv6 slot's lane 0 is all of it. Read only where the lane is
+    /// not empty.
     pub addr: [u32; 4],
 }
 
@@ -348,42 +365,102 @@ impl PortEntry {
     /// Nothing bound.
     pub const EMPTY: PortEntry = PortEntry {
         count: 0,
-        index: NO_INDEX,
+        hashed: 0,
+        index: [0; LANES],
         addr: [0; 4],
     };
 
-    /// The entry with one more binding, whose counter index is `index` and address `addr`: the
-    /// first binding on a port is matched directly; a second one sends the port through the
-    /// hash lookup (the first one's address stays, unread).
-    pub const fn with(self, index: u32, addr: [u32; 4]) -> PortEntry {
-        if self.count == 0 {
-            PortEntry {
-                count: 1,
-                index,
-                addr,
-            }
+    /// Lanes a slot of `family` has.
+    const fn lanes(family: u8) -> usize {
+        if family == FAMILY_V4 { LANES } else { 1 }
+    }
+
+    /// Whether lane `lane` of a `family` slot has a different address in `self` and `other`.
+    fn lane_moved(&self, other: &PortEntry, lane: usize, family: u8) -> bool {
+        if family == FAMILY_V4 {
+            self.addr[lane] != other.addr[lane]
         } else {
-            PortEntry {
-                count: self.count + 1,
-                index: NO_INDEX,
-                addr: self.addr,
-            }
+            self.addr != other.addr
         }
     }
 
-    /// The entries to write, in order, to change `self` into `new` in a port map the program
-    /// is reading: `new` last, and before it an entry with [`NO_INDEX`] wherever the address
-    /// changes under an index, so that no read takes a direct match against an address that is
-    /// not the direct binding's of either side.
-    pub fn steps(self, new: PortEntry) -> impl Iterator<Item = PortEntry> {
-        let moved = self.addr != new.addr;
-        let unmatched = |count, addr| PortEntry {
-            count,
-            index: NO_INDEX,
-            addr,
-        };
-        let leave = (moved && self.index != NO_INDEX).then_some(unmatched(self.count, self.addr));
-        let enter = (moved && new.index != NO_INDEX).then_some(unmatched(new.count, new.addr));
+    /// The counter index of lane `lane`'s binding, if the lane has one.
+    pub const fn lane(&self, lane: usize) -> Option<u32> {
+        self.index[lane].checked_sub(1)
+    }
+
+    /// The lane whose binding's counter index is `index`, if one is.
+    pub fn lane_of(&self, index: u32) -> Option<usize> {
+        (0..LANES).find(|&l| self.lane(l) == Some(index))
+    }
+
+    /// `hashed` as the lanes and count imply: set while some binding has no lane.
+    const fn settled(mut self) -> PortEntry {
+        let mut in_lanes = 0;
+        let mut lane = 0;
+        while lane < LANES {
+            if self.index[lane] != 0 {
+                in_lanes += 1;
+            }
+            lane += 1;
+        }
+        self.hashed = (self.count > in_lanes) as u32;
+        self
+    }
+
+    /// The entry of a `family` slot with one more binding, whose counter index is `index` and
+    /// address `addr`: it takes the first free lane, or, with none free, the hash lookup.
+    pub fn with(self, index: u32, addr: [u32; 4], family: u8) -> PortEntry {
+        let mut e = self;
+        e.count += 1;
+        if let Some(lane) = (0..Self::lanes(family)).find(|&l| e.index[l] == 0) {
+            e.index[lane] = index + 1;
+            if family == FAMILY_V4 {
+                e.addr[lane] = addr[0];
+            } else {
+                e.addr = addr;
+            }
+        }
+        e.settled()
+    }
+
+    /// The entry with the binding whose counter index is `index` gone: its lane, if it had
+    /// one, is emptied (its address stays, unread); a binding without a lane stays without
+    /// one (a freed lane is not given to it: finding which bindings have none would take a
+    /// walk of the set) until the set is next replaced. The last binding leaves [`EMPTY`].
+    ///
+    /// [`EMPTY`]: PortEntry::EMPTY
+    pub fn without(self, index: u32) -> PortEntry {
+        if self.count <= 1 {
+            return PortEntry::EMPTY;
+        }
+        let mut e = self;
+        e.count -= 1;
+        if let Some(lane) = e.lane_of(index) {
+            e.index[lane] = 0;
+        }
+        e.settled()
+    }
+
+    /// The entries to write, in order, to change `self` into `new` in a port map slot of
+    /// `family` that the program is reading: `new` last, and before it, wherever a lane's
+    /// address changes under an index, an entry with that lane emptied (first with the old
+    /// address, then with the new), so that no read takes a lane's match against an address
+    /// that is not the lane's binding's on either side.
+    pub fn steps(self, new: PortEntry, family: u8) -> impl Iterator<Item = PortEntry> {
+        let mut leave = self;
+        let mut enter = new;
+        let (mut leaves, mut enters) = (false, false);
+        for lane in 0..Self::lanes(family) {
+            if self.lane_moved(&new, lane, family) {
+                leaves |= self.index[lane] != 0;
+                enters |= new.index[lane] != 0;
+                leave.index[lane] = 0;
+                enter.index[lane] = 0;
+            }
+        }
+        let leave = leaves.then_some(leave);
+        let enter = enters.then_some(enter);
         leave.into_iter().chain(enter).chain(core::iter::once(new))
     }
 }
@@ -510,7 +587,7 @@ pub struct StateInfo {
 const _: () = assert!(core::mem::size_of::<BindKey>() == 20);
 const _: () = assert!(core::mem::align_of::<BindKey>() == 4);
 const _: () = assert!(core::mem::size_of::<BindStats>() == 16);
-const _: () = assert!(core::mem::size_of::<PortEntry>() == 24);
+const _: () = assert!(core::mem::size_of::<PortEntry>() == 40);
 const _: () = assert!(core::mem::size_of::<StateInfo>() == 40);
 const _: () = assert!(core::mem::size_of::<Counters>() == 8 * Counter::COUNT as usize);
 
@@ -520,7 +597,7 @@ mod pod {
     unsafe impl aya::Pod for super::BindKey {}
     // SAFETY: BindStats is repr(C) with two u64 fields and no padding.
     unsafe impl aya::Pod for super::BindStats {}
-    // SAFETY: PortEntry is repr(C) with six u32s (two fields and an array) and no padding.
+    // SAFETY: PortEntry is repr(C) with ten u32s (two fields and two arrays) and no padding.
     unsafe impl aya::Pod for super::PortEntry {}
     // SAFETY: GenSettings is repr(C), four u32 fields without padding.
     unsafe impl aya::Pod for super::GenSettings {}

@@ -19,7 +19,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::debug;
 use maps::{BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, INFO, PORTS, PORTS1, STATS, XSKS};
-use netdemux_common::{BindKey, Counter, FAMILY_V4, NO_INDEX, PortEntry, port_slot};
+use netdemux_common::{BindKey, Counter, FAMILY_V4, PortEntry, port_slot};
 use parse::{Frame, OnKey, classify};
 
 #[xdp]
@@ -58,9 +58,9 @@ fn logging() -> bool {
 
 /// The counter index of the binding `key` matches in a binding set (exact address first, then
 /// the family's wildcard if `wildcard`). The port entry settles most frames: nothing bound on
-/// the port (a miss), or one binding, whose address the entry holds and is compared without
-/// hashing; only a port shared by several bindings costs a hash lookup, and only that path
-/// puts the key in memory.
+/// the port (a miss), or a binding in one of its lanes, whose address the entry holds and is
+/// compared without hashing; only a port with more bindings than lanes costs a hash lookup, and
+/// only that path puts the key in memory.
 #[inline(always)]
 #[allow(
     clippy::needless_borrows_for_generic_args,
@@ -76,21 +76,37 @@ fn find(
     if entry.count == 0 {
         return None;
     }
-    if entry.index != NO_INDEX {
-        // The slot fixes protocol, family and port: the address decides.
-        let (b, k) = (&entry.addr, &key.addr);
-        let (exact, any) = if key.family == FAMILY_V4 {
-            // An IPv4 address is the first word; the other three are zero in the key and in
-            // the entry of an IPv4 slot (only an IPv4 binding is put there).
-            (b[0] == k[0], b[0] == 0)
-        } else {
-            // Words compared by hand: array equality may become a memcmp call, which BPF lacks.
-            (
-                (b[0] ^ k[0]) | (b[1] ^ k[1]) | (b[2] ^ k[2]) | (b[3] ^ k[3]) == 0,
-                b[0] | b[1] | b[2] | b[3] == 0,
-            )
-        };
-        return (exact || wildcard && any).then_some(entry.index);
+    // The slot fixes protocol, family and port: the address decides. A lane holds its
+    // binding's counter index plus one (zero: empty); `any` is the wildcard lane's.
+    let (b, k) = (&entry.addr, &key.addr);
+    let mut any = 0;
+    if key.family == FAMILY_V4 {
+        // An IPv4 address is the key's first word, and lane `i`'s address the entry's word
+        // `i` (LANES of them: four IPv4 addresses fill the room of one IPv6 address).
+        for (&index, &addr) in entry.index.iter().zip(b) {
+            if index != 0 {
+                if addr == k[0] {
+                    return Some(index - 1);
+                }
+                if addr == 0 {
+                    any = index;
+                }
+            }
+        }
+    } else {
+        let index = entry.index[0];
+        // Words compared by hand: array equality may become a memcmp call, which BPF lacks.
+        if index != 0 {
+            if (b[0] ^ k[0]) | (b[1] ^ k[1]) | (b[2] ^ k[2]) | (b[3] ^ k[3]) == 0 {
+                return Some(index - 1);
+            }
+            if b[0] | b[1] | b[2] | b[3] == 0 {
+                any = index;
+            }
+        }
+    }
+    if entry.hashed == 0 {
+        return (wildcard && any != 0).then(|| any - 1);
     }
     let mut slot = MaybeUninit::uninit();
     let key = on_stack(&mut slot, key);
@@ -100,6 +116,9 @@ fn find(
     }
     if !wildcard {
         return None;
+    }
+    if any != 0 {
+        return Some(any - 1);
     }
     // Same key, wildcard address: cleared in place, no second key on the stack.
     for word in key.addr.iter_mut() {

@@ -54,8 +54,8 @@ pub fn active_set() -> u32 {
 pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 
 /// The bindings of each (protocol, family, port) of set 0 (see `PortEntry`): a frame to a port
-/// with none is passed after one array lookup, one to a port with one binding is matched
-/// against the address in the entry, without hashing or another lookup.
+/// with none is passed after one array lookup, one to a binding in the entry's lanes is matched
+/// against the addresses in the entry, without hashing or another lookup.
 #[map(name = "NDX_PORTS")]
 pub static PORTS: Array<PortEntry> = Array::with_max_entries(PORT_SLOTS, 0);
 

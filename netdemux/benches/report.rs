@@ -109,6 +109,7 @@ fn main() -> Result<()> {
         "program_hit_minus_empty_ns": ratio(xdp, &["ratios", "program_hit_minus_empty_ns"]),
         "program_hit_minus_empty_all_rounds_ns": ratio(xdp, &["ratios", "program_hit_minus_empty_all_rounds_ns"]),
         "program_shared_hit_minus_empty_ns": ratio(xdp, &["ratios", "program_shared_hit_minus_empty_ns"]),
+        "program_hashed_hit_minus_empty_ns": ratio(xdp, &["ratios", "program_hashed_hit_minus_empty_ns"]),
         "program_hit_minus_redirect_all_ns": ratio(xdp, &["ratios", "program_hit_minus_redirect_all_ns"]),
         "hit_growth_1_to_max": ratio(xdp, &["ratios", "hit_growth_1_to_max"]),
         "program_live_hit_minus_redirect_all_ns": ratio(udp, &["program_live_ns", "hit_minus_redirect_all"]),
@@ -459,9 +460,14 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             "program_hit_minus_empty_all_rounds_ns",
         ),
         (
-            "program hit − empty program, ns (test_run; a port two addresses share)",
+            "program hit − empty program, ns (test_run; a port two addresses share: the second lane)",
             "≤ 25",
             "program_shared_hit_minus_empty_ns",
+        ),
+        (
+            "program hit − empty program, ns (test_run; a binding with no lane, five on its port: the hash lookup)",
+            "—",
+            "program_hashed_hit_minus_empty_ns",
         ),
         (
             "program hit − redirect-everything program, ns (test_run; what demultiplexing adds)",
@@ -484,7 +490,7 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             "program_live_miss_minus_pass_ns",
         ),
         (
-            "program hit cost, 1 → most bindings (shared port: the hash lookup)",
+            "program hit cost, 1 → most bindings (a binding with no lane: the hash lookup)",
             "≤ 1.15",
             "hit_growth_1_to_max",
         ),
@@ -559,8 +565,8 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         md.push_str(
             "\nXDP program, BPF_PROG_TEST_RUN, ns per run (medians over interleaved rounds at the machine's full speed: \
              the rounds whose empty-program runs took at most 1.25× its 10th percentile, or all rounds when under a quarter did):\n\n\
-             | bindings | full-speed rounds | empty | redirect-all | hit | hit, shared port | miss | hit − empty | shared − empty | miss − empty | hit − empty, all rounds |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | bindings | full-speed rounds | empty | redirect-all | hit | hit, shared port | hit, no lane | miss | hit − empty | shared − empty | no lane − empty | miss − empty | hit − empty, all rounds |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for r in x["rows"].as_array().into_iter().flatten() {
             let d = |k: &str| r[k].as_f64().unwrap_or(0.0) - r["empty_ns"].as_f64().unwrap_or(0.0);
@@ -573,15 +579,17 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
                 _ => "—".into(),
             };
             md.push_str(&format!(
-                "| {} | {full} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {} |\n",
+                "| {} | {full} | {} | {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.1} | {} |\n",
                 r["bindings"],
                 num(&r["empty_ns"], 1),
                 num(&r["redirect_all_ns"], 1),
                 num(&r["hit_ns"], 1),
                 num(&r["hit_shared_ns"], 1),
+                num(&r["hit_hashed_ns"], 1),
                 num(&r["miss_ns"], 1),
                 d("hit_ns"),
                 d("hit_shared_ns"),
+                num(&r["hit_hashed_minus_empty_ns"], 1),
                 d("miss_ns"),
                 num(&r["hit_minus_empty_all_rounds_ns"], 1),
             ));

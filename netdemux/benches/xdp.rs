@@ -8,10 +8,12 @@
 //!
 //! A hit is measured as in service: an AF_XDP socket (bound to a veth queue in a testbed) sits in
 //! the XSKMAP, so `bpf_redirect_map` finds it and the program counts a redirect; and over 16
-//! bound addresses, each with its own frame, so the figure is not one hot entry. Two kinds of
-//! hit: to the only binding on its port (matched through the port entry, no hashing — the
-//! common case) and to a port two addresses share (a hash lookup in a table of the given size:
-//! the figure the table's growth can move). The direct hit with no socket behind it (the
+//! bound addresses, each with its own frame, so the figure is not one hot entry. Three kinds of
+//! hit: to the only binding on its port (matched in the port entry's first lane, no hashing —
+//! the common case), to a port two addresses share (the second lane), and to a binding on a
+//! port with more IPv4 bindings than lanes, which has none (a hash lookup in a table of the
+//! given size, after the lanes: the figure the table's growth can move). The direct hit with
+//! no socket behind it (the
 //! fallback to XDP_PASS) is reported beside them, and so is the program that redirects every
 //! frame without looking at it (the bare receivers' program) over the same frames: the hit's
 //! cost above it is what the demultiplexing itself costs. A miss goes to a port with nothing
@@ -47,6 +49,7 @@ struct Round {
     redirect_all: f64,
     hit: f64,
     shared: f64,
+    hashed: f64,
     no_socket: f64,
     miss: f64,
 }
@@ -119,11 +122,13 @@ impl Speed {
 
 /// A 64-byte Ethernet/IPv4/UDP frame 198.18.0.1:40000 -> 198.18.0.2:`port`.
 fn frame(port: u16) -> Vec<u8> {
+    frame_to([198, 18, 0, 2], port)
+}
+
+/// A 64-byte UDP frame to `ip`:`port`.
+fn frame_to(ip: [u8; 4], port: u16) -> Vec<u8> {
     let mut f = vec![0u8; 64];
-    let (src, dst) = (
-        ([198, 18, 0, 1], 40000).into(),
-        ([198, 18, 0, 2], port).into(),
-    );
+    let (src, dst) = (([198, 18, 0, 1], 40000).into(), (ip, port).into());
     let n = netdemux::wire::udp::emit(
         &mut f,
         [2, 0, 0, 0, 0, 1],
@@ -149,10 +154,14 @@ fn filler(i: u32) -> Binding {
 
 const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
 /// Bound addresses whose hits are measured: 198.18.0.2:7000..7016, each the only binding on
-/// its port, and 198.18.0.2:7100..7116, each port shared with 198.18.0.3.
+/// its port; 198.18.0.3:7100..7116, each port shared with 198.18.0.2 (bound first, so the
+/// measured address is in the second lane); and 198.18.0.2:7200..7216, bound after four other
+/// addresses on each port, so it has no lane.
 const MEASURED: u16 = 16;
 /// The first port of the shared ones.
 const SHARED: u16 = 7100;
+/// The first port of those with more bindings than lanes.
+const HASHED: u16 = 7200;
 
 /// The average ns per run of `prog` over `frames`, `repeat` runs in all, split evenly; every run
 /// must end in `verdict`.
@@ -168,7 +177,7 @@ fn ns_over(prog: &Xdp, frames: &[Vec<u8>], repeat: u32, verdict: u32) -> Result<
 /// A loaded object with the demultiplexer and a table of `size` bindings: the measured ones
 /// and fillers (in the hash table only: they are never hit, they only fill it).
 fn table(size: u32) -> Result<(aya::Ebpf, DemuxMaps)> {
-    let measured = 3 * u32::from(MEASURED);
+    let measured = 8 * u32::from(MEASURED);
     let mut ebpf = object::open(size + measured)?;
     let mut maps = DemuxMaps::take(&mut ebpf, None)?;
     object::load_demux(&mut ebpf)?;
@@ -178,6 +187,12 @@ fn table(size: u32) -> Result<(aya::Ebpf, DemuxMaps)> {
             maps.bind(&Binding::parse(
                 "udp",
                 &format!("198.18.0.{host}:{}", SHARED + i),
+            )?)?;
+        }
+        for host in [3, 4, 5, 6, 2] {
+            maps.bind(&Binding::parse(
+                "udp",
+                &format!("198.18.0.{host}:{}", HASHED + i),
             )?)?;
         }
     }
@@ -256,7 +271,10 @@ fn main() -> Result<()> {
     // One object per table size, so every configuration can be measured interleaved.
     let hit = frame(7000);
     let hits: Vec<Vec<u8>> = (0..MEASURED).map(|i| frame(7000 + i)).collect();
-    let shared_hits: Vec<Vec<u8>> = (0..MEASURED).map(|i| frame(SHARED + i)).collect();
+    let shared_hits: Vec<Vec<u8>> = (0..MEASURED)
+        .map(|i| frame_to([198, 18, 0, 3], SHARED + i))
+        .collect();
+    let hashed_hits: Vec<Vec<u8>> = (0..MEASURED).map(|i| frame(HASHED + i)).collect();
     let miss = frame(6999);
     let mut setups = Vec::new();
     for &size in &cfg.sizes {
@@ -307,6 +325,7 @@ fn main() -> Result<()> {
             let r = Round {
                 hit: ns_over(redirecting, &hits, cfg.slice, 4)?,
                 shared: ns_over(redirecting, &shared_hits, cfg.slice, 4)?,
+                hashed: ns_over(redirecting, &hashed_hits, cfg.slice, 4)?,
                 redirect_all: ns_over(bare, &hits, cfg.slice, 4)?,
                 miss: ns_per_run(demux, &miss, cfg.slice)?,
                 no_socket: ns_over(demux, &hits, cfg.slice, 2)?,
@@ -322,9 +341,9 @@ fn main() -> Result<()> {
     );
     println!(
         "(medians over the rounds at the machine's full speed; all rounds in the last column)\n\n\
-         | bindings | full-speed rounds | empty (ns) | redirect-all (ns) | hit (ns) | hit, shared port (ns) | hit, no socket (ns) | miss (ns) | hit − empty (ns, quartiles) | shared − empty (ns) | hit − redirect-all (ns) | miss − empty (ns) | hit − empty, all rounds (ns) |"
+         | bindings | full-speed rounds | empty (ns) | redirect-all (ns) | hit (ns) | hit, shared port (ns) | hit, no lane (ns) | hit, no socket (ns) | miss (ns) | hit − empty (ns, quartiles) | shared − empty (ns) | no lane − empty (ns) | hit − redirect-all (ns) | miss − empty (ns) | hit − empty, all rounds (ns) |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut rows = Vec::new();
     for (i, (size, _, _)) in setups.iter().enumerate() {
         let all = &rounds[i];
@@ -336,22 +355,24 @@ fn main() -> Result<()> {
             v.sort_by(f64::total_cmp);
             [v[v.len() / 4], v[(3 * v.len()) / 4]]
         };
-        let (e, rb, h, hs, hn, m) = (
+        let (e, rb, h, hs, hh, hn, m) = (
             med(&|r| r.empty_ns()),
             med(&|r| r.redirect_all),
             med(&|r| r.hit),
             med(&|r| r.shared),
+            med(&|r| r.hashed),
             med(&|r| r.no_socket),
             med(&|r| r.miss),
         );
         let d = med(&|r| r.hit - r.empty_ns());
         let [q1, q3] = quartiles(&|r| r.hit - r.empty_ns());
         let shared_diff = med(&|r| r.shared - r.empty_ns());
+        let hashed_diff = med(&|r| r.hashed - r.empty_ns());
         let over_bare = med(&|r| r.hit - r.redirect_all);
         let miss_diff = med(&|r| r.miss - r.empty_ns());
         let d_all = median(all.iter().map(|r| r.hit - r.empty_ns()).collect());
         println!(
-            "| {size} | {}/{} | {e:.1} | {rb:.1} | {h:.1} | {hs:.1} | {hn:.1} | {m:.1} | {d:.1} ({q1:.1}–{q3:.1}) | {shared_diff:.1} | {over_bare:.1} | {miss_diff:.1} | {d_all:.1} |",
+            "| {size} | {}/{} | {e:.1} | {rb:.1} | {h:.1} | {hs:.1} | {hh:.1} | {hn:.1} | {m:.1} | {d:.1} ({q1:.1}–{q3:.1}) | {shared_diff:.1} | {hashed_diff:.1} | {over_bare:.1} | {miss_diff:.1} | {d_all:.1} |",
             used.len(),
             all.len()
         );
@@ -365,6 +386,7 @@ fn main() -> Result<()> {
         rows.push(serde_json::json!({
             "bindings": size, "empty_ns": e, "hit_ns": h, "hit_no_socket_ns": hn, "miss_ns": m,
             "hit_shared_ns": hs, "hit_shared_minus_empty_ns": shared_diff,
+            "hit_hashed_ns": hh, "hit_hashed_minus_empty_ns": hashed_diff,
             "redirect_all_ns": rb, "hit_minus_redirect_all_ns": over_bare,
             "hit_minus_empty_ns": d, "hit_minus_empty_quartiles_ns": [q1, q3],
             "miss_minus_empty_ns": miss_diff,
@@ -378,10 +400,10 @@ fn main() -> Result<()> {
     let grows = |k: &str| last[k].as_f64().unwrap() / first[k].as_f64().unwrap();
     // The table's size can only move the hashed hit: that is the growth the goal is about.
     let (growth, direct_growth, miss_growth) =
-        (grows("hit_shared_ns"), grows("hit_ns"), grows("miss_ns"));
+        (grows("hit_hashed_ns"), grows("hit_ns"), grows("miss_ns"));
     println!(
-        "\nhit cost growth 1 -> {} bindings: shared port {growth:.3}x, only binding on its port \
-         {direct_growth:.3}x; miss: {miss_growth:.3}x",
+        "\nhit cost growth 1 -> {} bindings: no lane (hashed) {growth:.3}x, only binding on its \
+         port {direct_growth:.3}x; miss: {miss_growth:.3}x",
         last["bindings"]
     );
 
@@ -397,6 +419,7 @@ fn main() -> Result<()> {
             "program_hit_minus_empty_ns": first["hit_minus_empty_ns"],
             "program_hit_minus_empty_all_rounds_ns": first["hit_minus_empty_all_rounds_ns"],
             "program_shared_hit_minus_empty_ns": first["hit_shared_minus_empty_ns"],
+            "program_hashed_hit_minus_empty_ns": first["hit_hashed_minus_empty_ns"],
             "program_hit_minus_redirect_all_ns": first["hit_minus_redirect_all_ns"],
             "hit_growth_1_to_max": growth,
             "direct_hit_growth_1_to_max": direct_growth,

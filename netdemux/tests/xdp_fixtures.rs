@@ -906,65 +906,120 @@ fn packets_of(h: &Harness, binding: &str) -> Option<u64> {
         .map(|(_, s)| s.packets)
 }
 
+/// Takes `binding`'s key out of the active set's hash map behind the port map's back, runs
+/// `frame`, and puts the key back: what the program does with the hash lookup unable to find
+/// the binding.
+fn run_without_hash_key(h: &mut Harness, binding: &str, frame: &[u8]) {
+    let set = h.maps.active_set().unwrap();
+    let key = b("udp", binding).key();
+    let index = h.maps.binds[set].get(&key, 0).unwrap();
+    h.maps.binds[set].remove(&key).unwrap();
+    h.run(frame);
+    h.maps.binds[set].insert(key, index, 0).unwrap();
+}
+
 #[test]
-fn port_entries_match_a_lone_binding_directly_and_shared_ports_by_hash() {
-    use netdemux_common::{FAMILY_V4, FAMILY_V6, NO_INDEX};
+fn port_entries_match_bindings_in_their_lanes_and_the_rest_by_hash() {
+    use netdemux_common::{FAMILY_V4, FAMILY_V6, LANES};
     let mut h = Harness::new();
     let (slot4, slot6) = (
         netdemux_common::port_slot(17, 7000, FAMILY_V4).unwrap(),
         netdemux_common::port_slot(17, 7000, FAMILY_V6).unwrap(),
     );
-    // IPv4 and IPv6 bindings of port 7000 have an entry each, both direct.
+    // IPv4 and IPv6 bindings of port 7000 have an entry each, each binding in lane 0.
     let (e4, e6) = (
         h.maps.port_entry(slot4).unwrap(),
         h.maps.port_entry(slot6).unwrap(),
     );
-    assert_eq!((e4.count, e6.count), (1, 1));
-    assert!(e4.index != NO_INDEX && e6.index != NO_INDEX && e4.index != e6.index);
+    assert_eq!((e4.count, e4.hashed, e6.count, e6.hashed), (1, 0, 1, 0));
+    assert!(e4.lane(0).is_some() && e6.lane(0).is_some() && e4.lane(0) != e6.lane(0));
     // A refused duplicate leaves the entry as it was.
     assert!(h.maps.bind(&b("udp", "198.18.0.2:7000")).is_err());
     assert_eq!(h.maps.port_entry(slot4).unwrap(), e4);
 
-    // A second address on the port: the port goes through the hash lookup; both match.
-    h.maps.bind(&b("udp", "198.18.0.3:7000")).unwrap();
-    let shared = h.maps.port_entry(slot4).unwrap();
-    assert_eq!((shared.count, shared.index), (2, NO_INDEX));
+    // Three more IPv4 addresses on the port, one the wildcard: each takes a lane.
+    let lanes = [
+        "198.18.0.2:7000",
+        "198.18.0.3:7000",
+        "0.0.0.0:7000",
+        "198.18.0.4:7000",
+    ];
+    assert_eq!(lanes.len(), LANES);
+    for a in &lanes[1..] {
+        h.maps.bind(&b("udp", a)).unwrap();
+    }
+    let full = h.maps.port_entry(slot4).unwrap();
+    assert_eq!((full.count, full.hashed), (4, 0));
+    assert!((0..LANES).all(|l| full.lane(l).is_some()));
+    // The lanes alone decide: each address is delivered to its own binding, another address
+    // to the wildcard, with the hash map unable to find any of them.
+    let frames = [
+        v4(UDP, DST4, 7000),
+        v4(UDP, [198, 18, 0, 3], 7000),
+        v4(UDP, OTHER4, 7000),
+        v4(UDP, [198, 18, 0, 4], 7000),
+    ];
     let before = h.maps.verdicts().unwrap();
-    h.run(&v4(UDP, DST4, 7000));
-    h.run(&v4(UDP, [198, 18, 0, 3], 7000));
-    h.run(&v4(UDP, OTHER4, 7000));
+    for (a, frame) in lanes.iter().zip(&frames) {
+        run_without_hash_key(&mut h, a, frame);
+        assert_eq!(packets_of(&h, a), Some(1), "{a}");
+    }
     let d = h.maps.verdicts().unwrap().since(&before);
-    assert_eq!(
-        (
-            d.get(Counter::RedirectFailed),
-            d.get(Counter::PassNoBinding)
-        ),
-        (2, 1)
-    );
+    assert_eq!(d.get(Counter::RedirectFailed), 4);
 
-    // Back to one binding: still hashed (which one is left is not known without a walk), and
-    // right; the removed address misses.
-    h.maps.unbind(&b("udp", "198.18.0.2:7000")).unwrap();
-    assert_eq!(h.maps.port_entry(slot4).unwrap().count, 1);
-    h.run(&v4(UDP, [198, 18, 0, 3], 7000));
+    // A fifth has no lane: the port is hashed, and that binding is found through the hash
+    // only (without its key, its frame goes to the wildcard's lane).
+    h.maps.bind(&b("udp", "198.18.0.5:7000")).unwrap();
+    let hashed = h.maps.port_entry(slot4).unwrap();
+    assert_eq!((hashed.count, hashed.hashed), (5, 1));
+    assert_eq!((hashed.index, hashed.addr), (full.index, full.addr));
+    let fifth = v4(UDP, [198, 18, 0, 5], 7000);
+    h.run(&fifth);
+    assert_eq!(packets_of(&h, "198.18.0.5:7000"), Some(1));
+    run_without_hash_key(&mut h, "198.18.0.5:7000", &fifth);
+    assert_eq!(packets_of(&h, "198.18.0.5:7000"), Some(1));
+    assert_eq!(packets_of(&h, "0.0.0.0:7000"), Some(2));
+    // An exact binding without a lane still comes before the wildcard's lane: with its key
+    // there, the fifth's frame went to it above, not to the wildcard.
+
+    // A lane's binding leaves: its lane is emptied, the fifth stays hashed; its address now
+    // goes to the wildcard.
+    h.maps.unbind(&b("udp", "198.18.0.3:7000")).unwrap();
+    let e = h.maps.port_entry(slot4).unwrap();
+    assert_eq!((e.count, e.hashed, e.lane(1)), (4, 1, None));
+    h.run(&frames[1]);
+    assert_eq!(packets_of(&h, "0.0.0.0:7000"), Some(3));
+    // The binding without a lane leaves: every binding left has a lane, no hash lookup.
+    h.maps.unbind(&b("udp", "198.18.0.5:7000")).unwrap();
+    assert_eq!(h.maps.port_entry(slot4).unwrap().hashed, 0);
+    // With the wildcard gone, an unbound address misses.
+    h.maps.unbind(&b("udp", "0.0.0.0:7000")).unwrap();
     let before = h.maps.verdicts().unwrap();
-    h.run(&v4(UDP, DST4, 7000));
+    h.run(&frames[1]);
+    h.run(&frames[2]);
     let d = h.maps.verdicts().unwrap().since(&before);
-    assert_eq!(d.get(Counter::PassNoBinding), 1);
-    assert_eq!(packets_of(&h, "198.18.0.3:7000"), Some(2));
+    assert_eq!(d.get(Counter::PassNoBinding), 2);
 
-    // Replacing the set makes the lone binding direct again, and its counters carry over
-    // exactly (it keeps its counter index).
+    // An IPv6 port has one lane: a second IPv6 binding is hashed, and found.
+    h.maps.bind(&b("udp", "[2001:db8::3]:7000")).unwrap();
+    let e6 = h.maps.port_entry(slot6).unwrap();
+    assert_eq!((e6.count, e6.hashed), (2, 1));
+    h.run(&v6_frame(UDP, v6(3), 7000));
+    assert_eq!(packets_of(&h, "[2001:db8::3]:7000"), Some(1));
+
+    // Replacing the set gives the bindings lanes afresh, and their counters carry over
+    // exactly (each keeps its counter index).
     let set = h.maps.bindings().unwrap();
     h.maps.replace(&set).unwrap();
-    let direct = h.maps.port_entry(slot4).unwrap();
-    assert_eq!(direct.count, 1);
-    assert_ne!(direct.index, NO_INDEX);
-    h.run(&v4(UDP, [198, 18, 0, 3], 7000));
-    assert_eq!(packets_of(&h, "198.18.0.3:7000"), Some(3));
+    let e = h.maps.port_entry(slot4).unwrap();
+    assert_eq!((e.count, e.hashed), (2, 0));
+    run_without_hash_key(&mut h, "198.18.0.4:7000", &frames[3]);
+    assert_eq!(packets_of(&h, "198.18.0.4:7000"), Some(2));
 
     // A counter index given back and handed out again starts from zero.
-    h.maps.unbind(&b("udp", "198.18.0.3:7000")).unwrap();
+    for a in ["198.18.0.2:7000", "198.18.0.4:7000"] {
+        h.maps.unbind(&b("udp", a)).unwrap();
+    }
     assert_eq!(
         h.maps.port_entry(slot4).unwrap(),
         netdemux_common::PortEntry::EMPTY
@@ -973,7 +1028,8 @@ fn port_entries_match_a_lone_binding_directly_and_shared_ports_by_hash() {
     assert_eq!(packets_of(&h, "198.18.0.4:7001"), Some(0));
 
     // A binding written behind the port map's back is not seen: the entry gates the lookup.
-    h.maps.binds[0]
+    let set = h.maps.active_set().unwrap();
+    h.maps.binds[set]
         .insert(b("udp", "198.18.0.2:7000").key(), 0, 0)
         .unwrap();
     let before = h.maps.verdicts().unwrap();

@@ -16,7 +16,7 @@ use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, PerCpuValues, Stack, XskMap},
 };
 use netdemux_common::{
-    BindKey, BindStats, Counter, Counters, NO_INDEX, PortEntry, StateInfo, map_names, port_slot,
+    BindKey, BindStats, Counter, Counters, PortEntry, StateInfo, map_names, port_slot, slot_family,
 };
 
 use super::binding::Binding;
@@ -276,13 +276,18 @@ impl DemuxMaps {
             };
         }
         let old = self.port_entry_in(set, slot)?;
-        let new = old.with(index, key.addr);
+        let new = old.with(index, key.addr, key.family);
         if let Err(e) = self.change_port_entry(set, slot, old, new) {
-            // Whatever step failed, the entry holds `old` or one with no index: back to `old`
-            // the same careful way.
-            let unmatched = PortEntry {
-                index: NO_INDEX,
-                ..new
+            // Whatever step failed, the entry holds `old`, or one on the way with the new
+            // binding's lane empty: back to `old` the same careful way (from that entry, which
+            // may have the new address in the lane, so the lane is emptied before it moves).
+            let unmatched = match new.lane_of(index) {
+                Some(lane) => {
+                    let mut e = new;
+                    e.index[lane] = 0;
+                    e
+                }
+                None => old,
             };
             let _ = self.change_port_entry(set, slot, unmatched, old);
             let _ = self.binds[set].remove(&key);
@@ -307,17 +312,7 @@ impl DemuxMaps {
             Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot unbind {binding}"))),
         };
         let old = self.port_entry_in(set, slot)?;
-        // A port left with one binding keeps the hash lookup (finding which one remains would
-        // take a walk of the set) until the set is next replaced.
-        let new = match old.count {
-            0 | 1 => PortEntry::EMPTY,
-            n => PortEntry {
-                count: n - 1,
-                index: NO_INDEX,
-                addr: old.addr,
-            },
-        };
-        self.change_port_entry(set, slot, old, new)?;
+        self.change_port_entry(set, slot, old, old.without(index))?;
         match self.binds[set].remove(&key) {
             Ok(()) => {}
             Err(e) if map_errno(&e) == Some(libc::ENOENT) => {}
@@ -364,7 +359,7 @@ impl DemuxMaps {
         old: PortEntry,
         new: PortEntry,
     ) -> Result<()> {
-        for entry in old.steps(new) {
+        for entry in old.steps(new, slot_family(slot)) {
             self.set_port_entry(set, slot, entry)?;
         }
         Ok(())
@@ -508,7 +503,7 @@ impl DemuxMaps {
                 .insert(key, index, 0)
                 .with_context(|| format!("cannot add {b} to the idle binding set"))?;
             let e = ports.entry(self.port_slot(b)?).or_insert(PortEntry::EMPTY);
-            *e = e.with(index, key.addr);
+            *e = e.with(index, key.addr, key.family);
         }
         for (slot, entry) in ports {
             self.set_port_entry(next, slot, entry)?;
@@ -588,104 +583,203 @@ pub fn is_errno(err: &anyhow::Error, errno: i32) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use netdemux_common::{NO_INDEX, PortEntry};
+    use netdemux_common::{FAMILY_V4, FAMILY_V6, LANES, PortEntry};
 
-    /// Every entry a reader can assemble while `b` is written over `a`: the count from
-    /// either, the index byte by byte, the address word by word.
-    fn mixes(a: PortEntry, b: PortEntry) -> Vec<PortEntry> {
-        (0..512u32)
+    /// A lane's address as a key holds it: an IPv4 slot's lane `i` is word `i` of the entry.
+    fn lane_addr(e: &PortEntry, lane: usize, family: u8) -> [u32; 4] {
+        if family == FAMILY_V4 {
+            [e.addr[lane], 0, 0, 0]
+        } else {
+            e.addr
+        }
+    }
+
+    fn lanes(family: u8) -> usize {
+        if family == FAMILY_V4 { LANES } else { 1 }
+    }
+
+    /// Every (index, address) a reader can assemble for `lane` of a `family` slot while `b` is
+    /// written over `a`: the index byte by byte, the lane's address word by word.
+    fn lane_reads(a: PortEntry, b: PortEntry, lane: usize, family: u8) -> Vec<(u32, [u32; 4])> {
+        let words: Vec<usize> = if family == FAMILY_V4 {
+            vec![lane]
+        } else {
+            (0..4).collect()
+        };
+        (0..1u32 << (4 + words.len()))
             .map(|bits| {
-                let pick = |i: u32| bits >> i & 1 == 1;
-                let (ia, ib) = (a.index.to_ne_bytes(), b.index.to_ne_bytes());
-                let index: [u8; 4] =
-                    core::array::from_fn(|i| if pick(1 + i as u32) { ib[i] } else { ia[i] });
-                PortEntry {
-                    count: if pick(0) { b.count } else { a.count },
-                    index: u32::from_ne_bytes(index),
-                    addr: core::array::from_fn(|w| {
-                        if pick(5 + w as u32) {
-                            b.addr[w]
-                        } else {
-                            a.addr[w]
-                        }
-                    }),
+                let pick = |i: usize| bits >> i & 1 == 1;
+                let (ia, ib) = (a.index[lane].to_ne_bytes(), b.index[lane].to_ne_bytes());
+                let index =
+                    u32::from_ne_bytes(core::array::from_fn(
+                        |i| {
+                            if pick(i) { ib[i] } else { ia[i] }
+                        },
+                    ));
+                let mut mixed = a;
+                for (n, &w) in words.iter().enumerate() {
+                    if pick(4 + n) {
+                        mixed.addr[w] = b.addr[w];
+                    }
                 }
+                (index, lane_addr(&mixed, lane, family))
             })
             .collect()
     }
 
+    /// The addresses of an entry's lanes that hold a binding.
+    fn direct(e: PortEntry, family: u8) -> Vec<[u32; 4]> {
+        (0..lanes(family))
+            .filter(|&l| e.index[l] != 0)
+            .map(|l| lane_addr(&e, l, family))
+            .collect()
+    }
+
     /// The reads during a change from `old` to `new` written as `writes` that would take a
-    /// direct match against an address that is neither side's direct binding's.
-    fn bad_reads(old: PortEntry, new: PortEntry, writes: &[PortEntry]) -> Vec<PortEntry> {
-        let direct = |e: PortEntry| (e.index != NO_INDEX).then_some(e.addr);
-        let allowed = [direct(old), direct(new)];
+    /// lane's match against an address that is no lane's binding's on either side.
+    fn bad_reads(
+        old: PortEntry,
+        new: PortEntry,
+        writes: &[PortEntry],
+        family: u8,
+    ) -> Vec<(u32, [u32; 4])> {
+        let mut allowed = direct(old, family);
+        allowed.extend(direct(new, family));
         let mut bad = Vec::new();
         let mut prev = old;
         for &w in writes {
-            bad.extend(
-                mixes(prev, w)
-                    .into_iter()
-                    .filter(|m| m.count != 0 && m.index != NO_INDEX)
-                    .filter(|m| !allowed.contains(&Some(m.addr))),
-            );
+            for lane in 0..lanes(family) {
+                bad.extend(
+                    lane_reads(prev, w, lane, family)
+                        .into_iter()
+                        .filter(|(index, addr)| *index != 0 && !allowed.contains(addr)),
+                );
+            }
             prev = w;
         }
         bad
     }
 
+    /// Entries of a `family` slot: empty, one to five bindings (the fifth IPv4 one, and an
+    /// IPv6 slot's second, without a lane), lanes emptied by unbinding, a wildcard.
+    fn entries(family: u8) -> Vec<PortEntry> {
+        let addrs: [[u32; 4]; 5] = if family == FAMILY_V4 {
+            [
+                [0x0200_12c6, 0, 0, 0],
+                [0x0300_12c6, 0, 0, 0],
+                [0x0400_12c6, 0, 0, 0],
+                [0, 0, 0, 0],
+                [0x0600_12c6, 0, 0, 0],
+            ]
+        } else {
+            // IPv6 addresses that differ in more than one word.
+            [
+                [0xb80d_0120, 0, 1, 0x0200_0000],
+                [0xb80d_0120, 0, 2, 0x0300_0000],
+                [0xb80d_0120, 0, 3, 0x0400_0000],
+                [0, 0, 0, 0],
+                [0xb80d_0120, 0, 5, 0x0600_0000],
+            ]
+        };
+        let mut out = vec![PortEntry::EMPTY];
+        for start in 0..2 {
+            let mut e = PortEntry::EMPTY;
+            for (i, &a) in addrs.iter().enumerate().skip(start) {
+                e = e.with(5 + i as u32, a, family);
+                out.push(e);
+            }
+            out.push(e.without(5 + start as u32));
+            out.push(e.without(6).without(8));
+        }
+        out.push(PortEntry::EMPTY.with(7, addrs[1], family));
+        out.push(PortEntry::EMPTY.with(5, addrs[1], family));
+        out
+    }
+
     /// The program reads a port entry field by field while the CLI rewrites it (and the
-    /// kernel's copy of a map value is not atomic either): a direct match must never be taken
-    /// against an address no direct binding has, or a frame would go to a socket not bound to
+    /// kernel's copy of a map value is not atomic either): a lane's match must never be taken
+    /// against an address no lane's binding has, or a frame would go to a socket not bound to
     /// it. (A split index only names the counter: `PortEntry`'s documentation says so.)
     #[test]
     fn a_port_entry_change_never_matches_an_address_nobody_bound() {
-        // Two IPv4 addresses, and two IPv6 ones that differ in more than one word.
+        for family in [FAMILY_V4, FAMILY_V6] {
+            let entries = entries(family);
+            for &old in &entries {
+                for &new in &entries {
+                    let writes: Vec<PortEntry> = old.steps(new, family).collect();
+                    assert_eq!(writes.last(), Some(&new), "{old:?} -> {new:?}");
+                    assert!(writes.len() <= 3);
+                    let bad = bad_reads(old, new, &writes, family);
+                    assert!(bad.is_empty(), "{old:?} -> {new:?}: {:?}", bad[0]);
+                }
+            }
+        }
+        // Written in one step, the same changes can be read wrong: what the steps are for.
         let (a, b) = ([0x0200_12c6, 0, 0, 0], [0x0300_12c6, 0, 0, 0]);
         let (a6, b6) = (
             [0xb80d_0120, 0, 1, 0x0200_0000],
             [0xb80d_0120, 0, 2, 0x0300_0000],
         );
-        let one = |index, addr| PortEntry::EMPTY.with(index, addr);
-        let entries = [
-            PortEntry::EMPTY,
-            one(5, a),
-            one(7, b),
-            one(5, b),
-            one(7, [0; 4]),
-            one(5, a).with(9, b),
-            one(5, a6),
-            one(7, b6),
-            PortEntry {
-                count: 2,
-                index: NO_INDEX,
-                addr: b,
-            },
-        ];
-        for old in entries {
-            for new in entries {
-                let writes: Vec<PortEntry> = old.steps(new).collect();
-                assert_eq!(writes.last(), Some(&new), "{old:?} -> {new:?}");
-                assert!(writes.len() <= 3);
-                let bad = bad_reads(old, new, &writes);
-                assert!(bad.is_empty(), "{old:?} -> {new:?}: {:?}", bad[0]);
-            }
-        }
-        // Written in one step, the same changes can be read wrong: what the steps are for.
-        assert!(!bad_reads(PortEntry::EMPTY, one(7, b), &[one(7, b)]).is_empty());
-        assert!(!bad_reads(one(5, a6), one(7, b6), &[one(7, b6)]).is_empty());
-        assert!(!bad_reads(one(5, a), PortEntry::EMPTY, &[PortEntry::EMPTY]).is_empty());
+        let one = |index, addr, family| PortEntry::EMPTY.with(index, addr, family);
+        let bad = |old: PortEntry, new: PortEntry, family| {
+            !bad_reads(old, new, &[new], family).is_empty()
+        };
+        assert!(bad(PortEntry::EMPTY, one(7, b, FAMILY_V4), FAMILY_V4));
+        assert!(bad(one(5, a6, FAMILY_V6), one(7, b6, FAMILY_V6), FAMILY_V6));
+        assert!(bad(one(5, a, FAMILY_V4), PortEntry::EMPTY, FAMILY_V4));
+        // A lane emptied and taken again by another address.
+        let two = one(5, a, FAMILY_V4).with(6, b, FAMILY_V4);
+        let retaken = two.without(5).with(9, [0x0700_12c6, 0, 0, 0], FAMILY_V4);
+        assert!(bad(two.without(5), retaken, FAMILY_V4));
     }
 
     #[test]
-    fn a_second_binding_on_a_port_sends_it_through_the_hash() {
-        let first = PortEntry::EMPTY.with(5, [1, 0, 0, 0]);
-        assert_eq!((first.count, first.index), (1, 5));
-        let second = first.with(9, [2, 0, 0, 0]);
-        assert_eq!((second.count, second.index), (2, NO_INDEX));
-        // The unread address stays the first one's, so the change is one write.
-        assert_eq!(second.addr, first.addr);
-        assert_eq!(first.steps(second).count(), 1);
-        // The first binding on a port: its address goes in before its index.
-        assert_eq!(PortEntry::EMPTY.steps(first).count(), 2);
+    fn ipv4_bindings_on_a_port_fill_its_lanes_then_the_hash() {
+        let addr = |host: u32| [0x0000_12c6 | host << 24, 0, 0, 0];
+        let mut e = PortEntry::EMPTY;
+        for i in 0..LANES as u32 {
+            e = e.with(10 + i, addr(2 + i), FAMILY_V4);
+            assert_eq!((e.count, e.hashed), (i + 1, 0));
+            assert_eq!(e.lane_of(10 + i), Some(i as usize));
+            assert_eq!(e.lane(i as usize), Some(10 + i));
+            assert_eq!(e.addr[i as usize], addr(2 + i)[0]);
+        }
+        // A fifth binding has no lane: the port is hashed.
+        let full = e.with(20, addr(9), FAMILY_V4);
+        assert_eq!((full.count, full.hashed, full.lane_of(20)), (5, 1, None));
+        assert_eq!((full.index, full.addr), (e.index, e.addr));
+        // A lane's binding leaves: its lane is empty and the fifth stays hashed.
+        let left = full.without(11);
+        assert_eq!((left.count, left.hashed, left.lane_of(11)), (4, 1, None));
+        // The binding without a lane leaves: every one left has a lane, no hash lookup.
+        let back = left.without(20);
+        assert_eq!((back.count, back.hashed), (3, 0));
+        // A new binding takes the free lane; the address goes in before the index.
+        let again = back.with(30, addr(7), FAMILY_V4);
+        assert_eq!(again.lane_of(30), Some(1));
+        assert_eq!(back.steps(again, FAMILY_V4).count(), 2);
+        // Emptying a lane is one write: its address stays, unread.
+        assert_eq!(again.steps(again.without(30), FAMILY_V4).count(), 1);
+        // The last binding leaves nothing.
+        let one = PortEntry::EMPTY.with(5, addr(2), FAMILY_V4);
+        assert_eq!(one.without(5), PortEntry::EMPTY);
+    }
+
+    #[test]
+    fn an_ipv6_port_has_one_lane() {
+        let (a6, b6) = ([0xb80d_0120, 0, 0, 1], [0xb80d_0120, 0, 0, 2]);
+        let first = PortEntry::EMPTY.with(5, a6, FAMILY_V6);
+        assert_eq!(
+            (first.count, first.hashed, first.lane(0), first.addr),
+            (1, 0, Some(5), a6)
+        );
+        let second = first.with(9, b6, FAMILY_V6);
+        assert_eq!(
+            (second.count, second.hashed, second.lane_of(9)),
+            (2, 1, None)
+        );
+        // The second's lane-less binding changes the entry in one write.
+        assert_eq!(first.steps(second, FAMILY_V6).count(), 1);
+        assert_eq!(second.index[1..], [0; LANES - 1]);
     }
 }

@@ -6,21 +6,23 @@
 //! 64 keep-alive connections, as the `tcp` bench's wrk drives; each round of the worker's loop
 //! gets the next requests of 5 of them in one batch (what a worker saw per batch in that bench);
 //! 200,000 requests per repetition, 7 repetitions; prints each repetition's ns per request and
-//! the median. Time is noisy on a shared VM; for counts that repeat within a few percent (timers
+//! the median. With `--udp`, datagrams to the UDP echo instead, as the `udp` bench's generator
+//! sends them (64-byte frames, 64 flows), 64 per batch (the socket's batch): the worker's cost
+//! per echoed datagram, for the `udp` bench's echo against the bare reflector. Time is noisy on a shared VM; for counts that repeat within a few percent (timers
 //! fire by the clock and the tables' hash keys are random, so not exactly), run one repetition
 //! under callgrind: `valgrind --tool=callgrind target/release/deps/stack-* --reps 1`.
-//! Usage: stack [--reps N] [--requests N]
+//! Usage: stack [--udp] [--reps N] [--requests N]
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use netdemux::runtime::worker::fuzzing::http_keepalive;
+use netdemux::runtime::worker::fuzzing::{http_keepalive, udp_echo};
 
 const CONNECTIONS: u16 = 64;
 const PER_ROUND: usize = 5;
 
 fn main() -> Result<()> {
-    let (mut reps, mut requests) = (7usize, 200_000usize);
+    let (mut reps, mut requests, mut udp) = (7usize, 200_000usize, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| -> Result<usize> {
@@ -32,10 +34,16 @@ fn main() -> Result<()> {
         match a.as_str() {
             "--reps" => reps = value("--reps")?.max(1),
             "--requests" => requests = value("--requests")?.max(1),
+            "--udp" => udp = true,
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
-            other => bail!("unknown argument {other}: usage: stack [--reps N] [--requests N]"),
+            other => {
+                bail!("unknown argument {other}: usage: stack [--udp] [--reps N] [--requests N]")
+            }
         }
+    }
+    if udp {
+        return echo(reps, requests);
     }
     println!(
         "HTTP keep-alive through the queue worker in memory: {CONNECTIONS} connections, \
@@ -59,6 +67,35 @@ fn main() -> Result<()> {
     println!(
         "median: {median:.0} ns per request ({:.0} requests per worker-core second)",
         Duration::from_secs(1).as_nanos() as f64 / median
+    );
+    Ok(())
+}
+
+/// The `--udp` mode: datagrams to the UDP echo.
+fn echo(reps: usize, datagrams: usize) -> Result<()> {
+    const FLOWS: u16 = 64;
+    const PER_ROUND: usize = netdemux::xsk::socket::BATCH;
+    println!(
+        "UDP echo through the queue worker in memory: {FLOWS} flows, {PER_ROUND} datagrams per \
+         batch, {datagrams} datagrams per repetition"
+    );
+    let mut per_datagram = Vec::new();
+    for rep in 0..reps {
+        let e = udp_echo(FLOWS, datagrams, PER_ROUND);
+        let ns = e.worker_time.as_nanos() as f64 / e.answered as f64;
+        println!(
+            "  repetition {}: {ns:.1} ns per datagram ({} datagrams in {} rounds, {:.1} ms)",
+            rep + 1,
+            e.answered,
+            e.rounds,
+            e.worker_time.as_secs_f64() * 1e3
+        );
+        per_datagram.push(ns);
+    }
+    per_datagram.sort_by(f64::total_cmp);
+    println!(
+        "median: {:.1} ns per datagram",
+        per_datagram[per_datagram.len() / 2]
     );
     Ok(())
 }

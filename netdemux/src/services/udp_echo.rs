@@ -44,27 +44,26 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswere
         return Err(Declined);
     }
     let (l3, l4) = (c.l3_offset, c.l4_offset);
-    let src_port = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
-    let (src, dst): (IpAddr, IpAddr) = match l4 - l3 {
-        IPV4_MIN_HLEN => {
-            let a =
-                |at: usize| Ipv4Addr::new(frame[at], frame[at + 1], frame[at + 2], frame[at + 3]);
-            (a(l3 + 12).into(), a(l3 + 16).into())
-        }
-        IPV6_HLEN => {
-            let a = |at: usize| -> Ipv6Addr {
-                let mut o = [0u8; 16];
-                o.copy_from_slice(&frame[at..at + 16]);
-                o.into()
-            };
-            (a(l3 + 8).into(), a(l3 + 24).into())
-        }
+    // The addresses, source then destination, end where the UDP header starts in both
+    // families (no options or extension headers here), so one slice holds the addresses and
+    // the datagram: what the checksum covers besides protocol and length.
+    let (v6, addr_len) = match l4 - l3 {
+        IPV4_MIN_HLEN => (false, 4),
+        IPV6_HLEN => (true, 16),
         _ => return Err(Declined),
     };
-    let src_unicast = match src {
-        IpAddr::V4(a) => ipv4_unicast(a.octets()),
-        IpAddr::V6(_) => ipv6_unicast(frame[l3 + 8]),
+    let addrs = l4 - 2 * addr_len;
+    let src_unicast = if v6 {
+        ipv6_unicast(frame[addrs])
+    } else {
+        ipv4_unicast([
+            frame[addrs],
+            frame[addrs + 1],
+            frame[addrs + 2],
+            frame[addrs + 3],
+        ])
     };
+    let src_port = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
     if LOOP_PORTS.contains(&src_port) || !src_unicast || frame[6] & 1 != 0 {
         return Err(Declined);
     }
@@ -72,35 +71,35 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswere
     if udp_len < UDP_HLEN || udp_len != c.payload_len + UDP_HLEN {
         return Err(Declined);
     }
-    let segment = &frame[l4..l4 + udp_len];
-    let received = u16::from_be_bytes([segment[6], segment[7]]);
-    // One pass over the datagram. The swap below only reorders the words this sum covers, so
-    // it is also the answer's sum: with the received checksum field taken out of it, the sum a
-    // new checksum is made of.
+    let received = u16::from_be_bytes([frame[l4 + 6], frame[l4 + 7]]);
+    // One pass over the pseudo-header's addresses and the datagram. The swap below only
+    // reorders the words this sum covers, so it is also the answer's sum: with the received
+    // checksum field taken out of it, the sum a new checksum is made of.
     let total = checksum::sum(
-        checksum::pseudo_header(src, dst, PROTO_UDP, udp_len),
-        segment,
+        u32::from(PROTO_UDP) + udp_len as u32,
+        &frame[addrs..l4 + udp_len],
     );
     // True: the received checksum is complete and right, and stays right after the swap.
     let keep = if received == 0 {
         // No checksum: allowed over IPv4 only (RFC 8200 §8.1 for IPv6).
-        if src.is_ipv6() {
+        if v6 {
             return Err(Checksum);
         }
         false
     } else if checksum::finish(total) == 0 {
         true
-    } else if checksum::is_partial(src, dst, PROTO_UDP, segment, 6) {
+    } else if partial_offload(frame, addrs, addr_len, l4, udp_len) {
         false
     } else {
         return Err(Checksum);
     };
-    swap(frame, 0, 6, 6);
-    match src {
-        IpAddr::V4(_) => swap(frame, l3 + 12, l3 + 16, 4),
-        IpAddr::V6(_) => swap(frame, l3 + 8, l3 + 24, 16),
+    swap::<6>(frame, 0, 6);
+    if v6 {
+        swap::<16>(frame, addrs, addrs + 16);
+    } else {
+        swap::<4>(frame, addrs, addrs + 4);
     }
-    swap(frame, l4, l4 + 2, 2);
+    swap::<2>(frame, l4, l4 + 2);
     if !keep {
         // Taking a word out of a one's-complement sum is adding its complement.
         let sum = checksum::l4_finish(PROTO_UDP, total + u32::from(!received));
@@ -109,11 +108,30 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswere
     Ok(frame.len() as u32)
 }
 
-/// Swaps the `n` bytes at `a` with the `n` bytes at `b` (`a + n <= b`: the fields are side by
-/// side), as one block each rather than byte by byte.
-fn swap(frame: &mut [u8], a: usize, b: usize, n: usize) {
-    let (first, second) = frame.split_at_mut(b);
-    first[a..a + n].swap_with_slice(&mut second[..n]);
+/// True when the datagram at `l4` (`udp_len` bytes, addresses of `addr_len` bytes each at
+/// `addrs`) carries only its pseudo-header sum, as a sender with checksum offload hands it to
+/// its device (see [`checksum::is_partial`]). Only a datagram whose checksum is not right asks.
+fn partial_offload(frame: &[u8], addrs: usize, addr_len: usize, l4: usize, udp_len: usize) -> bool {
+    let ip = |at: usize| -> IpAddr {
+        if addr_len == 4 {
+            Ipv4Addr::from(<[u8; 4]>::try_from(&frame[at..at + 4]).expect("4 bytes")).into()
+        } else {
+            Ipv6Addr::from(<[u8; 16]>::try_from(&frame[at..at + 16]).expect("16 bytes")).into()
+        }
+    };
+    let (src, dst) = (ip(addrs), ip(addrs + addr_len));
+    checksum::is_partial(src, dst, PROTO_UDP, &frame[l4..l4 + udp_len], 6)
+}
+
+/// Swaps the `N` bytes at `a` with the `N` bytes at `b` (`a + N <= b`): fixed sizes, so each
+/// side is one or two loads and stores.
+#[inline(always)]
+fn swap<const N: usize>(frame: &mut [u8], a: usize, b: usize) {
+    let (mut x, mut y) = ([0u8; N], [0u8; N]);
+    x.copy_from_slice(&frame[a..a + N]);
+    y.copy_from_slice(&frame[b..b + N]);
+    frame[a..a + N].copy_from_slice(&y);
+    frame[b..b + N].copy_from_slice(&x);
 }
 
 #[cfg(test)]

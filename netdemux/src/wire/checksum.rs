@@ -8,26 +8,38 @@ use std::net::IpAddr;
 ///
 /// Eight bytes at a time: the sum does not depend on byte order (RFC 1071 §2 B), so the words
 /// are added as the machine reads them, each 64-bit load split into two 32-bit halves that a
-/// 64-bit accumulator holds without overflow, and only the folded result is swapped to network
-/// order. Four to five times faster than a 16-bit word at a time over a full segment; every TCP
-/// segment is summed twice (checked on receipt, computed on sending).
+/// 64-bit accumulator holds without overflow (independent adds, which the compiler turns into
+/// vector code; a 64-bit add with its carry added back is one serial chain, 1.6× slower over
+/// 1460 bytes here), and only the folded result is swapped to network order. Every TCP segment
+/// is summed twice (checked on receipt, computed on sending).
 pub fn sum(start: u32, data: &[u8]) -> u32 {
     let mut acc: u64 = 0;
+    let mut add = |w: u64| acc += (w & 0xffff_ffff) + (w >> 32);
     let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        let w = u64::from_ne_bytes(w);
-        acc += (w & 0xffff_ffff) + (w >> 32);
+        add(u64::from_ne_bytes(w));
     }
     // The last 0–7 bytes, zero-padded to eight: a zero byte adds nothing, and an odd last byte
-    // keeps its place (the high half of its big-endian word).
+    // keeps its place (the high half of its big-endian word). Copied in pieces of 4, 2 and 1
+    // bytes: a copy of a length known only at run time is a call to memcpy.
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        let w = u64::from_ne_bytes(w);
-        acc += (w & 0xffff_ffff) + (w >> 32);
+        let mut at = 0;
+        if rest.len() & 4 != 0 {
+            w[..4].copy_from_slice(&rest[..4]);
+            at = 4;
+        }
+        if rest.len() & 2 != 0 {
+            w[at..at + 2].copy_from_slice(&rest[at..at + 2]);
+            at += 2;
+        }
+        if rest.len() & 1 != 0 {
+            w[at] = rest[at];
+        }
+        add(u64::from_ne_bytes(w));
     }
     let native = fold64(acc) as u16;
     fold64(start as u64 + u16::from_be(native) as u64)

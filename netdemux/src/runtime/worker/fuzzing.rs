@@ -411,6 +411,73 @@ pub fn http_keepalive(conns: u16, requests: usize, per_round: usize) -> Keepaliv
     out
 }
 
+/// What [`udp_echo`] measured.
+#[derive(Debug, Default)]
+pub struct Echoed {
+    /// Datagrams answered (each answer checked: to the sender, with its payload).
+    pub answered: usize,
+    /// Time spent in the worker's rounds (not in building the peers' frames).
+    pub worker_time: std::time::Duration,
+    /// Rounds of the worker's loop.
+    pub rounds: usize,
+}
+
+/// Datagrams from `flows` peers to the worker's UDP echo, in memory, as the `udp` bench's
+/// generator sends them (64-byte frames, one source port per flow): every round of the loop
+/// gets `per_round` of them in one batch. Stops after `datagrams` answers. Only the worker's
+/// rounds are timed, so the result is the worker's own cost per datagram (classification,
+/// header checks, the service, the answer in place) without the socket's system calls. Panics
+/// if an answer is missing or is not the echo of its datagram.
+pub fn udp_echo(flows: u16, datagrams: usize, per_round: usize) -> Echoed {
+    let (mut w, answers) = worker();
+    let _ = answers.push((v4(1, 0).ip(), Resolution::Mac(PEER_MAC)));
+    let payload = [0xab; 18];
+    let frames: Vec<Vec<u8>> = (0..flows)
+        .map(|i| {
+            let mut f = vec![0u8; 4096];
+            let n = wire::udp::emit(
+                &mut f,
+                PEER_MAC,
+                LOCAL_MAC,
+                v4(1, 40000 + i),
+                v4(2, 7000),
+                &payload,
+            )
+            .expect("a datagram fits a frame");
+            f.truncate(n);
+            f
+        })
+        .collect();
+    let mut out = Echoed::default();
+    let mut next = 0usize;
+    while out.answered < datagrams {
+        for _ in 0..per_round {
+            let mut f = frames[next % frames.len()].clone();
+            f.reserve_exact(4096 - f.len());
+            w.sock.rx.push_back(f);
+            next += 1;
+        }
+        let start = Instant::now();
+        round(&mut w);
+        out.worker_time += start.elapsed();
+        out.rounds += 1;
+        for sent in w.sock.sent.drain(..) {
+            let c = classify(&sent).expect("the worker sends frames that classify");
+            assert_eq!(
+                (c.key.proto, c.key.port(), &sent[c.l4_offset + 8..]),
+                (
+                    netdemux_common::PROTO_UDP,
+                    40000 + (out.answered % frames.len()) as u16,
+                    &payload[..]
+                ),
+                "each datagram's echo, in order"
+            );
+            out.answered += 1;
+        }
+    }
+    out
+}
+
 /// Checks a frame the worker sent — from the local MAC, a TCP/UDP packet that parses, its
 /// checksums right — and returns its TCP payload length.
 fn check_sent(frame: &[u8]) -> usize {
@@ -484,6 +551,13 @@ mod tests {
         // 16 handshakes, then one segment per answer.
         assert_eq!(k.frames, 16 + k.answered, "{k:?}");
         assert_eq!(k.rounds, k.answered.div_ceil(5), "{k:?}");
+    }
+
+    /// The echo workload answers every datagram of every flow, in order, one batch per round.
+    #[test]
+    fn every_echoed_datagram_comes_back() {
+        let e = udp_echo(4, 200, 8);
+        assert_eq!((e.answered, e.rounds), (200, 25), "{e:?}");
     }
 
     /// A handshake and a request through the worker: the seeded path reaches the HTTP service.

@@ -42,60 +42,51 @@ fn main() -> Result<()> {
             }
         }
     }
-    if udp {
-        return echo(reps, requests);
-    }
-    println!(
-        "HTTP keep-alive through the queue worker in memory: {CONNECTIONS} connections, \
-         {PER_ROUND} requests per batch, {requests} requests per repetition"
-    );
-    let mut per_request = Vec::new();
-    for rep in 0..reps {
-        let k = http_keepalive(CONNECTIONS, requests, PER_ROUND);
-        let ns = k.worker_time.as_nanos() as f64 / k.answered as f64;
+    let (what, median) = if udp {
+        const FLOWS: u16 = 64;
+        const BATCH: usize = netdemux::xsk::socket::BATCH;
         println!(
-            "  repetition {}: {ns:.0} ns per request ({} requests in {} rounds, {:.1} ms)",
-            rep + 1,
-            k.answered,
-            k.rounds,
-            k.worker_time.as_secs_f64() * 1e3
+            "UDP echo through the queue worker in memory: {FLOWS} flows, {BATCH} datagrams per \
+             batch, {requests} datagrams per repetition"
         );
-        per_request.push(ns);
-    }
-    per_request.sort_by(f64::total_cmp);
-    let median = per_request[per_request.len() / 2];
+        let median = repetitions(reps, "datagram", || {
+            let e = udp_echo(FLOWS, requests, BATCH);
+            (e.worker_time, e.answered, e.rounds)
+        });
+        ("datagrams", median)
+    } else {
+        println!(
+            "HTTP keep-alive through the queue worker in memory: {CONNECTIONS} connections, \
+             {PER_ROUND} requests per batch, {requests} requests per repetition"
+        );
+        let median = repetitions(reps, "request", || {
+            let k = http_keepalive(CONNECTIONS, requests, PER_ROUND);
+            (k.worker_time, k.answered, k.rounds)
+        });
+        ("requests", median)
+    };
     println!(
-        "median: {median:.0} ns per request ({:.0} requests per worker-core second)",
+        "median: {median:.1} ns per {} ({:.0} {what} per worker-core second)",
+        &what[..what.len() - 1],
         Duration::from_secs(1).as_nanos() as f64 / median
     );
     Ok(())
 }
 
-/// The `--udp` mode: datagrams to the UDP echo.
-fn echo(reps: usize, datagrams: usize) -> Result<()> {
-    const FLOWS: u16 = 64;
-    const PER_ROUND: usize = netdemux::xsk::socket::BATCH;
-    println!(
-        "UDP echo through the queue worker in memory: {FLOWS} flows, {PER_ROUND} datagrams per \
-         batch, {datagrams} datagrams per repetition"
-    );
-    let mut per_datagram = Vec::new();
+/// Runs `once` (worker time, units answered, rounds) `reps` times, prints each repetition's ns
+/// per `unit`, and returns their median.
+fn repetitions(reps: usize, unit: &str, once: impl Fn() -> (Duration, usize, usize)) -> f64 {
+    let mut per_unit = Vec::new();
     for rep in 0..reps {
-        let e = udp_echo(FLOWS, datagrams, PER_ROUND);
-        let ns = e.worker_time.as_nanos() as f64 / e.answered as f64;
+        let (time, answered, rounds) = once();
+        let ns = time.as_nanos() as f64 / answered as f64;
         println!(
-            "  repetition {}: {ns:.1} ns per datagram ({} datagrams in {} rounds, {:.1} ms)",
+            "  repetition {}: {ns:.1} ns per {unit} ({answered} in {rounds} rounds, {:.1} ms)",
             rep + 1,
-            e.answered,
-            e.rounds,
-            e.worker_time.as_secs_f64() * 1e3
+            time.as_secs_f64() * 1e3
         );
-        per_datagram.push(ns);
+        per_unit.push(ns);
     }
-    per_datagram.sort_by(f64::total_cmp);
-    println!(
-        "median: {:.1} ns per datagram",
-        per_datagram[per_datagram.len() / 2]
-    );
-    Ok(())
+    per_unit.sort_by(f64::total_cmp);
+    per_unit[per_unit.len() / 2]
 }

@@ -343,14 +343,17 @@ pub const fn slot_family(slot: u32) -> u8 {
 /// against an address that belongs to no lane's binding. So userspace never changes a lane's
 /// address under its index in one write: the lane passes through empty (see
 /// [`PortEntry::steps`]). All zeros, as the kernel creates an array's entries, is an empty
-/// entry: an empty lane is zero, not a counter index that could be read. A read across a write can still split an index itself, which names
-/// only the counter: one frame may be counted on another binding, never delivered to it.
+/// entry: an empty lane is zero, not a counter index that could be read. A read across a write
+/// can still split an index itself, which names only the counter: one frame may be counted on
+/// another binding, never delivered to it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PortEntry {
     /// Bindings on this (protocol, family, port), in lanes or not.
     pub count: u32,
-    /// Non-zero when some of the port's bindings have no lane.
+    /// Non-zero when some of the port's bindings have no lane. It follows from `count` and
+    /// the lanes (userspace sets it so, in `settled`); kept so that the program reads one word
+    /// instead of counting lanes.
     pub hashed: u32,
     /// Each lane's counter index plus one, or zero for an empty lane (an IPv6 slot uses lane
     /// 0 only).
@@ -371,7 +374,7 @@ impl PortEntry {
     };
 
     /// Lanes a slot of `family` has.
-    const fn lanes(family: u8) -> usize {
+    pub const fn lanes(family: u8) -> usize {
         if family == FAMILY_V4 { LANES } else { 1 }
     }
 

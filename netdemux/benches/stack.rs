@@ -8,9 +8,10 @@
 //! 200,000 requests per repetition, 7 repetitions; prints each repetition's ns per request and
 //! the median. With `--udp`, datagrams to the UDP echo instead, as the `udp` bench's generator
 //! sends them (64-byte frames, 64 flows), 64 per batch (the socket's batch): the worker's cost
-//! per echoed datagram, for the `udp` bench's echo against the bare reflector. Time is noisy on a shared VM; for counts that repeat within a few percent (timers
-//! fire by the clock and the tables' hash keys are random, so not exactly), run one repetition
-//! under callgrind: `valgrind --tool=callgrind target/release/deps/stack-* --reps 1`.
+//! per echoed datagram, for the `udp` bench's echo against the bare reflector. Time is noisy on
+//! a shared VM; for counts that repeat within a few percent (timers fire by the clock and the
+//! tables' hash keys are random, so not exactly), run one repetition under callgrind:
+//! `valgrind --tool=callgrind target/release/deps/stack-* --reps 1`.
 //! Usage: stack [--udp] [--reps N] [--requests N]
 
 use std::time::Duration;

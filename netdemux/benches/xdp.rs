@@ -13,11 +13,10 @@
 //! the common case), to a port two addresses share (the second lane), and to a binding on a
 //! port with more IPv4 bindings than lanes, which has none (a hash lookup in a table of the
 //! given size, after the lanes: the figure the table's growth can move). The direct hit with
-//! no socket behind it (the
-//! fallback to XDP_PASS) is reported beside them, and so is the program that redirects every
-//! frame without looking at it (the bare receivers' program) over the same frames: the hit's
-//! cost above it is what the demultiplexing itself costs. A miss goes to a port with nothing
-//! bound.
+//! no socket behind it (the fallback to XDP_PASS) is reported beside them, and so is the
+//! program that redirects every frame without looking at it (the bare receivers' program) over
+//! the same frames: the hit's cost above it is what the demultiplexing itself costs. A miss
+//! goes to a port with nothing bound.
 //! Differences to the empty program are reported in ns, with their quartiles over the rounds.
 //!
 //! Output: a markdown table on stdout and `bench/results/xdp-latest.json`.

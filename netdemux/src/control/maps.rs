@@ -594,10 +594,6 @@ mod tests {
         }
     }
 
-    fn lanes(family: u8) -> usize {
-        if family == FAMILY_V4 { LANES } else { 1 }
-    }
-
     /// Every (index, address) a reader can assemble for `lane` of a `family` slot while `b` is
     /// written over `a`: the index byte by byte, the lane's address word by word.
     fn lane_reads(a: PortEntry, b: PortEntry, lane: usize, family: u8) -> Vec<(u32, [u32; 4])> {
@@ -629,7 +625,7 @@ mod tests {
 
     /// The addresses of an entry's lanes that hold a binding.
     fn direct(e: PortEntry, family: u8) -> Vec<[u32; 4]> {
-        (0..lanes(family))
+        (0..PortEntry::lanes(family))
             .filter(|&l| e.index[l] != 0)
             .map(|l| lane_addr(&e, l, family))
             .collect()
@@ -648,7 +644,7 @@ mod tests {
         let mut bad = Vec::new();
         let mut prev = old;
         for &w in writes {
-            for lane in 0..lanes(family) {
+            for lane in 0..PortEntry::lanes(family) {
                 bad.extend(
                     lane_reads(prev, w, lane, family)
                         .into_iter()

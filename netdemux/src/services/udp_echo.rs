@@ -10,14 +10,12 @@
 //! sender using checksum offload hands over (the kernel on veth does) for hardware to finish.
 //! The frame goes back out without a copy.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
 use netdemux_common::{
     PROTO_UDP,
     wire::{IPV4_MIN_HLEN, IPV6_HLEN, UDP_HLEN, ipv4_unicast, ipv6_unicast},
 };
 
-use crate::wire::{Classified, checksum};
+use crate::wire::{Classified, checksum, source};
 
 /// Source ports never answered: an echo there would start a loop between two echo services
 /// (7 echo, 19 chargen; 0 is no port at all).
@@ -88,7 +86,7 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswere
         false
     } else if checksum::finish(total) == 0 {
         true
-    } else if partial_offload(frame, addrs, addr_len, l4, udp_len) {
+    } else if partial_offload(frame, c, l4, udp_len) {
         false
     } else {
         return Err(Checksum);
@@ -108,19 +106,14 @@ pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswere
     Ok(frame.len() as u32)
 }
 
-/// True when the datagram at `l4` (`udp_len` bytes, addresses of `addr_len` bytes each at
-/// `addrs`) carries only its pseudo-header sum, as a sender with checksum offload hands it to
-/// its device (see [`checksum::is_partial`]). Only a datagram whose checksum is not right asks.
-fn partial_offload(frame: &[u8], addrs: usize, addr_len: usize, l4: usize, udp_len: usize) -> bool {
-    let ip = |at: usize| -> IpAddr {
-        if addr_len == 4 {
-            Ipv4Addr::from(<[u8; 4]>::try_from(&frame[at..at + 4]).expect("4 bytes")).into()
-        } else {
-            Ipv6Addr::from(<[u8; 16]>::try_from(&frame[at..at + 16]).expect("16 bytes")).into()
-        }
+/// True when the datagram at `l4` (`udp_len` bytes) carries only its pseudo-header sum, as a
+/// sender with checksum offload hands it to its device (see [`checksum::is_partial`]). Only a
+/// datagram whose checksum is not right asks.
+fn partial_offload(frame: &[u8], c: &Classified, l4: usize, udp_len: usize) -> bool {
+    let (Some(src), Some(dst)) = (source(frame, c), c.key.socket_addr()) else {
+        return false;
     };
-    let (src, dst) = (ip(addrs), ip(addrs + addr_len));
-    checksum::is_partial(src, dst, PROTO_UDP, &frame[l4..l4 + udp_len], 6)
+    checksum::is_partial(src.ip(), dst.ip(), PROTO_UDP, &frame[l4..l4 + udp_len], 6)
 }
 
 /// Swaps the `N` bytes at `a` with the `N` bytes at `b` (`a + N <= b`): fixed sizes, so each
@@ -208,7 +201,7 @@ mod tests {
             0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd, 0x60, 0, 0, 0, 0, 10, 17,
             64,
         ];
-        let (a, b): (Ipv6Addr, Ipv6Addr) = (
+        let (a, b): (std::net::Ipv6Addr, std::net::Ipv6Addr) = (
             "2001:db8::1".parse().unwrap(),
             "2001:db8::2".parse().unwrap(),
         );

@@ -2,11 +2,14 @@
 //! echo on a kernel socket, measured in one run.
 //!
 //! A kernel UDP client in the peer namespace sends one 32-byte datagram and waits for its answer,
-//! `n` times, timing each round trip; the first 10% are a discarded warm-up. The two echoes are
-//! measured in 3 rounds each, in a random order per round, and the percentiles (p50, p99,
-//! p99.9, max) are taken over all their samples. Both sides are pinned the same way: the client
-//! on CPU 0, the echo (the kernel echo's thread, the netdemux worker) on CPU 1. Default veth
-//! layout (no threaded NAPI), 1 queue.
+//! `n` times, timing each round trip; the first 10% are a discarded warm-up. Three echoes are
+//! timed, in 3 rounds each, in a random order per round, and the percentiles (p50, p99, p99.9,
+//! max) are taken over all their samples: the kernel's, netdemux's, and the in-repo floor, a
+//! bare AF_XDP reflector (the same socket code as a queue worker, no stack: it swaps the
+//! addresses and transmits) — its ratio to the kernel's says how much of the round trip any
+//! AF_XDP echo on this set-up can take off, the rest being the client's own kernel and veth.
+//! All are pinned the same way: the client on CPU 0, the echo (the kernel echo's thread, the
+//! worker, the bare reflector) on CPU 1. Default veth layout (no threaded NAPI), 1 queue.
 //!
 //! Everything is measured in two modes, both echoes alike: *blocking* (the netdemux worker waits
 //! in poll(2), the kernel echo in recv) and *spinning* (the worker runs `--spin`, the kernel echo
@@ -24,7 +27,7 @@ use std::{
     net::UdpSocket,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     thread,
     time::{Duration, Instant},
@@ -34,6 +37,8 @@ use anyhow::{Result, bail};
 use netdemux::testbed::{Daemon, Testbed, in_netns};
 
 mod support;
+
+use support::{BareProgram, Wait, start_bare};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
 const DST: &str = "198.18.0.2:7000";
@@ -134,24 +139,59 @@ fn open_loop(tb: &Testbed, rate: f64, secs: f64) -> Result<(Vec<f64>, u64, f64)>
     .map_err(|_| anyhow::anyhow!("open-loop client panicked"))?
 }
 
-/// Runs `f` against the kernel echo (`kernel`) or netdemux's, both blocking or both spinning.
-fn against<T>(tb: &Testbed, kernel: bool, spin: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    if kernel {
-        let stop = Arc::new(AtomicBool::new(false));
-        let h = kernel_echo(tb, spin, stop.clone());
-        let r = f();
-        stop.store(true, Ordering::Relaxed);
-        let _ = h.join();
-        r
-    } else {
-        let mut args = vec!["--udp-echo", DST, "--cpu", "1"];
-        if spin {
-            args.push("--spin");
+/// An echo the client is timed against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    /// The same echo on a kernel UDP socket.
+    Kernel,
+    /// `run --udp-echo`.
+    Netdemux,
+    /// The in-repo floor: the bare reflector (the queue worker's AF_XDP socket code, no stack:
+    /// it swaps the addresses and transmits) behind the demultiplexer's parsing alone, which
+    /// redirects every UDP frame and leaves the rest (ARP) to the kernel.
+    Bare,
+}
+
+impl Side {
+    fn key(self) -> &'static str {
+        match self {
+            Side::Kernel => "kernel_us",
+            Side::Netdemux => "netdemux_us",
+            Side::Bare => "bare_reflector_us",
         }
-        let d = Daemon::start(tb, &args)?;
-        let r = f();
-        d.stop()?;
-        r
+    }
+}
+
+/// Runs `f` against one echo, blocking or (`spin`) spinning.
+fn against<T>(tb: &Testbed, side: Side, spin: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match side {
+        Side::Kernel => {
+            let stop = Arc::new(AtomicBool::new(false));
+            let h = kernel_echo(tb, spin, stop.clone());
+            let r = f();
+            stop.store(true, Ordering::Relaxed);
+            let _ = h.join();
+            r
+        }
+        Side::Netdemux => {
+            let mut args = vec!["--udp-echo", DST, "--cpu", "1"];
+            if spin {
+                args.push("--spin");
+            }
+            let d = Daemon::start(tb, &args)?;
+            let r = f();
+            d.stop()?;
+            r
+        }
+        Side::Bare => {
+            let wait = if spin { Wait::Spin } else { Wait::Poll };
+            // The client's frame: Ethernet, IPv4 and UDP headers and the 32-byte payload.
+            let count = Arc::new(AtomicU64::new(0));
+            let bare = start_bare(tb, wait, (true, BareProgram::ParseRedirect), count, 74)?;
+            let r = f();
+            bare.finish()?;
+            r
+        }
     }
 }
 
@@ -171,15 +211,22 @@ fn main() -> Result<()> {
     let blocking = measure(&tb, false, n, quick, &mut random)?;
     let spinning = measure(&tb, true, n, quick, &mut random)?;
     drop(tb);
-    let ratio = |m: &serde_json::Value, p: &str| {
-        m["netdemux_us"][p].as_f64().unwrap_or(f64::NAN)
+    let ratio = |m: &serde_json::Value, side: Side, p: &str| {
+        m[side.key()][p].as_f64().unwrap_or(f64::NAN)
             / m["kernel_us"][p].as_f64().unwrap_or(f64::NAN)
     };
+    // The bare reflector's: how far below the kernel's round trip an AF_XDP echo gets here at
+    // all, the floor the goal's ratios are read against.
+    let (ours, bare) = (Side::Netdemux, Side::Bare);
     let ratios = serde_json::json!({
-        "echo_p50_vs_kernel": ratio(&blocking, "p50"),
-        "echo_p99_vs_kernel": ratio(&blocking, "p99"),
-        "echo_p50_vs_kernel_spinning": ratio(&spinning, "p50"),
-        "echo_p99_vs_kernel_spinning": ratio(&spinning, "p99"),
+        "echo_p50_vs_kernel": ratio(&blocking, ours, "p50"),
+        "echo_p99_vs_kernel": ratio(&blocking, ours, "p99"),
+        "echo_p50_vs_kernel_spinning": ratio(&spinning, ours, "p50"),
+        "echo_p99_vs_kernel_spinning": ratio(&spinning, ours, "p99"),
+        "bare_reflector_p50_vs_kernel": ratio(&blocking, bare, "p50"),
+        "bare_reflector_p99_vs_kernel": ratio(&blocking, bare, "p99"),
+        "bare_reflector_p50_vs_kernel_spinning": ratio(&spinning, bare, "p50"),
+        "bare_reflector_p99_vs_kernel_spinning": ratio(&spinning, bare, "p99"),
     });
     // The blocking mode's figures at the top level, the spinning mode's under "spinning"; the
     // report titles each mode's tables with its line in "modes".
@@ -210,39 +257,43 @@ fn measure(
     random: &mut support::Random,
 ) -> Result<serde_json::Value> {
     let mode = if spin { "spinning" } else { "blocking" };
-    let (mut kernel, mut ours) = (Vec::new(), Vec::new());
+    let mut samples: [(Side, Vec<f64>); 3] = [
+        (Side::Kernel, Vec::new()),
+        (Side::Netdemux, Vec::new()),
+        (Side::Bare, Vec::new()),
+    ];
     let mut order = Vec::new();
     for _ in 0..3 {
-        let kernel_first = random.next().is_multiple_of(2);
-        order.push(if kernel_first {
-            "kernel, netdemux"
-        } else {
-            "netdemux, kernel"
-        });
-        for side in if kernel_first {
-            [true, false]
-        } else {
-            [false, true]
-        } {
+        // A random order of the three (Fisher-Yates).
+        let mut sides = [Side::Kernel, Side::Netdemux, Side::Bare];
+        for i in (1..sides.len()).rev() {
+            sides.swap(i, (random.next() % (i as u64 + 1)) as usize);
+        }
+        order.push(
+            sides
+                .iter()
+                .map(|s| format!("{s:?}").to_lowercase())
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        for side in sides {
             let r = against(tb, side, spin, || ping_pong(tb, n))?;
-            if side {
-                kernel.extend(r);
-            } else {
-                ours.extend(r);
+            if let Some((_, v)) = samples.iter_mut().find(|(s, _)| *s == side) {
+                v.extend(r);
             }
         }
     }
     // Open loop: the capacity this client drives, then 10/50/90% of it on both echoes.
     let secs = if quick { 1.0 } else { 2.0 };
     let mut capacity = f64::MAX;
-    for side in [true, false] {
+    for side in [Side::Kernel, Side::Netdemux] {
         let (rtts, _, took) = against(tb, side, spin, || open_loop(tb, 0.0, secs))?;
         capacity = capacity.min(rtts.len() as f64 / took);
     }
     let mut loads = Vec::new();
     for share in [0.1, 0.5, 0.9] {
         let rate = share * capacity;
-        let mut sides = [true, false];
+        let mut sides = [Side::Kernel, Side::Netdemux];
         if random.next().is_multiple_of(2) {
             sides.reverse();
         }
@@ -258,7 +309,11 @@ fn measure(
                     percentile(&rtts, q)
                 }
             };
-            load[if side { "kernel" } else { "netdemux" }] = serde_json::json!({
+            load[if side == Side::Kernel {
+                "kernel"
+            } else {
+                "netdemux"
+            }] = serde_json::json!({
                 "sent": sent, "missing": missing,
                 "p50_us": p(0.5), "p99_us": p(0.99), "p99_9_us": p(0.999),
             });
@@ -286,31 +341,43 @@ fn measure(
         }
     }
     println!();
-    kernel.sort_by(f64::total_cmp);
-    ours.sort_by(f64::total_cmp);
-    let row = |v: &[f64]| (percentile(v, 0.5), percentile(v, 0.99));
-    let tail = |v: &[f64]| (percentile(v, 0.999), v.last().copied().unwrap_or(0.0));
-    let (k50, k99) = row(&kernel);
-    let (o50, o99) = row(&ours);
-    let ((k999, kmax), (o999, omax)) = (tail(&kernel), tail(&ours));
+    let mut result = serde_json::json!({
+        "samples_each": samples[0].1.len(),
+        "order": order,
+        "open_loop": {"capacity_pps": capacity, "seconds_per_load": secs, "loads": loads},
+    });
     println!(
         "UDP echo round trip, {mode}, 32-byte payload, kernel client in the peer namespace ({} samples each)\n",
-        ours.len()
+        samples[0].1.len()
     );
     println!("| echo | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) |");
     println!("|---|---:|---:|---:|---:|");
-    println!("| kernel UDP socket | {k50:.1} | {k99:.1} | {k999:.1} | {kmax:.1} |");
-    println!("| netdemux --udp-echo | {o50:.1} | {o99:.1} | {o999:.1} | {omax:.1} |");
+    for (side, v) in &mut samples {
+        v.sort_by(f64::total_cmp);
+        let (p50, p99, p999) = (
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            percentile(v, 0.999),
+        );
+        let max = v.last().copied().unwrap_or(0.0);
+        let name = match side {
+            Side::Kernel => "kernel UDP socket",
+            Side::Netdemux => "netdemux --udp-echo",
+            Side::Bare => "bare AF_XDP reflector",
+        };
+        println!("| {name} | {p50:.1} | {p99:.1} | {p999:.1} | {max:.1} |");
+        result[side.key()] = serde_json::json!({"p50": p50, "p99": p99, "p99_9": p999, "max": max});
+    }
+    let r = |side: &str, p: &str| {
+        result[side][p].as_f64().unwrap_or(f64::NAN)
+            / result["kernel_us"][p].as_f64().unwrap_or(f64::NAN)
+    };
     println!(
-        "\nratios netdemux/kernel, {mode}: p50 {:.2}, p99 {:.2}\n",
-        o50 / k50,
-        o99 / k99
+        "\nratios to the kernel echo, {mode}: netdemux p50 {:.2}, p99 {:.2}; bare reflector p50 {:.2}, p99 {:.2}\n",
+        r("netdemux_us", "p50"),
+        r("netdemux_us", "p99"),
+        r("bare_reflector_us", "p50"),
+        r("bare_reflector_us", "p99"),
     );
-    Ok(serde_json::json!({
-        "samples_each": ours.len(),
-        "order": order,
-        "kernel_us": {"p50": k50, "p99": k99, "p99_9": k999, "max": kmax},
-        "netdemux_us": {"p50": o50, "p99": o99, "p99_9": o999, "max": omax},
-        "open_loop": {"capacity_pps": capacity, "seconds_per_load": secs, "loads": loads},
-    }))
+    Ok(result)
 }

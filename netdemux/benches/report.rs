@@ -119,6 +119,10 @@ fn main() -> Result<()> {
         "echo_p99_vs_kernel": ratio(echo, &["ratios", "echo_p99_vs_kernel"]),
         "echo_p50_vs_kernel_spinning": ratio(echo, &["ratios", "echo_p50_vs_kernel_spinning"]),
         "echo_p99_vs_kernel_spinning": ratio(echo, &["ratios", "echo_p99_vs_kernel_spinning"]),
+        "bare_reflector_p50_vs_kernel": ratio(echo, &["ratios", "bare_reflector_p50_vs_kernel"]),
+        "bare_reflector_p99_vs_kernel": ratio(echo, &["ratios", "bare_reflector_p99_vs_kernel"]),
+        "bare_reflector_p50_vs_kernel_spinning": ratio(echo, &["ratios", "bare_reflector_p50_vs_kernel_spinning"]),
+        "bare_reflector_p99_vs_kernel_spinning": ratio(echo, &["ratios", "bare_reflector_p99_vs_kernel_spinning"]),
         "tcp_reqs_vs_kernel": ratio(tcp, &["ratios", "tcp_reqs_vs_kernel"]),
         "tcp_p50_vs_kernel": ratio(tcp, &["ratios", "tcp_p50_vs_kernel"]),
         "tcp_p99_vs_kernel": ratio(tcp, &["ratios", "tcp_p99_vs_kernel"]),
@@ -338,6 +342,16 @@ fn echo_tables(md: &mut String, m: &Value, mode: &str) {
         num(&m["netdemux_us"]["p50"], 1), num(&m["netdemux_us"]["p99"], 1),
         num(&m["netdemux_us"]["p99_9"], 1), num(&m["netdemux_us"]["max"], 1)
     ));
+    let bare = &m["bare_reflector_us"];
+    if !bare.is_null() {
+        md.push_str(&format!(
+            "| bare AF_XDP reflector (the floor) | {} | {} | {} | {} |\n",
+            num(&bare["p50"], 1),
+            num(&bare["p99"], 1),
+            num(&bare["p99_9"], 1),
+            num(&bare["max"], 1)
+        ));
+    }
     if let Some(loads) = m["open_loop"]["loads"].as_array() {
         md.push_str(&format!(
             "\nOpen loop, {mode} (a client on CPU 0 sends on a fixed schedule and times the answers), at shares of {} datagrams/s, what the slower echo answered with that client sending as fast as it can:\n\n\
@@ -513,6 +527,26 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             "echo round trip p99 / kernel echo (both spinning)",
             "≤ 0.8",
             "echo_p99_vs_kernel_spinning",
+        ),
+        (
+            "… the floor, a bare AF_XDP reflector: its round trip p50 / kernel echo (both blocking)",
+            "—",
+            "bare_reflector_p50_vs_kernel",
+        ),
+        (
+            "… the floor, a bare AF_XDP reflector: its round trip p99 / kernel echo (both blocking)",
+            "—",
+            "bare_reflector_p99_vs_kernel",
+        ),
+        (
+            "… the floor, a bare AF_XDP reflector: its round trip p50 / kernel echo (both spinning)",
+            "—",
+            "bare_reflector_p50_vs_kernel_spinning",
+        ),
+        (
+            "… the floor, a bare AF_XDP reflector: its round trip p99 / kernel echo (both spinning)",
+            "—",
+            "bare_reflector_p99_vs_kernel_spinning",
         ),
         (
             "HTTP requests per server-core second / best kernel server's (split layout)",

@@ -108,7 +108,7 @@ fn sample(
             // The descriptor holds the frame without its FCS.
             bare = Some(start_bare(
                 tb,
-                Layout::BusyPoll,
+                Layout::BusyPoll.wait(),
                 (false, BareProgram::RedirectAll),
                 got.clone(),
                 load.size as usize - 4,

@@ -225,7 +225,13 @@ fn set_up(tb: &Testbed, r: Receiver, layout: Layout) -> Result<Setup> {
                 },
             );
             // 64-byte frames on the wire: 60 bytes without the FCS.
-            s.bare = Some(start_bare(tb, layout, kind, kernel_count.clone(), 60)?);
+            s.bare = Some(start_bare(
+                tb,
+                layout.wait(),
+                kind,
+                kernel_count.clone(),
+                60,
+            )?);
         }
         Receiver::KernelNoProgram => {
             must(

@@ -116,6 +116,26 @@ impl Layout {
             Layout::BusyPoll => "busy_poll",
         }
     }
+
+    /// How a receiver waits in this layout.
+    pub fn wait(self) -> Wait {
+        match self {
+            Layout::Pinned => Wait::Poll,
+            Layout::BusyPoll => Wait::BusyPoll,
+        }
+    }
+}
+
+/// How a bare receiver waits for frames: as a queue worker does by default, with `--spin`, or
+/// with `--busy-poll --spin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// poll(2).
+    Poll,
+    /// A spin on the rings (a syscall only when the kernel asks for a wakeup).
+    Spin,
+    /// A spin with a busy-poll kick each empty round.
+    BusyPoll,
 }
 
 /// The value after `flag` on a benchmark's command line (`--only KEY,KEY`).
@@ -236,7 +256,7 @@ pub fn reflect(f: &mut [u8]) -> u32 {
 
 pub fn start_bare(
     tb: &Testbed,
-    layout: Layout,
+    wait: Wait,
     (reflector, program): (bool, BareProgram),
     count: Arc<AtomicU64>,
     frame_len: usize,
@@ -252,14 +272,15 @@ pub fn start_bare(
             let mut ebpf = object::open(1)?;
             let mut maps = netdemux::control::maps::DemuxMaps::take(&mut ebpf, None)?;
             let ifindex = netdemux::control::iface::Interface::link(&veth)?.ifindex()?;
-            // Configured as a queue worker is in the layout (`--busy-poll --spin`, or waiting).
-            let cfg = match layout {
-                Layout::BusyPoll => XskConfig {
+            // Configured as a queue worker that waits this way.
+            let cfg = match wait {
+                Wait::BusyPoll => XskConfig {
                     busy_poll: true,
                     ..XskConfig::default()
                 }
                 .spinning(),
-                Layout::Pinned => XskConfig::default(),
+                Wait::Spin => XskConfig::default().spinning(),
+                Wait::Poll => XskConfig::default(),
             };
             let sock = XskSocket::open(ifindex, 0, &cfg)?;
             maps.xsks.set(
@@ -327,16 +348,17 @@ pub fn start_bare(
                 // The kernel's drop counts now and then while idle: a syscall per idle spin
                 // would slow the busy-poll kicks that take NAPI work off the generator's core.
                 idle = idle.wrapping_add(1);
-                if (idle.is_multiple_of(1024) || layout == Layout::Pinned)
+                if (idle.is_multiple_of(1024) || wait == Wait::Poll)
                     && let Ok(st) = sock.stats()
                 {
                     drops2.store(st.rx_dropped + st.rx_ring_full, Ordering::Relaxed);
                 }
-                // As a queue worker idles: a spin with a kick, or poll(2).
-                if layout == Layout::BusyPoll {
-                    sock.kick();
-                } else {
+                // As a queue worker idles: a spin with a kick (a syscall only where the kick
+                // needs one), or poll(2).
+                if wait == Wait::Poll {
                     sock.wait(Duration::from_millis(100))?;
+                } else {
+                    sock.kick();
                 }
             }
         }

@@ -15,7 +15,9 @@ use netdemux_common::{
     wire::{IPV4_MIN_HLEN, IPV6_HLEN, UDP_HLEN, ipv4_unicast, ipv6_unicast},
 };
 
-use crate::wire::{Classified, checksum, source};
+use std::net::IpAddr;
+
+use crate::wire::{Classified, checksum};
 
 /// Source ports never answered: an echo there would start a loop between two echo services
 /// (7 echo, 19 chargen; 0 is no port at all).
@@ -37,94 +39,120 @@ pub enum Unanswered {
 /// broadcast or multicast destination or source (RFC 1122 §3.2.2 and §4.1.3.6: one datagram must
 /// not draw answers from a whole network), the loop ports as source, or a wrong checksum.
 pub fn reply_in_place(frame: &mut [u8], c: &Classified) -> Result<u32, Unanswered> {
-    use Unanswered::{Checksum, Declined};
-    if c.ip_extras || !c.unicast || c.icmp || c.l4_offset + UDP_HLEN > frame.len() {
+    use Unanswered::Declined;
+    if c.ip_extras || !c.unicast || c.icmp {
         return Err(Declined);
     }
+    let answer_len = frame.len() as u32;
     let (l3, l4) = (c.l3_offset, c.l4_offset);
-    // The addresses, source then destination, end where the UDP header starts in both
-    // families (no options or extension headers here), so one slice holds the addresses and
-    // the datagram: what the checksum covers besides protocol and length.
-    let (v6, addr_len) = match l4 - l3 {
-        IPV4_MIN_HLEN => (false, 4),
-        IPV6_HLEN => (true, 16),
+    // Split where the UDP header starts: Ethernet and IP before, the datagram after. Each field
+    // is then a fixed-size piece of one of them, so the bounds are checked here, once. The
+    // addresses, source then destination, end where the UDP header starts in both families (no
+    // options or extension headers here).
+    let (head, rest) = frame.split_at_mut_checked(l4).ok_or(Declined)?;
+    let datagram = rest.get_mut(..c.payload_len + UDP_HLEN).ok_or(Declined)?;
+    let (eth, ip) = head.split_first_chunk_mut::<12>().ok_or(Declined)?;
+    match l4.checked_sub(l3) {
+        Some(IPV4_MIN_HLEN) => {
+            let (_, addrs) = ip.split_last_chunk_mut::<8>().ok_or(Declined)?;
+            let (src, dst) = pair::<4>(addrs).ok_or(Declined)?;
+            if !ipv4_unicast(*src) {
+                return Err(Declined);
+            }
+            answer(eth, src, dst, datagram)?;
+        }
+        Some(IPV6_HLEN) => {
+            let (_, addrs) = ip.split_last_chunk_mut::<32>().ok_or(Declined)?;
+            let (src, dst) = pair::<16>(addrs).ok_or(Declined)?;
+            if !ipv6_unicast(src[0]) {
+                return Err(Declined);
+            }
+            answer(eth, src, dst, datagram)?;
+        }
         _ => return Err(Declined),
+    }
+    Ok(answer_len)
+}
+
+/// The answer to `datagram` from `src` to `dst` (addresses of `A` bytes: 4 or 16), with the
+/// Ethernet destination and source in `eth`, written in place.
+#[inline(always)]
+fn answer<const A: usize>(
+    eth: &mut [u8; 12],
+    src: &mut [u8; A],
+    dst: &mut [u8; A],
+    datagram: &mut [u8],
+) -> Result<(), Unanswered> {
+    use Unanswered::{Checksum, Declined};
+    let (macs, udp) = (pair::<6>(eth), datagram.first_chunk::<UDP_HLEN>());
+    let (Some((mac_dst, mac_src)), Some(&udp)) = (macs, udp) else {
+        return Err(Declined);
     };
-    let addrs = l4 - 2 * addr_len;
-    let src_unicast = if v6 {
-        ipv6_unicast(frame[addrs])
-    } else {
-        ipv4_unicast([
-            frame[addrs],
-            frame[addrs + 1],
-            frame[addrs + 2],
-            frame[addrs + 3],
-        ])
-    };
-    let src_port = u16::from_be_bytes([frame[l4], frame[l4 + 1]]);
-    if LOOP_PORTS.contains(&src_port) || !src_unicast || frame[6] & 1 != 0 {
+    let src_port = u16::from_be_bytes([udp[0], udp[1]]);
+    let udp_len = u16::from_be_bytes([udp[4], udp[5]]) as usize;
+    if LOOP_PORTS.contains(&src_port) || mac_src[0] & 1 != 0 || udp_len != datagram.len() {
         return Err(Declined);
     }
-    let udp_len = u16::from_be_bytes([frame[l4 + 4], frame[l4 + 5]]) as usize;
-    if udp_len < UDP_HLEN || udp_len != c.payload_len + UDP_HLEN {
-        return Err(Declined);
-    }
-    let received = u16::from_be_bytes([frame[l4 + 6], frame[l4 + 7]]);
-    // One pass over the pseudo-header's addresses and the datagram. The swap below only
-    // reorders the words this sum covers, so it is also the answer's sum: with the received
-    // checksum field taken out of it, the sum a new checksum is made of.
-    let total = checksum::sum(
-        u32::from(PROTO_UDP) + udp_len as u32,
-        &frame[addrs..l4 + udp_len],
+    let received = u16::from_be_bytes([udp[6], udp[7]]);
+    // One sum over the pseudo-header and the datagram (the addresses' part unrolled, their
+    // length being fixed). The swap below only reorders the words it covers, so it is also the
+    // answer's sum: with the received checksum field taken out of it, the sum a new checksum is
+    // made of.
+    let pseudo = checksum::sum_fixed(
+        checksum::sum_fixed(u32::from(PROTO_UDP) + udp_len as u32, src),
+        dst,
     );
+    let total = checksum::sum(pseudo, datagram);
     // True: the received checksum is complete and right, and stays right after the swap.
     let keep = if received == 0 {
         // No checksum: allowed over IPv4 only (RFC 8200 §8.1 for IPv6).
-        if v6 {
+        if A != 4 {
             return Err(Checksum);
         }
         false
     } else if checksum::finish(total) == 0 {
         true
-    } else if partial_offload(frame, c, l4, udp_len) {
+    } else if partial_offload(src, dst, datagram) {
         false
     } else {
         return Err(Checksum);
     };
-    swap::<6>(frame, 0, 6);
-    if v6 {
-        swap::<16>(frame, addrs, addrs + 16);
-    } else {
-        swap::<4>(frame, addrs, addrs + 4);
+    std::mem::swap(mac_dst, mac_src);
+    std::mem::swap(src, dst);
+    let (ports, rest) = datagram.split_at_mut(2);
+    if let (Ok(sport), Some(dport)) = (<&mut [u8; 2]>::try_from(ports), rest.first_chunk_mut::<2>())
+    {
+        std::mem::swap(sport, dport);
     }
-    swap::<2>(frame, l4, l4 + 2);
     if !keep {
         // Taking a word out of a one's-complement sum is adding its complement.
         let sum = checksum::l4_finish(PROTO_UDP, total + u32::from(!received));
-        frame[l4 + 6..l4 + 8].copy_from_slice(&sum.to_be_bytes());
+        datagram[6..8].copy_from_slice(&sum.to_be_bytes());
     }
-    Ok(frame.len() as u32)
+    Ok(())
 }
 
-/// True when the datagram at `l4` (`udp_len` bytes) carries only its pseudo-header sum, as a
-/// sender with checksum offload hands it to its device (see [`checksum::is_partial`]). Only a
-/// datagram whose checksum is not right asks.
-fn partial_offload(frame: &[u8], c: &Classified, l4: usize, udp_len: usize) -> bool {
-    let (Some(src), Some(dst)) = (source(frame, c), c.key.socket_addr()) else {
+/// `bytes` as its two halves of `N` bytes each (`None` unless it holds exactly `2 * N`).
+#[inline(always)]
+fn pair<const N: usize>(bytes: &mut [u8]) -> Option<(&mut [u8; N], &mut [u8; N])> {
+    let (a, b) = bytes.split_at_mut_checked(N)?;
+    Some((a.try_into().ok()?, b.try_into().ok()?))
+}
+
+/// True when `datagram`, from `src` to `dst`, carries only its pseudo-header sum, as a sender
+/// with checksum offload hands it to its device (see [`checksum::is_partial`]). Only a datagram
+/// whose checksum is not right asks.
+fn partial_offload(src: &[u8], dst: &[u8], datagram: &[u8]) -> bool {
+    let ip = |a: &[u8]| -> Option<IpAddr> {
+        match a.len() {
+            4 => <[u8; 4]>::try_from(a).ok().map(IpAddr::from),
+            _ => <[u8; 16]>::try_from(a).ok().map(IpAddr::from),
+        }
+    };
+    let (Some(src), Some(dst)) = (ip(src), ip(dst)) else {
         return false;
     };
-    checksum::is_partial(src.ip(), dst.ip(), PROTO_UDP, &frame[l4..l4 + udp_len], 6)
-}
-
-/// Swaps the `N` bytes at `a` with the `N` bytes at `b` (`a + N <= b`): fixed sizes, so each
-/// side is one or two loads and stores.
-#[inline(always)]
-fn swap<const N: usize>(frame: &mut [u8], a: usize, b: usize) {
-    let (mut x, mut y) = ([0u8; N], [0u8; N]);
-    x.copy_from_slice(&frame[a..a + N]);
-    y.copy_from_slice(&frame[b..b + N]);
-    frame[a..a + N].copy_from_slice(&y);
-    frame[b..b + N].copy_from_slice(&x);
+    checksum::is_partial(src, dst, PROTO_UDP, datagram, 6)
 }
 
 #[cfg(test)]

@@ -63,7 +63,9 @@ impl Dispatch<'_> {
         };
         // The kernel drops an IPv4 packet whose header checksum is wrong before anything
         // reads it (ip_rcv_core); so does every service and socket here.
-        if c.key.family == FAMILY_V4 && !checksum::verifies(0, &frame[c.l3_offset..c.l4_offset]) {
+        if c.key.family == FAMILY_V4
+            && !checksum::ipv4_header_verifies(&frame[c.l3_offset..c.l4_offset])
+        {
             self.counters.ip_checksum_errors += 1;
             return Verdict::Recycle;
         }

@@ -119,9 +119,8 @@ fn answer<const A: usize>(
     };
     std::mem::swap(mac_dst, mac_src);
     std::mem::swap(src, dst);
-    let (ports, rest) = datagram.split_at_mut(2);
-    if let (Ok(sport), Some(dport)) = (<&mut [u8; 2]>::try_from(ports), rest.first_chunk_mut::<2>())
-    {
+    // The ports: the datagram's first four bytes (it holds at least its 8-byte header).
+    if let Some((sport, dport)) = datagram.get_mut(..4).and_then(pair::<2>) {
         std::mem::swap(sport, dport);
     }
     if !keep {

@@ -19,8 +19,8 @@ pub use api::{Stack, StackBuilder, TcpListener, TcpStream, UdpSocket};
 
 pub mod counters;
 pub mod key_map;
-#[cfg(test)]
-mod test_rng;
+#[cfg(any(test, feature = "testbed"))]
+pub mod test_rng;
 
 pub mod wire;
 pub mod xsk;

@@ -11,6 +11,8 @@ use std::{
     time::Duration,
 };
 
+use netdemux::test_rng::{Xorshift32, Xorshift64};
+
 use support::netns::*;
 
 /// `netdemux run` in namespace b until dropped.
@@ -25,15 +27,8 @@ impl Daemon {
 /// A payload that differs per sequence number in content and length (1..=1400 bytes).
 fn payload(seq: u32) -> Vec<u8> {
     let len = 1 + (seq as usize * 7919) % 1400;
-    let mut x = seq.wrapping_mul(2_654_435_761) | 1;
-    let mut p: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let mut x = Xorshift32::new(seq.wrapping_mul(2_654_435_761) | 1);
+    let mut p: Vec<u8> = (0..len).map(|_| x.next() as u8).collect();
     p[..4.min(len)].copy_from_slice(&seq.to_be_bytes()[..4.min(len)]);
     p
 }
@@ -210,13 +205,8 @@ fn a_storm_of_random_and_truncated_frames_disturbs_nothing() {
         let prog: &mut Xdp =
             netdemux::control::object::load_program(&mut ebpf, netdemux_common::program_names::GEN)
                 .unwrap();
-        let mut x = 0x0123_4567_89ab_cdefu64;
-        let mut rnd = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut x = Xorshift64::new(0x0123_4567_89ab_cdef);
+        let mut rnd = || x.next();
         let valid = {
             let mut f = vec![0xffu8; 12];
             f.extend_from_slice(&[

@@ -16,6 +16,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netdemux::test_rng::Xorshift64;
+
 use sha2::{Digest as _, Sha256};
 use support::netns::*;
 
@@ -97,15 +99,7 @@ fn transfer(dst: SocketAddr, len: usize) -> Result<([u8; 32], [u8; 32], f64), St
     let s = TcpStream::connect_timeout(&dst, Duration::from_secs(5))
         .map_err(|e| format!("cannot connect: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let data = Xorshift64::new(0x2545_f491_4f6c_dd1d).bytes(len);
     let sent: [u8; 32] = Sha256::digest(&data).into();
     let mut w = s.try_clone().unwrap();
     let writer = thread::spawn(move || {

@@ -14,6 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use netdemux::test_rng::Xorshift64;
+
 use sha2::{Digest as _, Sha256};
 use support::netns::*;
 
@@ -152,17 +154,12 @@ fn echo_bulk(tb: &Testbed, dst: SocketAddr, len: usize) -> ([u8; 32], [u8; 32], 
         let started = Instant::now();
         let sender = thread::spawn(move || {
             let mut hash = Sha256::new();
-            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            let mut x = Xorshift64::new(0x9e37_79b9_7f4a_7c15);
             let mut chunk = vec![0u8; 64 * 1024];
             let mut sent = 0;
             while sent < len {
                 let n = chunk.len().min(len - sent);
-                for b in &mut chunk[..n] {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    *b = x as u8;
-                }
+                x.fill(&mut chunk[..n]);
                 writer.write_all(&chunk[..n]).expect("write to the echo");
                 hash.update(&chunk[..n]);
                 sent += n;

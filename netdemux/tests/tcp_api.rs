@@ -12,6 +12,8 @@ use std::{
     time::Duration,
 };
 
+use netdemux::test_rng::Xorshift64;
+
 use support::{
     api::{runtime, stack},
     netns::*,
@@ -20,15 +22,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// Pseudo-random bytes of length `n` from `seed`.
 fn data(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    Xorshift64::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).bytes(n)
 }
 
 /// The kernel's count of RSTs sent in namespace `ns`.

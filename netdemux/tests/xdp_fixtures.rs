@@ -9,6 +9,7 @@
 mod support;
 
 use aya::programs::{TestRun as _, TestRunOptions};
+use netdemux::test_rng::Xorshift64;
 use netdemux::{
     control::{binding::Binding, maps::DemuxMaps, object},
     services::{Kind, ServiceTable},
@@ -1036,26 +1037,12 @@ fn port_entries_match_bindings_in_their_lanes_and_the_rest_by_hash() {
     assert_eq!(d.get(Counter::PassNoBinding), 1);
 }
 
-/// A small seeded generator (xorshift), so a failing case can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 #[test]
 fn random_and_mutated_frames_always_get_a_counted_verdict() {
     let h = Harness::new();
     let seeds: Vec<Vec<u8>> = cases().into_iter().map(|c| c.frame).collect();
-    let mut rng = Rng(0x5eed_cafe_f00d_0001);
+    // Seeded, so a failing case can be replayed.
+    let mut rng = Xorshift64::new(0x5eed_cafe_f00d_0001);
     let before = h.maps.verdicts().unwrap();
     let mut runs = 0u64;
     for i in 0..12_000 {

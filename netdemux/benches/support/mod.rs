@@ -15,6 +15,7 @@ use std::{
 use anyhow::{Result, bail};
 use netdemux::{
     control::object,
+    test_rng::Xorshift64,
     testbed::{Testbed, in_netns, must},
 };
 use netdemux_common::program_names;
@@ -80,23 +81,20 @@ pub fn pin(cpu: usize) {
 }
 
 /// Xorshift, seeded from the clock: the random orders the benchmarks measure their sides in.
-pub struct Random(u64);
+pub struct Random(Xorshift64);
 
 impl Random {
     pub fn from_clock() -> Random {
-        Random(
+        Random(Xorshift64::new(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos() as u64 | 1)
                 .unwrap_or(1),
-        )
+        ))
     }
 
     pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+        self.0.next()
     }
 }
 

@@ -2,13 +2,15 @@
 # netdemux against a C AF_XDP reference, side by side: xdp-bench (xdp-tools, libxdp) `xsk-drop`
 # against `netdemux run --udp-sink`, and `xsk-tx` (hairpin) against `run --udp-echo`, on one
 # 1-queue veth pair, one `netdemux gen` on CPU 0 (64-byte UDP, 64 flows), every receiver on
-# CPU 1, copy mode, spinning and busy-polling, three interleaved rounds, medians.
+# CPU 1, copy mode, spinning and busy-polling, interleaved rounds (ROUNDS, 3 by default): each
+# ratio is taken within a round, the two sides one right after the other in a random order, and
+# reported as the median of the rounds' ratios with the lowest and highest.
 #
 # The repository does not need xdp-tools: build it apart and pass its xdp-bench, e.g.
 #   git clone https://github.com/xdp-project/xdp-tools && cd xdp-tools && git checkout v1.6.3
 #   apt-get install clang libelf-dev libpcap-dev libbpf-dev m4 pkg-config bpftool
 #   FORCE_SYSTEM_LIBBPF=1 ./configure && make -C lib/util && make -C xdp-bench
-#   bench/c-reference.sh path/to/xdp-bench [path/to/netdemux]        (as root)
+#   [ROUNDS=5] bench/c-reference.sh path/to/xdp-bench [path/to/netdemux]        (as root)
 #
 # For the transmitters, an XDP_DROP program (`xdp-bench drop`) on the peer end takes every
 # answer: xsk-tx sends frames back unchanged (the peer's kernel drops them early as another
@@ -17,6 +19,7 @@
 set -euo pipefail
 XB=${1:?usage: c-reference.sh XDP_BENCH [NETDEMUX]}
 BIN=${2:-$(dirname "$0")/../target/release/netdemux}
+ROUNDS=${ROUNDS:-3}
 [ "$(id -u)" = 0 ] || { echo "run as root (it creates namespaces and loads XDP programs)" >&2; exit 1; }
 A=ncref$$a B=ncref$$b
 PIDS=()
@@ -80,23 +83,35 @@ measure() {
   python3 -c "print($got / $(echo "$g" | json '["duration_s"]'))"
 }
 
-declare -A R
+declare -A R P
 ip netns exec $A "$XB" drop -i 100 vA >/dev/null 2>&1 &
 PIDS+=($!)
 sleep 1
-for round in 1 2 3; do
+for round in $(seq "$ROUNDS"); do
   for pair in "xsk-drop sink" "xsk-tx echo"; do
     for mode in busy spin; do
+      declare -A got=()
       for kind in $(shuf -e $pair); do
         v=$(measure $kind $mode)
+        got[$kind]=$v
         R[$kind.$mode]+="$v "
         printf 'round %s %-8s %-4s %6.3f Mpps\n' $round $kind $mode "$(python3 -c "print($v/1e6)")"
       done
+      # The round's ratio: both sides measured one right after the other, so a drift of the
+      # VM's speed over the run moves both alike.
+      set -- $pair
+      P[$2.$mode]+="$(python3 -c "print(${got[$2]} / ${got[$1]})") "
+      unset got
     done
   done
 done
 rm -f /tmp/ncref.$$
 median() { python3 -c "import sys; v=sorted(map(float,sys.argv[1:])); print(v[len(v)//2])" $1; }
+spread() {
+  python3 -c "import sys; v=sorted(map(float,sys.argv[1:])); print(f'{v[len(v)//2]:.2f} ({v[0]:.2f}–{v[-1]:.2f})')" $1
+}
+echo
+echo "netdemux / C reference, the median of the $ROUNDS rounds' ratios (lowest–highest round):"
 echo
 echo "| netdemux / C reference | busy-poll | spin |"
 echo "|---|---:|---:|"
@@ -104,8 +119,9 @@ for pair in "sink xsk-drop" "echo xsk-tx"; do
   set -- $pair
   row="| $1 / $2 |"
   for mode in busy spin; do
-    row+=" $(python3 -c "print(f'{$(median "${R[$1.$mode]}")/$(median "${R[$2.$mode]}"):.2f}')") |"
+    row+=" $(spread "${P[$1.$mode]}") |"
   done
   echo "$row"
 done
+echo
 for k in "${!R[@]}"; do echo "$k: $(median "${R[$k]}") per s"; done | sort

@@ -11,9 +11,13 @@
 //! All are pinned the same way: the client on CPU 0, the echo (the kernel echo's thread, the
 //! worker, the bare reflector) on CPU 1. Default veth layout (no threaded NAPI), 1 queue.
 //!
-//! Everything is measured in two modes, both echoes alike: *blocking* (the netdemux worker waits
-//! in poll(2), the kernel echo in recv) and *spinning* (the worker runs `--spin`, the kernel echo
-//! spins on a non-blocking socket): what a latency-critical service gives a core to. The client
+//! Each echo's median is also recorded per round: the rounds' spread is how far apart two echoes'
+//! medians can be with nothing between them but the moment they ran.
+//!
+//! Everything is measured in two modes, every echo alike: *blocking* (the netdemux worker and
+//! the bare reflector wait in poll(2), the kernel echo in recv) and *spinning* (the worker runs
+//! `--spin`, the bare reflector spins the same way, the kernel echo spins on a non-blocking
+//! socket): what a latency-critical service gives a core to. The client
 //! blocks in recv in both (it stands for a peer elsewhere).
 //!
 //! Then open loop: one client thread sends datagrams carrying their send time on a fixed
@@ -235,7 +239,7 @@ fn main() -> Result<()> {
     out["quick"] = quick.into();
     out["provenance"] = netdemux::testbed::provenance(quick);
     out["pinning"] =
-        "client on CPU 0; the kernel echo's thread and the netdemux worker on CPU 1".into();
+        "client on CPU 0; the kernel echo's thread, the netdemux worker and the bare reflector on CPU 1".into();
     out["modes"] = serde_json::json!({
         "blocking": "both blocking: the netdemux worker in poll(2), the kernel echo in recv",
         "spinning": "both spinning: the netdemux worker --spin, the kernel echo on a non-blocking socket",
@@ -257,10 +261,11 @@ fn measure(
     random: &mut support::Random,
 ) -> Result<serde_json::Value> {
     let mode = if spin { "spinning" } else { "blocking" };
-    let mut samples: [(Side, Vec<f64>); 3] = [
-        (Side::Kernel, Vec::new()),
-        (Side::Netdemux, Vec::new()),
-        (Side::Bare, Vec::new()),
+    // Each echo's samples, and its median in each round.
+    let mut samples: [(Side, Vec<f64>, Vec<f64>); 3] = [
+        (Side::Kernel, Vec::new(), Vec::new()),
+        (Side::Netdemux, Vec::new(), Vec::new()),
+        (Side::Bare, Vec::new(), Vec::new()),
     ];
     let mut order = Vec::new();
     for _ in 0..3 {
@@ -277,8 +282,10 @@ fn measure(
                 .join(", "),
         );
         for side in sides {
-            let r = against(tb, side, spin, || ping_pong(tb, n))?;
-            if let Some((_, v)) = samples.iter_mut().find(|(s, _)| *s == side) {
+            let mut r = against(tb, side, spin, || ping_pong(tb, n))?;
+            r.sort_by(f64::total_cmp);
+            if let Some((_, v, rounds)) = samples.iter_mut().find(|(s, ..)| *s == side) {
+                rounds.push(percentile(&r, 0.5));
                 v.extend(r);
             }
         }
@@ -350,9 +357,9 @@ fn measure(
         "UDP echo round trip, {mode}, 32-byte payload, kernel client in the peer namespace ({} samples each)\n",
         samples[0].1.len()
     );
-    println!("| echo | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) |");
-    println!("|---|---:|---:|---:|---:|");
-    for (side, v) in &mut samples {
+    println!("| echo | p50 (µs) | p99 (µs) | p99.9 (µs) | max (µs) | p50 by round (µs) |");
+    println!("|---|---:|---:|---:|---:|---|");
+    for (side, v, rounds) in &mut samples {
         v.sort_by(f64::total_cmp);
         let (p50, p99, p999) = (
             percentile(v, 0.5),
@@ -365,8 +372,14 @@ fn measure(
             Side::Netdemux => "netdemux --udp-echo",
             Side::Bare => "bare AF_XDP reflector",
         };
-        println!("| {name} | {p50:.1} | {p99:.1} | {p999:.1} | {max:.1} |");
-        result[side.key()] = serde_json::json!({"p50": p50, "p99": p99, "p99_9": p999, "max": max});
+        let by_round: Vec<String> = rounds.iter().map(|x| format!("{x:.1}")).collect();
+        println!(
+            "| {name} | {p50:.1} | {p99:.1} | {p999:.1} | {max:.1} | {} |",
+            by_round.join(", ")
+        );
+        result[side.key()] = serde_json::json!({
+            "p50": p50, "p99": p99, "p99_9": p999, "max": max, "p50_by_round": rounds,
+        });
     }
     let r = |side: &str, p: &str| {
         result[side][p].as_f64().unwrap_or(f64::NAN)

@@ -335,21 +335,29 @@ fn t_975(dof: usize) -> f64 {
 /// The echo benchmark's closed- and open-loop tables of one mode (`m`, described by `mode`).
 fn echo_tables(md: &mut String, m: &Value, mode: &str) {
     md.push_str(&format!(
-        "\nUDP echo round trip, µs, {mode} ({} samples each; client on CPU 0, blocking in recv; echo on CPU 1):\n\n| echo | p50 | p99 | p99.9 | max |\n|---|---:|---:|---:|---:|\n\
-         | kernel UDP socket | {} | {} | {} | {} |\n| netdemux --udp-echo | {} | {} | {} | {} |\n",
-        m["samples_each"], num(&m["kernel_us"]["p50"], 1), num(&m["kernel_us"]["p99"], 1),
-        num(&m["kernel_us"]["p99_9"], 1), num(&m["kernel_us"]["max"], 1),
-        num(&m["netdemux_us"]["p50"], 1), num(&m["netdemux_us"]["p99"], 1),
-        num(&m["netdemux_us"]["p99_9"], 1), num(&m["netdemux_us"]["max"], 1)
+        "\nUDP echo round trip, µs, {mode} ({} samples each; client on CPU 0, blocking in recv; echo on CPU 1):\n\n\
+         | echo | p50 | p99 | p99.9 | max | p50 by round |\n|---|---:|---:|---:|---:|---|\n",
+        m["samples_each"]
     ));
-    let bare = &m["bare_reflector_us"];
-    if !bare.is_null() {
+    for (name, key) in [
+        ("kernel UDP socket", "kernel_us"),
+        ("netdemux --udp-echo", "netdemux_us"),
+        ("bare AF_XDP reflector (the floor)", "bare_reflector_us"),
+    ] {
+        let v = &m[key];
+        if v.is_null() {
+            continue;
+        }
+        let rounds = v["p50_by_round"]
+            .as_array()
+            .map(|r| r.iter().map(|x| num(x, 1)).collect::<Vec<_>>().join(", "))
+            .unwrap_or_else(|| "—".into());
         md.push_str(&format!(
-            "| bare AF_XDP reflector (the floor) | {} | {} | {} | {} |\n",
-            num(&bare["p50"], 1),
-            num(&bare["p99"], 1),
-            num(&bare["p99_9"], 1),
-            num(&bare["max"], 1)
+            "| {name} | {} | {} | {} | {} | {rounds} |\n",
+            num(&v["p50"], 1),
+            num(&v["p99"], 1),
+            num(&v["p99_9"], 1),
+            num(&v["max"], 1)
         ));
     }
     if let Some(loads) = m["open_loop"]["loads"].as_array() {

@@ -9,10 +9,10 @@
 mod support;
 
 use aya::programs::{TestRun as _, TestRunOptions};
-use netdemux::test_rng::Xorshift64;
 use netdemux::{
     control::{binding::Binding, maps::DemuxMaps, object},
     services::{Kind, ServiceTable},
+    test_rng::Xorshift64,
 };
 use netdemux_common::{BindStats, Counter};
 use support::frames::*;

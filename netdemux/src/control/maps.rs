@@ -279,17 +279,10 @@ impl DemuxMaps {
         let new = old.with(index, key.addr, key.family);
         if let Err(e) = self.change_port_entry(set, slot, old, new) {
             // Whatever step failed, the entry holds `old`, or one on the way with the new
-            // binding's lane empty: back to `old` the same careful way (from that entry, which
-            // may have the new address in the lane, so the lane is emptied before it moves).
-            let unmatched = match new.lane_of(index) {
-                Some(lane) => {
-                    let mut e = new;
-                    e.index[lane] = 0;
-                    e
-                }
-                None => old,
-            };
-            let _ = self.change_port_entry(set, slot, unmatched, old);
+            // binding's lane empty: back to `old` the same careful way, from `new` without the
+            // binding (its lane emptied, the new address left in it, so the lane stays empty
+            // until its address is `old`'s again).
+            let _ = self.change_port_entry(set, slot, new.without(index), old);
             let _ = self.binds[set].remove(&key);
             return Err(e);
         }

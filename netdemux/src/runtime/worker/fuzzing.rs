@@ -462,6 +462,11 @@ pub fn udp_echo(flows: u16, datagrams: usize, per_round: usize) -> Echoed {
         round(&mut w);
         out.worker_time += start.elapsed();
         out.rounds += 1;
+        assert_eq!(
+            w.sock.sent.len(),
+            per_round,
+            "every datagram of the batch answered in its round"
+        );
         for sent in w.sock.sent.drain(..) {
             check_sent(&sent);
             let c = classify(&sent).expect("the worker sends frames that classify");

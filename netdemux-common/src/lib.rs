@@ -133,7 +133,7 @@ pub const FAMILY_V4: u8 = 4;
 pub const FAMILY_V6: u8 = 6;
 
 /// Version of the pinned-state layout (maps, key and value types). Stored in [`StateInfo`].
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 /// Magic number at the start of [`StateInfo`] ("NDMX").
 pub const STATE_MAGIC: u32 = 0x4e44_4d58;
 
@@ -486,32 +486,32 @@ pub struct BindStats {
 
 /// Slots of the per-CPU verdict counter array.
 ///
-/// Every frame the program sees increments [`Counter::Seen`] and exactly one other slot, so
-/// `seen = passed + redirected + redirect_failed` where `passed` is the sum of the `Pass*` slots.
+/// Every frame the program sees increments exactly one slot, where its verdict is decided, so
+/// the frames seen are the sum of the slots: `redirected + redirect_failed + passed`, where
+/// `passed` is the sum of the `Pass*` slots (no slot counts every frame: that was one more
+/// read-modify-write per frame for a sum userspace can take).
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {
-    /// Every frame the program ran on.
-    Seen = 0,
     /// Matched a binding and went to the AF_XDP socket of its RX queue.
-    Redirected = 1,
+    Redirected = 0,
     /// Matched a binding, but no AF_XDP socket serves its RX queue: passed to the kernel.
-    RedirectFailed = 2,
+    RedirectFailed = 1,
     /// Passed: not IPv4 or IPv6 (ARP, LLDP, unknown ethertypes).
-    PassNotIp = 3,
+    PassNotIp = 2,
     /// Passed: IP, but not TCP or UDP (ESP, ICMP other than errors about TCP/UDP, ...).
-    PassNotTcpUdp = 4,
+    PassNotTcpUdp = 3,
     /// Passed: TCP or UDP to a socket address that is not bound (or only by a wildcard, for a
     /// broadcast or multicast destination), or an ICMP error about a packet from one.
-    PassNoBinding = 5,
+    PassNoBinding = 4,
     /// Passed: an IPv4 or IPv6 fragment, first or later.
-    PassFragment = 6,
+    PassFragment = 5,
     /// Passed: truncated or malformed headers.
-    PassMalformed = 7,
+    PassMalformed = 6,
     /// Passed: an IPv6 routing header with segments left, so the packet is not at its final
     /// destination yet (RFC 8200 §4.4): the kernel forwards or refuses it, as it would without
     /// netdemux; no socket here may take it.
-    PassInTransit = 8,
+    PassInTransit = 7,
 }
 
 /// The verdict counters of one CPU: one `u64` per [`Counter`] slot.
@@ -524,7 +524,7 @@ pub struct Counters {
 
 impl Counter {
     /// Number of slots in the counter array.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 8;
     /// The pass reasons, in slot order, with the names the CLI prints.
     pub const PASS_REASONS: [(Counter, &'static str); 6] = [
         (Counter::PassNotIp, "not_ip"),

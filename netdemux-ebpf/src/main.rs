@@ -1,8 +1,8 @@
 //! The netdemux XDP program.
 //!
 //! One verdict per frame: bound destination socket address -> the AF_XDP socket of the frame's
-//! RX queue; anything else -> the kernel, untouched. Every frame increments `seen` and exactly one
-//! verdict counter (see `netdemux_common::Counter`).
+//! RX queue; anything else -> the kernel, untouched. Every frame increments exactly one verdict
+//! counter (see `netdemux_common::Counter`), where its verdict is decided.
 #![no_std]
 #![no_main]
 
@@ -20,13 +20,13 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use maps::{BINDS, BINDS1, Count, GEN_SEQ, GEN_SETTINGS, INFO, PORTS, PORTS1, STATS, XSKS};
 use netdemux_common::{BindKey, Counter, FAMILY_V4, PortEntry, port_slot};
-use parse::{Frame, OnKey, classify};
+use parse::{Destination, Frame, OnKey, classify};
 
 #[xdp]
 pub fn netdemux(ctx: XdpContext) -> u32 {
     let frame = Frame::new(ctx.data(), ctx.data_end());
-    let (action, verdict) = match classify(&frame, &Deliver(&ctx, &frame)) {
-        Ok(delivered) => delivered,
+    match classify(&frame, &Deliver(&ctx, &frame)) {
+        Ok(action) => action,
         Err(reason) => {
             if reason == Counter::PassMalformed && logging() {
                 debug!(
@@ -36,17 +36,19 @@ pub fn netdemux(ctx: XdpContext) -> u32 {
                     ctx.rx_queue_index()
                 );
             }
-            (xdp_action::XDP_PASS, reason)
+            count(reason);
+            xdp_action::XDP_PASS
         }
-    };
-    // Counted last, so no value has to live across the counters' lookup: a helper call as LLVM
-    // sees it (the verifier inlines it), which clobbers r1-r5, so values that lived across it
-    // went to the stack.
+    }
+}
+
+/// Counts one frame's verdict where it is decided: the slot is a constant on every path but
+/// the refusals', and no verdict has to live until the end of the program to say which.
+#[inline(always)]
+fn count(verdict: Counter) {
     if let Some(count) = Count::this_cpu() {
-        count.add(Counter::Seen);
         count.add(verdict);
     }
-    action
 }
 
 /// True while a daemon routes this program's log records into its logs (`StateInfo::log`):
@@ -57,7 +59,7 @@ fn logging() -> bool {
 }
 
 /// The counter index of the binding `key` matches in a binding set (exact address first, then
-/// the family's wildcard if `wildcard`). The port entry settles most frames: nothing bound on
+/// the family's wildcard if the frame is for one host, `to.unicast()`). The port entry settles most frames: nothing bound on
 /// the port (a miss), or a binding in one of its lanes, whose address the entry holds and is
 /// compared without hashing; only a port with more bindings than lanes costs a hash lookup, and
 /// only that path puts the key in memory.
@@ -70,7 +72,7 @@ fn find(
     binds: &HashMap<BindKey, u32>,
     ports: &Array<PortEntry>,
     key: &BindKey,
-    wildcard: bool,
+    to: Destination,
 ) -> Option<u32> {
     let entry = ports.get(port_slot(key.proto, key.port(), key.family)?)?;
     if entry.count == 0 {
@@ -106,7 +108,7 @@ fn find(
         }
     }
     if entry.hashed == 0 {
-        return (wildcard && any != 0).then(|| any - 1);
+        return (any != 0 && to.unicast()).then(|| any - 1);
     }
     let mut slot = MaybeUninit::uninit();
     let key = on_stack(&mut slot, key);
@@ -114,7 +116,7 @@ fn find(
         // SAFETY: a value of the hash map, valid for this run (RCU); a plain u32.
         return Some(unsafe { *index });
     }
-    if !wildcard {
+    if !to.unicast() {
         return None;
     }
     if any != 0 {
@@ -157,26 +159,28 @@ fn on_stack<'a>(slot: &'a mut MaybeUninit<BindKey>, key: &BindKey) -> &'a mut Bi
 struct Deliver<'a>(&'a XdpContext, &'a Frame);
 
 impl OnKey for Deliver<'_> {
-    type Out = (u32, Counter);
+    type Out = u32;
 
     #[inline(always)]
-    fn on_key(&self, key: BindKey, unicast: bool) -> (u32, Counter) {
-        deliver(self.0, self.1, &key, unicast)
+    fn on_key(&self, key: BindKey, to: Destination) -> u32 {
+        deliver(self.0, self.1, &key, to)
     }
 }
 
 /// Looks `key` up in the active binding set and redirects on a match; wildcard bindings take
-/// only `unicast` frames. Returns the action and the verdict to count.
+/// only frames for one host ([`Destination::unicast`]). Counts the verdict and returns the
+/// action.
 #[inline(always)]
-fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, unicast: bool) -> (u32, Counter) {
+fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, to: Destination) -> u32 {
     // One word says which set is in use; userspace flips it to replace a whole set at once.
     let found = if maps::active_set() == 1 {
-        find(&BINDS1, &PORTS1, key, unicast)
+        find(&BINDS1, &PORTS1, key, to)
     } else {
-        find(&BINDS, &PORTS, key, unicast)
+        find(&BINDS, &PORTS, key, to)
     };
     let Some(index) = found else {
-        return (xdp_action::XDP_PASS, Counter::PassNoBinding);
+        count(Counter::PassNoBinding);
+        return xdp_action::XDP_PASS;
     };
     if let Some(stats) = STATS.get_ptr_mut(index) {
         // SAFETY: this CPU's entry of a per-CPU array, valid for this run; no other CPU writes
@@ -188,8 +192,12 @@ fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, unicast: bool) -> (u3
     }
     // The low bits of the flags are the action when the queue has no socket: the kernel gets it.
     match XSKS.redirect(ctx.rx_queue_index(), xdp_action::XDP_PASS as u64) {
-        Ok(action) => (action, Counter::Redirected),
+        Ok(action) => {
+            count(Counter::Redirected);
+            action
+        }
         Err(fallback) => {
+            count(Counter::RedirectFailed);
             if logging() {
                 debug!(
                     ctx,
@@ -198,7 +206,7 @@ fn deliver(ctx: &XdpContext, frame: &Frame, key: &BindKey, unicast: bool) -> (u3
                     ctx.rx_queue_index()
                 );
             }
-            (fallback, Counter::RedirectFailed)
+            fallback
         }
     }
 }
@@ -268,7 +276,7 @@ impl OnKey for Parsed {
     type Out = ();
 
     #[inline(always)]
-    fn on_key(&self, _key: BindKey, _unicast: bool) {}
+    fn on_key(&self, _key: BindKey, _to: Destination) {}
 }
 
 /// Every TCP/UDP frame to the AF_XDP socket of its RX queue after the demultiplexer's own

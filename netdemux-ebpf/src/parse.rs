@@ -60,15 +60,40 @@ fn be16(b: [u8; 2]) -> u16 {
     u16::from_be_bytes(b)
 }
 
+/// Whether a frame is for one host, worked out when asked: only a wildcard binding needs to
+/// know (RFC 1122 never answers broadcast or multicast TCP, and a wildcard service must not
+/// either), so a hit on an exact binding, and a miss on a port with nothing bound, never pay for
+/// it.
+#[derive(Clone, Copy)]
+pub struct Destination {
+    /// The first byte of the destination MAC (its group bit).
+    mac0: u8,
+    /// The first word of the destination IP address, in memory order.
+    ip0: u32,
+    v4: bool,
+}
+
+impl Destination {
+    /// True when neither the link nor the IP destination is a group (or IPv4 broadcast).
+    #[inline(always)]
+    pub fn unicast(self) -> bool {
+        let ip = if self.v4 {
+            ipv4_unicast(self.ip0.to_ne_bytes())
+        } else {
+            ipv6_unicast(self.ip0.to_ne_bytes()[0])
+        };
+        ip && mac_unicast(self.mac0)
+    }
+}
+
 /// What a program does with a frame's binding key.
 pub trait OnKey {
     type Out;
-    /// Called with the key of the frame's destination and whether a wildcard binding may take
-    /// the frame: only when it is for one host (RFC 1122 never answers broadcast or multicast
-    /// TCP, and a wildcard service must not either). Implementations are `#[inline(always)]`:
-    /// a closure could not be, and LLVM made one into a function whose key went through the
-    /// stack.
-    fn on_key(&self, key: BindKey, unicast: bool) -> Self::Out;
+    /// Called with the key of the frame's destination and the destination itself, which says
+    /// whether a wildcard binding may take the frame ([`Destination::unicast`]).
+    /// Implementations are `#[inline(always)]`: a closure could not be, and LLVM made one into
+    /// a function whose key went through the stack.
+    fn on_key(&self, key: BindKey, to: Destination) -> Self::Out;
 }
 
 /// `then.on_key` on the binding key of `frame`'s destination, or the pass reason when there is
@@ -77,15 +102,24 @@ pub trait OnKey {
 #[inline(always)]
 pub fn classify<T: OnKey>(frame: &Frame, then: &T) -> Result<T::Out, Counter> {
     let (ethertype, l3, mac0) = ethernet(frame)?;
-    let mac_unicast = mac_unicast(mac0);
     match ethertype {
         ETH_P_IPV4 => {
-            let (key, ip_unicast) = ipv4(frame, l3)?;
-            Ok(then.on_key(key, ip_unicast && mac_unicast))
+            let (key, ip0) = ipv4(frame, l3)?;
+            let to = Destination {
+                mac0,
+                ip0,
+                v4: true,
+            };
+            Ok(then.on_key(key, to))
         }
         ETH_P_IPV6 => {
-            let (key, ip_unicast) = ipv6(frame, l3)?;
-            Ok(then.on_key(key, ip_unicast && mac_unicast))
+            let (key, ip0) = ipv6(frame, l3)?;
+            let to = Destination {
+                mac0,
+                ip0,
+                v4: false,
+            };
+            Ok(then.on_key(key, to))
         }
         _ => Err(Counter::PassNotIp),
     }
@@ -110,8 +144,9 @@ fn ethernet(frame: &Frame) -> Result<(u16, usize, u8), Counter> {
     Ok((ethertype, off, eth[0]))
 }
 
+/// The key of an IPv4 packet at `off`, and the first word of its destination address.
 #[inline(always)]
-fn ipv4(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
+fn ipv4(frame: &Frame, off: usize) -> Result<(BindKey, u32), Counter> {
     let ip: &[u8; IPV4_MIN_HLEN] = frame.bytes(off).ok_or(Counter::PassMalformed)?;
     if ip[0] >> 4 != 4 {
         return Err(Counter::PassMalformed);
@@ -130,11 +165,9 @@ fn ipv4(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
     }
     let proto = ip[9];
     let l4 = off + ihl;
-    // The address is read once; the unicast test takes its bytes from the word.
     let dst = word(ip, 16);
-    let unicast = ipv4_unicast(dst.to_ne_bytes());
     if proto == IPPROTO_ICMP {
-        return Ok((icmp4(frame, l4, off + total_len)?, unicast));
+        return Ok((icmp4(frame, l4, off + total_len)?, dst));
     }
     let port = l4_dst_port(frame, proto, l4, off + total_len)?;
     let key = BindKey {
@@ -143,7 +176,7 @@ fn ipv4(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
         proto,
         family: FAMILY_V4,
     };
-    Ok((key, unicast))
+    Ok((key, dst))
 }
 
 /// The key of the socket whose packet an ICMP error at `l4` quotes: the quoted IPv4 header's
@@ -220,8 +253,9 @@ fn quoted_src_port(frame: &Frame, proto: u8, l4: usize, ip_end: usize) -> Result
     Ok(u16::from_ne_bytes([ports[0], ports[1]]))
 }
 
+/// The key of an IPv6 packet at `off`, and the first word of its destination address.
 #[inline(always)]
-fn ipv6(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
+fn ipv6(frame: &Frame, off: usize) -> Result<(BindKey, u32), Counter> {
     let ip: &[u8; IPV6_HLEN] = frame.bytes(off).ok_or(Counter::PassMalformed)?;
     if ip[0] >> 4 != 6 {
         return Err(Counter::PassMalformed);
@@ -232,7 +266,6 @@ fn ipv6(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
         return Err(Counter::PassMalformed);
     }
     let addr = [word(ip, 24), word(ip, 28), word(ip, 32), word(ip, 36)];
-    let unicast = ipv6_unicast(addr[0].to_ne_bytes()[0]);
 
     let mut next = ip[6];
     let mut l4 = off + IPV6_HLEN;
@@ -267,7 +300,7 @@ fn ipv6(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
     }
     match next {
         PROTO_TCP | PROTO_UDP => {}
-        IPPROTO_ICMPV6 => return Ok((icmp6(frame, l4, ip_end)?, unicast)),
+        IPPROTO_ICMPV6 => return Ok((icmp6(frame, l4, ip_end)?, addr[0])),
         // Still inside a chain longer than we walk.
         IPPROTO_HOPOPTS | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH | IPPROTO_FRAGMENT => {
             return Err(Counter::PassMalformed);
@@ -281,7 +314,7 @@ fn ipv6(frame: &Frame, off: usize) -> Result<(BindKey, bool), Counter> {
         proto: next,
         family: FAMILY_V6,
     };
-    Ok((key, unicast))
+    Ok((key, addr[0]))
 }
 
 /// Four bytes at `at` as a word whose memory holds them in order (a [`BindKey`] address word),

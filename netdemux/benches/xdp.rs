@@ -20,7 +20,14 @@
 //! Differences to the empty program are reported in ns, with their quartiles over the rounds.
 //!
 //! Output: a markdown table on stdout and `bench/results/xdp-latest.json`.
-//! Usage: xdp [--quick]   (root)
+//!
+//! `--against OBJECT` compares instead: the embedded program (B) and another build of it (A, an
+//! object file `build.rs` wrote, e.g. copied from `target/release/build/netdemux-*/out/` before
+//! a change), each over 16 bindings with the socket in its XSKMAP, in alternating pairs: the
+//! median of the pairs' differences B − A for a lone binding's hit, a shared port's hit and a
+//! miss, in ns. It writes no results file: it is for checking a change to the program.
+//!
+//! Usage: xdp [--quick] [--against OBJECT]   (root)
 
 use std::time::Instant;
 
@@ -176,8 +183,15 @@ fn ns_over(prog: &Xdp, frames: &[Vec<u8>], repeat: u32, verdict: u32) -> Result<
 /// A loaded object with the demultiplexer and a table of `size` bindings: the measured ones
 /// and fillers (in the hash table only: they are never hit, they only fill it).
 fn table(size: u32) -> Result<(aya::Ebpf, DemuxMaps)> {
+    table_of(object::OBJECT, size)
+}
+
+/// [`table`] of the object `bytes`.
+fn table_of(bytes: &[u8], size: u32) -> Result<(aya::Ebpf, DemuxMaps)> {
     let measured = 8 * u32::from(MEASURED);
-    let mut ebpf = object::open(size + measured)?;
+    let mut ebpf = object::sized(&mut aya::EbpfLoader::new(), size + measured)
+        .load(bytes)
+        .context("cannot load the eBPF object")?;
     let mut maps = DemuxMaps::take(&mut ebpf, None)?;
     object::load_demux(&mut ebpf)?;
     for i in 0..MEASURED {
@@ -199,6 +213,69 @@ fn table(size: u32) -> Result<(aya::Ebpf, DemuxMaps)> {
         maps.binds[0].insert(filler(i).key(), 0, 0)?;
     }
     Ok((ebpf, maps))
+}
+
+/// `--against`: the embedded program (B) against the object `other` (A), in `pairs` alternating
+/// pairs of `slice` runs per program and frame kind (which side runs first alternates too).
+fn against(other: &[u8], sock_fd: i32, pairs: usize, slice: u32) -> Result<()> {
+    let mut sides = Vec::new();
+    for bytes in [other, object::OBJECT] {
+        let (ebpf, mut maps) = table_of(bytes, 16)?;
+        maps.xsks.set(0, sock_fd, 0)?;
+        sides.push((ebpf, maps));
+    }
+    let hits: Vec<Vec<u8>> = (0..MEASURED).map(|i| frame(7000 + i)).collect();
+    let shared: Vec<Vec<u8>> = (0..MEASURED)
+        .map(|i| frame_to([198, 18, 0, 3], SHARED + i))
+        .collect();
+    let miss = vec![frame(6999)];
+    let kinds: [(&str, &[Vec<u8>], u32); 3] = [
+        ("hit, the only binding on its port", &hits, 4),
+        ("hit, a port two addresses share", &shared, 4),
+        ("miss, nothing bound on the port", &miss, 2),
+    ];
+    let mut diffs = vec![Vec::new(); kinds.len()];
+    let mut times = vec![[Vec::new(), Vec::new()]; kinds.len()];
+    for pair in 0..pairs + 2 {
+        for (k, (_, frames, verdict)) in kinds.iter().enumerate() {
+            let mut t = [0.0; 2];
+            for s in if pair % 2 == 0 { [0, 1] } else { [1, 0] } {
+                let prog: &Xdp = sides[s]
+                    .0
+                    .program(program_names::DEMUX)
+                    .unwrap()
+                    .try_into()?;
+                t[s] = ns_over(prog, frames, slice, *verdict)?;
+            }
+            // The first two pairs warm up.
+            if pair >= 2 {
+                diffs[k].push(t[1] - t[0]);
+                times[k][0].push(t[0]);
+                times[k][1].push(t[1]);
+            }
+        }
+    }
+    println!(
+        "The embedded program (B) against the other build (A): {pairs} alternating pairs of \
+         {slice} runs each\n"
+    );
+    println!(
+        "| frame | A (ns, median) | B (ns, median) | B − A (ns, median of the pairs) | quartiles |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for (k, (name, _, _)) in kinds.iter().enumerate() {
+        let mut d = diffs[k].clone();
+        d.sort_by(f64::total_cmp);
+        println!(
+            "| {name} | {:.1} | {:.1} | {:+.1} | {:+.1} … {:+.1} |",
+            median(times[k][0].clone()),
+            median(times[k][1].clone()),
+            d[d.len() / 2],
+            d[d.len() / 4],
+            d[3 * d.len() / 4]
+        );
+    }
+    Ok(())
 }
 
 fn ns_per_run(prog: &Xdp, data: &[u8], repeat: u32) -> Result<f64> {
@@ -233,7 +310,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
     let cfg = if quick {
         Config {
             sizes: vec![16, 1_000, 100_000],
@@ -266,6 +344,10 @@ fn main() -> Result<()> {
     .join()
     .map_err(|_| anyhow::anyhow!("socket thread panicked"))??;
     let sock_fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sock));
+    if let Some(path) = args.windows(2).find(|w| w[0] == "--against").map(|w| &w[1]) {
+        let other = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
+        return against(&other, sock_fd, if quick { 20 } else { 60 }, cfg.slice);
+    }
 
     // One object per table size, so every configuration can be measured interleaved.
     let hit = frame(7000);

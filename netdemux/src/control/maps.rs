@@ -121,6 +121,11 @@ impl Verdicts {
         self.slots[counter as usize]
     }
 
+    /// Frames the program ran on: each is counted in exactly one slot.
+    pub fn seen(&self) -> u64 {
+        self.slots.iter().sum()
+    }
+
     /// Frames passed to the kernel for any reason (the sum of the pass reasons).
     pub fn passed(&self) -> u64 {
         Counter::PASS_REASONS

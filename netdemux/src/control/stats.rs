@@ -52,7 +52,7 @@ impl From<&Verdicts> for VerdictStats {
             *pass_reasons.get_mut(i) = v.get(*counter);
         }
         VerdictStats {
-            seen: v.get(Counter::Seen),
+            seen: v.seen(),
             passed: v.passed(),
             redirected: v.get(Counter::Redirected),
             redirect_failed: v.get(Counter::RedirectFailed),

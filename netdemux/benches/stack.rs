@@ -8,11 +8,13 @@
 //! 200,000 requests per repetition, 7 repetitions; prints each repetition's ns per request and
 //! the median. With `--udp`, datagrams to the UDP echo instead, as the `udp` bench's generator
 //! sends them (64-byte frames, 64 flows), 64 per batch (the socket's batch): the worker's cost
-//! per echoed datagram, for the `udp` bench's echo against the bare reflector. Time is noisy on
+//! per echoed datagram, for the `udp` bench's echo against the bare reflector; `--batch N` gives
+//! the worker N datagrams per round instead (a worker that keeps up sees a few: the cost of its
+//! round then weighs on each datagram). Time is noisy on
 //! a shared VM; for counts that repeat within a few percent (timers fire by the clock and the
 //! tables' hash keys are random, so not exactly), run one repetition under callgrind:
 //! `valgrind --tool=callgrind target/release/deps/stack-* --reps 1`.
-//! Usage: stack [--udp] [--reps N] [--requests N]
+//! Usage: stack [--udp [--batch N]] [--reps N] [--requests N]
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ const PER_ROUND: usize = 5;
 
 fn main() -> Result<()> {
     let (mut reps, mut requests, mut udp) = (7usize, 200_000usize, false);
+    let mut batch = netdemux::xsk::socket::BATCH;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| -> Result<usize> {
@@ -36,22 +39,25 @@ fn main() -> Result<()> {
             "--reps" => reps = value("--reps")?.max(1),
             "--requests" => requests = value("--requests")?.max(1),
             "--udp" => udp = true,
+            "--batch" => batch = value("--batch")?.clamp(1, netdemux::xsk::socket::BATCH),
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => {
-                bail!("unknown argument {other}: usage: stack [--udp] [--reps N] [--requests N]")
+                bail!(
+                    "unknown argument {other}: usage: stack [--udp [--batch N]] [--reps N] \
+                     [--requests N]"
+                )
             }
         }
     }
     let (what, median) = if udp {
         const FLOWS: u16 = 64;
-        const BATCH: usize = netdemux::xsk::socket::BATCH;
         println!(
-            "UDP echo through the queue worker in memory: {FLOWS} flows, {BATCH} datagrams per \
+            "UDP echo through the queue worker in memory: {FLOWS} flows, {batch} datagrams per \
              batch, {requests} datagrams per repetition"
         );
         let median = repetitions(reps, "datagram", || {
-            let e = udp_echo(FLOWS, requests, BATCH);
+            let e = udp_echo(FLOWS, requests, batch);
             (e.worker_time, e.answered, e.rounds)
         });
         ("datagrams", median)

@@ -194,6 +194,13 @@ impl Sent {
 /// A worker over an in-memory ring serving [`services`], as a daemon's would, and the queue
 /// its resolver answers arrive on.
 fn worker() -> (Worker<FakeFrames>, Arc<ArrayQueue<(IpAddr, Resolution)>>) {
+    worker_serving(services())
+}
+
+/// A worker serving `services` (with TCP sockets only if one of them is a TCP service).
+fn worker_serving(
+    services: ServiceTable,
+) -> (Worker<FakeFrames>, Arc<ArrayQueue<(IpAddr, Resolution)>>) {
     let stats = Arc::new(WorkerStats::new(
         0,
         false,
@@ -211,7 +218,7 @@ fn worker() -> (Worker<FakeFrames>, Arc<ArrayQueue<(IpAddr, Resolution)>>) {
         neighbour_lifetime: std::time::Duration::from_secs(30),
         tcp: TcpSetup::unlimited(),
     };
-    let services = Arc::new(services());
+    let services = Arc::new(services);
     let w = Worker::new(
         FakeFrames::default(),
         services,
@@ -430,8 +437,10 @@ pub struct Echoed {
 /// header checks, the service, the answer in place) without the socket's system calls. Panics
 /// if an answer is missing or is not the echo of its datagram.
 pub fn udp_echo(flows: u16, datagrams: usize, per_round: usize) -> Echoed {
-    // Answers go back in place, to the MAC they came from: no resolver answers needed.
-    let (mut w, _) = worker();
+    // Answers go back in place, to the MAC they came from: no resolver answers needed. Only
+    // the echo, as `run --udp-echo` serves it: no TCP sockets, so no TCP work in a round.
+    let echo = ServiceTable::new(&[(Kind::UdpEcho, v4(2, 7000))]).expect("a valid service");
+    let (mut w, _) = worker_serving(echo);
     let payload = [0xab; 18];
     let frames: Vec<Vec<u8>> = (0..flows)
         .map(|i| {

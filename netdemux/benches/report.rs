@@ -472,7 +472,8 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             "miss_tax_vs_pass_program",
         ),
         (
-            "program hit − empty program, ns (test_run at full speed; the only binding on its port)",
+            "program hit − empty program, ns (test_run, the rounds at full speed or all when too \
+             few were: the xdp table says which; the only binding on its port)",
             "≤ 25",
             "program_hit_minus_empty_ns",
         ),

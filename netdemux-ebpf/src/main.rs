@@ -59,10 +59,10 @@ fn logging() -> bool {
 }
 
 /// The counter index of the binding `key` matches in a binding set (exact address first, then
-/// the family's wildcard if the frame is for one host, `to.unicast()`). The port entry settles most frames: nothing bound on
-/// the port (a miss), or a binding in one of its lanes, whose address the entry holds and is
-/// compared without hashing; only a port with more bindings than lanes costs a hash lookup, and
-/// only that path puts the key in memory.
+/// the family's wildcard if the frame is for one host, `to.unicast()`). The port entry settles
+/// most frames: nothing bound on the port (a miss), or a binding in one of its lanes, whose
+/// address the entry holds and is compared without hashing; only a port with more bindings than
+/// lanes costs a hash lookup, and only that path puts the key in memory.
 #[inline(always)]
 #[allow(
     clippy::needless_borrows_for_generic_args,

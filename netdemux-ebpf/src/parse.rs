@@ -74,6 +74,24 @@ pub struct Destination {
 }
 
 impl Destination {
+    #[inline(always)]
+    fn v4(mac0: u8, ip0: u32) -> Self {
+        Destination {
+            mac0,
+            ip0,
+            v4: true,
+        }
+    }
+
+    #[inline(always)]
+    fn v6(mac0: u8, ip0: u32) -> Self {
+        Destination {
+            mac0,
+            ip0,
+            v4: false,
+        }
+    }
+
     /// True when neither the link nor the IP destination is a group (or IPv4 broadcast).
     #[inline(always)]
     pub fn unicast(self) -> bool {
@@ -105,21 +123,11 @@ pub fn classify<T: OnKey>(frame: &Frame, then: &T) -> Result<T::Out, Counter> {
     match ethertype {
         ETH_P_IPV4 => {
             let (key, ip0) = ipv4(frame, l3)?;
-            let to = Destination {
-                mac0,
-                ip0,
-                v4: true,
-            };
-            Ok(then.on_key(key, to))
+            Ok(then.on_key(key, Destination::v4(mac0, ip0)))
         }
         ETH_P_IPV6 => {
             let (key, ip0) = ipv6(frame, l3)?;
-            let to = Destination {
-                mac0,
-                ip0,
-                v4: false,
-            };
-            Ok(then.on_key(key, to))
+            Ok(then.on_key(key, Destination::v6(mac0, ip0)))
         }
         _ => Err(Counter::PassNotIp),
     }

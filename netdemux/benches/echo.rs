@@ -38,7 +38,10 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use netdemux::testbed::{Daemon, Testbed, in_netns};
+use netdemux::{
+    test_rng::Xorshift64,
+    testbed::{Daemon, Testbed, in_netns},
+};
 
 mod support;
 
@@ -211,7 +214,7 @@ fn main() -> Result<()> {
     }
     let tb = Testbed::new("nde", 1, BIN)?;
     // A random order per round (xorshift seeded from the clock), recorded in the results.
-    let mut random = support::Random::from_clock();
+    let mut random = support::clock_seeded();
     let blocking = measure(&tb, false, n, quick, &mut random)?;
     let spinning = measure(&tb, true, n, quick, &mut random)?;
     drop(tb);
@@ -258,7 +261,7 @@ fn measure(
     spin: bool,
     n: usize,
     quick: bool,
-    random: &mut support::Random,
+    random: &mut Xorshift64,
 ) -> Result<serde_json::Value> {
     let mode = if spin { "spinning" } else { "blocking" };
     // Each echo's samples, and its median in each round.
@@ -272,7 +275,7 @@ fn measure(
         // A random order of the three (Fisher-Yates).
         let mut sides = [Side::Kernel, Side::Netdemux, Side::Bare];
         for i in (1..sides.len()).rev() {
-            sides.swap(i, (random.next() % (i as u64 + 1)) as usize);
+            sides.swap(i, random.below(i + 1));
         }
         order.push(
             sides

@@ -39,7 +39,13 @@ fn main() -> Result<()> {
             "--reps" => reps = value("--reps")?.max(1),
             "--requests" => requests = value("--requests")?.max(1),
             "--udp" => udp = true,
-            "--batch" => batch = value("--batch")?.clamp(1, netdemux::xsk::socket::BATCH),
+            "--batch" => {
+                batch = value("--batch")?;
+                let max = netdemux::xsk::socket::BATCH;
+                if !(1..=max).contains(&batch) {
+                    bail!("--batch takes 1 to {max} (the socket's batch), not {batch}");
+                }
+            }
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => {

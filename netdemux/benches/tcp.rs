@@ -33,6 +33,7 @@ mod support;
 use anyhow::{Context as _, Result, bail};
 use netdemux::{
     services::http,
+    test_rng::Xorshift64,
     testbed::{Daemon, Testbed, in_netns},
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -329,7 +330,7 @@ fn rounds_in(
     tb: &Testbed,
     layout: Layout,
     seconds: u32,
-    random: &mut support::Random,
+    random: &mut Xorshift64,
     only: Option<&str>,
 ) -> Result<Rounds> {
     layout.set_up(tb)?;
@@ -338,7 +339,7 @@ fn rounds_in(
     for _ in 0..3 {
         let mut order: Vec<usize> = (0..SERVERS.len()).collect();
         for i in (1..order.len()).rev() {
-            order.swap(i, (random.next() % (i as u64 + 1)) as usize);
+            order.swap(i, random.below(i + 1));
         }
         orders.push(order.iter().map(|&i| SERVERS[i]).collect::<Vec<_>>());
         for i in order {
@@ -467,7 +468,7 @@ fn main() -> Result<()> {
         bail!("the TCP benchmark creates namespaces: run it as root");
     }
     let tb = Testbed::new("ndh", 1, BIN)?;
-    let mut random = support::Random::from_clock();
+    let mut random = support::clock_seeded();
     let mut layouts = serde_json::Map::new();
     let mut settings = serde_json::Map::new();
     for layout in [Layout::Shared, Layout::Split] {

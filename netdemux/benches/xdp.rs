@@ -189,9 +189,7 @@ fn table(size: u32) -> Result<(aya::Ebpf, DemuxMaps)> {
 /// [`table`] of the object `bytes`.
 fn table_of(bytes: &[u8], size: u32) -> Result<(aya::Ebpf, DemuxMaps)> {
     let measured = 8 * u32::from(MEASURED);
-    let mut ebpf = object::sized(&mut aya::EbpfLoader::new(), size + measured)
-        .load(bytes)
-        .context("cannot load the eBPF object")?;
+    let mut ebpf = object::open_bytes(bytes, size + measured)?;
     let mut maps = DemuxMaps::take(&mut ebpf, None)?;
     object::load_demux(&mut ebpf)?;
     for i in 0..MEASURED {
@@ -344,7 +342,11 @@ fn main() -> Result<()> {
     .join()
     .map_err(|_| anyhow::anyhow!("socket thread panicked"))??;
     let sock_fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sock));
-    if let Some(path) = args.windows(2).find(|w| w[0] == "--against").map(|w| &w[1]) {
+    if let Some(at) = args.iter().position(|a| a == "--against") {
+        // cargo bench adds --bench to the arguments: an option is no path.
+        let Some(path) = args.get(at + 1).filter(|p| !p.starts_with("--")) else {
+            bail!("--against needs the object file to compare with: xdp --against OLD.o");
+        };
         let other = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
         return against(&other, sock_fd, if quick { 20 } else { 60 }, cfg.slice);
     }

@@ -754,7 +754,8 @@ fn fixture_table() {
         failures.join("\n")
     );
 
-    // Conservation over the whole run: seen = passed + redirected + redirect_failed.
+    // Conservation over the whole run: one slot per frame (seen, the slots' sum, is the number
+    // of frames), and the pass reasons and the two redirect verdicts are every slot there is.
     let v = h.maps.verdicts().unwrap();
     assert_eq!(v.seen(), cases.len() as u64);
     assert_eq!(
@@ -1082,7 +1083,7 @@ fn random_and_mutated_frames_always_get_a_counted_verdict() {
     assert_eq!(
         d.seen(),
         d.passed() + d.get(Counter::Redirected) + d.get(Counter::RedirectFailed),
-        "conservation over {runs} random frames: {:?}",
+        "the pass reasons and the redirect verdicts cover every slot: {:?}",
         d.slots
     );
     assert!(

@@ -80,22 +80,14 @@ pub fn pin(cpu: usize) {
     }
 }
 
-/// Xorshift, seeded from the clock: the random orders the benchmarks measure their sides in.
-pub struct Random(Xorshift64);
-
-impl Random {
-    pub fn from_clock() -> Random {
-        Random(Xorshift64::new(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos() as u64 | 1)
-                .unwrap_or(1),
-        ))
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0.next()
-    }
+/// Xorshift seeded from the clock: the random orders the benchmarks measure their sides in.
+pub fn clock_seeded() -> Xorshift64 {
+    Xorshift64::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64 | 1)
+            .unwrap_or(1),
+    )
 }
 
 /// Where the receiving side runs (both have the generator alone on CPU 0).

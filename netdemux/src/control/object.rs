@@ -20,8 +20,14 @@ pub fn object_hash() -> u64 {
 /// Parses the object and creates its maps, sizing the binding table for `max_bindings` entries.
 /// No program is loaded yet: see [`load_program`].
 pub fn open(max_bindings: u32) -> Result<Ebpf> {
+    open_bytes(OBJECT, max_bindings)
+}
+
+/// [`open`] of another build of the object (`bytes`, as `build.rs` writes it): the benchmarks
+/// compare one against the other.
+pub fn open_bytes(bytes: &[u8], max_bindings: u32) -> Result<Ebpf> {
     sized(&mut EbpfLoader::new(), max_bindings)
-        .load(OBJECT)
+        .load(bytes)
         .context("cannot load the netdemux eBPF object (maps could not be created)")
 }
 

@@ -145,7 +145,8 @@ fn partial_offload(src: &[u8], dst: &[u8], datagram: &[u8]) -> bool {
     let ip = |a: &[u8]| -> Option<IpAddr> {
         match a.len() {
             4 => <[u8; 4]>::try_from(a).ok().map(IpAddr::from),
-            _ => <[u8; 16]>::try_from(a).ok().map(IpAddr::from),
+            16 => <[u8; 16]>::try_from(a).ok().map(IpAddr::from),
+            _ => None,
         }
     };
     let (Some(src), Some(dst)) = (ip(src), ip(dst)) else {

@@ -203,7 +203,7 @@ mod tests {
         let mut rng = crate::test_rng::Xorshift64::new(0x9e37_79b9_7f4a_7c15);
         for round in 0..2000 {
             let mut h = [0u8; 20];
-            h.iter_mut().for_each(|b| *b = rng.next() as u8);
+            rng.fill(&mut h);
             if round % 4 == 0 {
                 h.iter_mut().step_by(3).for_each(|b| *b = 0xff);
             }

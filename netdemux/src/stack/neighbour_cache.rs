@@ -25,6 +25,10 @@ pub const RESOLVE_WAIT: Duration = Duration::from_secs(1);
 pub const ENTRY_LIFETIME: Duration = Duration::from_secs(30);
 /// How often a stale entry is asked about again.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+/// How finely a peer's confirmations are recorded: another one within this much of the last
+/// recorded one changes nothing (Linux records them in jiffies, 4 ms at HZ=250, and writes
+/// `neigh->confirmed` only when the jiffy changed).
+pub const CONFIRM_GRANULARITY: Duration = Duration::from_millis(1);
 
 /// What asking the kernel about a destination gave.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,9 +99,24 @@ impl<V> Bounded<V> {
     }
 }
 
+/// The peer confirmed last, as its entry says: a burst of frames from one peer, and the
+/// answers to it, pay no lookup while it is fresh (as a Linux socket keeps its route and
+/// neighbour in a cached `dst_entry` instead of looking them up per packet). It always agrees
+/// with the entry: every write to the entry replaces or clears it.
+#[derive(Clone, Copy, Debug)]
+struct Recent {
+    ip: IpAddr,
+    mac: [u8; 6],
+    /// When the entry's confirmation was recorded, plus [`CONFIRM_GRANULARITY`].
+    record_again: Instant,
+    /// When the entry goes stale.
+    stale: Instant,
+}
+
 /// A bounded neighbour cache with a pending queue of items of type `T`.
 pub struct NeighbourCache<T> {
     confirmed: Bounded<Entry>,
+    recent: Option<Recent>,
     suggested: Bounded<[u8; 6]>,
     /// Peers without a confirmed entry that the kernel was asked about, and when.
     asked: Bounded<Instant>,
@@ -126,6 +145,7 @@ impl<T> NeighbourCache<T> {
     pub fn new(capacity: usize, pending_capacity: usize, lifetime: Duration) -> Self {
         NeighbourCache {
             confirmed: Bounded::new(capacity),
+            recent: None,
             suggested: Bounded::new(capacity),
             asked: Bounded::new(pending_capacity),
             lifetime,
@@ -138,9 +158,23 @@ impl<T> NeighbourCache<T> {
     /// `ip` is at `mac`: the kernel said so, or a frame from there passed the stack's checks
     /// (a valid segment of a known connection).
     pub fn confirm(&mut self, ip: IpAddr, mac: [u8; 6], now: Instant) {
+        if self
+            .recent
+            .is_some_and(|r| r.ip == ip && r.mac == mac && now < r.record_again)
+        {
+            // The same peer again within the granularity: its entry says so already.
+            return;
+        }
+        self.recent = Some(Recent {
+            ip,
+            mac,
+            record_again: now + CONFIRM_GRANULARITY,
+            // A lifetime past the clock's end: never stale, and the entry itself answers.
+            stale: now.checked_add(self.lifetime).unwrap_or(now),
+        });
         let moved_from = match self.confirmed.map.get_mut(&ip) {
             Some(e) if e.mac == mac => {
-                // The common case, once per accepted frame: one lookup, no insertion.
+                // Once per accepted frame outside a burst: one lookup, no insertion.
                 e.confirmed = now;
                 e.asked = None;
                 return;
@@ -191,6 +225,13 @@ impl<T> NeighbourCache<T> {
     /// Where a frame to `ip` goes now (a stale entry too), and whether the kernel should be
     /// asked about it ([`NeighbourCache::refresh_due`]) — in one lookup for a known peer.
     pub fn next_hop(&mut self, ip: IpAddr, now: Instant) -> (Option<[u8; 6]>, bool) {
+        if let Some(r) = self.recent
+            && r.ip == ip
+            && now < r.stale
+        {
+            // Fresh, so nothing to ask: the entry would answer the same.
+            return (Some(r.mac), false);
+        }
         let lifetime = self.lifetime;
         if let Some(e) = self.confirmed.map.get_mut(&ip) {
             let ask = now.saturating_duration_since(e.confirmed) >= lifetime
@@ -198,6 +239,7 @@ impl<T> NeighbourCache<T> {
                     .is_none_or(|t| now.saturating_duration_since(t) >= REFRESH_EVERY);
             if ask {
                 e.asked = Some(now);
+                self.recent = None;
             }
             return (Some(e.mac), ask);
         }
@@ -234,6 +276,7 @@ impl<T> NeighbourCache<T> {
                     .is_some_and(|t| now.saturating_duration_since(t) < REFRESH_EVERY);
                 if stale && !asked_lately {
                     e.asked = Some(now);
+                    self.recent = None;
                     return true;
                 }
                 false
@@ -407,6 +450,28 @@ mod tests {
     }
 
     #[test]
+    fn confirmations_closer_than_the_granularity_are_recorded_once() {
+        // As Linux records them in jiffies: the entry stays stale from the first of them.
+        let t0 = Instant::now();
+        let mut n: NeighbourCache<u8> = NeighbourCache::new(4, 4, LIFE);
+        let peer = ip("198.18.0.1");
+        n.confirm(peer, A, t0);
+        n.confirm(peer, A, t0 + CONFIRM_GRANULARITY / 2);
+        assert_eq!(n.next_hop(peer, t0 + LIFE), (Some(A), true));
+        n.confirm(peer, A, t0 + LIFE + CONFIRM_GRANULARITY / 2);
+        n.confirm(peer, A, t0 + LIFE + CONFIRM_GRANULARITY * 2);
+        assert_eq!(
+            n.next_hop(peer, t0 + LIFE * 2 + CONFIRM_GRANULARITY),
+            (Some(A), false),
+            "recorded again once the granularity passed"
+        );
+        // Another MAC is recorded at once, however soon.
+        let later = t0 + LIFE * 2 + CONFIRM_GRANULARITY;
+        n.confirm(peer, B, later);
+        assert_eq!(n.next_hop(peer, later), (Some(B), false));
+    }
+
+    #[test]
     fn when_a_peer_moves_to_another_mac_every_peer_behind_the_old_one_follows() {
         // Two peers behind one gateway (MAC A); one of them talks from B now (the gateway's
         // failover): the quiet one is sent to B too. A peer elsewhere (MAC C) stays.
@@ -498,14 +563,16 @@ pub mod fuzzing {
 
     const CAPACITY: usize = 64;
     const PENDING: usize = 16;
+    const LIFETIME: Duration = Duration::from_secs(30);
 
     /// Runs the operations `data` describes; see the module's documentation.
     pub fn run(data: &[u8]) {
         let start = Instant::now();
         let mut now = start;
-        let mut cache = NeighbourCache::new(CAPACITY, PENDING, Duration::from_secs(30));
+        let mut cache = NeighbourCache::new(CAPACITY, PENDING, LIFETIME);
         // Every send is an item with a number; each comes back exactly once.
         let (mut next_item, mut open) = (0u64, HashSet::new());
+        let mut last = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
         let settle = |open: &mut HashSet<u64>, item: u64| {
             assert!(open.remove(&item), "send {item} came back twice");
         };
@@ -516,8 +583,11 @@ pub mod fuzzing {
                 *op.get(2).unwrap_or(&0),
                 *op.get(3).unwrap_or(&0),
             ];
-            // Sources from a pool large enough to overflow the tables, both families.
-            let ip = if a & 0x80 == 0 {
+            // Sources from a pool large enough to overflow the tables, both families; or the
+            // last one again (bursts from one peer).
+            let ip = if a & 0x40 != 0 {
+                last
+            } else if a & 0x80 == 0 {
                 IpAddr::V4(Ipv4Addr::new(198, 18, a, b))
             } else {
                 IpAddr::V6(Ipv6Addr::new(
@@ -531,6 +601,7 @@ pub mod fuzzing {
                     u16::from(b),
                 ))
             };
+            last = ip;
             let mac = [2, 0, 0, 0, 0, c % 8];
             match code % 8 {
                 0 => cache.confirm(ip, mac, now),
@@ -573,13 +644,30 @@ pub mod fuzzing {
                     }
                 }
                 5 => {
-                    let (m, _) = cache.next_hop(ip, now);
+                    // What the entry says, asked before next_hop marks it.
+                    let due = cache.confirmed.map.get(&ip).map(|e| {
+                        now.saturating_duration_since(e.confirmed) >= LIFETIME
+                            && e.asked.is_none_or(|t| {
+                                now.saturating_duration_since(t) >= super::REFRESH_EVERY
+                            })
+                    });
+                    let (m, ask) = cache.next_hop(ip, now);
                     assert_eq!(m, cache.lookup(ip));
+                    if let Some(due) = due {
+                        assert_eq!(ask, due, "the peer confirmed last answers as its entry");
+                    }
                 }
                 6 => {
                     let _ = cache.refresh_due(ip, now);
                 }
                 _ => now += Duration::from_millis(u64::from(b) * 256 + u64::from(c)),
+            }
+            if let Some(r) = cache.recent {
+                let e = cache.confirmed.map.get(&r.ip);
+                let e = e.expect("the peer confirmed last has an entry");
+                assert_eq!(e.mac, r.mac);
+                assert_eq!(e.asked, None);
+                assert_eq!(Some(r.stale), e.confirmed.checked_add(LIFETIME));
             }
             assert!(cache.confirmed.map.len() <= CAPACITY);
             assert!(cache.suggested.map.len() <= CAPACITY);

@@ -148,6 +148,18 @@ fn main() -> Result<()> {
         .iter()
         .filter_map(|&(name, _, _)| Some((name.to_string(), json!(udp_spread(udp?, name)?))))
         .collect();
+    // How far each HTTP ratio moved between its rounds (netdemux against the baseline's round of
+    // the same index).
+    let http_spreads: serde_json::Map<String, Value> = HTTP_SPREADS
+        .iter()
+        .filter_map(|&(name, layout, key)| {
+            let per_round = tcp?["layouts"][layout]["round_ratios"][key].as_array()?;
+            let v: Vec<f64> = per_round.iter().filter_map(Value::as_f64).collect();
+            let lo = v.iter().copied().reduce(f64::min)?;
+            let hi = v.iter().copied().reduce(f64::max)?;
+            Some((name.to_string(), json!([lo, hi])))
+        })
+        .collect();
     // Each udp ratio at equal placement of the vCPUs, and how much the placement moves its two
     // sides' rates (see `udp_at_equal_placement`).
     let fits: Vec<(&str, PlacementFit)> = support::UDP_RATIOS
@@ -169,6 +181,7 @@ fn main() -> Result<()> {
         .collect();
     let mut record = json!({
         "run": run, "provenance": provenance, "ratios": ratios, "udp_spreads": udp_spreads,
+        "http_spreads": http_spreads,
         "udp_at_equal_placement": at_equal, "udp_near_vs_far": near_gain,
         "left_out": left_out,
     });
@@ -227,6 +240,19 @@ fn embed_in_readme(path: &std::path::Path, md: &str) -> Result<()> {
 
 /// The lowest and highest ratio of one repetition for the `udp` ratio `name` in the busy-poll
 /// layout (a repetition measures every receiver once, interleaved, so its two sides pair up).
+/// The HTTP ratios whose rounds are shown: (the report's name, the layout, the tcp bench's name).
+const HTTP_SPREADS: [(&str, &str, &str); 5] = [
+    ("tcp_capacity_vs_kernel", "split", "tcp_capacity_vs_kernel"),
+    ("tcp_reqs_vs_kernel", "split", "tcp_reqs_vs_kernel"),
+    ("tcp_p99_vs_kernel", "split", "tcp_p99_vs_kernel"),
+    (
+        "tcp_capacity_vs_kernel_shared",
+        "shared",
+        "tcp_capacity_vs_kernel",
+    ),
+    ("tcp_reqs_vs_kernel_shared", "shared", "tcp_reqs_vs_kernel"),
+];
+
 fn udp_spread(udp: &Value, name: &str) -> Option<[f64; 2]> {
     let &(_, a, b) = support::UDP_RATIOS.iter().find(|r| r.0 == name)?;
     let samples = |k: &str| udp["receivers"][k]["busy_poll"]["samples"].as_array();
@@ -420,7 +446,7 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         md.push_str(&format!("Not in this run: {}.\n\n", names.join(", ")));
     }
     md.push_str(
-        "| ratio | goal | measured (udp: the lowest–highest repetition in brackets) | udp: at equal vCPU placement (95% interval) |\n|---|---|---:|---:|\n",
+        "| ratio | goal | measured (udp and HTTP: the lowest–highest repetition in brackets, HTTP's round by round) | udp: at equal vCPU placement (95% interval) |\n|---|---|---:|---:|\n",
     );
     for (name, goal, key) in [
         (
@@ -590,7 +616,8 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         ("TCP proxy p99 / kernel relay", "—", "proxy_p99_vs_kernel"),
         ("TCP proxy bulk / kernel relay", "—", "proxy_bulk_vs_kernel"),
     ] {
-        let spread = match record["udp_spreads"][key].as_array().map(Vec::as_slice) {
+        let spreads = [&record["udp_spreads"][key], &record["http_spreads"][key]];
+        let spread = match spreads.iter().find_map(|s| s.as_array()).map(Vec::as_slice) {
             Some([lo, hi]) => format!(" ({}–{})", num(lo, 2), num(hi, 2)),
             _ => String::new(),
         };

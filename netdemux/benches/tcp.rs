@@ -6,7 +6,10 @@
 //! Every server is confined to CPU 1, as netdemux's worker is (`--cpu 1`); wrk in the peer
 //! namespace (1 thread, 64 connections: with 16, neither core was full in the split layout, and
 //! the run measured round trips) runs on CPU 0 and drives each for a few seconds; the servers
-//! are measured in a random order per round, 3 rounds, and the medians are reported.
+//! are measured in a random order per round, 5 rounds (3 with `--quick`), and the medians are
+//! reported, with each ratio's lowest and highest round: netdemux against the baseline's round
+//! of the same index, measured a few seconds apart, so that the machine's drift in speed
+//! between rounds moves both sides of a pair alike.
 //! Each round records the CPUs' busy share and, from it, the server core's CPU time per request;
 //! netdemux rounds also its ring drop and TCP counters; the record holds both veth ends' offload
 //! settings. 1 queue; the netdemux worker waits in poll(2).
@@ -42,6 +45,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_netdemux");
 const ADDR: &str = "198.18.0.2:8080";
 /// wrk's connections (one thread).
 const CONNECTIONS: u32 = 64;
+/// Rounds per layout (each measures every server once).
+const ROUNDS: usize = 5;
+const QUICK_ROUNDS: usize = 3;
 
 /// One measured round: (requests/s, p50 µs, p99 µs) and what else was recorded.
 type Round = ((f64, f64, f64), serde_json::Value);
@@ -324,19 +330,19 @@ fn median_of(v: &[Round], key: &str) -> f64 {
 
 const SERVERS: [&str; 4] = ["tokio_1", "tokio_mt", "nginx", "netdemux"];
 
-/// 3 rounds of every server in `layout`, in a random order per round:
+/// `rounds` rounds of every server in `layout`, in a random order per round:
 /// the rounds by server, and the orders.
 fn rounds_in(
     tb: &Testbed,
     layout: Layout,
-    seconds: u32,
+    (rounds, seconds): (usize, u32),
     random: &mut Xorshift64,
     only: Option<&str>,
 ) -> Result<Rounds> {
     layout.set_up(tb)?;
     let mut results: Vec<Vec<Round>> = vec![Vec::new(); SERVERS.len()];
     let mut orders = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..rounds {
         let mut order: Vec<usize> = (0..SERVERS.len()).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, random.below(i + 1));
@@ -394,7 +400,7 @@ fn summary(
     // of its core's time (where the client's core is the full one, requests/s measure the
     // client, not the server).
     // Requests per second of the server core's time: the reciprocal of its CPU time per request
-    // (the median's reciprocal is the reciprocals' median: 3 rounds).
+    // (the median's reciprocal is the reciprocals' median: an odd number of rounds).
     let capacity = |v: &[Round]| {
         let us = median_of(v, "server_cpu_us_per_request");
         if us > 0.0 { 1e6 / us } else { 0.0 }
@@ -443,6 +449,23 @@ fn summary(
         "tcp_p99_vs_kernel": r("p99_us"),
         "tcp_capacity_vs_kernel": r("requests_per_server_core_s"),
     });
+    // Each ratio round by round: netdemux's round against the baseline's round of the same index
+    // (the rounds are in step: a failed round ends the run).
+    let paired = |of: fn(&Round) -> f64| -> Vec<f64> {
+        ours.iter()
+            .zip(&results[best])
+            .map(|(o, k)| of(o) / of(k))
+            .filter(|r| r.is_finite())
+            .collect()
+    };
+    let capacity_of: fn(&Round) -> f64 =
+        |(_, e)| 1e6 / e["server_cpu_us_per_request"].as_f64().unwrap_or(f64::NAN);
+    let round_ratios = serde_json::json!({
+        "tcp_reqs_vs_kernel": paired(|((rps, _, _), _)| *rps),
+        "tcp_p50_vs_kernel": paired(|((_, p50, _), _)| *p50),
+        "tcp_p99_vs_kernel": paired(|((_, _, p99), _)| *p99),
+        "tcp_capacity_vs_kernel": paired(capacity_of),
+    });
     serde_json::json!({
         "layout": layout.key(),
         "orders": orders,
@@ -451,6 +474,7 @@ fn summary(
         "kernel": kernel,
         "netdemux": netdemux,
         "ratios": ratios,
+        "round_ratios": round_ratios,
     })
 }
 
@@ -463,7 +487,11 @@ fn main() -> Result<()> {
         support::flag_value(&args, "--only"),
         support::flag_value(&args, "--layout"),
     );
-    let seconds = if quick { 2 } else { 5 };
+    let (rounds, seconds) = if quick {
+        (QUICK_ROUNDS, 2)
+    } else {
+        (ROUNDS, 5)
+    };
     if !nix::unistd::geteuid().is_root() {
         bail!("the TCP benchmark creates namespaces: run it as root");
     }
@@ -475,13 +503,14 @@ fn main() -> Result<()> {
         if only_layout.as_deref().is_some_and(|l| l != layout.key()) {
             continue;
         }
-        let (results, orders) = rounds_in(&tb, layout, seconds, &mut random, only.as_deref())?;
+        let (results, orders) =
+            rounds_in(&tb, layout, (rounds, seconds), &mut random, only.as_deref())?;
         settings.insert(layout.key().into(), offloads(&tb));
         layouts.insert(layout.key().into(), summary(layout, results, orders));
     }
     drop(tb);
     println!(
-        "HTTP/1.1 keep-alive GET, wrk -t1 -c{CONNECTIONS} on CPU 0 in the peer namespace, servers on CPU 1, medians of 3 × {seconds} s\n"
+        "HTTP/1.1 keep-alive GET, wrk -t1 -c{CONNECTIONS} on CPU 0 in the peer namespace, servers on CPU 1, medians of {rounds} × {seconds} s\n"
     );
     for (name, l) in &layouts {
         println!("layout {name}: best kernel server {}\n", l["kernel_best"]);
@@ -508,7 +537,14 @@ fn main() -> Result<()> {
             "netdemux --http (userspace TCP, AF_XDP copy mode)",
             &l["netdemux"],
         );
-        println!("\nratios: {}\n", l["ratios"]);
+        if l["kernel"]["requests_per_s"].as_f64().unwrap_or(0.0) > 0.0
+            && l["netdemux"]["requests_per_s"].as_f64().unwrap_or(0.0) > 0.0
+        {
+            println!("\nratios: {}", l["ratios"]);
+            println!("ratios round by round: {}\n", l["round_ratios"]);
+        } else {
+            println!("\n(no ratios: netdemux or every kernel server was left out)\n");
+        }
     }
     if only.is_some() || only_layout.is_some() {
         println!("(a partial run: no results file)");
@@ -523,7 +559,7 @@ fn main() -> Result<()> {
         "quick": quick,
         "provenance": netdemux::testbed::provenance(quick),
         "seconds_each": seconds,
-        "rounds": 3,
+        "rounds": rounds,
         "connections": CONNECTIONS,
         "offloads": settings,
         "pinning": "wrk on CPU 0; every server (tokio's threads, nginx, netdemux's worker) on CPU 1; in the split layout the client end's NAPI thread on CPU 0, the server end's on CPU 1",

@@ -13,7 +13,7 @@ use std::{
 
 use super::{
     Seq,
-    connection::{self, Config, Connection, Events, Start, State},
+    connection::{self, Config, Connection, Events, Start, State, Transmitted},
     counters::Counters,
     isn::IsnSource,
     memory::MemoryBudget,
@@ -444,6 +444,13 @@ impl Endpoint {
 
     /// Books what changed on connection `id`.
     fn after(&mut self, id: ConnId, now: Instant) {
+        self.book(id, now, false);
+    }
+
+    /// [`Endpoint::after`]; `drained` when the connection just sent everything due, so that
+    /// whether it wants to transmit need not be worked out again (nothing here changes that:
+    /// the persist timer and the receive window's target send nothing by themselves).
+    fn book(&mut self, id: ConnId, now: Instant, drained: bool) {
         let slot = &mut self.slots[id.index as usize];
         let Some(conn) = slot.conn.as_mut() else {
             return;
@@ -496,7 +503,11 @@ impl Endpoint {
             }
             return;
         }
-        if !slot.queued && conn.wants_to_transmit() {
+        debug_assert!(
+            !drained || !conn.wants_to_transmit(),
+            "drained, yet more is due"
+        );
+        if !slot.queued && !drained && conn.wants_to_transmit() {
             slot.queued = true;
             self.transmit.push_back(id);
         }
@@ -919,11 +930,11 @@ impl Endpoint {
                 continue;
             };
             let (local, remote) = (conn.local(), conn.remote());
-            let done = conn.poll_transmit(now, &mut self.counters, &mut |h, p| {
+            let sent = conn.poll_transmit(now, &mut self.counters, &mut |h, p| {
                 emit(local, remote, h, p)
             });
-            self.after(id, now);
-            if !done {
+            self.book(id, now, sent == Transmitted::Everything);
+            if sent == Transmitted::Refused {
                 // Out of room: this connection goes first next time.
                 let slot = &mut self.slots[id.index as usize];
                 if slot.generation == id.generation && slot.queued {

@@ -24,6 +24,7 @@ use std::{
 mod icmp;
 mod input;
 mod output;
+pub use output::Transmitted;
 mod recovery;
 mod timers;
 
@@ -693,7 +694,8 @@ impl Connection {
             .srtt()
             .unwrap_or(Duration::from_millis(100))
             .max(Duration::from_millis(1));
-        if now.saturating_duration_since(self.rcv_mark) < round {
+        // Not yet a round since the mark (and a mark past the clock's end never is).
+        if self.rcv_mark.checked_add(round).is_none_or(|due| now < due) {
             return;
         }
         let copied = std::mem::take(&mut self.rcv_copied);

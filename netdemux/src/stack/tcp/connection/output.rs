@@ -12,20 +12,32 @@ use crate::{
     },
 };
 
+/// How [`Connection::poll_transmit`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transmitted {
+    /// Everything due went out: the connection wants to transmit nothing more until something
+    /// changes it.
+    Everything,
+    /// One call's bound was reached: more may be due.
+    Bounded,
+    /// `emit` had no room for a segment.
+    Refused,
+}
+
 impl Connection {
     /// Hands the segments to send now to `emit`, one call each, until there is nothing more
     /// or `emit` returns false (no room: the segment was not sent and is offered again next
-    /// time). Returns false when `emit` refused one.
+    /// time).
     pub fn poll_transmit(
         &mut self,
         now: Instant,
         c: &mut Counters,
         emit: &mut dyn FnMut(&TcpHeader, [&[u8]; 2]) -> bool,
-    ) -> bool {
+    ) -> Transmitted {
         // Bounded: one call sends at most a window's worth of segments.
         for _ in 0..256 {
             let Some(plan) = self.next_plan() else {
-                return true;
+                return Transmitted::Everything;
             };
             let header = self.header_for(plan, now);
             let payload = match plan {
@@ -33,11 +45,11 @@ impl Connection {
                 _ => [&[][..], &[][..]],
             };
             if !emit(&header, payload) {
-                return false;
+                return Transmitted::Refused;
             }
             self.commit(plan, now, c);
         }
-        true
+        Transmitted::Bounded
     }
 
     /// True when [`Connection::poll_transmit`] would emit something now.

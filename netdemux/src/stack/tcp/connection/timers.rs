@@ -9,17 +9,22 @@ use crate::stack::tcp::Counters;
 impl Connection {
     /// When [`Connection::handle_timeout`] must run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [
-            self.rto_at,
-            self.tlp_at,
-            self.delack_at,
-            self.persist_at,
-            self.linger_at,
-            self.keepalive_at(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Pairwise, in registers: none is later than any time (booked after every change of a
+        // connection, so a few times per segment).
+        let earlier = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, None) => x,
+            (None, y) => y,
+        };
+        let t = earlier(
+            earlier(self.rto_at, self.tlp_at),
+            earlier(self.delack_at, self.persist_at),
+        );
+        let t = earlier(t, self.linger_at);
+        if self.cfg.keepalive.is_none() {
+            return t;
+        }
+        earlier(t, self.keepalive_at())
     }
 
     pub(super) fn keepalive_at(&self) -> Option<Instant> {

@@ -380,6 +380,46 @@ mod transfer {
     }
 
     #[test]
+    fn a_connection_past_one_visits_bound_is_visited_again_in_the_same_call() {
+        // A connection sends at most 256 segments a visit (fairness between connections); one
+        // that has more due goes to the back of the queue and the same poll_transmit sends the
+        // rest. Small segments (the server announces an MSS of 100) make a window of more than
+        // 256 of them.
+        let small = Config {
+            mss: 100,
+            ..Config::default()
+        };
+        let mut net = Net::with(
+            Config::default(),
+            small,
+            addr("198.18.0.1:40000"),
+            addr("198.18.0.2:80"),
+        );
+        let (c, s) = open(&mut net);
+        transfer(&mut net, c, s, &Rng::new(14).bytes(2 << 20), true, 60 * SEC);
+        let conn = net.client.get(c).unwrap();
+        let segments = conn.congestion_window() / conn.mss();
+        assert!(segments > 300, "a window of {segments} segments");
+        let data = Rng::new(15).bytes(200 << 10);
+        let now = net.now;
+        net.client.with(c, now, |c, _| c.send(&data)).unwrap();
+        let mut calls = Vec::new();
+        for _ in 0..2 {
+            let mut n = 0;
+            net.client.poll_transmit(now, |_, _, _, _| {
+                n += 1;
+                true
+            });
+            calls.push(n);
+        }
+        assert!(
+            calls[0] > 256,
+            "one call sends all the window allows: {calls:?}"
+        );
+        assert_eq!(calls[1], 0, "nothing was left behind: {calls:?}");
+    }
+
+    #[test]
     fn nagle_holds_small_writes_while_data_is_in_flight() {
         for nodelay in [false, true] {
             let mut net = Net::new(Config::default());

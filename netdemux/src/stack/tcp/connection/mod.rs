@@ -24,7 +24,6 @@ use std::{
 mod icmp;
 mod input;
 mod output;
-pub use output::Transmitted;
 mod recovery;
 mod timers;
 
@@ -39,6 +38,18 @@ use super::{
     send_buffer::SendBuffer,
 };
 use crate::wire::tcp::{TcpHeader, TcpOptions};
+
+/// How [`Connection::poll_transmit`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transmitted {
+    /// Everything due went out: the connection wants to transmit nothing more until something
+    /// changes it.
+    Everything,
+    /// One call's bound was reached: more may be due.
+    Bounded,
+    /// `emit` had no room for a segment.
+    Refused,
+}
 
 /// Settings of a connection.
 #[derive(Clone, Copy, Debug)]

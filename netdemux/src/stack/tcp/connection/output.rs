@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{Connection, Events, Plan, State, syn_options};
+use super::{Connection, Events, Plan, State, Transmitted, syn_options};
 use crate::{
     stack::tcp::Counters,
     wire::{
@@ -11,18 +11,6 @@ use crate::{
         tcp::{Flags, TcpHeader, TcpOptions, sack_capacity},
     },
 };
-
-/// How [`Connection::poll_transmit`] ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transmitted {
-    /// Everything due went out: the connection wants to transmit nothing more until something
-    /// changes it.
-    Everything,
-    /// One call's bound was reached: more may be due.
-    Bounded,
-    /// `emit` had no room for a segment.
-    Refused,
-}
 
 impl Connection {
     /// Hands the segments to send now to `emit`, one call each, until there is nothing more

@@ -154,10 +154,8 @@ fn main() -> Result<()> {
         .iter()
         .filter_map(|&(name, layout, key)| {
             let per_round = tcp?["layouts"][layout]["round_ratios"][key].as_array()?;
-            let v: Vec<f64> = per_round.iter().filter_map(Value::as_f64).collect();
-            let lo = v.iter().copied().reduce(f64::min)?;
-            let hi = v.iter().copied().reduce(f64::max)?;
-            Some((name.to_string(), json!([lo, hi])))
+            let spread = lowest_highest(per_round.iter().filter_map(Value::as_f64))?;
+            Some((name.to_string(), json!(spread)))
         })
         .collect();
     // Each udp ratio at equal placement of the vCPUs, and how much the placement moves its two
@@ -238,8 +236,6 @@ fn embed_in_readme(path: &std::path::Path, md: &str) -> Result<()> {
     fs::write(path, out).with_context(|| format!("write {}", path.display()))
 }
 
-/// The lowest and highest ratio of one repetition for the `udp` ratio `name` in the busy-poll
-/// layout (a repetition measures every receiver once, interleaved, so its two sides pair up).
 /// The HTTP ratios whose rounds are shown: (the report's name, the layout, the tcp bench's name).
 const HTTP_SPREADS: [(&str, &str, &str); 5] = [
     ("tcp_capacity_vs_kernel", "split", "tcp_capacity_vs_kernel"),
@@ -253,17 +249,22 @@ const HTTP_SPREADS: [(&str, &str, &str); 5] = [
     ("tcp_reqs_vs_kernel_shared", "shared", "tcp_reqs_vs_kernel"),
 ];
 
+/// The lowest and highest of `v`, or `None` when it is empty.
+fn lowest_highest(v: impl Iterator<Item = f64> + Clone) -> Option<[f64; 2]> {
+    Some([v.clone().reduce(f64::min)?, v.reduce(f64::max)?])
+}
+
+/// The lowest and highest ratio of one repetition for the `udp` ratio `name` in the busy-poll
+/// layout (a repetition measures every receiver once, interleaved, so its two sides pair up).
 fn udp_spread(udp: &Value, name: &str) -> Option<[f64; 2]> {
     let &(_, a, b) = support::UDP_RATIOS.iter().find(|r| r.0 == name)?;
     let samples = |k: &str| udp["receivers"][k]["busy_poll"]["samples"].as_array();
-    let per_rep: Vec<f64> = samples(a)?
-        .iter()
-        .zip(samples(b)?)
-        .filter_map(|(x, y)| Some(x["received_mpps"].as_f64()? / y["received_mpps"].as_f64()?))
-        .collect();
-    let lo = per_rep.iter().copied().reduce(f64::min)?;
-    let hi = per_rep.iter().copied().reduce(f64::max)?;
-    Some([lo, hi])
+    let (a, b) = (samples(a)?, samples(b)?);
+    lowest_highest(
+        a.iter()
+            .zip(b)
+            .filter_map(|(x, y)| Some(x["received_mpps"].as_f64()? / y["received_mpps"].as_f64()?)),
+    )
 }
 
 /// The `udp` ratio `name` (busy-poll layout) at equal placement of the two vCPUs, and the

@@ -206,8 +206,8 @@ pub enum Command {
         /// Preferred busy polling on the sockets (SO_PREFER_BUSY_POLL); workers drive NAPI.
         #[arg(long)]
         busy_poll: bool,
-        /// Spin on the RX rings instead of sleeping in poll(2) (uses a full core per queue; do
-        /// not share that core with the NIC's NAPI thread).
+        /// Spin on the RX rings instead of sleeping in poll(2) (uses a full core per queue; share
+        /// that core with neither another queue's worker nor the NIC's NAPI thread).
         #[arg(long)]
         spin: bool,
         /// Pin queue workers to CPUs, e.g. 1 or 0-1 (queue i on the i-th CPU of the list).

@@ -120,11 +120,7 @@ fn the_sink_counts_every_datagram_over_two_queues_and_the_kernel_keeps_the_rest(
     });
 
     let got = sink_packets(&stats);
-    assert_eq!(
-        got + dropped,
-        n,
-        "sink {got} + veth drops {dropped} = sent: {stats}"
-    );
+    tb.assert_covered("the sink", n, got, dropped, &stats.to_string());
     assert!(dropped * 20 <= n, "veth dropped {dropped}");
     assert_eq!(
         queue_sum(&stats, "rx"),
@@ -172,11 +168,7 @@ fn the_sink_counts_every_datagram_over_two_queues_and_the_kernel_keeps_the_rest(
         .unwrap();
     let got_kernel = receiver.join().unwrap();
     let dropped = tb.sender_tx_dropped() - drops_before;
-    assert_eq!(
-        got_kernel + dropped,
-        m,
-        "kernel socket got {got_kernel}, veth dropped {dropped}"
-    );
+    tb.assert_covered("the kernel socket", m, got_kernel, dropped, "");
     assert!(daemon.stop().success(), "clean exit on SIGTERM");
     // This run attached, so its exit detached: nothing of netdemux is left.
     assert!(!tb.pin_dir().exists());
@@ -447,7 +439,11 @@ fn run_warns_about_gro_in_skb_mode_and_reports_copy_mode() {
 #[test]
 fn spinning_busy_polling_pinned_workers_receive_too() {
     let tb = Testbed::new(2);
-    let daemon = Daemon::start(
+    // Both queues' spinning workers on CPU 1: they take turns at the scheduler's pace, so a
+    // worker waiting for its turn may find its fill ring empty (a loop of these tests here
+    // once dropped 308 of 3000 so); the daemon says so at start-up, and every datagram is
+    // received or counted.
+    let daemon = netdemux::testbed::Daemon::start(
         &tb,
         &[
             "--udp-sink",
@@ -459,16 +455,30 @@ fn spinning_busy_polling_pinned_workers_receive_too() {
             "--queues",
             "0-1",
         ],
-    );
+    )
+    .expect("netdemux run comes up");
     let n = 3_000u64;
     let drops_before = tb.sender_tx_dropped();
     send_spread(&tb.ns_a, SocketAddr::from((IP_B, 7000)), n, 32)
         .join()
         .unwrap();
     let dropped = tb.sender_tx_dropped() - drops_before;
-    let stats = wait_stats(&tb, 5, |s| sink_packets(s) + dropped >= n);
-    assert_eq!(sink_packets(&stats) + dropped, n, "{stats}");
-    assert!(daemon.stop().success());
+    // What the program redirected: received, or dropped by a socket and counted by it.
+    let taken = |s: &serde_json::Value| {
+        sink_packets(s) + queue_sum(s, "rx_dropped") + queue_sum(s, "rx_ring_full")
+    };
+    let stats = wait_stats(&tb, 5, |s| taken(s) + dropped >= n);
+    let what = "received or counted by the sockets";
+    tb.assert_covered(what, n, taken(&stats), dropped, &stats.to_string());
+    for q in stats["queues"].as_array().unwrap() {
+        assert!(u(&q["rx"]) > 0, "each spinning worker received: {stats}");
+    }
+    let (status, log) = daemon.stop_with_stderr().unwrap();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("--spin with queues 0, 1 on CPU 1") && log.contains("a CPU of its own"),
+        "the shared CPU is named, with the fix: {log}"
+    );
 }
 
 #[test]
@@ -500,10 +510,13 @@ struct SteadySender {
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
     handle: thread::JoinHandle<()>,
+    /// veth_a's drop counter when the sender started.
+    drops_at_start: u64,
 }
 
 impl SteadySender {
     fn start(tb: &Testbed, dst: SocketAddr) -> SteadySender {
+        let drops_at_start = tb.sender_tx_dropped();
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let handle = {
@@ -523,7 +536,12 @@ impl SteadySender {
                 }
             })
         };
-        SteadySender { stop, sent, handle }
+        SteadySender {
+            stop,
+            sent,
+            handle,
+            drops_at_start,
+        }
     }
 
     /// Datagrams sent so far.
@@ -531,15 +549,16 @@ impl SteadySender {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Stops the sender and asserts that every datagram it sent reached the
-    /// sink or was dropped by veth itself; returns the final statistics.
+    /// Stops the sender and asserts that every datagram it sent reached the sink or is
+    /// covered by the drops veth counted while it ran ([`Testbed::assert_covered`]); returns
+    /// the final statistics.
     fn stop_and_account(self, tb: &Testbed, what: &str) -> serde_json::Value {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().unwrap();
         let n = self.sent.load(Ordering::Relaxed);
-        let dropped = tb.sender_tx_dropped();
+        let dropped = tb.sender_tx_dropped() - self.drops_at_start;
         let stats = wait_stats(tb, 5, |s| sink_packets(s) + dropped >= n);
-        assert_eq!(sink_packets(&stats) + dropped, n, "{what}: {stats}");
+        tb.assert_covered(what, n, sink_packets(&stats), dropped, &stats.to_string());
         stats
     }
 }
@@ -916,18 +935,27 @@ fn the_programs_log_records_reach_the_daemons_logs_only_when_asked_for() {
         &[("RUST_LOG", "warn,netdemux::xdp=debug")],
     )
     .expect("daemon");
-    let before = u(&tb.stats()["verdicts"]["redirect_failed"]);
+    let before = tb.stats();
+    let failed_before = u(&before["verdicts"]["redirect_failed"]);
     // Paced (8 frames a millisecond) so the program's log buffer keeps up: about 2000 frames
     // on queue 1, a record each — some 250 KB of log, more than a pipe holds (64 KiB). The
     // testbed reads the daemon's stderr as it comes; it once read it only at the end, and a
     // daemon with more to say blocked on the full pipe (and could not stop within 10 s).
-    send_paced(&tb.ns_a, dst, 4000, 16, 8, Duration::from_millis(1))
-        .join()
-        .unwrap();
-    let stats = wait_stats(&tb, 5, |s| {
-        u(&s["verdicts"]["redirect_failed"]) >= before + 1000
-    });
-    let failed = u(&stats["verdicts"]["redirect_failed"]) - before;
+    // veth puts each sending socket's frames on one queue, by the socket's hash: 64 sockets
+    // make fewer than 16 on queue 1 unlikely (16 once put only 3 there: 750 frames), and a
+    // batch more, at most two, makes up for it.
+    let (mut stats, mut failed) = (before.clone(), 0);
+    for batch in 1..=3u64 {
+        send_paced(&tb.ns_a, dst, 4000, 64, 8, Duration::from_millis(1))
+            .join()
+            .unwrap();
+        let seen = u(&before["verdicts"]["seen"]) + batch * 4000;
+        stats = wait_stats(&tb, 5, |s| u(&s["verdicts"]["seen"]) >= seen);
+        failed = u(&stats["verdicts"]["redirect_failed"]) - failed_before;
+        if failed >= 1000 {
+            break;
+        }
+    }
     assert!(
         failed >= 1000,
         "frames on the queue without a socket: {stats}"

@@ -14,6 +14,7 @@
 //! from the XSKMAP itself, and the program's redirect falls back to XDP_PASS.
 
 use std::{
+    collections::BTreeMap,
     os::fd::{AsFd as _, AsRawFd as _},
     sync::{
         Arc, Mutex, MutexGuard,
@@ -97,6 +98,13 @@ impl Default for DataPlaneConfig {
             tcp_idle_timeout: Duration::from_secs(60),
             neighbour_lifetime: neighbour_cache::ENTRY_LIFETIME,
         }
+    }
+}
+
+impl DataPlaneConfig {
+    /// The CPU the worker of the `i`-th served queue is pinned to, if any.
+    fn cpu_of(&self, i: usize) -> Option<usize> {
+        (!self.cpus.is_empty()).then(|| self.cpus[i % self.cpus.len()])
     }
 }
 
@@ -251,6 +259,35 @@ fn busy_poll_warning(
     })
 }
 
+/// The warning for `--spin` workers pinned two or more to one CPU: they take turns at the
+/// scheduler's pace, and a queue whose worker waits for its turn drops what arrives once its
+/// fill ring runs out (the socket counts it: `rx_dropped`, `fill_ring_empty`).
+fn shared_spin_warning(cfg: &DataPlaneConfig, queues: &[Arc<WorkerStats>]) -> Option<String> {
+    if !cfg.spin {
+        return None;
+    }
+    let mut on_cpu: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (i, s) in queues.iter().enumerate() {
+        if let Some(cpu) = cfg.cpu_of(i) {
+            on_cpu.entry(cpu).or_default().push(s.queue.to_string());
+        }
+    }
+    let shared: Vec<String> = on_cpu
+        .iter()
+        .filter(|(_, q)| q.len() > 1)
+        .map(|(cpu, q)| format!("queues {} on CPU {cpu}", q.join(", ")))
+        .collect();
+    (!shared.is_empty()).then(|| {
+        format!(
+            "--spin with {}: spinning workers that share a CPU take turns at the scheduler's \
+             pace, and a queue whose worker waits drops what arrives once its fill ring runs \
+             out (counted in its rx_dropped); give each queue a CPU of its own in --cpu, or \
+             leave out --spin",
+            shared.join("; ")
+        )
+    })
+}
+
 /// Reuses the attachment of `iface` if this build made it, or attaches.
 fn attach_or_reuse(
     lock: &StateLock,
@@ -393,7 +430,7 @@ impl Prepared {
             plane.stats.push(stats.clone());
             let wcfg = WorkerConfig {
                 spin: cfg.spin,
-                cpu: (!cfg.cpus.is_empty()).then(|| cfg.cpus[i % cfg.cpus.len()]),
+                cpu: cfg.cpu_of(i),
                 mac,
                 resolver: lines.link(i),
                 neighbour_lifetime: cfg.neighbour_lifetime,
@@ -420,6 +457,9 @@ impl Prepared {
             plane.workers.push(handle);
         }
         if let Some(w) = busy_poll_warning(&plane.iface, &cfg, &plane.stats) {
+            tracing::warn!("{w}");
+        }
+        if let Some(w) = shared_spin_warning(&cfg, &plane.stats) {
             tracing::warn!("{w}");
         }
         let ifindex = plane.iface.ifindex()?;

@@ -77,6 +77,40 @@ impl Testbed {
         self.0.sender_tx_dropped().unwrap()
     }
 
+    /// Asserts that `got` of the `sent` datagrams arrived and that veth's count of the frames
+    /// it dropped meanwhile, `dropped`, covers the rest; a failure shows `stats` and the
+    /// kernel's counters. Covered, not equal: the counter is the interface's, so it also counts
+    /// frames of the peer kernel's own that veth could not pass on. The equation failed so in
+    /// CI and in a loop of the daemon tests here: every datagram received, and one drop
+    /// counted (the count was then read from the testbed's creation on).
+    #[allow(dead_code, reason = "not every test file sends datagrams through veth")]
+    pub fn assert_covered(&self, what: &str, sent: u64, got: u64, dropped: u64, stats: &str) {
+        if got > sent || sent - got > dropped {
+            panic!(
+                "{what}: sent {sent}, got {got}, veth dropped {dropped}: {stats}{}",
+                self.kernel_counters()
+            );
+        }
+    }
+
+    /// The kernel's counters on the way from namespace a's sockets to veth_b: both veth ends'
+    /// link and driver counters and both namespaces' IP and UDP counters.
+    fn kernel_counters(&self) -> String {
+        let mut out = String::new();
+        for (ns, dev) in [(&self.ns_a, &self.veth_a), (&self.ns_b, &self.veth_b)] {
+            for cmd in [
+                vec!["ip", "-n", ns, "-s", "-s", "link", "show", dev],
+                vec!["ip", "netns", "exec", ns, "ethtool", "-S", dev],
+                vec!["ip", "netns", "exec", ns, "nstat", "-as", "Ip*", "Udp*"],
+            ] {
+                let o = run(cmd[0], &cmd[1..]);
+                let text = String::from_utf8_lossy(&o.stdout);
+                out += &format!("\n$ {}\n{text}", cmd.join(" "));
+            }
+        }
+        out
+    }
+
     /// Gives veth_b a second IPv4 address, 198.18.0.3/24, and waits until
     /// namespace a reaches it (so its neighbour entry exists).
     pub fn add_second_address(&self) {

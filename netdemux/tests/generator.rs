@@ -7,6 +7,10 @@ mod support;
 use std::{
     collections::HashSet,
     net::{SocketAddr, UdpSocket},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::Duration,
 };
@@ -51,10 +55,12 @@ fn xmit_errors(tb: &Testbed) -> u64 {
     .sum()
 }
 
-/// A kernel UDP socket in namespace b collecting source ports until 500 ms pass without data.
+/// A kernel UDP socket in namespace b collecting source ports until, once `sent` is set,
+/// 500 ms pass without data.
 fn collect_ports(
     tb: &Testbed,
     addr: SocketAddr,
+    sent: Arc<AtomicBool>,
 ) -> (
     thread::JoinHandle<(u64, HashSet<u16>)>,
     std::sync::mpsc::Receiver<()>,
@@ -64,15 +70,12 @@ fn collect_ports(
         let sock = UdpSocket::bind(addr).unwrap();
         nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &(32 << 20))
             .unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(500)))
-            .unwrap();
         ready_tx.send(()).unwrap();
         let (mut n, mut ports) = (0u64, HashSet::new());
-        let mut buf = [0u8; 2048];
-        while let Ok((_, from)) = sock.recv_from(&mut buf) {
+        receive_until_quiet(&sock, &sent, Duration::from_millis(500), |_, from| {
             n += 1;
             ports.insert(from.port());
-        }
+        });
         (n, ports)
     });
     (handle, ready_rx)
@@ -93,7 +96,8 @@ fn generated_frames_pass_the_kernels_checksums_and_cover_every_flow() {
         ("[2001:db8::2]:9100", None, 66),
     ] {
         let addr: SocketAddr = dst.parse().unwrap();
-        let (rx, ready) = collect_ports(&tb, addr);
+        let sent_all = Arc::new(AtomicBool::new(false));
+        let (rx, ready) = collect_ports(&tb, addr, sent_all.clone());
         ready.recv().unwrap();
         let errors_before = xmit_errors(&tb);
         let mut args = vec![
@@ -110,6 +114,7 @@ fn generated_frames_pass_the_kernels_checksums_and_cover_every_flow() {
             args.extend(["--size", size]);
         }
         let report = gen_from_a(&tb, &args);
+        sent_all.store(true, Ordering::Release);
         assert_eq!(report["size"], want, "{dst}");
         assert_eq!(report["anchored_threads"], 1, "{dst}: {report}");
         let sent = report["packets"].as_u64().unwrap();

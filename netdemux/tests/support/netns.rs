@@ -36,6 +36,41 @@ pub fn scapy(ns: &str, script: &str) {
     );
 }
 
+/// Receives on `sock` until `sent` is set and `quiet` then passes without a datagram, or 30 s
+/// pass; calls `each` with every datagram and its source. A sender on a loaded machine may start
+/// late or pause: a plain read timeout once ended a receiver before the generator's first
+/// frame (0 of 12288 received, in a loop of the tests run twice at once).
+#[allow(dead_code, reason = "not every test file has a kernel receiver")]
+pub fn receive_until_quiet(
+    sock: &std::net::UdpSocket,
+    sent: &std::sync::atomic::AtomicBool,
+    quiet: std::time::Duration,
+    mut each: impl FnMut(&[u8], std::net::SocketAddr),
+) {
+    use std::time::{Duration, Instant};
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The later of the last datagram and the moment the sender was seen done.
+    let (mut last, mut done) = (Instant::now(), false);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                each(&buf[..n], from);
+                last = Instant::now();
+            }
+            Err(_) if !done => {
+                if sent.load(std::sync::atomic::Ordering::Acquire) {
+                    (last, done) = (Instant::now(), true);
+                }
+            }
+            Err(_) if last.elapsed() >= quiet => break,
+            Err(_) => {}
+        }
+    }
+}
+
 /// A testbed (see `netdemux::testbed`) whose helpers panic on failure.
 pub struct Testbed(netdemux::testbed::Testbed);
 

@@ -8,6 +8,10 @@ use std::{
     io::ErrorKind,
     net::{IpAddr, SocketAddr, UdpSocket},
     process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -283,18 +287,19 @@ fn datagrams_with_a_wrong_checksum_get_no_answer() {
     let tb = Testbed::new(1);
     let _d = Daemon::start(&tb, &["--udp-echo", "198.18.0.2:7000"]);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let answers = in_netns(&tb.ns_a, move || {
-        let sock = UdpSocket::bind("0.0.0.0:40123").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(1500)))
-            .unwrap();
-        ready_tx.send(()).unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        while let Ok(n) = sock.recv(&mut buf) {
-            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-        got
-    });
+    let sent = Arc::new(AtomicBool::new(false));
+    let answers = {
+        let sent = sent.clone();
+        in_netns(&tb.ns_a, move || {
+            let sock = UdpSocket::bind("0.0.0.0:40123").unwrap();
+            ready_tx.send(()).unwrap();
+            let mut got = Vec::new();
+            receive_until_quiet(&sock, &sent, Duration::from_millis(500), |d, _| {
+                got.push(String::from_utf8_lossy(d).into_owned());
+            });
+            got
+        })
+    };
     ready_rx.recv().unwrap();
     // 0x1234 is no datagram's right checksum here (each right one is printed and checked).
     let script = "from scapy.all import IP, UDP, send, raw\n\
@@ -304,6 +309,7 @@ fn datagrams_with_a_wrong_checksum_get_no_answer() {
          \x20   send(good, verbose=False)\n\
          \x20   send(IP(dst='198.18.0.2')/UDP(sport=40123, dport=7000, chksum=0x1234)/('bad-%02d' % i), verbose=False)\n";
     scapy(&tb.ns_a, script);
+    sent.store(true, Ordering::Release);
     let mut got = answers.join().unwrap();
     got.sort();
     let good: Vec<String> = (0..20).map(|i| format!("good-{i:02}")).collect();

@@ -10,6 +10,10 @@ use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
     process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -349,18 +353,21 @@ fn bad_ipv4_header_checksums_are_dropped_and_routing_headers_in_transit_go_to_th
     )
     .unwrap();
     // The echo answers the datagram whose header checks out, and only that one.
-    let echo_peer = in_netns(&tb.ns_a, || {
-        let s = std::net::UdpSocket::bind("198.18.0.1:40000").unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(1500)))
-            .unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        while let Ok(n) = s.recv(&mut buf) {
-            got.push(buf[..n].to_vec());
-        }
-        got
-    });
-    thread::sleep(Duration::from_millis(200));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let sent = Arc::new(AtomicBool::new(false));
+    let echo_peer = {
+        let sent = sent.clone();
+        in_netns(&tb.ns_a, move || {
+            let s = std::net::UdpSocket::bind("198.18.0.1:40000").unwrap();
+            ready_tx.send(()).unwrap();
+            let mut got = Vec::new();
+            receive_until_quiet(&s, &sent, Duration::from_millis(500), |d, _| {
+                got.push(d.to_vec());
+            });
+            got
+        })
+    };
+    ready_rx.recv().unwrap();
     let m = macs(&tb);
     let corrupt = |mut f: Vec<u8>| {
         f[24] ^= 0x5a; // the IPv4 header checksum
@@ -393,6 +400,7 @@ fn bad_ipv4_header_checksums_are_dropped_and_routing_headers_in_transit_go_to_th
         frames.push(f);
     }
     send_raw(&tb, &frames);
+    sent.store(true, Ordering::Release);
     let answers = echo_peer.join().unwrap();
     assert_eq!(answers, vec![b"good".to_vec()]);
     let stats = tb.stats();

@@ -265,8 +265,8 @@ impl Testbed {
     }
 
     /// Frames the kernel dropped on `veth_a`'s transmit side (the peer's ring full), from
-    /// `ip -s link`: veth's own loss, before any XDP program runs. The interface's count since
-    /// its creation, of every frame: the peer kernel's own count too.
+    /// `ip -s link`: veth's own loss, before any XDP program runs. It counts every frame since
+    /// the interface was made, the peer kernel's own ones too.
     pub fn sender_tx_dropped(&self) -> Result<u64> {
         link_counter(&self.ns_a, &self.veth_a, "tx", "dropped")
     }

@@ -145,30 +145,20 @@ fn the_sink_counts_every_datagram_over_two_queues_and_the_kernel_keeps_the_rest(
     assert_eq!(u(&stats["bindings"][0]["packets"]), got);
 
     // Unbound traffic on the same address still reaches a kernel socket, in full.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let m = 2_000u64;
-    let sent_all = Arc::new(AtomicBool::new(false));
-    let receiver = {
-        let sent_all = sent_all.clone();
-        in_netns(&tb.ns_b, move || {
-            let sock = UdpSocket::bind("198.18.0.2:7001").unwrap();
-            nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &(8 << 20))
-                .unwrap();
-            ready_tx.send(()).unwrap();
-            let mut got = HashSet::new();
-            receive_until_quiet(&sock, &sent_all, Duration::from_millis(500), |d, _| {
-                got.insert(d.to_vec());
-            });
-            got.len() as u64
-        })
-    };
-    ready_rx.recv().unwrap();
+    let addr = SocketAddr::from((IP_B, 7001));
+    let receiver = QuietReceiver::start(
+        &tb.ns_b,
+        addr,
+        Some(8 << 20),
+        HashSet::new(),
+        |got, d, _| {
+            got.insert(d.to_vec());
+        },
+    );
     let drops_before = tb.sender_tx_dropped();
-    send_spread(&tb.ns_a, SocketAddr::from((IP_B, 7001)), m, 16)
-        .join()
-        .unwrap();
-    sent_all.store(true, Ordering::Release);
-    let got_kernel = receiver.join().unwrap();
+    send_spread(&tb.ns_a, addr, m, 16).join().unwrap();
+    let got_kernel = receiver.finish().len() as u64;
     let dropped = tb.sender_tx_dropped() - drops_before;
     tb.assert_covered("the kernel socket", m, got_kernel, dropped, "");
     assert!(daemon.stop().success(), "clean exit on SIGTERM");

@@ -8,10 +8,6 @@ use std::{
     io::ErrorKind,
     net::{IpAddr, SocketAddr, UdpSocket},
     process::{Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     time::Duration,
 };
 
@@ -286,21 +282,10 @@ fn a_storm_of_random_and_truncated_frames_disturbs_nothing() {
 fn datagrams_with_a_wrong_checksum_get_no_answer() {
     let tb = Testbed::new(1);
     let _d = Daemon::start(&tb, &["--udp-echo", "198.18.0.2:7000"]);
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let sent = Arc::new(AtomicBool::new(false));
-    let answers = {
-        let sent = sent.clone();
-        in_netns(&tb.ns_a, move || {
-            let sock = UdpSocket::bind("0.0.0.0:40123").unwrap();
-            ready_tx.send(()).unwrap();
-            let mut got = Vec::new();
-            receive_until_quiet(&sock, &sent, Duration::from_millis(500), |d, _| {
-                got.push(String::from_utf8_lossy(d).into_owned());
-            });
-            got
-        })
-    };
-    ready_rx.recv().unwrap();
+    let from: SocketAddr = "0.0.0.0:40123".parse().unwrap();
+    let answers = QuietReceiver::start(&tb.ns_a, from, None, Vec::new(), |got, d, _| {
+        got.push(String::from_utf8_lossy(d).into_owned());
+    });
     // 0x1234 is no datagram's right checksum here (each right one is printed and checked).
     let script = "from scapy.all import IP, UDP, send, raw\n\
          for i in range(20):\n\
@@ -309,8 +294,7 @@ fn datagrams_with_a_wrong_checksum_get_no_answer() {
          \x20   send(good, verbose=False)\n\
          \x20   send(IP(dst='198.18.0.2')/UDP(sport=40123, dport=7000, chksum=0x1234)/('bad-%02d' % i), verbose=False)\n";
     scapy(&tb.ns_a, script);
-    sent.store(true, Ordering::Release);
-    let mut got = answers.join().unwrap();
+    let mut got = answers.finish();
     got.sort();
     let good: Vec<String> = (0..20).map(|i| format!("good-{i:02}")).collect();
     assert_eq!(got, good, "every right datagram answered, no damaged one");

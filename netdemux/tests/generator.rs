@@ -4,16 +4,7 @@
 
 mod support;
 
-use std::{
-    collections::HashSet,
-    net::{SocketAddr, UdpSocket},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread,
-    time::Duration,
-};
+use std::{collections::HashSet, net::SocketAddr, thread, time::Duration};
 
 use support::netns::*;
 
@@ -55,32 +46,6 @@ fn xmit_errors(tb: &Testbed) -> u64 {
     .sum()
 }
 
-/// A kernel UDP socket in namespace b collecting source ports until, once `sent` is set,
-/// 500 ms pass without data.
-fn collect_ports(
-    tb: &Testbed,
-    addr: SocketAddr,
-    sent: Arc<AtomicBool>,
-) -> (
-    thread::JoinHandle<(u64, HashSet<u16>)>,
-    std::sync::mpsc::Receiver<()>,
-) {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let handle = in_netns(&tb.ns_b, move || {
-        let sock = UdpSocket::bind(addr).unwrap();
-        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &(32 << 20))
-            .unwrap();
-        ready_tx.send(()).unwrap();
-        let (mut n, mut ports) = (0u64, HashSet::new());
-        receive_until_quiet(&sock, &sent, Duration::from_millis(500), |_, from| {
-            n += 1;
-            ports.insert(from.port());
-        });
-        (n, ports)
-    });
-    (handle, ready_rx)
-}
-
 fn udp_csum_errors(tb: &Testbed) -> u64 {
     netdemux::testbed::kernel_counters(&tb.ns_b, &["UdpInCsumErrors", "Udp6InCsumErrors"]).unwrap()
 }
@@ -96,9 +61,17 @@ fn generated_frames_pass_the_kernels_checksums_and_cover_every_flow() {
         ("[2001:db8::2]:9100", None, 66),
     ] {
         let addr: SocketAddr = dst.parse().unwrap();
-        let sent_all = Arc::new(AtomicBool::new(false));
-        let (rx, ready) = collect_ports(&tb, addr, sent_all.clone());
-        ready.recv().unwrap();
+        // How many datagrams, from which source ports.
+        let rx = QuietReceiver::start(
+            &tb.ns_b,
+            addr,
+            Some(32 << 20),
+            (0u64, HashSet::new()),
+            |(n, ports), _, from| {
+                *n += 1;
+                ports.insert(from.port());
+            },
+        );
         let errors_before = xmit_errors(&tb);
         let mut args = vec![
             "--dst",
@@ -114,11 +87,10 @@ fn generated_frames_pass_the_kernels_checksums_and_cover_every_flow() {
             args.extend(["--size", size]);
         }
         let report = gen_from_a(&tb, &args);
-        sent_all.store(true, Ordering::Release);
         assert_eq!(report["size"], want, "{dst}");
         assert_eq!(report["anchored_threads"], 1, "{dst}: {report}");
         let sent = report["packets"].as_u64().unwrap();
-        let (got, ports) = rx.join().unwrap();
+        let (got, ports) = rx.finish();
         let lost = xmit_errors(&tb) - errors_before;
         assert!(sent >= 4096, "{dst}: sent {sent}");
         assert_eq!(

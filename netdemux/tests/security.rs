@@ -10,10 +10,6 @@ use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
     process::{Child, Command, Stdio},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
     thread,
     time::{Duration, Instant},
 };
@@ -353,21 +349,10 @@ fn bad_ipv4_header_checksums_are_dropped_and_routing_headers_in_transit_go_to_th
     )
     .unwrap();
     // The echo answers the datagram whose header checks out, and only that one.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let sent = Arc::new(AtomicBool::new(false));
-    let echo_peer = {
-        let sent = sent.clone();
-        in_netns(&tb.ns_a, move || {
-            let s = std::net::UdpSocket::bind("198.18.0.1:40000").unwrap();
-            ready_tx.send(()).unwrap();
-            let mut got = Vec::new();
-            receive_until_quiet(&s, &sent, Duration::from_millis(500), |d, _| {
-                got.push(d.to_vec());
-            });
-            got
-        })
-    };
-    ready_rx.recv().unwrap();
+    let peer: std::net::SocketAddr = "198.18.0.1:40000".parse().unwrap();
+    let echo_peer = QuietReceiver::start(&tb.ns_a, peer, None, Vec::new(), |got, d, _| {
+        got.push(d.to_vec());
+    });
     let m = macs(&tb);
     let corrupt = |mut f: Vec<u8>| {
         f[24] ^= 0x5a; // the IPv4 header checksum
@@ -400,8 +385,7 @@ fn bad_ipv4_header_checksums_are_dropped_and_routing_headers_in_transit_go_to_th
         frames.push(f);
     }
     send_raw(&tb, &frames);
-    sent.store(true, Ordering::Release);
-    let answers = echo_peer.join().unwrap();
+    let answers = echo_peer.finish();
     assert_eq!(answers, vec![b"good".to_vec()]);
     let stats = tb.stats();
     assert_eq!(queue_sum(&stats, "ip_checksum_errors"), 6, "{stats}");

@@ -1,7 +1,17 @@
 //! The library's testbed with the tests' conventions: panics instead of errors, and the
 //! `netdemux` binary under test.
 
-use std::{path::PathBuf, process::Output};
+use std::{
+    net::{SocketAddr, UdpSocket},
+    path::PathBuf,
+    process::Output,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
 
 #[allow(unused_imports)]
 pub use netdemux::testbed::{IP_B, IP6_B, in_netns};
@@ -36,38 +46,69 @@ pub fn scapy(ns: &str, script: &str) {
     );
 }
 
-/// Receives on `sock` until `sent` is set and `quiet` then passes without a datagram, or 30 s
-/// pass; calls `each` with every datagram and its source. A sender on a loaded machine may start
-/// late or pause: a plain read timeout once ended a receiver before the generator's first
-/// frame (0 of 12288 received, in a loop of the tests run twice at once).
+/// A kernel UDP socket bound in a test namespace, receiving on a thread of its own until
+/// [`QuietReceiver::finish`] says the sender is done and 500 ms then pass without a datagram
+/// (or 30 s pass). A sender on a loaded machine may start late or pause: a plain read timeout
+/// once ended a receiver with 0 of the generator's 12288 frames (most likely before the first
+/// one came), in a loop of the tests run twice at once.
 #[allow(dead_code, reason = "not every test file has a kernel receiver")]
-pub fn receive_until_quiet(
-    sock: &std::net::UdpSocket,
-    sent: &std::sync::atomic::AtomicBool,
-    quiet: std::time::Duration,
-    mut each: impl FnMut(&[u8], std::net::SocketAddr),
-) {
-    use std::time::{Duration, Instant};
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // The later of the last datagram and the moment the sender was seen done.
-    let (mut last, mut done) = (Instant::now(), false);
-    let mut buf = [0u8; 2048];
-    while Instant::now() < deadline {
-        match sock.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                each(&buf[..n], from);
-                last = Instant::now();
+pub struct QuietReceiver<T> {
+    sent: Arc<AtomicBool>,
+    handle: thread::JoinHandle<T>,
+}
+
+#[allow(dead_code, reason = "not every test file has a kernel receiver")]
+impl<T: Send + 'static> QuietReceiver<T> {
+    /// Binds `addr` in namespace `ns` (forcing a receive buffer of `rcvbuf` bytes, if given)
+    /// and returns once it is bound; `each` gets `state`, every datagram and its source.
+    pub fn start(
+        ns: &str,
+        addr: SocketAddr,
+        rcvbuf: Option<usize>,
+        mut state: T,
+        mut each: impl FnMut(&mut T, &[u8], SocketAddr) + Send + 'static,
+    ) -> QuietReceiver<T> {
+        let sent = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let done = sent.clone();
+        let handle = in_netns(ns, move || {
+            let sock = UdpSocket::bind(addr).unwrap();
+            if let Some(bytes) = rcvbuf {
+                nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBufForce, &bytes)
+                    .unwrap();
             }
-            Err(_) if !done => {
-                if sent.load(std::sync::atomic::Ordering::Acquire) {
-                    (last, done) = (Instant::now(), true);
+            sock.set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            // The later of the last datagram and the moment the sender was seen done.
+            let (mut last, mut sender_done) = (Instant::now(), false);
+            let mut buf = [0u8; 2048];
+            while Instant::now() < deadline {
+                match sock.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        each(&mut state, &buf[..n], from);
+                        last = Instant::now();
+                    }
+                    Err(_) if !sender_done => {
+                        if done.load(Ordering::Acquire) {
+                            (last, sender_done) = (Instant::now(), true);
+                        }
+                    }
+                    Err(_) if last.elapsed() >= Duration::from_millis(500) => break,
+                    Err(_) => {}
                 }
             }
-            Err(_) if last.elapsed() >= quiet => break,
-            Err(_) => {}
-        }
+            state
+        });
+        ready_rx.recv().unwrap();
+        QuietReceiver { sent, handle }
+    }
+
+    /// Says the sender is done; returns the state once the socket has been quiet.
+    pub fn finish(self) -> T {
+        self.sent.store(true, Ordering::Release);
+        self.handle.join().unwrap()
     }
 }
 

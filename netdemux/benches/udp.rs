@@ -46,7 +46,17 @@
 //! run-time stats on for this pass only (BPF_ENABLE_STATS: the kernel reads the clock around
 //! every run, so these samples are not rate samples), giving ns per run of the program on the
 //! live path — where test_run's warm caches do not hold. Results: markdown tables and
-//! `bench/results/udp-latest.json`. Usage: udp [--quick] [--only KEY,..] [--layout L]  (root)
+//! `bench/results/udp-latest.json`.
+//!
+//! Every sample also records the machine's speed right before and after it (`speed_ns`, the
+//! empty program's ns per run on the generator's core: `support::speed`). A partial run
+//! (`--only`, `--layout`, or `--reps N` other than the usual count) writes no results file; it
+//! prints each ratio whose two sides it measured, paired by repetition (the median of the
+//! repetitions' ratios with its 95% interval) and fitted at equal speed and placement (see
+//! `support::paired_ratio`). With many repetitions of a few receivers, that settles a ratio the
+//! full run's eight leave wide.
+//!
+//! Usage: udp [--quick] [--only KEY,..] [--layout L] [--reps N]  (root)
 
 use std::{
     fs,
@@ -533,7 +543,15 @@ fn main() -> Result<()> {
     // a whole sample, so the fit at equal placement (see `report`) was expected to gain from
     // more samples more than from longer ones. It did not narrow: five of three seconds left
     // 95% intervals of ±8–11% (run 1796229566), eight of two ±11–13% (run 1796232025).
-    let (secs, reps) = if quick { (2.0, 2) } else { (2.0, 8) };
+    let (secs, mut reps) = if quick { (2.0, 2) } else { (2.0, 8) };
+    // `--reps N`: more repetitions for a partial run that settles a few ratios (the full run's
+    // report wants its usual eight).
+    if let Some(n) = support::flag_value(&args, "--reps") {
+        reps = match n.parse::<usize>() {
+            Ok(n) if (1..=200).contains(&n) => n,
+            _ => bail!("--reps takes a count from 1 to 200, not {n}"),
+        };
+    }
     if !nix::unistd::geteuid().is_root() {
         bail!("the UDP benchmark creates namespaces and loads BPF programs: run it as root");
     }
@@ -541,6 +559,9 @@ fn main() -> Result<()> {
     tb.pin_neighbours()?;
     // Where the host has the two vCPUs, recorded with every sample (see `support::placement`).
     let mut placement = support::placement::Placement::new();
+    // The machine's speed on the generator's core before and after each sample (see
+    // `support::speed`).
+    let speed = support::speed::SpeedProbe::start(0)?;
     // The two sides of each ratio measured one right after the other in every repetition (the
     // sink with the bare consumers, the echo with the bare reflector, the miss with its two
     // baselines): a drift of the VM's speed over tens of seconds moves both sides alike.
@@ -569,7 +590,7 @@ fn main() -> Result<()> {
         .into_iter()
         .filter(|l| only_layout.as_deref().is_none_or(|o| o == l.key()))
         .collect();
-    let partial = only.is_some() || only_layout.is_some();
+    let partial = only.is_some() || only_layout.is_some() || reps != if quick { 2 } else { 8 };
     let mut samples: Vec<Vec<Vec<serde_json::Value>>> =
         vec![vec![Vec::new(); receivers.len()]; layouts.len()];
     for rep in 0..=reps {
@@ -588,10 +609,12 @@ fn main() -> Result<()> {
                     receiver_drops(&tb, r, &s)?,
                     netdemux::testbed::cpu_times(),
                 );
+                let speed_before = speed.ns()?;
                 let watch = support::placement::Watch::start();
                 let g = offer_load(&tb, secs, r == Receiver::Mix);
                 let bursts = watch.finish();
                 let g = g?;
+                let speed_after = speed.ns()?;
                 thread::sleep(Duration::from_millis(300));
                 let (after, drops_after, cpu_after) = (
                     received(&tb, r, &s)?,
@@ -616,6 +639,7 @@ fn main() -> Result<()> {
                     "received_mpps": rate / 1e6,
                     "receiver_drops": drops_after - drops_before,
                     "cpu_busy": busy,
+                    "speed_ns": [speed_before, speed_after],
                 });
                 if answers(r) {
                     // Sent but never at the peer (veth refused them: its backlog was full).
@@ -648,7 +672,8 @@ fn main() -> Result<()> {
         Vec::new()
     };
     let mut times: Vec<Vec<(f64, u64)>> = vec![Vec::new(); timed.len()];
-    for _ in 0..reps {
+    // At most eight passes: a long partial run is for the rates.
+    for _ in 0..reps.min(8) {
         for (i, &(r, name)) in timed.iter().enumerate() {
             let t = program_time(&tb, r, name, secs.min(2.0))?;
             eprintln!(
@@ -705,7 +730,8 @@ fn main() -> Result<()> {
     if !timed.is_empty() {
         println!(
             "\nXDP program time on the live path (busy-poll layout; the kernel's BPF run-time \
-             stats, ns per run, median of {reps}):\n"
+             stats, ns per run, median of {}):\n",
+            reps.min(8)
         );
         println!("| receiver | program | ns per run | runs per sample |");
         println!("|---|---|---:|---:|");
@@ -741,7 +767,20 @@ fn main() -> Result<()> {
     let placement_summary = placement.summary();
     println!("\n{}", placement.report());
     if partial {
-        println!("(a partial run: no ratios, no results file)");
+        println!();
+        for (l, layout) in layouts.iter().enumerate() {
+            let of = |key: &str| {
+                let i = receivers.iter().position(|r| r.key() == key)?;
+                Some(&samples[l][i])
+            };
+            for &(name, a, b) in &support::UDP_RATIOS {
+                if let (Some(a), Some(b)) = (of(a), of(b)) {
+                    let ratio = support::paired_ratio(a, b);
+                    println!("{} {name}: {ratio}", layout.key());
+                }
+            }
+        }
+        println!("(a partial run: no results file)");
         return Ok(());
     }
     for &layout in &layouts {

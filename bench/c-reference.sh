@@ -4,7 +4,8 @@
 # 1-queue veth pair, one `netdemux gen` on CPU 0 (64-byte UDP, 64 flows), every receiver on
 # CPU 1, copy mode, spinning and busy-polling, interleaved rounds (ROUNDS, 3 by default): each
 # ratio is taken within a round, the two sides one right after the other in a random order, and
-# reported as the median of the rounds' ratios with the lowest and highest.
+# reported as the median of the rounds' ratios with the lowest and highest (and, from 6 rounds, a
+# 95% interval for the median).
 #
 # The repository does not need xdp-tools: build it apart and pass its xdp-bench, e.g.
 #   git clone https://github.com/xdp-project/xdp-tools && cd xdp-tools && git checkout v1.6.3
@@ -107,11 +108,23 @@ for round in $(seq "$ROUNDS"); do
 done
 rm -f /tmp/ncref.$$
 median() { python3 -c "import sys; v=sorted(map(float,sys.argv[1:])); print(v[len(v)//2])" $1; }
+# The median of the rounds' ratios, the lowest and highest round, and from 6 rounds on a 95%
+# interval for the median from the order statistics (ranks n/2 -/+ 0.98 sqrt(n), as a sign test
+# takes them; the udp bench's paired ratios use the same rule).
 spread() {
-  python3 -c "import sys; v=sorted(map(float,sys.argv[1:])); print(f'{v[len(v)//2]:.2f} ({v[0]:.2f}–{v[-1]:.2f})')" $1
+  python3 -c "
+import math, sys
+v = sorted(map(float, sys.argv[1:])); n = len(v)
+m = v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+out = f'{m:.2f} ({v[0]:.2f}–{v[-1]:.2f}'
+if n >= 6:
+    h = 0.98 * math.sqrt(n)
+    lo, hi = max(1, math.floor(n / 2 - h)) - 1, min(n, math.ceil(n / 2 + 1 + h)) - 1
+    out += f'; 95%: {v[lo]:.2f}–{v[hi]:.2f}'
+print(out + ')')" $1
 }
 echo
-echo "netdemux / C reference, the median of the $ROUNDS rounds' ratios (lowest–highest round):"
+echo "netdemux / C reference, the median of the $ROUNDS rounds' ratios (lowest–highest round; from 6 rounds, the median's 95% interval):"
 echo
 echo "| netdemux / C reference | busy-poll | spin |"
 echo "|---|---:|---:|"

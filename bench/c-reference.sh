@@ -107,7 +107,7 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 rm -f /tmp/ncref.$$
-median() { python3 -c "import sys; v=sorted(map(float,sys.argv[1:])); print(v[len(v)//2])" $1; }
+median() { python3 -c "import sys; v=sorted(map(float,sys.argv[1:])); n=len(v); print(v[n//2] if n%2 else (v[n//2-1]+v[n//2])/2)" $1; }
 # The median of the rounds' ratios, the lowest and highest round, and from 6 rounds on a 95%
 # interval for the median from the order statistics (ranks n/2 -/+ 0.98 sqrt(n), as a sign test
 # takes them; the udp bench's paired ratios use the same rule).

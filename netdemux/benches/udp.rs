@@ -532,6 +532,10 @@ fn offer_load(tb: &Testbed, secs: f64, mix: bool) -> Result<serde_json::Value> {
     tb.generate(&args)
 }
 
+/// Repetitions of a full run (the report's) and of a quick one.
+const FULL_REPS: usize = 8;
+const QUICK_REPS: usize = 2;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
@@ -543,7 +547,9 @@ fn main() -> Result<()> {
     // a whole sample, so the fit at equal placement (see `report`) was expected to gain from
     // more samples more than from longer ones. It did not narrow: five of three seconds left
     // 95% intervals of ±8–11% (run 1796229566), eight of two ±11–13% (run 1796232025).
-    let (secs, mut reps) = if quick { (2.0, 2) } else { (2.0, 8) };
+    let secs = 2.0;
+    let usual_reps = if quick { QUICK_REPS } else { FULL_REPS };
+    let mut reps = usual_reps;
     // `--reps N`: more repetitions for a partial run that settles a few ratios (the full run's
     // report wants its usual eight).
     if let Some(n) = support::flag_value(&args, "--reps") {
@@ -590,7 +596,7 @@ fn main() -> Result<()> {
         .into_iter()
         .filter(|l| only_layout.as_deref().is_none_or(|o| o == l.key()))
         .collect();
-    let partial = only.is_some() || only_layout.is_some() || reps != if quick { 2 } else { 8 };
+    let partial = only.is_some() || only_layout.is_some() || reps != usual_reps;
     let mut samples: Vec<Vec<Vec<serde_json::Value>>> =
         vec![vec![Vec::new(); receivers.len()]; layouts.len()];
     for rep in 0..=reps {
@@ -672,8 +678,8 @@ fn main() -> Result<()> {
         Vec::new()
     };
     let mut times: Vec<Vec<(f64, u64)>> = vec![Vec::new(); timed.len()];
-    // At most eight passes: a long partial run is for the rates.
-    for _ in 0..reps.min(8) {
+    // At most a full run's passes: a long partial run is for the rates.
+    for _ in 0..reps.min(FULL_REPS) {
         for (i, &(r, name)) in timed.iter().enumerate() {
             let t = program_time(&tb, r, name, secs.min(2.0))?;
             eprintln!(
@@ -731,7 +737,7 @@ fn main() -> Result<()> {
         println!(
             "\nXDP program time on the live path (busy-poll layout; the kernel's BPF run-time \
              stats, ns per run, median of {}):\n",
-            reps.min(8)
+            reps.min(FULL_REPS)
         );
         println!("| receiver | program | ns per run | runs per sample |");
         println!("|---|---|---:|---:|");

@@ -191,7 +191,7 @@ fn invert(mut m: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
     Some(inv)
 }
 
-/// `median (low–high)`, the interval a 95% one for the median (needs 6 values; fewer give the
+/// `median (low–high)` with a 95% interval for the median (from 6 values on; fewer give the
 /// median alone), or `-` for none.
 fn median_interval(v: &[f64]) -> String {
     let mut v = v.to_vec();

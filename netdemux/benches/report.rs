@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 mod support;
 
+use support::stats::Fit;
+
 fn read(dir: &std::path::Path, name: &str) -> Option<Value> {
     fs::read_to_string(dir.join(name))
         .ok()
@@ -158,18 +160,19 @@ fn main() -> Result<()> {
             Some((name.to_string(), json!(spread)))
         })
         .collect();
-    // Each udp ratio at equal placement of the vCPUs, and how much the placement moves its two
-    // sides' rates (see `udp_at_equal_placement`).
-    let fits: Vec<(&str, PlacementFit)> = support::UDP_RATIOS
+    // Each udp ratio at equal speed and placement, and how much the placement moves its two
+    // sides' rates (see `udp_at_equal`).
+    let fits: Vec<(&str, Fit)> = support::UDP_RATIOS
         .iter()
-        .filter_map(|&(name, _, _)| Some((name, udp_at_equal_placement(udp?, name)?)))
+        .filter_map(|&(name, _, _)| Some((name, udp_at_equal(udp?, name)?)))
         .collect();
     let at_equal: serde_json::Map<String, Value> = fits
         .iter()
         .map(|(n, f)| {
             (
                 n.to_string(),
-                json!({"ratio": f.ratio, "interval_95": f.interval}),
+                json!({"ratio": f.ratio, "interval_95": f.interval, "covariates": f.covariates(),
+                       "per_probe_ns": f.per_probe_ns}),
             )
         })
         .collect();
@@ -180,7 +183,7 @@ fn main() -> Result<()> {
     let mut record = json!({
         "run": run, "provenance": provenance, "ratios": ratios, "udp_spreads": udp_spreads,
         "http_spreads": http_spreads,
-        "udp_at_equal_placement": at_equal, "udp_near_vs_far": near_gain,
+        "udp_at_equal_speed_and_placement": at_equal, "udp_near_vs_far": near_gain,
         "left_out": left_out,
     });
     if let Some(o) = record.as_object_mut() {
@@ -267,96 +270,14 @@ fn udp_spread(udp: &Value, name: &str) -> Option<[f64; 2]> {
     )
 }
 
-/// The `udp` ratio `name` (busy-poll layout) at equal placement of the two vCPUs, and the
-/// factor the placement moves its sides' rates by (all near / all far). Each sample records the
-/// share of its time the vCPUs were near (`near_share`); the two sides' log rates are fitted
-/// with one intercept each and one common slope on that share (least squares), and the ratio is
-/// the difference of the intercepts: the ratio of the sides' geometric mean rates, corrected for
-/// the difference of their mean near shares; with its 95% interval. Where the shares barely
-/// varied within the sides (less than [`MIN_PLACEMENT_SPREAD`]), the samples ran on one
-/// placement: no slope is fitted (one or two samples off by a few bursts would set it), and the
-/// ratio is that of the geometric means. `None` for results without the shares.
-fn udp_at_equal_placement(udp: &Value, name: &str) -> Option<PlacementFit> {
+/// The `udp` ratio `name` (busy-poll layout) at equal speed and placement
+/// ([`support::stats::fit_at_equal`]: both sides' log rates fitted with one intercept each and
+/// common slopes on the speed probe and the near share). `None` for results without the near
+/// shares; results from before the speed probe are fitted on the placement alone.
+fn udp_at_equal(udp: &Value, name: &str) -> Option<Fit> {
     let &(_, a, b) = support::UDP_RATIOS.iter().find(|r| r.0 == name)?;
-    let side = |k: &str| -> Option<Vec<(f64, f64)>> {
-        udp["receivers"][k]["busy_poll"]["samples"]
-            .as_array()?
-            .iter()
-            .map(|s| Some((s["near_share"].as_f64()?, s["received_mpps"].as_f64()?.ln())))
-            .collect()
-    };
-    let (sa, sb) = (side(a)?, side(b)?);
-    if sa.is_empty() || sb.is_empty() {
-        return None;
-    }
-    let mean = |v: &[(f64, f64)]| {
-        let n = v.len() as f64;
-        (
-            v.iter().map(|p| p.0).sum::<f64>() / n,
-            v.iter().map(|p| p.1).sum::<f64>() / n,
-        )
-    };
-    let (ma, mb) = (mean(&sa), mean(&sb));
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (v, m) in [(&sa, ma), (&sb, mb)] {
-        for &(x, y) in v.iter() {
-            sxy += (x - m.0) * (y - m.1);
-            sxx += (x - m.0) * (x - m.0);
-        }
-    }
-    let varied = sxx >= MIN_PLACEMENT_SPREAD;
-    let slope = if varied { sxy / sxx } else { 0.0 };
-    let diff = (ma.1 - mb.1) - slope * (ma.0 - mb.0);
-    // Its 95% interval: the residuals' variance over n − 3 degrees of freedom (two intercepts
-    // and the slope; n − 2 without the slope), Student's t for them.
-    let (na, nb) = (sa.len() as f64, sb.len() as f64);
-    let dof = (sa.len() + sb.len()).saturating_sub(if varied { 3 } else { 2 });
-    let rss: f64 = [(&sa, ma), (&sb, mb)]
-        .iter()
-        .flat_map(|(v, m)| {
-            v.iter()
-                .map(move |&(x, y)| (y - m.1 - slope * (x - m.0)).powi(2))
-        })
-        .sum();
-    let interval = (dof > 0).then(|| {
-        let spread = if varied {
-            (ma.0 - mb.0).powi(2) / sxx
-        } else {
-            0.0
-        };
-        let se = (rss / dof as f64 * (1.0 / na + 1.0 / nb + spread)).sqrt();
-        let t = t_975(dof);
-        [(diff - t * se).exp(), (diff + t * se).exp()]
-    });
-    Some(PlacementFit {
-        ratio: diff.exp(),
-        interval,
-        near_vs_far: varied.then(|| slope.exp()),
-    })
-}
-
-/// The least within-side sum of squares of the samples' near shares that identifies a slope:
-/// two all-far samples of eight on one side give 1.5; one of eight samples a twentieth short of
-/// all near (run 1796241496's bare consumer) 0.002.
-const MIN_PLACEMENT_SPREAD: f64 = 0.5;
-
-/// A `udp` ratio at equal placement of the vCPUs (see [`udp_at_equal_placement`]).
-struct PlacementFit {
-    ratio: f64,
-    /// Its 95% interval (none without a degree of freedom left).
-    interval: Option<[f64; 2]>,
-    /// The factor on both sides' rates from all far to all near (none where the placement did
-    /// not vary).
-    near_vs_far: Option<f64>,
-}
-
-/// Student's t, 97.5th percentile, for `dof` degrees of freedom (from 10 on, the value for 10:
-/// a little wide, never narrow).
-fn t_975(dof: usize) -> f64 {
-    const T: [f64; 10] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    ];
-    T[dof.clamp(1, 10) - 1]
+    let samples = |k: &str| udp["receivers"][k]["busy_poll"]["samples"].as_array();
+    support::stats::fit_at_equal(samples(a)?, samples(b)?)
 }
 
 /// The echo benchmark's closed- and open-loop tables of one mode (`m`, described by `mode`).
@@ -447,7 +368,7 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         md.push_str(&format!("Not in this run: {}.\n\n", names.join(", ")));
     }
     md.push_str(
-        "| ratio | goal | measured (udp and HTTP: the lowest–highest repetition in brackets, HTTP's round by round) | udp: at equal vCPU placement (95% interval) |\n|---|---|---:|---:|\n",
+        "| ratio | goal | measured (udp and HTTP: the lowest–highest repetition in brackets, HTTP's round by round) | udp: at equal speed and vCPU placement (95% interval) |\n|---|---|---:|---:|\n",
     );
     for (name, goal, key) in [
         (
@@ -622,11 +543,21 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             Some([lo, hi]) => format!(" ({}–{})", num(lo, 2), num(hi, 2)),
             _ => String::new(),
         };
-        let fit = &record["udp_at_equal_placement"][key];
-        let equal = match fit["interval_95"].as_array().map(Vec::as_slice) {
+        let fit = &record["udp_at_equal_speed_and_placement"][key];
+        let mut equal = match fit["interval_95"].as_array().map(Vec::as_slice) {
             Some([lo, hi]) => format!("{} ({}–{})", num(&fit["ratio"], 2), num(lo, 2), num(hi, 2)),
             _ => num(&fit["ratio"], 2),
         };
+        // Say which covariates a fit left out (one that did not vary, or a run without the probe).
+        if let Some(c) = fit["covariates"].as_array() {
+            let has = |n: &str| c.iter().any(|x| x == n);
+            equal += match (has("speed"), has("placement")) {
+                (true, true) => "",
+                (true, false) => ", speed only",
+                (false, true) => ", placement only",
+                (false, false) => ", geometric means",
+            };
+        }
         md.push_str(&format!(
             "| {name} | {goal} | {}{spread} | {equal} |\n",
             num(&ratios[key], 2)

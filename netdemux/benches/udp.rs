@@ -49,10 +49,11 @@
 //! `bench/results/udp-latest.json`.
 //!
 //! Every sample also records the machine's speed right before and after it (`speed_ns`, the
-//! empty program's ns per run on the generator's core: `support::speed`). A partial run
+//! empty program's ns per run on the generator's core: `support::speed`); the report fits each
+//! ratio at equal speed and placement on it (`support::stats::fit_at_equal`). A partial run
 //! (`--only`, `--layout`, or `--reps N` other than the usual count) writes no results file; it
 //! prints each ratio whose two sides it measured, paired by repetition (the median of the
-//! repetitions' ratios with its 95% interval) and fitted at equal speed and placement (see
+//! repetitions' ratios with its 95% interval) and by the report's fit (see
 //! `support::paired_ratio`). With many repetitions of a few receivers, that settles a ratio the
 //! full run's eight leave wide.
 //!

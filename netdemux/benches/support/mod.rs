@@ -22,6 +22,7 @@ use netdemux_common::program_names;
 
 pub mod placement;
 pub mod speed;
+pub mod stats;
 
 /// The `udp` benchmark's ratios, by name: (numerator, denominator) receivers, each a rate
 /// received in the same layout. The report takes each one's spread from the repetitions.
@@ -75,12 +76,8 @@ pub const UDP_RATIOS: [(&str, &str, &str); 13] = [
 
 /// The ratio of two receivers' rates (received Mpps), two ways. Paired by repetition
 /// (`a[i] / b[i]`, samples taken one right after the other): the median of the pairs' ratios
-/// with a 95% interval for it — distribution-free, from the order statistics (ranks
-/// n/2 ∓ 0.98·√n, as a sign test takes them). And fitted: both sides' log rates by least
-/// squares with one intercept each and common slopes on the sample's speed probe (the mean of
-/// its two, [`speed`]) and on its near share ([`placement`]) — the ratio at equal speed and
-/// placement, with a 95% interval from the fit's standard error (normal: the fit has dozens of
-/// degrees of freedom in the runs it is for). One line.
+/// with a 95% interval for it ([`stats::median_interval`]). And fitted at equal speed and
+/// placement ([`stats::fit_at_equal`], the report's fit), with its 95% interval. One line.
 pub fn paired_ratio(a: &[serde_json::Value], b: &[serde_json::Value]) -> String {
     let ratios: Vec<f64> = a
         .iter()
@@ -90,129 +87,28 @@ pub fn paired_ratio(a: &[serde_json::Value], b: &[serde_json::Value]) -> String 
             (y > 0.0).then(|| x / y)
         })
         .collect();
-    let fitted = match fit_at_equal(a, b) {
-        Some((r, lo, hi)) => format!("{r:.3} ({lo:.3}–{hi:.3})"),
+    let paired = match stats::median_interval(&ratios) {
+        Some((m, Some([lo, hi]))) => format!("{m:.3} ({lo:.3}–{hi:.3})"),
+        Some((m, None)) => format!("{m:.3}"),
         None => "-".into(),
     };
+    let fitted = match stats::fit_at_equal(a, b) {
+        Some(f) => {
+            let on = match f.covariates().as_slice() {
+                [] => "geometric means: neither speed nor placement varied".to_string(),
+                c => format!("at equal {}", c.join(" and ")),
+            };
+            match f.interval {
+                Some([lo, hi]) => format!("{:.3} ({lo:.3}–{hi:.3}) {on}", f.ratio),
+                None => format!("{:.3} {on}", f.ratio),
+            }
+        }
+        None => "- fitted".into(),
+    };
     format!(
-        "{} paired over {} repetitions; {fitted} at equal speed and placement",
-        median_interval(&ratios),
+        "{paired} paired over {} repetitions; {fitted}",
         ratios.len(),
     )
-}
-
-/// [`paired_ratio`]'s fit: the ratio and its 95% interval, `None` for samples without the
-/// probes or too few of them (the fit has four parameters).
-fn fit_at_equal(a: &[serde_json::Value], b: &[serde_json::Value]) -> Option<(f64, f64, f64)> {
-    // Rows: [side a, side b, speed, near share] and the log rate.
-    let row = |s: &serde_json::Value, side: f64| -> Option<([f64; 4], f64)> {
-        let speed = s["speed_ns"].as_array()?;
-        let speed = speed.iter().map(|v| v.as_f64()).sum::<Option<f64>>()? / speed.len() as f64;
-        let rate = s["received_mpps"].as_f64().filter(|&r| r > 0.0)?;
-        Some((
-            [side, 1.0 - side, speed, s["near_share"].as_f64()?],
-            rate.ln(),
-        ))
-    };
-    let rows: Vec<([f64; 4], f64)> = a
-        .iter()
-        .map(|s| row(s, 1.0))
-        .chain(b.iter().map(|s| row(s, 0.0)))
-        .collect::<Option<_>>()?;
-    let dof = rows.len().checked_sub(4).filter(|&d| d > 0)?;
-    let mut xtx = [[0.0; 4]; 4];
-    let mut xty = [0.0; 4];
-    for (x, y) in &rows {
-        for i in 0..4 {
-            xty[i] += x[i] * y;
-            for j in 0..4 {
-                xtx[i][j] += x[i] * x[j];
-            }
-        }
-    }
-    // A covariate that did not vary leaves the matrix singular: fit without it.
-    let keep: Vec<usize> = (0..4)
-        .filter(|&i| i < 2 || rows.iter().any(|(x, _)| (x[i] - rows[0].0[i]).abs() > 1e-9))
-        .collect();
-    let m: Vec<Vec<f64>> = keep
-        .iter()
-        .map(|&i| keep.iter().map(|&j| xtx[i][j]).collect())
-        .collect();
-    let inverse = invert(m)?;
-    let beta: Vec<f64> = (0..keep.len())
-        .map(|i| (0..keep.len()).map(|j| inverse[i][j] * xty[keep[j]]).sum())
-        .collect();
-    let rss: f64 = rows
-        .iter()
-        .map(|(x, y)| {
-            let fit: f64 = keep.iter().zip(&beta).map(|(&i, b)| b * x[i]).sum();
-            (y - fit).powi(2)
-        })
-        .sum();
-    let var = rss / dof as f64;
-    let diff = beta[0] - beta[1];
-    let se = (var * (inverse[0][0] + inverse[1][1] - 2.0 * inverse[0][1])).sqrt();
-    Some((
-        diff.exp(),
-        (diff - 1.96 * se).exp(),
-        (diff + 1.96 * se).exp(),
-    ))
-}
-
-/// The inverse of a small square matrix (Gauss–Jordan with partial pivoting); `None` when it
-/// is singular.
-fn invert(mut m: Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
-    let n = m.len();
-    let mut inv: Vec<Vec<f64>> = (0..n)
-        .map(|i| (0..n).map(|j| f64::from(u8::from(i == j))).collect())
-        .collect();
-    for c in 0..n {
-        let p = (c..n).max_by(|&x, &y| m[x][c].abs().total_cmp(&m[y][c].abs()))?;
-        if m[p][c].abs() < 1e-12 {
-            return None;
-        }
-        m.swap(c, p);
-        inv.swap(c, p);
-        let d = m[c][c];
-        for j in 0..n {
-            m[c][j] /= d;
-            inv[c][j] /= d;
-        }
-        for r in 0..n {
-            if r != c {
-                let f = m[r][c];
-                for j in 0..n {
-                    m[r][j] -= f * m[c][j];
-                    inv[r][j] -= f * inv[c][j];
-                }
-            }
-        }
-    }
-    Some(inv)
-}
-
-/// `median (low–high)` with a 95% interval for the median (from 6 values on; fewer give the
-/// median alone), or `-` for none.
-fn median_interval(v: &[f64]) -> String {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        return "-".into();
-    }
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    if n < 6 {
-        return format!("{median:.3}");
-    }
-    let half = 0.98 * (n as f64).sqrt();
-    // 1-based ranks floor(n/2 - half) and ceil(n/2 + 1 + half), as 0-based indices.
-    let lo = ((n as f64 / 2.0 - half).floor() as usize).clamp(1, n) - 1;
-    let hi = ((n as f64 / 2.0 + 1.0 + half).ceil() as usize).clamp(1, n) - 1;
-    format!("{median:.3} ({:.3}–{:.3})", v[lo], v[hi])
 }
 
 /// Pins the calling thread to `cpu` (best effort).

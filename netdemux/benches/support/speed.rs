@@ -3,8 +3,8 @@
 //! ns per run. On the Intel VM of these runs the host now and then slows a vCPU for seconds
 //! (the xdp bench's empty program 7 -> 13 ns, and the udp bench's rates switch between two
 //! levels about 1.4x apart from one sample to the next); a ratio whose two samples ran at
-//! different speeds measures the host. With the probe, a partial `udp` run also fits each ratio
-//! at equal speed (`support::paired_ratio`).
+//! different speeds measures the host. With the probe, the report and a partial `udp` run fit
+//! each ratio at equal speed (`support::stats::fit_at_equal`).
 //!
 //! The probe sees the speed at a sample's two ends, not a slowdown that starts and ends inside
 //! it; and it times the generator's core only (the echo's bottleneck, the receiver's core,

@@ -24,7 +24,9 @@
 //! schedule, never waiting for answers, and times the answers as they come. The capacity is the
 //! answered rate of the slower echo with that client sending as fast as it can (what this client
 //! on one core can drive); both echoes are then loaded at 10, 50 and 90% of it, in a random
-//! order, and each load reports p50/p99/p99.9 and the answers missing.
+//! order, and each load reports p50/p99/p99.9 and the answers missing, beside the losses the
+//! kernel and the echo counted on the way (`path_losses`, `against`): datagrams and answers a
+//! full socket receive buffer or a veth end dropped, answers the echo could not send.
 //! Output: a markdown table and `bench/results/echo-latest.json`. Usage: echo [--quick]  (root)
 
 use std::{
@@ -40,7 +42,7 @@ use std::{
 use anyhow::{Result, bail};
 use netdemux::{
     test_rng::Xorshift64,
-    testbed::{Daemon, Testbed, in_netns},
+    testbed::{Daemon, Testbed, in_netns, kernel_counters, link, queue_sum, ring_drops},
 };
 
 mod support;
@@ -76,8 +78,14 @@ fn ping_pong(tb: &Testbed, n: usize) -> Result<Vec<f64>> {
 }
 
 /// A kernel UDP echo on DST in namespace b until `stop`: blocking in recv, or, `spin`, spinning
-/// on a non-blocking socket.
-fn kernel_echo(tb: &Testbed, spin: bool, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
+/// on a non-blocking socket. Counts in `unsent` the answers its socket refused (a full send
+/// buffer: the spinning echo's non-blocking send fails instead of waiting).
+fn kernel_echo(
+    tb: &Testbed,
+    spin: bool,
+    stop: Arc<AtomicBool>,
+    unsent: Arc<AtomicU64>,
+) -> thread::JoinHandle<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let h = in_netns(&tb.ns_b, move || {
         support::pin(1);
@@ -88,8 +96,10 @@ fn kernel_echo(tb: &Testbed, spin: bool, stop: Arc<AtomicBool>) -> thread::JoinH
         ready_tx.send(()).unwrap();
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::Relaxed) {
-            if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                let _ = sock.send_to(&buf[..n], from);
+            if let Ok((n, from)) = sock.recv_from(&mut buf)
+                && sock.send_to(&buf[..n], from).is_err()
+            {
+                unsent.fetch_add(1, Ordering::Relaxed);
             }
         }
     });
@@ -169,16 +179,27 @@ impl Side {
     }
 }
 
-/// Runs `f` against one echo, blocking or (`spin`) spinning.
-fn against<T>(tb: &Testbed, side: Side, spin: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
+/// Runs `f` against one echo, blocking or (`spin`) spinning; with what `f` returns, the
+/// datagrams the echo itself counted as lost while it ran (the kernel echo: answers its socket
+/// refused; netdemux: its socket's drops, in-place answers a full TX ring dropped, answers with
+/// no route or neighbour; the bare reflector: its socket's drops).
+fn against<T>(
+    tb: &Testbed,
+    side: Side,
+    spin: bool,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<(T, u64)> {
     match side {
         Side::Kernel => {
-            let stop = Arc::new(AtomicBool::new(false));
-            let h = kernel_echo(tb, spin, stop.clone());
+            let (stop, unsent) = (
+                Arc::new(AtomicBool::new(false)),
+                Arc::new(AtomicU64::new(0)),
+            );
+            let h = kernel_echo(tb, spin, stop.clone(), unsent.clone());
             let r = f();
             stop.store(true, Ordering::Relaxed);
             let _ = h.join();
-            r
+            Ok((r?, unsent.load(Ordering::Relaxed)))
         }
         Side::Netdemux => {
             let mut args = vec!["--udp-echo", DST, "--cpu", "1"];
@@ -187,8 +208,16 @@ fn against<T>(tb: &Testbed, side: Side, spin: bool, f: impl FnOnce() -> Result<T
             }
             let d = Daemon::start(tb, &args)?;
             let r = f();
+            // The daemon counts from its start: its losses are the counters as it ends.
+            let lost = tb.stats().map(|v| {
+                ring_drops(&v)
+                    + ["tx_dropped", "no_route", "unresolved"]
+                        .iter()
+                        .map(|c| queue_sum(&v, c))
+                        .sum::<u64>()
+            });
             d.stop()?;
-            r
+            Ok((r?, lost?))
         }
         Side::Bare => {
             let wait = if spin { Wait::Spin } else { Wait::Poll };
@@ -196,10 +225,32 @@ fn against<T>(tb: &Testbed, side: Side, spin: bool, f: impl FnOnce() -> Result<T
             let count = Arc::new(AtomicU64::new(0));
             let bare = start_bare(tb, wait, (true, BareProgram::ParseRedirect), count, 74)?;
             let r = f();
+            let lost = bare.drops.load(Ordering::Relaxed);
             bare.finish()?;
-            r
+            Ok((r?, lost))
         }
     }
+}
+
+/// The losses the kernel counts on the echo's path, by place: datagrams a full socket receive
+/// buffer dropped in each namespace (`UdpRcvbufErrors`: the client's socket, the kernel echo's),
+/// and frames each veth end dropped (`ip -s link`, received and sent: a full peer ring or
+/// backlog). Totals since the namespaces were made: the open loop takes their differences.
+fn path_losses(tb: &Testbed) -> Result<[(&'static str, u64); 4]> {
+    let socket = |ns: &str| kernel_counters(ns, &["UdpRcvbufErrors"]);
+    let veth = |ns: &str, dev: &str| -> Result<u64> {
+        let l = link(ns, dev)?;
+        Ok(["rx", "tx"]
+            .iter()
+            .filter_map(|d| l["stats64"][d]["dropped"].as_u64())
+            .sum())
+    };
+    Ok([
+        ("client_socket", socket(&tb.ns_a)?),
+        ("echo_namespace_sockets", socket(&tb.ns_b)?),
+        ("veth_client_end", veth(&tb.ns_a, &tb.veth_a)?),
+        ("veth_echo_end", veth(&tb.ns_b, &tb.veth_b)?),
+    ])
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -285,7 +336,7 @@ fn measure(
                 .join(", "),
         );
         for side in sides {
-            let mut r = against(tb, side, spin, || ping_pong(tb, n))?;
+            let (mut r, _) = against(tb, side, spin, || ping_pong(tb, n))?;
             r.sort_by(f64::total_cmp);
             if let Some((_, v, rounds)) = samples.iter_mut().find(|(s, ..)| *s == side) {
                 rounds.push(percentile(&r, 0.5));
@@ -297,7 +348,7 @@ fn measure(
     let secs = if quick { 1.0 } else { 2.0 };
     let mut capacity = f64::MAX;
     for side in [Side::Kernel, Side::Netdemux] {
-        let (rtts, _, took) = against(tb, side, spin, || open_loop(tb, 0.0, secs))?;
+        let ((rtts, _, took), _) = against(tb, side, spin, || open_loop(tb, 0.0, secs))?;
         capacity = capacity.min(rtts.len() as f64 / took);
     }
     let mut loads = Vec::new();
@@ -309,9 +360,19 @@ fn measure(
         }
         let mut load = serde_json::json!({"share": share, "rate_pps": rate});
         for side in sides {
-            let (mut rtts, sent, _) = against(tb, side, spin, || open_loop(tb, rate, secs))?;
+            let before = path_losses(tb)?;
+            let ((mut rtts, sent, _), echo_lost) =
+                against(tb, side, spin, || open_loop(tb, rate, secs))?;
+            let after = path_losses(tb)?;
             rtts.sort_by(f64::total_cmp);
             let missing = sent.saturating_sub(rtts.len() as u64);
+            // Where the missing went, as counted: the echo's own count and the kernel's.
+            let mut counted = serde_json::Map::new();
+            counted.insert("echo".into(), echo_lost.into());
+            for ((place, b), (_, a)) in before.iter().zip(&after) {
+                counted.insert((*place).into(), a.saturating_sub(*b).into());
+            }
+            let counted_total: u64 = counted.values().filter_map(|v| v.as_u64()).sum();
             let p = |q: f64| {
                 if rtts.is_empty() {
                     0.0
@@ -325,6 +386,7 @@ fn measure(
                 "netdemux"
             }] = serde_json::json!({
                 "sent": sent, "missing": missing,
+                "counted_losses": counted_total, "counted_by_place": counted,
                 "p50_us": p(0.5), "p99_us": p(0.99), "p99_9_us": p(0.999),
             });
         }
@@ -334,19 +396,20 @@ fn measure(
         "Open loop, {mode}, capacity {:.0} datagrams/s (the slower echo, this client as fast as it goes):\n",
         capacity
     );
-    println!("| load | echo | p50 (µs) | p99 (µs) | p99.9 (µs) | missing |");
-    println!("|---:|---|---:|---:|---:|---:|");
+    println!("| load | echo | p50 (µs) | p99 (µs) | p99.9 (µs) | missing | counted lost |");
+    println!("|---:|---|---:|---:|---:|---:|---|");
     for l in &loads {
         for side in ["kernel", "netdemux"] {
             let v = &l[side];
             println!(
-                "| {:.0}% | {side} | {:.1} | {:.1} | {:.1} | {} of {} |",
+                "| {:.0}% | {side} | {:.1} | {:.1} | {:.1} | {} of {} | {} |",
                 l["share"].as_f64().unwrap_or(0.0) * 100.0,
                 v["p50_us"].as_f64().unwrap_or(0.0),
                 v["p99_us"].as_f64().unwrap_or(0.0),
                 v["p99_9_us"].as_f64().unwrap_or(0.0),
                 v["missing"],
-                v["sent"]
+                v["sent"],
+                support::counted_cell(v)
             );
         }
     }

@@ -311,20 +311,21 @@ fn echo_tables(md: &mut String, m: &Value, mode: &str) {
     if let Some(loads) = m["open_loop"]["loads"].as_array() {
         md.push_str(&format!(
             "\nOpen loop, {mode} (a client on CPU 0 sends on a fixed schedule and times the answers), at shares of {} datagrams/s, what the slower echo answered with that client sending as fast as it can:\n\n\
-             | load | echo | p50 µs | p99 µs | p99.9 µs | missing |\n|---:|---|---:|---:|---:|---:|\n",
+             | load | echo | p50 µs | p99 µs | p99.9 µs | missing | counted lost on the way (the echo's own count, each namespace's socket buffers, each veth end) |\n|---:|---|---:|---:|---:|---:|---|\n",
             num(&m["open_loop"]["capacity_pps"], 0)
         ));
         for l in loads {
             for side in ["kernel", "netdemux"] {
                 let v = &l[side];
                 md.push_str(&format!(
-                    "| {}% | {side} | {} | {} | {} | {} of {} |\n",
+                    "| {}% | {side} | {} | {} | {} | {} of {} | {} |\n",
                     num(&json!(l["share"].as_f64().unwrap_or(0.0) * 100.0), 0),
                     num(&v["p50_us"], 1),
                     num(&v["p99_us"], 1),
                     num(&v["p99_9_us"], 1),
                     v["missing"],
-                    v["sent"]
+                    v["sent"],
+                    support::counted_cell(v)
                 ));
             }
         }

@@ -111,6 +111,23 @@ pub fn paired_ratio(a: &[serde_json::Value], b: &[serde_json::Value]) -> String 
     )
 }
 
+/// An echo open-loop row's counted losses (`echo`'s `counted_losses`, `counted_by_place`): the
+/// total and, after it, each place that lost any; `—` for results from before they were counted.
+pub fn counted_cell(v: &serde_json::Value) -> String {
+    let places: Vec<String> = v["counted_by_place"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+        .map(|(place, n)| format!("{} {n}", place.replace('_', " ")))
+        .collect();
+    match places.as_slice() {
+        _ if !v["counted_losses"].is_u64() => "—".into(),
+        [] => format!("{}", v["counted_losses"]),
+        p => format!("{} ({})", v["counted_losses"], p.join(", ")),
+    }
+}
+
 /// Pins the calling thread to `cpu` (best effort).
 pub fn pin(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();

@@ -610,24 +610,26 @@ fn main() -> Result<()> {
                     tear_down(&tb, r, s)?;
                     continue;
                 }
+                // The speed probes lie outside the window of the CPU times (their test_run
+                // calls busy CPU 0 for a millisecond or two).
+                let speed_before = speed.ns()?;
                 let arrived_before = if answers(r) { answers_arrived(&tb)? } else { 0 };
                 let (before, drops_before, cpu_before) = (
                     received(&tb, r, &s)?,
                     receiver_drops(&tb, r, &s)?,
                     netdemux::testbed::cpu_times(),
                 );
-                let speed_before = speed.ns()?;
                 let watch = support::placement::Watch::start();
                 let g = offer_load(&tb, secs, r == Receiver::Mix);
                 let bursts = watch.finish();
                 let g = g?;
-                let speed_after = speed.ns()?;
                 thread::sleep(Duration::from_millis(300));
                 let (after, drops_after, cpu_after) = (
                     received(&tb, r, &s)?,
                     receiver_drops(&tb, r, &s)?,
                     netdemux::testbed::cpu_times(),
                 );
+                let speed_after = speed.ns()?;
                 let arrived = if answers(r) {
                     answers_arrived(&tb)? - arrived_before
                 } else {

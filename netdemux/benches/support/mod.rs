@@ -111,20 +111,23 @@ pub fn paired_ratio(a: &[serde_json::Value], b: &[serde_json::Value]) -> String 
     )
 }
 
-/// An echo open-loop row's counted losses (`echo`'s `counted_losses`, `counted_by_place`): the
-/// total and, after it, each place that lost any; `—` for results from before they were counted.
+/// An echo open-loop row's counted losses (`echo`'s `counted_by_place`): their total and, after
+/// it, each place that lost any; `—` for results from before they were counted.
 pub fn counted_cell(v: &serde_json::Value) -> String {
-    let places: Vec<String> = v["counted_by_place"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+    let Some(by_place) = v["counted_by_place"].as_object() else {
+        return "—".into();
+    };
+    let lost = |n: &serde_json::Value| n.as_u64().unwrap_or(0);
+    let total: u64 = by_place.values().map(lost).sum();
+    let places: Vec<String> = by_place
+        .iter()
+        .filter(|(_, n)| lost(n) > 0)
         .map(|(place, n)| format!("{} {n}", place.replace('_', " ")))
         .collect();
-    match places.as_slice() {
-        _ if !v["counted_losses"].is_u64() => "—".into(),
-        [] => format!("{}", v["counted_losses"]),
-        p => format!("{} ({})", v["counted_losses"], p.join(", ")),
+    if places.is_empty() {
+        total.to_string()
+    } else {
+        format!("{total} ({})", places.join(", "))
     }
 }
 

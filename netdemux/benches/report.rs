@@ -134,6 +134,8 @@ fn main() -> Result<()> {
         "proxy_reqs_vs_kernel": ratio(proxy, &["ratios", "proxy_reqs_vs_kernel"]),
         "proxy_p99_vs_kernel": ratio(proxy, &["ratios", "proxy_p99_vs_kernel"]),
         "proxy_bulk_vs_kernel": ratio(proxy, &["ratios", "proxy_bulk_vs_kernel"]),
+        "queues_2_vs_1_received": ratio(sweep, &["queues", "ratios", "received"]),
+        "queues_2_vs_1_receiving_core_ns": ratio(sweep, &["queues", "ratios", "receiving_core_ns_per_frame"]),
     });
     // Every udp ratio the benchmark declares, under its own name.
     if let Some(o) = ratios.as_object_mut() {
@@ -180,9 +182,14 @@ fn main() -> Result<()> {
         .iter()
         .map(|(n, f)| (n.to_string(), json!(f.near_vs_far)))
         .collect();
+    // How far the sweep's 1-against-2-queue ratios moved between its rounds.
+    let sweep_spreads = json!({
+        "queues_2_vs_1_received": ratio(sweep, &["queues", "spreads", "received"]),
+        "queues_2_vs_1_receiving_core_ns": ratio(sweep, &["queues", "spreads", "receiving_core_ns_per_frame"]),
+    });
     let mut record = json!({
         "run": run, "provenance": provenance, "ratios": ratios, "udp_spreads": udp_spreads,
-        "http_spreads": http_spreads,
+        "http_spreads": http_spreads, "sweep_spreads": sweep_spreads,
         "udp_at_equal_speed_and_placement": at_equal, "udp_near_vs_far": near_gain,
         "left_out": left_out,
     });
@@ -338,6 +345,33 @@ fn num(v: &Value, digits: usize) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
+/// The shares of a queue row's frames by queue, in its median round by received rate: "0.45 /
+/// 0.55", or "1" for one queue.
+fn queue_split(row: &Value) -> String {
+    let mut rounds: Vec<&Value> = row["samples"].as_array().into_iter().flatten().collect();
+    rounds.sort_by(|a, b| {
+        let rate = |v: &Value| v["received_mpps"].as_f64().unwrap_or(0.0);
+        rate(a).total_cmp(&rate(b))
+    });
+    let Some(median) = rounds.get(rounds.len() / 2) else {
+        return "—".into();
+    };
+    let per: Vec<f64> = median["received_per_queue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    let total: f64 = per.iter().sum();
+    if per.len() < 2 || total == 0.0 {
+        return "1".into();
+    }
+    per.iter()
+        .map(|q| format!("{:.2}", q / total))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 /// Every table of the run, with its provenance: the run's record and each benchmark's results,
 /// in [`BENCHES`] order.
 fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
@@ -409,6 +443,17 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             "AF_XDP sink / kernel recvmmsg (busy-poll)",
             "—",
             "stack_vs_kernel_udp",
+        ),
+        (
+            "AF_XDP sink, 2 queues / 1 queue, received (one core receives both: the pinned \
+             layout, the generator through a packet socket)",
+            "—",
+            "queues_2_vs_1_received",
+        ),
+        (
+            "… the receiving core's time per frame, 2 queues / 1 queue",
+            "—",
+            "queues_2_vs_1_receiving_core_ns",
         ),
         (
             "miss tax: kernel behind netdemux / kernel alone (busy-poll)",
@@ -539,7 +584,11 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
         ("TCP proxy p99 / kernel relay", "—", "proxy_p99_vs_kernel"),
         ("TCP proxy bulk / kernel relay", "—", "proxy_bulk_vs_kernel"),
     ] {
-        let spreads = [&record["udp_spreads"][key], &record["http_spreads"][key]];
+        let spreads = [
+            &record["udp_spreads"][key],
+            &record["http_spreads"][key],
+            &record["sweep_spreads"][key],
+        ];
         let spread = match spreads.iter().find_map(|s| s.as_array()).map(Vec::as_slice) {
             Some([lo, hi]) => format!(" ({}–{})", num(lo, 2), num(hi, 2)),
             _ => String::new(),
@@ -664,6 +713,25 @@ fn markdown(run: &str, record: &Value, benches: [Option<&Value>; 6]) -> String {
             mib("umem_bytes"),
             mib("map_bytes")
         ));
+        if let Some(q) = sw["queues"].as_object() {
+            md.push_str(&format!(
+                "\n1 against 2 queues on the same CPUs (the sink; `gen --sender packet` on CPU 0, through the kernel's transmit path, which spreads the 64 flows over the queues; on CPU 1 the queues' NAPI threads and the sink's workers, in poll(2)), median of {}, the order alternating; each row checks offered = received + socket drops + veth refusals in every repetition:\n\n\
+                 | queues | offered Mpps | received Mpps | received per queue (median round) | receiving core busy | receiving core ns per frame | every frame accounted |\n|---:|---:|---:|---|---:|---:|---|\n",
+                q["repetitions"]
+            ));
+            for r in q["rows"].as_array().into_iter().flatten() {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | {} | {} |\n",
+                    r["queues"],
+                    num(&r["offered_mpps"], 3),
+                    num(&r["received_mpps"], 3),
+                    queue_split(r),
+                    num(&r["receiving_core_busy"], 2),
+                    num(&r["receiving_core_ns_per_frame"], 0),
+                    if r["accounted"] == true { "yes" } else { "no" }
+                ));
+            }
+        }
     }
     if let Some(e) = echo {
         let mode = |m: &str| e["modes"][m].as_str().unwrap_or(m).to_string();

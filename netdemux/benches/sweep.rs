@@ -8,9 +8,16 @@
 //! charges them). Every sample records where the host had the two vCPUs while it ran
 //! (`near_share`, `cross_core_ns`: `support::placement`, as in `udp`).
 //!
-//! Not here: 1 against 2 queues. veth hands a frame to the RX queue numbered after the CPU
-//! that sent it, so feeding two queues needs the generator on both cores of this 2-core
-//! machine, and the receiver would share them.
+//! Then 1 against 2 queues on the same CPUs (`queues`): the generator on CPU 0, and on CPU 1
+//! everything that receives — the veth queues' NAPI threads (the pinned layout of `udp`) and
+//! the sink's queue workers, waiting in poll(2) (two spinning workers on one core would take
+//! turns by the scheduler's slices). XDP frames land on the RX queue numbered after the CPU
+//! that sent them, so here the generator sends through a packet socket (`gen --sender
+//! packet`: an skb per frame, and the kernel spreads the 64 flows over the queues by their
+//! hash), into a 1-queue and a 2-queue veth, alternating. Each row gives what the sink
+//! received and the receiving core's busy time per frame, and accounts for every frame:
+//! offered = received + the socket's drops + the frames veth refused (its `tx dropped`, which
+//! the generator counts too).
 //!
 //! Output: a markdown table and `bench/results/sweep-latest.json`. Usage: sweep [--quick] (root)
 
@@ -23,9 +30,9 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use netdemux::testbed::{Daemon, Testbed, ring_drops};
+use netdemux::testbed::{Daemon, Testbed, cpu_busy, cpu_times, queue_sum, ring_drops};
 use support::{
-    BareProgram, Layout, pin_napi,
+    BareProgram, Layout, napi_thread, pin_napi,
     placement::{Placement, Watch},
     start_bare,
 };
@@ -191,6 +198,140 @@ fn memlock(path: &Path) -> Result<u64> {
         .unwrap_or(0))
 }
 
+/// One measurement of the sink on `tb` (a 1- or 2-queue veth) with every receiving thread on
+/// CPU 1 and the packet-socket generator on CPU 0 (see the module's notes).
+fn queue_sample(tb: &Testbed, secs: f64) -> Result<serde_json::Value> {
+    let daemon = Daemon::start(tb, &["--udp-sink", DST, "--cpu", "1"])?;
+    napi_thread(&tb.ns_b, &tb.veth_b, 1)?;
+    let per_queue = |v: &serde_json::Value| -> Vec<u64> {
+        v["queues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|q| q["rx"].as_u64().unwrap_or(0))
+            .collect()
+    };
+    let read = || -> Result<(Vec<u64>, u64, u64)> {
+        let v = tb.stats()?;
+        Ok((per_queue(&v), queue_sum(&v, "rx"), ring_drops(&v)))
+    };
+    let (before, dropped_before) = (read()?, tb.sender_tx_dropped()?);
+    let (cpu_before, wall) = (cpu_times(), std::time::Instant::now());
+    let g = tb.generate(&[
+        "--dst",
+        DST,
+        "--size",
+        "64",
+        "--flows",
+        "64",
+        "--duration",
+        &secs.to_string(),
+        "--sender",
+        "packet",
+    ]);
+    // The receiver drains what is in flight.
+    thread::sleep(Duration::from_millis(300));
+    let (busy, wall) = (cpu_busy(&cpu_before, &cpu_times()), wall.elapsed());
+    let (after, dropped_after) = (read()?, tb.sender_tx_dropped()?);
+    daemon.stop()?;
+    let g = g?;
+    let offered = g["packets"].as_u64().unwrap_or(0);
+    let duration = g["duration_s"].as_f64().unwrap_or(secs);
+    let received = after.1 - before.1;
+    let drops = after.2 - before.2;
+    let refused = dropped_after - dropped_before;
+    let queues: Vec<u64> = after.0.iter().zip(&before.0).map(|(a, b)| a - b).collect();
+    let core_ns = busy.get(1).copied().unwrap_or(0.0) * wall.as_secs_f64() * 1e9;
+    Ok(serde_json::json!({
+        "offered": offered,
+        "offered_mpps": offered as f64 / duration / 1e6,
+        "received": received,
+        "received_mpps": received as f64 / duration / 1e6,
+        "received_per_queue": queues,
+        "receiver_drops": drops,
+        "veth_refusals": refused,
+        "generator_refused": g["refused"],
+        "accounted": received + drops + refused == offered,
+        "receiving_core_busy": busy.get(1),
+        "receiving_core_ns_per_frame": core_ns / received.max(1) as f64,
+    }))
+}
+
+/// The `queues` part: `reps` rounds of the 1-queue and the 2-queue veth, their order
+/// alternating from round to round; the medians, and each round's 2-queue / 1-queue ratios.
+fn queues(reps: usize, secs: f64) -> Result<serde_json::Value> {
+    let beds = [Testbed::new("ndq", 1, BIN)?, Testbed::new("ndq", 2, BIN)?];
+    for tb in &beds {
+        tb.pin_neighbours()?;
+        // Only the generator's frames, for exact accounting (see `main`).
+        netdemux::testbed::must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &tb.ns_a,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{}.disable_ipv6=1", tb.veth_a),
+            ],
+        )?;
+    }
+    // Warm-up, discarded.
+    queue_sample(&beds[0], 1.0)?;
+    let mut samples: [Vec<serde_json::Value>; 2] = [Vec::new(), Vec::new()];
+    for rep in 0..reps {
+        let order = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let s = queue_sample(&beds[i], secs)?;
+            eprintln!("queues rep {} {} queue(s) {s}", rep + 1, i + 1);
+            samples[i].push(s);
+        }
+    }
+    drop(beds);
+    let paired = |k: &str| -> Vec<f64> {
+        samples[1]
+            .iter()
+            .zip(&samples[0])
+            .filter_map(|(two, one)| Some(two[k].as_f64()? / one[k].as_f64()?))
+            .collect()
+    };
+    let spread = |v: Vec<f64>| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        serde_json::json!([lo, hi])
+    };
+    let ratio = |k: &str| median_by(&samples[1], k) / median_by(&samples[0], k);
+    let rows: Vec<serde_json::Value> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            serde_json::json!({
+                "queues": i + 1,
+                "offered_mpps": median_by(s, "offered_mpps"),
+                "received_mpps": median_by(s, "received_mpps"),
+                "receiving_core_ns_per_frame": median_by(s, "receiving_core_ns_per_frame"),
+                "receiving_core_busy": median_by(s, "receiving_core_busy"),
+                "accounted": s.iter().all(|x| x["accounted"] == true),
+                "samples": s,
+            })
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "layout": "pinned",
+        "sender": "packet",
+        "repetitions": reps,
+        "rows": rows,
+        "ratios": {
+            "received": ratio("received_mpps"),
+            "receiving_core_ns_per_frame": ratio("receiving_core_ns_per_frame"),
+        },
+        "spreads": {
+            "received": spread(paired("received_mpps")),
+            "receiving_core_ns_per_frame": spread(paired("receiving_core_ns_per_frame")),
+        },
+    }))
+}
+
 fn median_by(v: &[serde_json::Value], k: &str) -> f64 {
     let mut x: Vec<f64> = v.iter().filter_map(|s| s[k].as_f64()).collect();
     x.sort_by(f64::total_cmp);
@@ -261,6 +402,8 @@ fn main() -> Result<()> {
         }
     }
     drop(tb);
+    let queue_reps = if quick { 1 } else { 5 };
+    let queues = queues(queue_reps, secs)?;
 
     println!(
         "Load sweep: netdemux gen on CPU 0, receiver on CPU 1 (busy-poll), 1 veth queue; median of {reps}\n"
@@ -299,6 +442,32 @@ fn main() -> Result<()> {
         .unwrap_or(serde_json::Value::Null);
     println!("\nsink daemon memory: {memory}");
     println!("{}", placement.report());
+    println!(
+        "\n1 against 2 queues on the same CPUs: gen --sender packet on CPU 0; NAPI threads and sink workers (poll) on CPU 1; median of {queue_reps}\n"
+    );
+    println!(
+        "| queues | offered Mpps | received Mpps | receiving core ns per frame | every frame accounted |"
+    );
+    println!("|---:|---:|---:|---:|---|");
+    for r in queues["rows"].as_array().into_iter().flatten() {
+        let all = r["accounted"] == true;
+        unaccounted += usize::from(!all);
+        println!(
+            "| {} | {:.3} | {:.3} | {:.0} | {} |",
+            r["queues"],
+            r["offered_mpps"].as_f64().unwrap_or(0.0),
+            r["received_mpps"].as_f64().unwrap_or(0.0),
+            r["receiving_core_ns_per_frame"].as_f64().unwrap_or(0.0),
+            if all { "yes" } else { "NO" }
+        );
+    }
+    println!(
+        "2 queues / 1 queue: received {:.2}, receiving core ns per frame {:.2}",
+        queues["ratios"]["received"].as_f64().unwrap_or(0.0),
+        queues["ratios"]["receiving_core_ns_per_frame"]
+            .as_f64()
+            .unwrap_or(0.0)
+    );
     let out = serde_json::json!({
         "benchmark": "sweep",
         "quick": quick,
@@ -308,6 +477,7 @@ fn main() -> Result<()> {
         "rows": out_rows,
         "memory": memory,
         "placement": placement.summary(),
+        "queues": queues,
     });
     netdemux::testbed::write_results("sweep", &out)?;
     if unaccounted > 0 {

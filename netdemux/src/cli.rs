@@ -30,7 +30,7 @@ use crate::{
         self, RunConfig, parse_list,
         proxy::{self, ProxyKind},
     },
-    generator::{self, GenConfig, GenProto},
+    generator::{self, GenConfig, GenProto, GenSender},
     report::{DaemonReport, control_socket, prometheus, table},
     runtime::faults::FaultConfig,
     stack::tcp::MemoryBudget,
@@ -290,7 +290,8 @@ pub enum Command {
     ///
     /// Frames are built once per flow (source ports from 1024) and transmitted by the kernel
     /// from a page pool, on the interface given. The count is the offered load; see the
-    /// receiver's counters for what arrived.
+    /// receiver's counters for what arrived. With `--sender packet` they go through a raw
+    /// packet socket instead (slower; the kernel spreads the flows over the TX queues).
     Gen {
         #[command(flatten)]
         iface: Iface,
@@ -328,6 +329,12 @@ pub enum Command {
         /// Destination MAC (default: resolved through the kernel's neighbour table).
         #[arg(long, value_name = "MAC")]
         dst_mac: Option<String>,
+        /// How frames leave: xdp (live frames, no skbs; on a veth every frame lands on the
+        /// peer's RX queue numbered after the sending CPU) or packet (a raw packet socket, an
+        /// skb per frame: slower, but the kernel picks each flow's TX queue by its hash, so one
+        /// CPU feeds every queue of a multi-queue veth).
+        #[arg(long, value_enum, default_value = "xdp")]
+        sender: GenSender,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -640,6 +647,7 @@ pub fn run(cli: Cli) -> Result<()> {
             duration,
             threads,
             dst_mac,
+            sender,
             json,
         } => {
             let rate = match rate.as_str() {
@@ -669,6 +677,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 duration: Duration::from_secs_f64(duration),
                 threads,
                 dst_mac: dst_mac.as_deref().map(generator::parse_mac).transpose()?,
+                sender,
             };
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
@@ -689,6 +698,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     r.dst,
                     r.threads
                 );
+                if r.refused > 0 {
+                    println!(
+                        "{} of them refused by {} (its transmit path full; counted as its tx dropped)",
+                        r.refused, r.iface
+                    );
+                }
             }
         }
         Command::Gc { json } => {

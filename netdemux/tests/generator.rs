@@ -108,6 +108,142 @@ fn generated_frames_pass_the_kernels_checksums_and_cover_every_flow() {
     }
 }
 
+/// `ethtool -S` of `veth_b`: the frames each RX queue's NAPI ran the XDP program on.
+fn per_queue_xdp_packets(tb: &Testbed) -> Vec<u64> {
+    let out = must(
+        "ip",
+        &["netns", "exec", &tb.ns_b, "ethtool", "-S", &tb.veth_b],
+    );
+    let mut q: Vec<(u32, u64)> = out
+        .lines()
+        .filter_map(|l| {
+            let (name, v) = l.split_once(':')?;
+            let n = name.trim().strip_prefix("rx_queue_")?;
+            let (i, field) = n.split_once('_')?;
+            (field == "xdp_packets").then_some((i.parse().ok()?, v.trim().parse().ok()?))
+        })
+        .collect();
+    q.sort_unstable();
+    q.into_iter().map(|(_, v)| v).collect()
+}
+
+/// On veth, XDP frames land on the RX queue numbered after the sending CPU: from one CPU, all
+/// on one queue. `--sender packet` goes through the kernel's transmit path, which spreads the
+/// flows over the queues by their hash, so one CPU feeds both queues of a 2-queue veth. Either
+/// way every frame offered is matched by the program or counted as refused by veth (the packet
+/// socket's refusals are veth's `tx dropped`, and the generator reports them); and the kernel
+/// takes the packet socket's frames with good checksums, every flow's.
+#[test]
+fn the_packet_sender_feeds_every_queue_from_one_cpu() {
+    let tb = Testbed::new(2);
+    tb.attach("native");
+    // Only the generator's frames reach the program.
+    must(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &tb.ns_a,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv6.conf.{}.disable_ipv6=1", tb.veth_a),
+        ],
+    );
+    tb.netdemux_ok(&["bind", "--iface", &tb.veth_b, "udp", "198.18.0.2:9300"]);
+    let mut matched_before = 0;
+    for sender in ["xdp", "packet"] {
+        let (queues_before, refused_before, xmit_before) = (
+            per_queue_xdp_packets(&tb),
+            tb.sender_tx_dropped(),
+            xmit_errors(&tb),
+        );
+        // gen's only thread runs on CPU 0.
+        let report = gen_from_a(
+            &tb,
+            &[
+                "--dst",
+                "198.18.0.2:9300",
+                "--flows",
+                "64",
+                "--rate",
+                "20000",
+                "--duration",
+                "1",
+                "--sender",
+                sender,
+            ],
+        );
+        thread::sleep(Duration::from_millis(200));
+        assert_eq!(report["sender"], sender, "{report}");
+        let sent = report["packets"].as_u64().unwrap();
+        let queues: Vec<u64> = per_queue_xdp_packets(&tb)
+            .iter()
+            .zip(&queues_before)
+            .map(|(a, b)| a - b)
+            .collect();
+        let refused = (tb.sender_tx_dropped() - refused_before) + (xmit_errors(&tb) - xmit_before);
+        let matched = tb.stats()["bindings"][0]["packets"].as_u64().unwrap();
+        assert!(sent >= 4096, "{sender}: sent {sent}");
+        assert_eq!(
+            matched - matched_before + refused,
+            sent,
+            "{sender}: matched {matched} (before {matched_before}) + refused {refused} = sent {sent}"
+        );
+        matched_before = matched;
+        assert_eq!(queues.len(), 2, "{queues:?}");
+        if sender == "xdp" {
+            assert_eq!(
+                queues[1], 0,
+                "xdp frames from CPU 0 reach queue 0 only: {queues:?}"
+            );
+        } else {
+            assert_eq!(report["refused"], refused, "{report}");
+            // 64 flows hashed over two queues: each gets some (all on one: p = 2^-63).
+            assert!(
+                queues.iter().all(|&q| q > sent / 10),
+                "the flows spread over both queues: {queues:?} of {sent}"
+            );
+        }
+    }
+    // The kernel's own socket on an unbound port: good checksums, every flow.
+    let addr: SocketAddr = "198.18.0.2:9301".parse().unwrap();
+    let rx = QuietReceiver::start(
+        &tb.ns_b,
+        addr,
+        Some(32 << 20),
+        (0u64, HashSet::new()),
+        |(n, ports), _, from| {
+            *n += 1;
+            ports.insert(from.port());
+        },
+    );
+    let dropped_before = tb.sender_tx_dropped();
+    let report = gen_from_a(
+        &tb,
+        &[
+            "--dst",
+            "198.18.0.2:9301",
+            "--flows",
+            "16",
+            "--size",
+            "200",
+            "--rate",
+            "20000",
+            "--duration",
+            "1",
+            "--sender",
+            "packet",
+        ],
+    );
+    let (got, ports) = rx.finish();
+    let sent = report["packets"].as_u64().unwrap();
+    let refused = tb.sender_tx_dropped() - dropped_before;
+    assert_eq!(got + refused, sent, "received {got}, refused {refused}");
+    assert_eq!(udp_csum_errors(&tb), 0, "the kernel found bad checksums");
+    let want: HashSet<u16> = (1024..1040).collect();
+    assert_eq!(ports, want, "all 16 flows, source ports 1024-1039");
+}
+
 #[test]
 fn the_hit_ratio_holds() {
     let tb = Testbed::new(1);

@@ -19,6 +19,8 @@ const PACKAGES: &[&str] = &[
     "iputils-ping",
     "ethtool",
     "socat",
+    // The generator test asks the kernel whether an XDP link is gone.
+    "bpftool",
     // The TCP tests' and benchmark's clients, and crafted frames (scapy).
     "curl",
     "python3-scapy",

@@ -1,15 +1,25 @@
-//! `netdemux gen`: a line-rate traffic generator built on XDP live frames.
+//! `netdemux gen`: a line-rate traffic generator, two ways out.
 //!
-//! Each thread runs the `netdemux_gen` program through BPF_PROG_TEST_RUN with
-//! BPF_F_TEST_XDP_LIVE_FRAMES: the kernel builds `repeat` frames from a template in a page pool,
-//! the program gives each the next source port of the flow range (fixing the checksum), and
-//! XDP_TX transmits it on the interface named as the ingress device, in batches, without skbs.
-//! One template per destination is built up front; hits and misses alternate per call in the
-//! proportion of the hit ratio. The count reported is what the program processed (offered
-//! load); a receiver that cannot keep up shows its drops on its own side.
+//! By default (`--sender xdp`) each thread runs the `netdemux_gen` program through
+//! BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES: the kernel builds `repeat` frames from a
+//! template in a page pool, the program gives each the next source port of the flow range
+//! (fixing the checksum), and XDP_TX transmits it on the interface named as the ingress device,
+//! in batches, without skbs. One template per destination is built up front; hits and misses
+//! alternate per call in the proportion of the hit ratio. On a veth, such frames land on the
+//! peer's RX queue numbered after the sending CPU.
+//!
+//! `--sender packet` ([`packet_sender`]) sends a frame per flow, built up front, through a raw
+//! packet socket instead: an skb per frame, slower, but the device's TX queue is picked by the
+//! kernel as for any socket's traffic — on a multi-queue veth by each flow's hash, so one CPU
+//! feeds every queue.
+//!
+//! The count reported is the offered load (with the packet socket, the frames the device
+//! refused included, and counted apart); a receiver that cannot keep up shows its drops on its
+//! own side.
 
 mod anchor;
 pub mod frames;
+mod packet_sender;
 mod progress;
 
 use std::{
@@ -56,6 +66,28 @@ const BASE_PORT: u16 = 1024;
 /// Frames the kernel handles per batch inside a call.
 const BATCH: u32 = 64;
 
+/// How frames leave the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GenSender {
+    /// XDP live frames (BPF_PROG_TEST_RUN): no skbs, the fastest; on a veth every frame lands
+    /// on the peer's RX queue numbered after the sending CPU.
+    Xdp,
+    /// A raw packet socket through the kernel's transmit path: an skb per frame, slower; the
+    /// kernel picks the TX queue by each flow's hash, so one CPU feeds every queue of a
+    /// multi-queue veth.
+    Packet,
+}
+
+impl GenSender {
+    /// The name `--sender` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            GenSender::Xdp => "xdp",
+            GenSender::Packet => "packet",
+        }
+    }
+}
+
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct GenConfig {
@@ -83,6 +115,8 @@ pub struct GenConfig {
     pub threads: usize,
     /// Destination MAC; by default the kernel's neighbour entry for the destination.
     pub dst_mac: Option<[u8; 6]>,
+    /// How frames leave.
+    pub sender: GenSender,
 }
 
 /// What was sent.
@@ -108,6 +142,11 @@ pub struct GenReport {
     pub packets: u64,
     /// Of which to the hit destination.
     pub hits: u64,
+    /// `xdp` or `packet`.
+    pub sender: &'static str,
+    /// Of the frames offered, those the device refused to take (`packet` only: veth counts
+    /// them as its `tx dropped`; XDP frames it refuses are its `xdp_xmit_errors`).
+    pub refused: u64,
     /// Threads whose program stayed in the kernel's XDP dispatcher for the run (see `anchor`).
     pub anchored_threads: u64,
     /// Frames per second.
@@ -219,23 +258,45 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
         csum_offset: l4 + if cfg.proto == GenProto::Udp { 6 } else { 16 },
     };
 
-    let progress = Arc::new(progress::Progress::default());
-    let hit_count = Arc::new(AtomicU64::new(0));
-    let anchored = Arc::new(AtomicU64::new(0));
+    // The packet socket sends a frame per flow, each with its own source port and checksums.
+    let flow_frames = match cfg.sender {
+        GenSender::Xdp => None,
+        GenSender::Packet => {
+            let build = |dst: Option<SocketAddr>| -> Result<Vec<Vec<u8>>> {
+                let Some(dst) = dst else {
+                    return Ok(Vec::new());
+                };
+                (0..cfg.flows)
+                    .map(|i| frames::build(cfg.proto, macs, src_ip, BASE_PORT + i, dst, cfg.size))
+                    .collect()
+            };
+            Some(Arc::new(packet_sender::FlowFrames {
+                hits: build(Some(cfg.dst))?,
+                misses: build(cfg.miss_dst)?,
+            }))
+        }
+    };
+
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        progress: progress::Progress::default(),
+        hit_count: AtomicU64::new(0),
+        anchored: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        stop,
+        start,
+        deadline: start + cfg.duration,
+    });
     let cpus = thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    let start = Instant::now();
-    let deadline = start + cfg.duration;
     let mut workers = Vec::new();
     for t in 0..cfg.threads {
-        let (hit_frame, miss_frame, progress, hit_count, stop, anchored) = (
+        let (hit_frame, miss_frame, flow_frames, shared) = (
             hit_frame.clone(),
             miss_frame.clone(),
-            progress.clone(),
-            hit_count.clone(),
-            stop.clone(),
-            anchored.clone(),
+            flow_frames.clone(),
+            shared.clone(),
         );
         let per_thread_rate = cfg.rate.map(|r| r as f64 / cfg.threads as f64);
         let ratio = cfg.hit_ratio;
@@ -246,86 +307,30 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
                     let mut set = nix::sched::CpuSet::new();
                     let _ = set.set(t % cpus);
                     let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-                    let mut ebpf = object::open(1)?;
-                    let mut gen_settings: Array<_, GenSettings> = ebpf
-                        .take_map(map_names::GEN_SETTINGS)
-                        .context("the embedded object has no generator settings map")?
-                        .try_into()?;
-                    gen_settings.set(0, settings, 0)?;
-                    let prog: &mut Xdp = object::load_program(&mut ebpf, program_names::GEN)?;
-                    // Kept for the thread's whole run (see `anchor`); without it each call
-                    // waits twice for the kernel's RCU, and frames still go out.
-                    let anchor = match anchor::hold(prog) {
-                        Ok(a) => {
-                            anchored.fetch_add(1, Ordering::Relaxed);
-                            Some(a)
+                    match &flow_frames {
+                        Some(frames) => {
+                            packet_sender::send(ifindex, frames, ratio, per_thread_rate, &shared)
                         }
-                        Err(e) if t == 0 => {
-                            eprintln!("gen: each call waits for the kernel's RCU twice: {e:#}");
-                            None
-                        }
-                        Err(_) => None,
-                    };
-                    let burst = burst(per_thread_rate, anchor.is_some());
-                    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
-                    // The kernel wants data = 0 and data_end = the frame's length.
-                    let mut ctx = [0u8; 24];
-                    ctx[4..8].copy_from_slice(&(hit_frame.len() as u32).to_ne_bytes());
-                    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
-                    let began = Instant::now();
-                    let mut mine = 0u64;
-                    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-                        // Shrink the call so it ends about when the duration does (measured pace).
-                        let mut call = burst;
-                        if mine > 0 {
-                            let per_frame = began.elapsed().as_secs_f64() / mine as f64;
-                            let left = deadline
-                                .saturating_duration_since(Instant::now())
-                                .as_secs_f64();
-                            call = ((left / per_frame) as u32).clamp(MIN_BURST, burst);
-                        }
-                        // Hits and misses in the proportion of the hit ratio, in whole frames.
-                        let hit_part = (call as f64 * ratio).round() as u32;
-                        for (frame, repeat, hit) in [
-                            (&hit_frame, hit_part, true),
-                            (&miss_frame, call - hit_part, false),
-                        ] {
-                            if repeat == 0 {
-                                continue;
-                            }
-                            prog.test_run(TestRunOptions {
-                                data_in: Some(frame),
-                                ctx_in: Some(&ctx),
-                                repeat,
-                                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
-                                ..Default::default()
-                            })
-                            .context("BPF_PROG_TEST_RUN in live-frames mode failed")?;
-                            mine += repeat as u64;
-                            progress.record(repeat as u64, start.elapsed());
-                            if hit {
-                                hit_count.fetch_add(repeat as u64, Ordering::Relaxed);
-                            }
-                        }
-                        if let Some(r) = per_thread_rate {
-                            let due = Duration::from_secs_f64(mine as f64 / r);
-                            let elapsed = began.elapsed();
-                            if due > elapsed {
-                                thread::sleep(due - elapsed);
-                            }
-                        }
+                        None => live_frames(
+                            t,
+                            ifindex,
+                            settings,
+                            [&hit_frame, &miss_frame],
+                            ratio,
+                            per_thread_rate,
+                            &shared,
+                        ),
                     }
-                    Ok(())
                 })?,
         );
     }
     // A line a second, its rate over the calls that returned since the line before (see
     // `progress`).
-    let (mut last, mut printed) = (progress.tally(), Instant::now());
+    let (mut last, mut printed) = (shared.progress.tally(), Instant::now());
     while workers.iter().any(|w| !w.is_finished()) {
         thread::sleep(Duration::from_millis(100));
         if printed.elapsed() >= Duration::from_secs(1) {
-            let now = progress.tally();
+            let now = shared.progress.tally();
             if let Some(pps) = progress::rate(last, now) {
                 eprintln!(
                     "gen: {:>8.3} Mpps   total {:>12} frames",
@@ -342,7 +347,7 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
         w.join()
             .map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
     }
-    let packets = progress.tally().frames;
+    let packets = shared.progress.tally().frames;
     let pps = packets as f64 / elapsed;
     Ok(GenReport {
         iface: cfg.iface.name().to_string(),
@@ -357,9 +362,117 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
         hit_ratio: cfg.hit_ratio,
         duration_s: elapsed,
         packets,
-        hits: hit_count.load(Ordering::Relaxed),
-        anchored_threads: anchored.load(Ordering::Relaxed),
+        hits: shared.hit_count.load(Ordering::Relaxed),
+        sender: cfg.sender.name(),
+        refused: shared.refused.load(Ordering::Relaxed),
+        anchored_threads: shared.anchored.load(Ordering::Relaxed),
         pps,
         gbps: pps * cfg.size as f64 * 8.0 / 1e9,
     })
+}
+
+/// What the sending threads share.
+#[derive(Debug)]
+struct Shared {
+    /// Frames offered, as calls return.
+    progress: progress::Progress,
+    /// Of them, to the hit destination.
+    hit_count: AtomicU64,
+    /// Threads whose program is anchored (see `anchor`).
+    anchored: AtomicU64,
+    /// Frames the device refused (packet socket).
+    refused: AtomicU64,
+    /// Set on SIGINT/SIGTERM.
+    stop: Arc<AtomicBool>,
+    /// When the generator started.
+    start: Instant,
+    /// When the threads stop.
+    deadline: Instant,
+}
+
+/// One thread's sending loop with XDP live frames (see the module's notes): the embedded
+/// object's generator program, run through BPF_PROG_TEST_RUN in calls of up to a million
+/// frames, `[hit, miss]` templates in the proportion of the hit ratio.
+fn live_frames(
+    t: usize,
+    ifindex: u32,
+    settings: GenSettings,
+    [hit_frame, miss_frame]: [&[u8]; 2],
+    ratio: f64,
+    per_thread_rate: Option<f64>,
+    shared: &Shared,
+) -> Result<()> {
+    let mut ebpf = object::open(1)?;
+    let mut gen_settings: Array<_, GenSettings> = ebpf
+        .take_map(map_names::GEN_SETTINGS)
+        .context("the embedded object has no generator settings map")?
+        .try_into()?;
+    gen_settings.set(0, settings, 0)?;
+    let prog: &mut Xdp = object::load_program(&mut ebpf, program_names::GEN)?;
+    // Kept for the thread's whole run (see `anchor`); without it each call waits twice for the
+    // kernel's RCU, and frames still go out.
+    let anchor = match anchor::hold(prog) {
+        Ok(a) => {
+            shared.anchored.fetch_add(1, Ordering::Relaxed);
+            Some(a)
+        }
+        Err(e) if t == 0 => {
+            eprintln!("gen: each call waits for the kernel's RCU twice: {e:#}");
+            None
+        }
+        Err(_) => None,
+    };
+    let burst = burst(per_thread_rate, anchor.is_some());
+    // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress.
+    // The kernel wants data = 0 and data_end = the frame's length.
+    let mut ctx = [0u8; 24];
+    ctx[4..8].copy_from_slice(&(hit_frame.len() as u32).to_ne_bytes());
+    ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    let began = Instant::now();
+    let mut mine = 0u64;
+    while Instant::now() < shared.deadline && !shared.stop.load(Ordering::Relaxed) {
+        // Shrink the call so it ends about when the duration does (measured pace).
+        let mut call = burst;
+        if mine > 0 {
+            let per_frame = began.elapsed().as_secs_f64() / mine as f64;
+            let left = shared
+                .deadline
+                .saturating_duration_since(Instant::now())
+                .as_secs_f64();
+            call = ((left / per_frame) as u32).clamp(MIN_BURST, burst);
+        }
+        // Hits and misses in the proportion of the hit ratio, in whole frames.
+        let hit_part = (call as f64 * ratio).round() as u32;
+        for (frame, repeat, hit) in [
+            (hit_frame, hit_part, true),
+            (miss_frame, call - hit_part, false),
+        ] {
+            if repeat == 0 {
+                continue;
+            }
+            prog.test_run(TestRunOptions {
+                data_in: Some(frame),
+                ctx_in: Some(&ctx),
+                repeat,
+                attrs: TestRunAttrs::new().xdp_live_frames(BATCH),
+                ..Default::default()
+            })
+            .context("BPF_PROG_TEST_RUN in live-frames mode failed")?;
+            mine += repeat as u64;
+            shared
+                .progress
+                .record(repeat as u64, shared.start.elapsed());
+            if hit {
+                shared.hit_count.fetch_add(repeat as u64, Ordering::Relaxed);
+            }
+        }
+        if let Some(r) = per_thread_rate {
+            let due = Duration::from_secs_f64(mine as f64 / r);
+            let elapsed = began.elapsed();
+            if due > elapsed {
+                thread::sleep(due - elapsed);
+            }
+        }
+    }
+    Ok(())
 }

@@ -569,6 +569,9 @@ fn main() -> Result<()> {
     // The machine's speed on the generator's core before and after each sample (see
     // `support::speed`).
     let speed = support::speed::SpeedProbe::start(0)?;
+    // The same on the receiver's core: recorded beside each sample, not fitted on (to learn
+    // whether it tells the echo's levels apart, whose bottleneck is that core).
+    let speed_receiver = support::speed::SpeedProbe::start(1)?;
     // The two sides of each ratio measured one right after the other in every repetition (the
     // sink with the bare consumers, the echo with the bare reflector, the miss with its two
     // baselines): a drift of the VM's speed over tens of seconds moves both sides alike.
@@ -613,6 +616,7 @@ fn main() -> Result<()> {
                 // The speed probes lie outside the window of the CPU times (their test_run
                 // calls busy CPU 0 for a millisecond or two).
                 let speed_before = speed.ns()?;
+                let speed_receiver_before = speed_receiver.ns()?;
                 let arrived_before = if answers(r) { answers_arrived(&tb)? } else { 0 };
                 let (before, drops_before, cpu_before) = (
                     received(&tb, r, &s)?,
@@ -630,6 +634,7 @@ fn main() -> Result<()> {
                     netdemux::testbed::cpu_times(),
                 );
                 let speed_after = speed.ns()?;
+                let speed_receiver_after = speed_receiver.ns()?;
                 let arrived = if answers(r) {
                     answers_arrived(&tb)? - arrived_before
                 } else {
@@ -649,6 +654,7 @@ fn main() -> Result<()> {
                     "receiver_drops": drops_after - drops_before,
                     "cpu_busy": busy,
                     "speed_ns": [speed_before, speed_after],
+                    "speed_receiver_ns": [speed_receiver_before, speed_receiver_after],
                 });
                 if answers(r) {
                     // Sent but never at the peer (veth refused them: its backlog was full).

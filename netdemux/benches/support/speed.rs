@@ -7,8 +7,10 @@
 //! each ratio at equal speed (`support::stats::fit_at_equal`).
 //!
 //! The probe sees the speed at a sample's two ends, not a slowdown that starts and ends inside
-//! it; and it times the generator's core only (the echo's bottleneck, the receiver's core,
-//! runs a spinning worker that a probe there would compete with).
+//! it. The fit uses the generator's core only; `udp` also records a probe of the receiver's
+//! core (`speed_receiver_ns`, the echo's bottleneck), outside the sample's window like the
+//! other: it shares that core with a spinning worker for its few calls, test_run's clock stops
+//! where the kernel reschedules between runs, and the fastest of the calls counts.
 
 use std::{
     sync::mpsc::{self, Receiver, Sender},

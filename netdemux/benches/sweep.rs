@@ -269,17 +269,7 @@ fn queues(reps: usize, secs: f64) -> Result<serde_json::Value> {
     for tb in &beds {
         tb.pin_neighbours()?;
         // Only the generator's frames, for exact accounting (see `main`).
-        netdemux::testbed::must(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &tb.ns_a,
-                "sysctl",
-                "-qw",
-                &format!("net.ipv6.conf.{}.disable_ipv6=1", tb.veth_a),
-            ],
-        )?;
+        tb.sender_ipv4_only()?;
     }
     // Warm-up, discarded.
     queue_sample(&beds[0], 1.0)?;
@@ -369,17 +359,7 @@ fn main() -> Result<()> {
     // the peer's own IPv6 (router solicitations, backing off to minutes apart) would reach the
     // bare consumer, whose program takes every frame, and a full ring drops them with the rest
     // (a row once counted two frames more than the generator sent). The sweep is IPv4 only.
-    netdemux::testbed::must(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &tb.ns_a,
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", tb.veth_a),
-        ],
-    )?;
+    tb.sender_ipv4_only()?;
     let mut samples: Vec<Vec<serde_json::Value>> = vec![Vec::new(); rows.len()];
     // Where the host has the two vCPUs, recorded with every sample, as in `udp`.
     let mut placement = Placement::new();

@@ -258,6 +258,25 @@ impl Testbed {
         serde_json::from_slice(&out.stdout).context("gen --json is not JSON")
     }
 
+    /// Turns IPv6 off on `veth_a`, so that namespace a sends nothing of its own kernel's there
+    /// but the odd ARP answer (its router solicitations back off to minutes apart, and would
+    /// reach a receiver whose program takes every frame): for an exact count of the
+    /// generator's frames.
+    pub fn sender_ipv4_only(&self) -> Result<()> {
+        must(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.ns_a,
+                "sysctl",
+                "-qw",
+                &format!("net.ipv6.conf.{}.disable_ipv6=1", self.veth_a),
+            ],
+        )
+        .map(|_| ())
+    }
+
     /// XDP frames `veth_a` could not pass on to its peer (its `xdp_xmit_errors`: the peer's
     /// ring was full) — the generator's frames lost before the receiver's XDP program.
     pub fn veth_refusals(&self) -> Result<u64> {

@@ -46,6 +46,20 @@ fn xmit_errors(tb: &Testbed) -> u64 {
     .sum()
 }
 
+/// A kernel socket on `addr` in namespace b that counts the datagrams and their source ports.
+fn count_flows(tb: &Testbed, addr: SocketAddr) -> QuietReceiver<(u64, HashSet<u16>)> {
+    QuietReceiver::start(
+        &tb.ns_b,
+        addr,
+        Some(32 << 20),
+        (0u64, HashSet::new()),
+        |(n, ports), _, from| {
+            *n += 1;
+            ports.insert(from.port());
+        },
+    )
+}
+
 fn udp_csum_errors(tb: &Testbed) -> u64 {
     netdemux::testbed::kernel_counters(&tb.ns_b, &["UdpInCsumErrors", "Udp6InCsumErrors"]).unwrap()
 }
@@ -61,17 +75,7 @@ fn generated_frames_pass_the_kernels_checksums_and_cover_every_flow() {
         ("[2001:db8::2]:9100", None, 66),
     ] {
         let addr: SocketAddr = dst.parse().unwrap();
-        // How many datagrams, from which source ports.
-        let rx = QuietReceiver::start(
-            &tb.ns_b,
-            addr,
-            Some(32 << 20),
-            (0u64, HashSet::new()),
-            |(n, ports), _, from| {
-                *n += 1;
-                ports.insert(from.port());
-            },
-        );
+        let rx = count_flows(&tb, addr);
         let errors_before = xmit_errors(&tb);
         let mut args = vec![
             "--dst",
@@ -138,17 +142,7 @@ fn the_packet_sender_feeds_every_queue_from_one_cpu() {
     let tb = Testbed::new(2);
     tb.attach("native");
     // Only the generator's frames reach the program.
-    must(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &tb.ns_a,
-            "sysctl",
-            "-qw",
-            &format!("net.ipv6.conf.{}.disable_ipv6=1", tb.veth_a),
-        ],
-    );
+    tb.sender_ipv4_only().unwrap();
     tb.netdemux_ok(&["bind", "--iface", &tb.veth_b, "udp", "198.18.0.2:9300"]);
     let mut matched_before = 0;
     for sender in ["xdp", "packet"] {
@@ -219,16 +213,7 @@ fn the_packet_sender_feeds_every_queue_from_one_cpu() {
     }
     // The kernel's own socket on an unbound port: good checksums, every flow.
     let addr: SocketAddr = "198.18.0.2:9301".parse().unwrap();
-    let rx = QuietReceiver::start(
-        &tb.ns_b,
-        addr,
-        Some(32 << 20),
-        (0u64, HashSet::new()),
-        |(n, ports), _, from| {
-            *n += 1;
-            ports.insert(from.port());
-        },
-    );
+    let rx = count_flows(&tb, addr);
     let dropped_before = tb.sender_tx_dropped();
     let report = gen_from_a(
         &tb,

@@ -466,13 +466,18 @@ fn live_frames(
                 shared.hit_count.fetch_add(repeat as u64, Ordering::Relaxed);
             }
         }
-        if let Some(r) = per_thread_rate {
-            let due = Duration::from_secs_f64(mine as f64 / r);
-            let elapsed = began.elapsed();
-            if due > elapsed {
-                thread::sleep(due - elapsed);
-            }
-        }
+        pace(mine, per_thread_rate, began);
     }
     Ok(())
+}
+
+/// At a set rate, sleeps until `sent` frames are due since `began`.
+fn pace(sent: u64, per_thread_rate: Option<f64>, began: Instant) {
+    if let Some(r) = per_thread_rate {
+        let due = Duration::from_secs_f64(sent as f64 / r);
+        let elapsed = began.elapsed();
+        if due > elapsed {
+            thread::sleep(due - elapsed);
+        }
+    }
 }

@@ -2,15 +2,11 @@
 //! ([`PacketSender`]): a frame per flow built up front, batches of [`MAX_BATCH`] handed to the
 //! kernel's transmit path, hits and misses interleaved in the proportion of the hit ratio.
 
-use std::{
-    sync::atomic::Ordering,
-    thread,
-    time::{Duration, Instant},
-};
+use std::{sync::atomic::Ordering, time::Instant};
 
 use anyhow::{Context as _, Result};
 
-use super::Shared;
+use super::{Shared, pace};
 use crate::xsk::packet::{MAX_BATCH, PacketSender};
 
 /// The frames of every flow: `hits[i]` from source port `BASE_PORT + i` to the destination,
@@ -92,13 +88,7 @@ pub fn send(
         shared
             .progress
             .record(batch.len() as u64, shared.start.elapsed());
-        if let Some(r) = per_thread_rate {
-            let due = Duration::from_secs_f64(offered as f64 / r);
-            let elapsed = began.elapsed();
-            if due > elapsed {
-                thread::sleep(due - elapsed);
-            }
-        }
+        pace(offered, per_thread_rate, began);
     }
     Ok(())
 }

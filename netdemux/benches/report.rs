@@ -158,7 +158,7 @@ fn main() -> Result<()> {
         .iter()
         .filter_map(|&(name, layout, key)| {
             let per_round = tcp?["layouts"][layout]["round_ratios"][key].as_array()?;
-            let spread = lowest_highest(per_round.iter().filter_map(Value::as_f64))?;
+            let spread = support::lowest_highest(per_round.iter().filter_map(Value::as_f64))?;
             Some((name.to_string(), json!(spread)))
         })
         .collect();
@@ -259,18 +259,13 @@ const HTTP_SPREADS: [(&str, &str, &str); 5] = [
     ("tcp_reqs_vs_kernel_shared", "shared", "tcp_reqs_vs_kernel"),
 ];
 
-/// The lowest and highest of `v`, or `None` when it is empty.
-fn lowest_highest(v: impl Iterator<Item = f64> + Clone) -> Option<[f64; 2]> {
-    Some([v.clone().reduce(f64::min)?, v.reduce(f64::max)?])
-}
-
 /// The lowest and highest ratio of one repetition for the `udp` ratio `name` in the busy-poll
 /// layout (a repetition measures every receiver once, interleaved, so its two sides pair up).
 fn udp_spread(udp: &Value, name: &str) -> Option<[f64; 2]> {
     let &(_, a, b) = support::UDP_RATIOS.iter().find(|r| r.0 == name)?;
     let samples = |k: &str| udp["receivers"][k]["busy_poll"]["samples"].as_array();
     let (a, b) = (samples(a)?, samples(b)?);
-    lowest_highest(
+    support::lowest_highest(
         a.iter()
             .zip(b)
             .filter_map(|(x, y)| Some(x["received_mpps"].as_f64()? / y["received_mpps"].as_f64()?)),

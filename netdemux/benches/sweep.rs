@@ -31,7 +31,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use netdemux::testbed::{Daemon, Testbed, cpu_busy, cpu_times, queue_sum, ring_drops};
+use netdemux::testbed::{Daemon, Testbed, cpu_busy, cpu_times, ring_drops};
 use support::{
     BareProgram, Layout, napi_thread, pin_napi,
     placement::{Placement, Watch},
@@ -212,9 +212,9 @@ fn queue_sample(tb: &Testbed, secs: f64) -> Result<serde_json::Value> {
             .map(|q| q["rx"].as_u64().unwrap_or(0))
             .collect()
     };
-    let read = || -> Result<(Vec<u64>, u64, u64)> {
+    let read = || -> Result<(Vec<u64>, u64)> {
         let v = tb.stats()?;
-        Ok((per_queue(&v), queue_sum(&v, "rx"), ring_drops(&v)))
+        Ok((per_queue(&v), ring_drops(&v)))
     };
     let (before, dropped_before) = (read()?, tb.sender_tx_dropped()?);
     let (cpu_before, wall) = (cpu_times(), std::time::Instant::now());
@@ -238,11 +238,11 @@ fn queue_sample(tb: &Testbed, secs: f64) -> Result<serde_json::Value> {
     let g = g?;
     let offered = g["packets"].as_u64().unwrap_or(0);
     let duration = g["duration_s"].as_f64().unwrap_or(secs);
-    let received = after.1 - before.1;
-    let drops = after.2 - before.2;
+    let queues: Vec<u64> = after.0.iter().zip(&before.0).map(|(a, b)| a - b).collect();
+    let received: u64 = queues.iter().sum();
+    let drops = after.1 - before.1;
     let refused = dropped_after - dropped_before;
     let gen_refused = g["refused"].as_u64().unwrap_or(0);
-    let queues: Vec<u64> = after.0.iter().zip(&before.0).map(|(a, b)| a - b).collect();
     let core_ns = busy.get(1).copied().unwrap_or(0.0) * wall.as_secs_f64() * 1e9;
     Ok(serde_json::json!({
         "offered": offered,
@@ -252,7 +252,7 @@ fn queue_sample(tb: &Testbed, secs: f64) -> Result<serde_json::Value> {
         "received_per_queue": queues,
         "receiver_drops": drops,
         "veth_refusals": refused,
-        "generator_refused": g["refused"],
+        "generator_refused": gen_refused,
         // The generator's count of its refused frames balances the equation; veth's own count
         // must cover it (it also counts the peer kernel's frames it could not pass on: a run
         // once had veth count one frame more than the generator, and every frame balanced).
@@ -290,11 +290,7 @@ fn queues(reps: usize, secs: f64) -> Result<serde_json::Value> {
             .filter_map(|(two, one)| Some(two[k].as_f64()? / one[k].as_f64()?))
             .collect()
     };
-    let spread = |v: Vec<f64>| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        serde_json::json!([lo, hi])
-    };
+    let spread = |v: Vec<f64>| serde_json::json!(support::lowest_highest(v.into_iter()));
     let ratio = |k: &str| median_by(&samples[1], k) / median_by(&samples[0], k);
     let rows: Vec<serde_json::Value> = samples
         .iter()

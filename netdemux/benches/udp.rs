@@ -614,7 +614,7 @@ fn main() -> Result<()> {
                     continue;
                 }
                 // The speed probes lie outside the window of the CPU times (their test_run
-                // calls busy CPU 0 for a millisecond or two).
+                // calls busy each core for a millisecond or two).
                 let speed_before = speed.ns()?;
                 let speed_receiver_before = speed_receiver.ns()?;
                 let arrived_before = if answers(r) { answers_arrived(&tb)? } else { 0 };

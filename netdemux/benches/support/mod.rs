@@ -131,6 +131,11 @@ pub fn counted_cell(v: &serde_json::Value) -> String {
     }
 }
 
+/// The lowest and highest of `v`, or `None` when it is empty.
+pub fn lowest_highest(v: impl Iterator<Item = f64> + Clone) -> Option<[f64; 2]> {
+    Some([v.clone().reduce(f64::min)?, v.reduce(f64::max)?])
+}
+
 /// Pins the calling thread to `cpu` (best effort).
 pub fn pin(cpu: usize) {
     let mut set = nix::sched::CpuSet::new();

@@ -66,8 +66,9 @@ const BASE_PORT: u16 = 1024;
 /// Frames the kernel handles per batch inside a call.
 const BATCH: u32 = 64;
 
-/// How frames leave the host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How frames leave the host (named in `--json` as `--sender` takes it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum GenSender {
     /// XDP live frames (BPF_PROG_TEST_RUN): no skbs, the fastest; on a veth every frame lands
     /// on the peer's RX queue numbered after the sending CPU.
@@ -76,16 +77,6 @@ pub enum GenSender {
     /// kernel picks the TX queue by each flow's hash, so one CPU feeds every queue of a
     /// multi-queue veth.
     Packet,
-}
-
-impl GenSender {
-    /// The name `--sender` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            GenSender::Xdp => "xdp",
-            GenSender::Packet => "packet",
-        }
-    }
 }
 
 /// What to generate.
@@ -142,8 +133,8 @@ pub struct GenReport {
     pub packets: u64,
     /// Of which to the hit destination.
     pub hits: u64,
-    /// `xdp` or `packet`.
-    pub sender: &'static str,
+    /// How the frames left.
+    pub sender: GenSender,
     /// Of the frames offered, those the device refused to take (`packet` only: veth counts
     /// them as its `tx dropped`; XDP frames it refuses are its `xdp_xmit_errors`).
     pub refused: u64,
@@ -363,7 +354,7 @@ pub fn run(cfg: &GenConfig, stop: Arc<AtomicBool>) -> Result<GenReport> {
         duration_s: elapsed,
         packets,
         hits: shared.hit_count.load(Ordering::Relaxed),
-        sender: cfg.sender.name(),
+        sender: cfg.sender,
         refused: shared.refused.load(Ordering::Relaxed),
         anchored_threads: shared.anchored.load(Ordering::Relaxed),
         pps,

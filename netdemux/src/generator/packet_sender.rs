@@ -55,11 +55,11 @@ pub fn send(
         hits: 0,
     };
     let mut batch: Vec<&[u8]> = Vec::with_capacity(MAX_BATCH);
-    let (mut batch_hits, mut offered) = (Vec::with_capacity(MAX_BATCH), 0u64);
+    let mut offered = 0u64;
     let began = Instant::now();
     while Instant::now() < shared.deadline && !shared.stop.load(Ordering::Relaxed) {
         batch.clear();
-        batch_hits.clear();
+        let mut hits = 0;
         while batch.len() < MAX_BATCH {
             let (hit, flow) = order.next(flows);
             batch.push(if hit {
@@ -67,7 +67,7 @@ pub fn send(
             } else {
                 &frames.misses[flow]
             });
-            batch_hits.push(hit);
+            hits += u64::from(hit);
         }
         // Hand the whole batch over: what the device refused counts as offered (the device
         // counts it as dropped), and the frames after it go in the next call.
@@ -76,14 +76,12 @@ pub fn send(
             let sent = socket
                 .send(&batch[at..])
                 .context("sending on the packet socket failed")?;
-            let done = sent.accepted + sent.refused;
-            let hits = batch_hits[at..at + done].iter().filter(|&&h| h).count();
-            shared.hit_count.fetch_add(hits as u64, Ordering::Relaxed);
             shared
                 .refused
                 .fetch_add(sent.refused as u64, Ordering::Relaxed);
-            at += done;
+            at += sent.accepted + sent.refused;
         }
+        shared.hit_count.fetch_add(hits, Ordering::Relaxed);
         offered += batch.len() as u64;
         shared
             .progress
